@@ -1,0 +1,91 @@
+"""Append-only JSONL checkpoints keyed by a stable id, and atomic final files.
+
+A run appends one record per finished request and flushes at once, so a kill loses at most the line being
+written; on resume a torn last line is dropped and that request is redone. The last record for an id wins,
+so a request that failed earlier and succeeds on a rerun ends up ``ok``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+
+class JsonlCheckpoint:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._handle = None
+
+    def load(self) -> dict[str, dict]:
+        """Records by id (last one wins). A torn trailing line is cut off the file so appends stay valid."""
+        records: dict[str, dict] = {}
+        if not self.path.exists():
+            return records
+        with open(self.path, "rb") as handle:
+            data = handle.read()
+        good_end = 0
+        for line in data.splitlines(keepends=True):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                break
+            if not line.endswith(b"\n"):
+                break
+            records[record["id"]] = record
+            good_end += len(line)
+        if good_end < len(data):
+            with open(self.path, "r+b") as handle:
+                handle.truncate(good_end)
+        return records
+
+    def append(self, records: Iterable[dict]) -> None:
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "a", encoding="utf-8")
+        for record in records:
+            self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def remove(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict]) -> None:
+    """Write records as JSON lines to ``path`` via a temporary file and a rename, so readers never see half."""
+    _atomic_write(Path(path), lambda h: h.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> None:
+    _atomic_write(Path(path), lambda h: json.dump(obj, h, indent=2, ensure_ascii=False))
+
+
+def read_records(path: str | os.PathLike) -> list[dict]:
+    """Read a JSONL file, or a JSON array (the paper's released outputs use arrays despite the suffix)."""
+    text = Path(path).read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        return json.loads(text)
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

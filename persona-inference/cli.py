@@ -1,0 +1,92 @@
+"""Dataclass-driven command lines (TRL style) without importing transformers, so ``--help`` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import enum
+import sys
+import typing
+from typing import TypeVar
+
+from persona_inference.errors import UsageError
+
+T = TypeVar("T")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports bad flags as one ``error:`` line naming the fix."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _unwrap(tp) -> tuple[type, bool]:
+    """Return (base type, is_list) for ``X``, ``X | None``, ``list[X]`` and ``list[X] | None``."""
+    if type(None) in typing.get_args(tp):
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    if typing.get_origin(tp) is list:
+        return typing.get_args(tp)[0], True
+    return tp, False
+
+
+def _is_enum(tp) -> bool:
+    return isinstance(tp, type) and issubclass(tp, enum.Enum)
+
+
+def parse_enum(enum_cls: type[enum.Enum], value: str, flag: str) -> enum.Enum:
+    """Convert ``value`` to ``enum_cls`` or raise a UsageError listing the valid choices."""
+    if isinstance(value, enum_cls):
+        return value
+    for member in enum_cls:
+        if value in (member.value, member.name):
+            return member
+    choices = ", ".join(m.value for m in enum_cls)
+    raise UsageError(f"unknown {flag} '{value}'; choose one of: {choices}")
+
+
+def parse_args(cls: type[T], argv: list[str] | None = None, description: str | None = None) -> T:
+    """Build an argparse parser from dataclass ``cls`` (help from ``metadata['help']``) and parse ``argv``.
+
+    Field metadata may hold ``aliases`` (extra flag names). Enum fields are checked with a clear error.
+    """
+    parser = OneLineParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        base, is_list = _unwrap(hints[field.name])
+        flags = [f"--{field.name}", *field.metadata.get("aliases", [])]
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        kwargs: dict = {"dest": field.name, "help": field.metadata.get("help", ""), "default": default}
+        if base is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif _is_enum(base):
+            kwargs["metavar"] = "{" + ",".join(m.value for m in base) + "}"
+            kwargs["default"] = [d.value for d in default] if is_list else getattr(default, "value", default)
+        else:
+            kwargs["type"] = base
+        if is_list:
+            kwargs["nargs"] = "+"
+        parser.add_argument(*flags, **kwargs)
+    namespace = parser.parse_args(argv)
+    values = {}
+    for field in dataclasses.fields(cls):
+        value = getattr(namespace, field.name)
+        base, is_list = _unwrap(hints[field.name])
+        if _is_enum(base) and value is not None:
+            flag = f"--{field.name}"
+            value = [parse_enum(base, v, flag) for v in value] if is_list else parse_enum(base, value, flag)
+        values[field.name] = value
+    return cls(**values)
+
+
+def public_args(args) -> dict:
+    """The arguments as JSON-ready values, for ``run.json`` (no secrets ever live in arguments)."""
+    out = {}
+    for key, value in dataclasses.asdict(args).items():
+        if isinstance(value, enum.Enum):
+            value = value.value
+        elif isinstance(value, list):
+            value = [v.value if isinstance(v, enum.Enum) else v for v in value]
+        out[key] = value
+    return out

@@ -1,0 +1,106 @@
+"""Loading preference datasets from the Hub, ``save_to_disk`` folders or local files; partitions; row ids."""
+
+from __future__ import annotations
+
+import hashlib
+from enum import Enum
+from pathlib import Path
+
+from persona_inference.errors import UsageError
+
+LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
+
+
+class Partition(str, Enum):
+    full = "full"
+    first_half = "first_half"
+    second_half = "second_half"
+    first_quarter = "first_quarter"
+    second_quarter = "second_quarter"
+    third_quarter = "third_quarter"
+    fourth_quarter = "fourth_quarter"
+    first_eighth = "first_eighth"
+    second_eighth = "second_eighth"
+    third_eighth = "third_eighth"
+    fourth_eighth = "fourth_eighth"
+    fifth_eighth = "fifth_eighth"
+    sixth_eighth = "sixth_eighth"
+    seventh_eighth = "seventh_eighth"
+    eighth_eighth = "eighth_eighth"
+
+
+_ORDINALS = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth"]
+_PARTS = {"half": 2, "quarter": 4, "eighth": 8}
+
+
+def partition_range(partition: Partition, n: int) -> range:
+    """Contiguous row range of ``partition`` in a dataset of ``n`` rows; the parts of one size tile it exactly."""
+    if partition == Partition.full:
+        return range(n)
+    ordinal, size = partition.value.split("_")
+    parts, index = _PARTS[size], _ORDINALS.index(ordinal)
+    return range(index * n // parts, (index + 1) * n // parts)
+
+
+def load_split(dataset_name: str, config: str | None = None, split: str = "train", cache_dir: str | None = None):
+    """Load one split as a ``datasets.Dataset``.
+
+    ``dataset_name`` may be a local file (.jsonl/.json/.csv/.parquet), a ``save_to_disk`` folder (a Dataset or a
+    DatasetDict; with one split, that split is used) or a Hub id with ``config`` as its config name.
+    """
+    import datasets
+
+    path = Path(dataset_name).expanduser()
+    if path.is_file():
+        builder = LOCAL_FORMATS.get(path.suffix.lower())
+        if builder is None:
+            raise UsageError(f"unsupported data file '{path.name}': use one of {', '.join(LOCAL_FORMATS)}")
+        return datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=cache_dir)
+    if path.is_dir():
+        try:
+            loaded = datasets.load_from_disk(str(path))
+        except FileNotFoundError:
+            raise UsageError(f"'{path}' is not a datasets.save_to_disk folder: pass such a folder or a data file") from None
+        return _pick_split(loaded, split, str(path))
+    if dataset_name.startswith((".", "/", "~")) or dataset_name.count("/") > 1:
+        raise UsageError(f"dataset path '{dataset_name}' does not exist: pass an existing file or folder, or a Hub id")
+    try:
+        loaded = datasets.load_dataset(dataset_name, config, cache_dir=cache_dir)
+    except ValueError as err:
+        raise UsageError(f"could not load '{dataset_name}' config '{config}': {str(err).splitlines()[0][:200]}") from None
+    except Exception as err:  # the Hub unreachable, unknown repo: name the offline alternative
+        raise UsageError(
+            f"could not load dataset '{dataset_name}' from the Hub ({type(err).__name__}): "
+            "pass a local save_to_disk folder or a .jsonl/.csv/.parquet file instead"
+        ) from None
+    return _pick_split(loaded, split, dataset_name)
+
+
+def _pick_split(loaded, split: str, where: str):
+    import datasets
+
+    if isinstance(loaded, datasets.Dataset):
+        return loaded
+    if split in loaded:
+        return loaded[split]
+    if len(loaded) == 1:
+        return next(iter(loaded.values()))
+    raise UsageError(f"split '{split}' not found in {where}; available splits: {', '.join(loaded)}")
+
+
+def check_columns(dataset, required: tuple[str, ...], where: str) -> None:
+    missing = [c for c in required if c not in dataset.column_names]
+    if missing:
+        raise UsageError(
+            f"{where} lacks column(s) {', '.join(missing)} (has: {', '.join(dataset.column_names)}); "
+            "rename your columns or pass another dataset"
+        )
+    if len(dataset) == 0:
+        raise UsageError(f"{where} is empty: pass a dataset with at least one row")
+
+
+def row_key(row: dict) -> str:
+    """A short digest of a preference row, so ids from another dataset never match this one."""
+    text = "\x1f".join(str(row.get(c, "")) for c in PREFERENCE_COLUMNS)
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:10]

@@ -1,0 +1,54 @@
+"""LLM backends by name: a plain map from ``ModelType`` to a class, and ``make_llm`` to build one."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from persona_inference.llm.base import LLM, Completion, GenerationConfig, Request
+
+
+class ModelType(str, Enum):
+    hf_chat = "hf_chat"
+    open_ai = "open_ai"
+    anthropic = "anthropic"
+    cohere = "cohere"
+
+
+def make_llm(
+    model_type: ModelType,
+    model_name: str,
+    generation: GenerationConfig,
+    *,
+    base_url: str | None = None,
+    concurrency: int = 8,
+    batch_size: int = 8,
+    device_map: str | None = "auto",
+    load_in_4bit: bool = False,
+    load_in_8bit: bool = False,
+    cache_dir: str | None = None,
+) -> LLM:
+    """Build the backend; API keys come from the environment (``.env`` loaded by the caller)."""
+    from persona_inference.secrets import base_url_from_env, get_key
+
+    if model_type == ModelType.hf_chat:
+        from persona_inference.llm.hf import HFBackend
+
+        return HFBackend(
+            model_name,
+            generation,
+            batch_size=batch_size,
+            device_map=device_map,
+            load_in_4bit=load_in_4bit,
+            load_in_8bit=load_in_8bit,
+            cache_dir=cache_dir,
+        )
+    from persona_inference.llm.api import AnthropicBackend, CohereBackend, OpenAIBackend
+
+    backend = {ModelType.open_ai: OpenAIBackend, ModelType.anthropic: AnthropicBackend, ModelType.cohere: CohereBackend}
+    base_url = base_url or base_url_from_env(model_type.value)
+    # A local OpenAI-compatible server (vLLM, Ollama, llama.cpp) usually needs no key.
+    key = get_key(model_type.value, required=not (model_type == ModelType.open_ai and base_url)) or "EMPTY"
+    return backend[model_type](model_name, generation, api_key=key, base_url=base_url, concurrency=concurrency)
+
+
+__all__ = ["LLM", "Completion", "GenerationConfig", "ModelType", "Request", "make_llm"]

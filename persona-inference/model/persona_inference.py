@@ -1,0 +1,57 @@
+"""Persona inference: for each row, the persona of a user who prefers ``chosen``, and one who prefers ``rejected``."""
+
+from __future__ import annotations
+
+import re
+
+from persona_inference.data import row_key
+from persona_inference.llm.base import Request
+from persona_inference.prompts import fill
+
+PERSONA_PREFIX = "The user is"
+SIDES = ("chosen", "rejected")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+_LEFTOVERS = re.compile(r"^(persona|answer|output)\s*:\s*", re.IGNORECASE)
+
+
+def build_requests(dataset, rows: range, template: str) -> tuple[list[Request], dict[str, dict]]:
+    """Two requests per row, ordered as the seed: every chosen-side request, then every rejected-side one."""
+    requests, meta = [], {}
+    for side in SIDES:
+        other = "rejected" if side == "chosen" else "chosen"
+        for index in rows:
+            row = dataset[index]
+            request_id = f"{index}-{side}-{row_key(row)}"
+            prompt = fill(template, prompt=row["prompt"].strip(), preferred=row[side].strip(), other=row[other].strip())
+            requests.append(Request(request_id, prompt, prefill=PERSONA_PREFIX))
+            meta[request_id] = {"row": index, "side": side}
+    return requests, meta
+
+
+def clean_persona(text: str) -> str:
+    """The first sentence of a generation, starting at "The user"; whitespace collapsed."""
+    text = _LEFTOVERS.sub("", " ".join(text.split()).strip(' "'))
+    start = text.find("The user")
+    if start > 0:
+        text = text[start:]
+    sentence = _SENTENCE_END.split(text, maxsplit=1)[0].strip()
+    if sentence and sentence[-1] not in ".!?":
+        sentence += "."
+    return sentence
+
+
+def is_well_formed(persona: str) -> bool:
+    """One sentence "The user is ... prefer(s) ...", of a sensible length, without template leftovers."""
+    words = persona.split()
+    return (
+        persona.startswith("The user")
+        and "prefer" in persona
+        and 8 <= len(words) <= 80
+        and persona.endswith(".")
+        and not re.search(r"Response [AB12]|Persona:|Prompt:|\n", persona)
+    )
+
+
+def finish_record(record: dict) -> dict:
+    record["persona"] = clean_persona(record["raw_text"])
+    return record

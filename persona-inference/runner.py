@@ -1,0 +1,78 @@
+"""Run requests through a backend with an append-only checkpoint: resumable, nothing lost, nothing twice."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from persona_inference.checkpoint import JsonlCheckpoint
+from persona_inference.llm.base import LLM, Completion, Request
+
+
+@dataclass
+class RunStats:
+    total: int = 0
+    reused: int = 0
+    ok: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "errors"} | {"first_errors": self.errors[:5]}
+
+
+def run_requests(
+    llm: LLM,
+    requests: list[Request],
+    meta: dict[str, dict],
+    checkpoint_path: Path,
+    finish: Callable[[dict], dict] = lambda record: record,
+    desc: str = "requests",
+) -> tuple[dict[str, dict], RunStats]:
+    """Generate every request whose id has no ``ok`` record in the checkpoint yet.
+
+    Each result is appended at once as ``{**meta[id], id, prompt, raw_text, usage, status}`` after
+    ``finish`` (which adds derived fields such as the cleaned persona). Failed requests are recorded with
+    ``status: failed`` and tried again on the next run. Returns the records of all requests, by id.
+    """
+    from tqdm.auto import tqdm
+
+    checkpoint = JsonlCheckpoint(checkpoint_path)
+    previous = checkpoint.load()
+    by_id = {r.id: r for r in requests}
+    records = {i: rec for i, rec in previous.items() if i in by_id and rec.get("status") == "ok"}
+    todo = [r for r in requests if r.id not in records]
+    stats = RunStats(total=len(requests), reused=len(records))
+    start = time.perf_counter()
+    progress = tqdm(total=len(requests), initial=len(records), desc=desc, unit="req", dynamic_ncols=True)
+
+    def on_result(result: Completion) -> None:
+        request = by_id[result.id]
+        record = {"id": result.id, **meta.get(result.id, {}), "prompt": request.prompt}
+        if result.ok:
+            record.update(raw_text=result.text, usage=result.usage, status="ok")
+            record = finish(record)
+            stats.ok += 1
+            for key in ("prompt_tokens", "completion_tokens"):
+                setattr(stats, key, getattr(stats, key) + int((result.usage or {}).get(key) or 0))
+        else:
+            record.update(status="failed", error=result.error)
+            stats.failed += 1
+            stats.errors.append(result.error)
+        checkpoint.append([record])
+        records[result.id] = record
+        progress.update(1)
+
+    try:
+        if todo:
+            llm.generate(todo, on_result)
+    finally:
+        checkpoint.close()
+        progress.close()
+    stats.seconds = round(time.perf_counter() - start, 3)
+    return records, stats

@@ -1,0 +1,133 @@
+"""A loopback HTTP server speaking the OpenAI, Anthropic and Cohere chat APIs, for tests and benchmarks.
+
+The answer to each request comes from a ``respond(prompt, body)`` function (``prompt``: the last user
+message's text). Faults are injected per prompt: ``faults[prompt] = [429, 500, "timeout", ...]`` makes the
+first calls for that prompt fail in that order before it answers normally.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def _last_user_text(body: dict) -> str:
+    for message in reversed(body.get("messages", [])):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+            return content or ""
+    return ""
+
+
+class LoopbackLLMServer:
+    def __init__(
+        self,
+        respond: Callable[[str, dict], str],
+        latency: float = 0.0,
+        faults: dict[str, list] | None = None,
+        timeout_sleep: float = 3.0,
+    ):
+        self.respond = respond
+        self.latency = latency
+        self.faults = {k: list(v) for k, v in (faults or {}).items()}
+        self.timeout_sleep = timeout_sleep
+        self.calls: list[dict] = []
+        self.auth_headers: list[str] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LoopbackLLMServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _next_fault(self, prompt: str):
+        with self._lock:
+            queue = self.faults.get(prompt)
+            return queue.pop(0) if queue else None
+
+    def _handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def _send(self, status: int, payload: dict, headers: dict | None = None) -> None:
+                data = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for key, value in (headers or {}).items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                prompt = _last_user_text(body)
+                with server._lock:
+                    server.calls.append({"path": self.path, "body": body})
+                    server.auth_headers.append(self.headers.get("Authorization") or self.headers.get("x-api-key") or "")
+                fault = server._next_fault(prompt)
+                if fault == "timeout":
+                    time.sleep(server.timeout_sleep)
+                    return self._send(504, {"error": {"message": "slow"}})
+                if fault == 429:
+                    return self._send(429, {"error": {"message": "rate limited"}}, {"Retry-After": "0"})
+                if isinstance(fault, int):
+                    return self._send(fault, {"error": {"message": f"injected {fault}"}})
+                if server.latency:
+                    time.sleep(server.latency)
+                text = server.respond(prompt, body)
+                messages = body.get("messages") or [{}]
+                prefill = messages[-1].get("content") if messages[-1].get("role") == "assistant" else None
+                if isinstance(prefill, str) and text.startswith(prefill):
+                    text = text[len(prefill):]  # Anthropic-style prefill: answer with the continuation only
+                usage_in, usage_out = len(prompt.split()), len(text.split())
+                if self.path.endswith("/chat/completions"):
+                    return self._send(200, {
+                        "id": "cmpl-1", "object": "chat.completion", "created": 0, "model": body.get("model", ""),
+                        "choices": [{"index": 0, "finish_reason": "stop",
+                                     "message": {"role": "assistant", "content": text}}],
+                        "usage": {"prompt_tokens": usage_in, "completion_tokens": usage_out,
+                                  "total_tokens": usage_in + usage_out},
+                    })
+                if self.path.endswith("/messages"):
+                    return self._send(200, {
+                        "id": "msg_1", "type": "message", "role": "assistant", "model": body.get("model", ""),
+                        "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+                        "stop_sequence": None, "usage": {"input_tokens": usage_in, "output_tokens": usage_out},
+                    })
+                if self.path.endswith("/chat"):
+                    return self._send(200, {
+                        "id": "co-1", "finish_reason": "COMPLETE",
+                        "message": {"role": "assistant", "content": [{"type": "text", "text": text}]},
+                        "usage": {"tokens": {"input_tokens": usage_in, "output_tokens": usage_out}},
+                    })
+                return self._send(404, {"error": {"message": f"unknown path {self.path}"}})
+
+        return Handler
