@@ -1,0 +1,250 @@
+"""Win rates, ties and ΔPQ, with 95% bootstrap intervals over prompts, from ``run_judge`` judgments.
+
+Per metric: the shares of base wins, ties (the two orders disagree), test wins and invalid verdicts;
+win rate = test wins / (test wins + base wins), undefined (null) without decisive verdicts;
+ΔPQ = ½[(p_win − ½)/½ + (q_win − ½)/½] over the personalization (p) and response-quality (q) win rates.
+
+Examples::
+
+    # every comparison under a judge output folder (a table, and win_rate.json/.csv in each comparison)
+    python -m persona_tailoring.evaluation.win_rate --comparison_dir results/persona-tailoring/judge --plot
+
+    # one comparison, named by the same flags as run_judge
+    python -m persona_tailoring.evaluation.win_rate --results_save_dir /work/shared/data/paper-outputs \\
+        --dataset_name BeaverTails --model_type_base dpo --training_type_base none --inference_type_base none \\
+        --model_type_test dpo --training_type_test chosen --inference_type_test gold-chosen
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from persona_inference.cli import parse_args
+from persona_inference.errors import UsageError, run_cli
+from persona_tailoring.evaluation.run_judge import (
+    JUDGMENTS_FILE,
+    ComparisonArguments,
+    comparison_folder,
+    resolve_sides,
+)
+
+METRICS = ("personalization", "response_quality")
+OUTCOME_CODES = {"base": 0, "tie": 1, "test": 2, "invalid": 3}
+SHARE_NAMES = ("base_wins", "ties", "test_wins", "invalid")  # in OUTCOME_CODES order
+
+
+@dataclass
+class Arguments(ComparisonArguments):
+    comparison_dir: str | None = field(
+        default=None,
+        metadata={"help": "A comparison folder, or any folder above one (run_judge's --output_dir): all found are scored."},
+    )
+    resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples over prompts."})
+    seed: int = field(default=0, metadata={"help": "Bootstrap seed."})
+    plot: bool = field(default=False, metadata={"help": "Also draw paper-style bars (win_rate.png and .pdf)."})
+
+
+def delta_pq(p_win: float | None, q_win: float | None) -> float | None:
+    if p_win is None or q_win is None:
+        return None
+    return 0.5 * ((p_win - 0.5) / 0.5 + (q_win - 0.5) / 0.5)
+
+
+def outcome_codes(rows: list[dict], where: str) -> dict[str, list[int]]:
+    """Outcome codes per metric, aligned over the prompts (ids) in first-seen order."""
+    by_id: dict[str, dict[str, int]] = {}
+    for row in rows:
+        if row.get("outcome") not in OUTCOME_CODES or row.get("metric") not in METRICS:
+            raise UsageError(f"{where} has a row without a known metric/outcome: rerun run_judge to rewrite it")
+        by_id.setdefault(row["id"], {})[row["metric"]] = OUTCOME_CODES[row["outcome"]]
+    metrics = [m for m in METRICS if any(m in outcomes for outcomes in by_id.values())]
+    incomplete = [i for i, outcomes in by_id.items() if any(m not in outcomes for m in metrics)]
+    if incomplete:
+        raise UsageError(f"{where}: prompt '{incomplete[0]}' lacks a metric the others have: rerun run_judge")
+    return {m: [outcomes[m] for outcomes in by_id.values()] for m in metrics}
+
+
+def _win_rates(codes):
+    """Win rate per row of a (resamples, prompts) code array; NaN where a row has no decisive verdict."""
+    import numpy as np
+
+    test = (codes == OUTCOME_CODES["test"]).sum(axis=-1)
+    decisive = test + (codes == OUTCOME_CODES["base"]).sum(axis=-1)
+    return np.divide(test, decisive, out=np.full(test.shape, np.nan), where=decisive > 0)
+
+
+def _interval(values) -> list[float] | None:
+    import numpy as np
+
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return None
+    low, high = np.percentile(finite, [2.5, 97.5])
+    return [round(float(low), 4), round(float(high), 4)]
+
+
+def summarize(codes_by_metric: dict[str, list[int]], resamples: int = 1000, seed: int = 0) -> dict:
+    """Shares, win rate and ΔPQ, each with a percentile bootstrap interval over prompts (resampled jointly)."""
+    import numpy as np
+
+    n = len(next(iter(codes_by_metric.values())))
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, n, size=(resamples, n))
+    out: dict = {"prompts": n, "bootstrap": {"resamples": resamples, "seed": seed}}
+    boot_wins = {}
+    for metric, codes in codes_by_metric.items():
+        codes = np.asarray(codes)
+        counts = {name: int((codes == k).sum()) for name, k in zip(SHARE_NAMES, range(4), strict=True)}
+        decisive = counts["test_wins"] + counts["base_wins"]
+        samples = codes[index]
+        boot_wins[metric] = _win_rates(samples)
+        out[metric] = {
+            "n": n,
+            "counts": counts,
+            **{name: round(count / n, 4) for name, count in counts.items()},
+            "share_ci95": {name: _interval((samples == k).mean(axis=1)) for name, k in zip(SHARE_NAMES, range(4), strict=True)},
+            "win_rate": round(counts["test_wins"] / decisive, 4) if decisive else None,
+            "ci95": _interval(boot_wins[metric]),
+        }
+        if not decisive:
+            out[metric]["note"] = "no decisive verdicts (all ties or invalid): win rate undefined"
+    if all(m in codes_by_metric for m in METRICS):
+        value = delta_pq(out["personalization"]["win_rate"], out["response_quality"]["win_rate"])
+        boot = 0.5 * ((boot_wins["personalization"] - 0.5) / 0.5 + (boot_wins["response_quality"] - 0.5) / 0.5)
+        out["delta_pq"] = {"value": None if value is None else round(value, 4), "ci95": _interval(boot)}
+    else:
+        out["delta_pq"] = {"value": None, "ci95": None, "note": "needs both personalization and response_quality"}
+    return out
+
+
+def find_comparisons(args: Arguments) -> tuple[Path, list[Path]]:
+    if args.comparison_dir:
+        flags = [f for f in ("base_file", "test_file", "model_type_base", "model_type_test") if getattr(args, f)]
+        if flags:
+            raise UsageError(f"pass either --comparison_dir or the comparison flags (--{flags[0]} ...), not both")
+        root = Path(args.comparison_dir)
+        if not root.is_dir():
+            raise UsageError(f"--comparison_dir '{root}' does not exist: pass run_judge's --output_dir")
+        found = [root] if (root / JUDGMENTS_FILE).is_file() else sorted(p.parent for p in root.rglob(JUDGMENTS_FILE))
+    else:
+        base, test = resolve_sides(args)
+        root = comparison_folder(args, base, test)
+        found = [root] if (root / JUDGMENTS_FILE).is_file() else []
+    if not found:
+        raise UsageError(f"no {JUDGMENTS_FILE} in or under '{root}': run persona_tailoring.evaluation.run_judge first")
+    return root, found
+
+
+def fmt_rate(value: float | None, interval: list[float] | None) -> str:
+    if value is None:
+        return "undefined (no decisive verdicts)"
+    ci = f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
+    return f"{value:.3f}{ci}"
+
+
+CSV_COLUMNS = ["comparison", "prompts"] + [
+    f"{m}_{k}" for m in METRICS for k in (*SHARE_NAMES, "win_rate", "ci95_low", "ci95_high")
+] + ["delta_pq", "delta_pq_ci95_low", "delta_pq_ci95_high"]
+
+
+def csv_row(name: str, summary: dict) -> dict:
+    row = {"comparison": name, "prompts": summary["prompts"]}
+    for metric in METRICS:
+        stats = summary.get(metric, {})
+        for key in (*SHARE_NAMES, "win_rate"):
+            row[f"{metric}_{key}"] = stats.get(key)
+        low, high = stats.get("ci95") or (None, None)
+        row[f"{metric}_ci95_low"], row[f"{metric}_ci95_high"] = low, high
+    row["delta_pq"] = summary["delta_pq"]["value"]
+    row["delta_pq_ci95_low"], row["delta_pq_ci95_high"] = summary["delta_pq"]["ci95"] or (None, None)
+    return row
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, CSV_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(buffer.getvalue(), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def plot(summary: dict, title: str, folder: Path) -> list[Path]:
+    """Stacked horizontal bars per metric, base wins | ties | test wins | invalid, as in the paper's figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in METRICS if m in summary]
+    colors = {"base_wins": "#d9826b", "ties": "#d9d9d9", "test_wins": "#5b8fc9", "invalid": "#8c8c8c"}
+    labels = {"base_wins": "Base wins", "ties": "Tie", "test_wins": "Test wins", "invalid": "Invalid"}
+    fig, ax = plt.subplots(figsize=(7, 0.8 + 0.7 * len(metrics)))
+    for y, metric in enumerate(metrics):
+        left = 0.0
+        for name in SHARE_NAMES:
+            share = summary[metric][name]
+            ax.barh(y, share, left=left, color=colors[name], label=labels[name] if y == 0 else None, edgecolor="white")
+            if share >= 0.06:
+                ax.text(left + share / 2, y, f"{share:.0%}", ha="center", va="center", fontsize=9)
+            left += share
+    ax.set_yticks(range(len(metrics)), [m.replace("_", " ").capitalize() for m in metrics])
+    ax.set_xlim(0, 1)
+    ax.invert_yaxis()
+    ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    value = summary["delta_pq"]["value"]
+    ax.set_title(f"{title}  (ΔPQ = {'n/a' if value is None else f'{value:+.3f}'})", fontsize=9)
+    ax.legend(ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False, fontsize=8)
+    fig.tight_layout()
+    paths = [folder / "win_rate.png", folder / "win_rate.pdf"]
+    for path in paths:
+        fig.savefig(path, dpi=200, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
+    from persona_inference.checkpoint import read_records, write_json_atomic
+
+    if args.resamples < 1:
+        raise UsageError("--resamples must be at least 1")
+    root, folders = find_comparisons(args)
+    rows, written = [], []
+    print(f"{'comparison':<58} {'metric':<17} {'n':>4} {'base':>6} {'tie':>6} {'test':>6} {'inv':>6}  win rate [95% CI]")
+    for folder in folders:
+        name = str(folder.relative_to(root)) if folder != root else folder.name
+        where = str(folder / JUDGMENTS_FILE)
+        summary = summarize(outcome_codes(read_records(where), where), args.resamples, args.seed)
+        summary = {"comparison": name, "judgments": where, **summary}
+        write_json_atomic(folder / "win_rate.json", summary)
+        write_csv(folder / "win_rate.csv", [csv_row(name, summary)])
+        written += [folder / "win_rate.json", folder / "win_rate.csv"]
+        if args.plot:
+            written += plot(summary, name, folder)
+        rows.append(csv_row(name, summary))
+        for metric in METRICS:
+            if metric in summary:
+                s = summary[metric]
+                print(
+                    f"{name[-58:]:<58} {metric:<17} {s['n']:>4} {s['base_wins']:>6.1%} {s['ties']:>6.1%} "
+                    f"{s['test_wins']:>6.1%} {s['invalid']:>6.1%}  {fmt_rate(s['win_rate'], s['ci95'])}"
+                )
+        print(f"{name[-58:]:<58} {'ΔPQ':<17} {'':>4} {'':>6} {'':>6} {'':>6} {'':>6}  "
+              f"{fmt_rate(summary['delta_pq']['value'], summary['delta_pq']['ci95'])}")
+    if len(folders) > 1:
+        write_csv(root / "win_rates.csv", rows)
+        written.append(root / "win_rates.csv")
+    print(f"{len(folders)} comparison(s) scored ({args.resamples} bootstrap resamples); wrote {len(written)} files, e.g.:")
+    for path in written[:4]:
+        print(f"  {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
