@@ -47,26 +47,74 @@ def load_split(dataset_name: str, config: str | None = None, split: str = "train
     """Load one split as a ``datasets.Dataset``.
 
     ``dataset_name`` may be a local file (.jsonl/.json/.csv/.parquet), a ``save_to_disk`` folder (a Dataset or a
-    DatasetDict; with one split, that split is used) or a Hub id with ``config`` as its config name.
+    DatasetDict; with one split, that split is used), a folder of per-split ``<split>.jsonl`` files, or a Hub id
+    with ``config`` as its config name.
+    """
+    path = Path(dataset_name).expanduser()
+    if path.is_file():
+        return _load_file(path, cache_dir)
+    if path.is_dir():
+        jsonl_splits = _jsonl_split_files(path)
+        if jsonl_splits:
+            return _load_file(_pick_split(jsonl_splits, split, str(path)), cache_dir)
+        return _pick_split(_load_from_disk(path), split, str(path))
+    return _pick_split(_load_hub(dataset_name, config, cache_dir), split, dataset_name)
+
+
+def load_splits(dataset_name: str, config: str | None = None, cache_dir: str | None = None):
+    """Load every split as a ``datasets.DatasetDict`` (e.g. the persona-tailoring splits, all at once).
+
+    Accepts what ``load_split`` accepts; a single data file or a saved Dataset becomes the one split ``train``.
     """
     import datasets
 
     path = Path(dataset_name).expanduser()
     if path.is_file():
-        builder = LOCAL_FORMATS.get(path.suffix.lower())
-        if builder is None:
-            raise UsageError(f"unsupported data file '{path.name}': use one of {', '.join(LOCAL_FORMATS)}")
-        return datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=cache_dir)
+        return datasets.DatasetDict({"train": _load_file(path, cache_dir)})
     if path.is_dir():
-        try:
-            loaded = datasets.load_from_disk(str(path))
-        except FileNotFoundError:
-            raise UsageError(f"'{path}' is not a datasets.save_to_disk folder: pass such a folder or a data file") from None
-        return _pick_split(loaded, split, str(path))
+        jsonl_splits = _jsonl_split_files(path)
+        if jsonl_splits:
+            return datasets.DatasetDict({name: _load_file(file, cache_dir) for name, file in jsonl_splits.items()})
+        loaded = _load_from_disk(path)
+        return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
+    return _load_hub(dataset_name, config, cache_dir)
+
+
+def _load_file(path: Path, cache_dir: str | None):
+    import datasets
+
+    builder = LOCAL_FORMATS.get(path.suffix.lower())
+    if builder is None:
+        raise UsageError(f"unsupported data file '{path.name}': use one of {', '.join(LOCAL_FORMATS)}")
+    return datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=cache_dir)
+
+
+def _jsonl_split_files(folder: Path) -> dict[str, Path]:
+    """``{split: file}`` for a folder of ``<split>.jsonl`` files; empty for a ``save_to_disk`` folder."""
+    if (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file():
+        return {}
+    return {file.stem: file for file in sorted(folder.glob("*.jsonl")) if file.is_file()}
+
+
+def _load_from_disk(path: Path):
+    import datasets
+
+    try:
+        return datasets.load_from_disk(str(path))
+    except FileNotFoundError:
+        raise UsageError(
+            f"'{path}' is neither a datasets.save_to_disk folder nor a folder of <split>.jsonl files: "
+            "pass such a folder or a data file"
+        ) from None
+
+
+def _load_hub(dataset_name: str, config: str | None, cache_dir: str | None):
+    import datasets
+
     if dataset_name.startswith((".", "/", "~")) or dataset_name.count("/") > 1:
         raise UsageError(f"dataset path '{dataset_name}' does not exist: pass an existing file or folder, or a Hub id")
     try:
-        loaded = datasets.load_dataset(dataset_name, config, cache_dir=cache_dir)
+        return datasets.load_dataset(dataset_name, config, cache_dir=cache_dir)
     except ValueError as err:
         raise UsageError(f"could not load '{dataset_name}' config '{config}': {str(err).splitlines()[0][:200]}") from None
     except Exception as err:  # the Hub unreachable, unknown repo: name the offline alternative
@@ -74,10 +122,10 @@ def load_split(dataset_name: str, config: str | None = None, split: str = "train
             f"could not load dataset '{dataset_name}' from the Hub ({type(err).__name__}): "
             "pass a local save_to_disk folder or a .jsonl/.csv/.parquet file instead"
         ) from None
-    return _pick_split(loaded, split, dataset_name)
 
 
 def _pick_split(loaded, split: str, where: str):
+    """``loaded[split]`` from a DatasetDict or a ``{split: file}`` mapping; a lone split or a Dataset is used as is."""
     import datasets
 
     if isinstance(loaded, datasets.Dataset):
