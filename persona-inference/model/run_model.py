@@ -78,10 +78,25 @@ class Arguments:
         default=None, metadata={"help": "Base URL of an OpenAI/Anthropic/Cohere-compatible server (vLLM, Ollama, ...)."}
     )
     concurrency: int = field(default=8, metadata={"help": "Requests in flight at once (API backends)."})
+    request_timeout: float = field(default=120.0, metadata={"help": "Seconds before an API request times out (then retried)."})
+    max_retries: int = field(default=5, metadata={"help": "Retries of a failed API request (429, 5xx, timeouts) before it is recorded as failed."})
     batch_size: int = field(default=16, metadata={"help": "Prompts per generation batch (local backends)."})
     limit: int | None = field(default=None, metadata={"help": "Use only the first N rows (after partitioning)."})
     seed: int = field(default=0, metadata={"help": "Random seed (sampling and API seeds)."})
     dry_run: bool = field(default=False, metadata={"help": "Print the first prompt and the request count; call nothing."})
+    persona_models: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Persona-inference result folders (model nicknames) whose personas the judge reads. "
+            "Default: persona_accuracy judges every model found for --inference_split/--run_name; "
+            "persona_prefs judges this model's own personas.",
+            "aliases": ["--persona_model"],
+        },
+    )
+    judge_max_tokens: int = field(
+        default=8,
+        metadata={"help": "Maximum new tokens of a judge's answer (persona_accuracy, persona_prefs); raise it for reasoning models."},
+    )
 
 
 def nickname(model_name: str) -> str:
@@ -122,6 +137,8 @@ def make_backend(args: Arguments, stop: list[str]):
         load_in_4bit=args.load_in_4bit,
         load_in_8bit=args.load_in_8bit,
         cache_dir=args.cache_dir,
+        request_timeout=args.request_timeout,
+        max_retries=args.max_retries,
     )
 
 
@@ -192,17 +209,22 @@ def run_persona_inference(args: Arguments) -> int:
     return 0
 
 
-def not_built_yet(experiment: PromptType):
-    def run(args: Arguments) -> int:
-        raise UsageError(f"experiment '{experiment.value}' is not built yet; run --experiments persona_inference")
+def run_persona_accuracy(args: Arguments) -> int:
+    from persona_inference.model import persona_accuracy
 
-    return run
+    return persona_accuracy.run(args)
+
+
+def run_persona_prefs(args: Arguments) -> int:
+    from persona_inference.model import persona_prefs
+
+    return persona_prefs.run(args)
 
 
 EXPERIMENTS = {
     PromptType.persona_inference: run_persona_inference,
-    PromptType.persona_accuracy: not_built_yet(PromptType.persona_accuracy),
-    PromptType.persona_prefs: not_built_yet(PromptType.persona_prefs),
+    PromptType.persona_accuracy: run_persona_accuracy,
+    PromptType.persona_prefs: run_persona_prefs,
 }
 
 

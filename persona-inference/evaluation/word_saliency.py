@@ -1,0 +1,185 @@
+"""Table 1: the words most telling of chosen-side vs. rejected-side personas, by P(label | word).
+
+Each persona is cut at its first contrast phrase ("... prefers X rather than Y" keeps "... prefers X"), since
+what follows names what the user does not want. Words are lowercased, lemmatized offline with simplemma
+(participles such as "detailed" and hyphenated compounds are kept as written) and counted once per persona;
+stop words and the persona template's own words are dropped. P(label | word) is the share of the personas
+holding the word that have that label, over words in at least ``--min_count`` personas (the paper uses 10).
+Examples::
+
+    python -m persona_inference.evaluation.word_saliency
+    python -m persona_inference.evaluation.word_saliency --run_name demo --models gpt-4o-mini \\
+        --datasets BeaverTails "Anthropic HHH" --top_k 10 --min_count 10 --out_dir figures
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from persona_inference.cli import parse_args
+from persona_inference.errors import UsageError, run_cli
+from persona_inference.evaluation import common
+
+RESULT_FILE = "persona_inference.jsonl"
+LABELS = ("chosen", "rejected")
+CONTRAST = re.compile(
+    r"\b(?:rather than|instead of|as opposed to|over|versus|vs\.?|compared (?:to|with)|in contrast to|"
+    r"more than|but not|without)\b"
+)
+WORD = re.compile(r"[a-z]+(?:[-'][a-z]+)*")
+STOP_WORDS = frozenset(
+    """a about above after again all also am an and any are as at be because been being both but by can could
+    did do does doing during each either etc few for from further had has have having he her here hers him his
+    how i if in into is it its itself just may me might more most much must my neither nor of off on once only
+    or other our ours out own same she should so some such than that the their theirs them then there these
+    they this those through to too under until up very was we were what when where which while who whom whose
+    why will with would you your yours s t""".split()
+) | {"user", "prefer", "preference", "person", "someone", "individual", "response", "answer", "value", "seek", "like", "want"}
+
+
+@dataclass
+class Arguments:
+    res_dir: str = field(default="results/persona-inference", metadata={"help": "Root folder of the results."})
+    run_name: str = field(default="default", metadata={"help": "Run name of the persona_inference results."})
+    models: list[str] | None = field(
+        default=None, metadata={"help": "Persona-inference models whose personas are pooled; default: all found."}
+    )
+    datasets: list[str] | None = field(
+        default=None, metadata={"help": "Datasets (inference splits), one table each, in this order; default: all found."}
+    )
+    top_k: int = field(default=10, metadata={"help": "Words listed per label."})
+    min_count: int = field(default=10, metadata={"help": "Leave out words found in fewer personas than this."})
+    out_dir: str | None = field(default=None, metadata={"help": "Output folder (default: <res_dir>/figures/<run_name>)."})
+    model_names: list[str] | None = field(
+        default=None, metadata={"help": "Display names for models, as NAME=DISPLAY pairs (shown in the figure)."}
+    )
+    dataset_names: list[str] | None = field(
+        default=None, metadata={"help": "Display names for datasets, as NAME=DISPLAY pairs."}
+    )
+
+
+def cut_at_contrast(persona: str) -> str:
+    """The persona up to its first contrast phrase, lowercased."""
+    text = persona.lower()
+    match = CONTRAST.search(text)
+    return text[: match.start()] if match else text
+
+
+def persona_words(persona: str) -> set[str]:
+    """The distinct content lemmas of a persona before its first contrast phrase."""
+    import simplemma
+
+    words = set()
+    for token in WORD.findall(cut_at_contrast(persona)):
+        # Participles used as adjectives ("detailed", "solution-focused") stay as written: without part-of-speech
+        # tags the lemmatizer would turn them into verbs.
+        keep = "-" in token or token.endswith("ed")
+        lemma = token if keep else simplemma.lemmatize(token, lang="en").lower()
+        if token not in STOP_WORDS and lemma not in STOP_WORDS and len(lemma) > 1:
+            words.add(lemma)
+    return words
+
+
+def salient_words(personas: list[tuple[str, str]], top_k: int, min_count: int) -> dict[str, list[dict]]:
+    """``{label: [{word, p, count, label_count}, ...]}``: the top-k words by P(label | word) for each label."""
+    counts = {label: Counter() for label in LABELS}
+    for persona, label in personas:
+        counts[label].update(persona_words(persona))
+    totals = counts["chosen"] + counts["rejected"]
+    table = {}
+    for label in LABELS:
+        scored = [
+            {"word": word, "p": counts[label][word] / total, "count": total, "label_count": counts[label][word]}
+            for word, total in totals.items()
+            if total >= min_count and counts[label][word]
+        ]
+        scored.sort(key=lambda s: (-s["p"], -s["count"], s["word"]))
+        table[label] = scored[:top_k]
+    return table
+
+
+def collect(args: Arguments) -> tuple[dict[str, dict[str, list[dict]]], dict[str, int], list[str]]:
+    """Per dataset: the saliency table, the number of personas per dataset, and the models pooled."""
+    found = common.find_results(args.res_dir, args.run_name, RESULT_FILE)
+    if not found:
+        raise common.no_results_error(RESULT_FILE, args.res_dir, args.run_name, "run the persona_inference experiment first")
+    found = common.select(found, args.models, "model", "--models")
+    found = common.select(found, args.datasets, "dataset", "--datasets")
+    by_dataset: dict[str, list[tuple[str, str]]] = {}
+    for result in found:
+        records = common.read_result_records(result.path, ("side", "persona"))
+        by_dataset.setdefault(result.dataset, []).extend(
+            (r["persona"], r["side"]) for r in records if r["side"] in LABELS and r["persona"]
+        )
+    datasets = args.datasets or common.ordered_datasets(by_dataset)
+    tables = {d: salient_words(by_dataset[d], args.top_k, args.min_count) for d in datasets}
+    return tables, {d: len(by_dataset[d]) for d in datasets}, sorted({r.model for r in found})
+
+
+def plot(tables: dict[str, dict[str, list[dict]]], args: Arguments, models: list[str]):
+    model_names = common.parse_name_map(args.model_names, "--model_names")
+    dataset_names = common.parse_name_map(args.dataset_names, "--dataset_names")
+    fig, axes = common.new_figure(len(tables), len(LABELS), 3.6, 0.28 * args.top_k + 1.2)
+    for i, (dataset, table) in enumerate(tables.items()):
+        for j, label in enumerate(LABELS):
+            ax = axes[i][j]
+            entries = table[label]
+            ys = range(len(entries))
+            ax.barh(ys, [e["p"] for e in entries], color=common.SIDE_COLORS[label])
+            ax.set_yticks(ys, [f"{e['word']} ({e['count']})" for e in entries], fontsize=8)
+            ax.set_ylim(args.top_k - 0.5, -0.5)
+            ax.set_xlim(0, 1)
+            ax.axvline(0.5, linestyle="--", color="#555555", linewidth=1)
+            ax.set_xlabel(f"P({label} | word)")
+            ax.set_title(f"{dataset_names.get(dataset, dataset)}: {label} personas", fontsize=10)
+            if not entries:
+                ax.text(0.5, args.top_k / 2, f"no word in {args.min_count}+ personas", ha="center", fontsize=8)
+    pooled = ", ".join(model_names.get(m, m) for m in models)
+    fig.suptitle(f"Personas from {pooled}; words in at least {args.min_count} personas", fontsize=9, y=1.0)
+    fig.tight_layout()
+    return fig
+
+
+def markdown_table(table: dict[str, list[dict]], top_k: int) -> str:
+    lines = ["| rank | chosen personas | P | rejected personas | P |", "| --- | --- | --- | --- | --- |"]
+    for rank in range(top_k):
+        cells = []
+        for label in LABELS:
+            entry = table[label][rank] if rank < len(table[label]) else None
+            cells += [entry["word"], f"{entry['p']:.2f}"] if entry else ["", ""]
+        if any(cells):
+            lines.append(f"| {rank + 1} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
+    if args.top_k < 1 or args.min_count < 1:
+        raise UsageError("--top_k and --min_count must be at least 1")
+    tables, sizes, models = collect(args)
+    out_dir = common.default_out_dir(args.res_dir, args.run_name) if args.out_dir is None else Path(args.out_dir)
+    fig = plot(tables, args, models)
+    figures = common.save_figure(fig, out_dir, "word_saliency")
+    common.close(fig)
+    rows = [
+        {"dataset": dataset, "label": label, "rank": rank + 1, **entry}
+        for dataset, table in tables.items()
+        for label in LABELS
+        for rank, entry in enumerate(table[label])
+    ]
+    csv_path = common.write_csv(rows, out_dir / "word_saliency.csv")
+    for dataset, table in tables.items():
+        print(f"\n{dataset} ({sizes[dataset]} personas from {', '.join(models)})\n{markdown_table(table, args.top_k)}")
+    empty = [d for d, t in tables.items() if not any(t.values())]
+    if empty:
+        print(f"\nno word reaches --min_count {args.min_count} in: {', '.join(empty)} (lower it for small runs)")
+    print(f"\nword saliency: {len(tables)} dataset(s), {sum(sizes.values())} personas")
+    print(f"figure: {', '.join(map(str, figures))}\nnumbers: {csv_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,139 @@
+"""Persona preferences (the paper's Figure 4): between a row's chosen-side and rejected-side personas, which
+does a judge consider the more common user?
+
+Each pair is asked in both orders. A row's outcome is the side picked both times; a judge that flips with the
+order has no real preference there, so that row is a tie. A row with an unparsable answer is invalid: counted
+and reported, and left out of the shares.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from persona_inference.errors import UsageError
+from persona_inference.llm.base import Request
+from persona_inference.model.judging import digest, find_persona_results, load_personas, parse_choice
+from persona_inference.prompts import fill
+
+EXPERIMENT = "persona_prefs"
+ORDERS = ("chosen_first", "rejected_first")
+OUTCOMES = ("chosen", "tie", "rejected")
+
+
+def pair_personas(personas: list[dict]) -> dict[int, dict[str, dict]]:
+    """``{row: {side: record}}`` for rows that have both a chosen-side and a rejected-side persona."""
+    by_row: dict[int, dict[str, dict]] = defaultdict(dict)
+    for record in personas:
+        by_row[record["row"]][record["side"]] = record
+    return {row: sides for row, sides in sorted(by_row.items()) if len(sides) == 2}
+
+
+def build_requests(dataset, personas_by_model: dict[str, list[dict]], template: str) -> tuple[list[Request], dict]:
+    """Two requests (both orders) per row and persona model."""
+    requests, meta = [], {}
+    for model, personas in personas_by_model.items():
+        for row_index, sides in pair_personas(personas).items():
+            row = dataset[row_index]
+            chosen, rejected = sides["chosen"]["persona"], sides["rejected"]["persona"]
+            for order in ORDERS:
+                first, second = (chosen, rejected) if order == "chosen_first" else (rejected, chosen)
+                prompt = fill(template, prompt=row["prompt"].strip(), persona_1=first, persona_2=second)
+                request_id = f"{model}/{row_index}-{sides['chosen']['id'].rsplit('-', 1)[-1]}/{order}/{digest(prompt)}"
+                requests.append(Request(request_id, prompt))
+                meta[request_id] = {
+                    "persona_model": model,
+                    "row": row_index,
+                    "order": order,
+                    "chosen_position": 1 if order == "chosen_first" else 2,
+                    "chosen_persona": chosen,
+                    "rejected_persona": rejected,
+                }
+    return requests, meta
+
+
+def finish_record(record: dict) -> dict:
+    record["choice"] = parse_choice(record["raw_text"])
+    if record["choice"] is None:
+        record["preferred"] = None
+    else:
+        record["preferred"] = "chosen" if record["choice"] == record["chosen_position"] else "rejected"
+    return record
+
+
+def row_outcomes(records: list[dict]) -> list[dict]:
+    """One outcome per (persona model, row): the side preferred in both orders, ``tie``, or ``invalid``."""
+    pairs: dict[tuple[str, int], dict[str, str | None]] = defaultdict(dict)
+    for record in records:
+        pairs[(record["persona_model"], record["row"])][record["order"]] = record.get("preferred")
+    outcomes = []
+    for (model, row), by_order in sorted(pairs.items()):
+        picks = [by_order.get(order) for order in ORDERS]
+        if None in picks:
+            outcome = "invalid"
+        elif picks[0] == picks[1]:
+            outcome = picks[0]
+        else:
+            outcome = "tie"
+        outcomes.append({"persona_model": model, "row": row, "outcome": outcome})
+    return outcomes
+
+
+def summarize(records: list[dict]) -> list[dict]:
+    """Shares of chosen / tie / rejected per persona model over rows with two valid answers."""
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys((*OUTCOMES, "invalid"), 0))
+    for outcome in row_outcomes(records):
+        counts[outcome["persona_model"]][outcome["outcome"]] += 1
+    table = []
+    for model, count in sorted(counts.items()):
+        valid = sum(count[o] for o in OUTCOMES)
+        shares = {f"{o}_share": count[o] / valid if valid else float("nan") for o in OUTCOMES}
+        table.append({"persona_model": model, "rows": valid + count["invalid"], "valid": valid, **count, **shares})
+    return table
+
+
+def run(args) -> int:
+    """The ``persona_prefs`` experiment of ``run_model``: by default the judge compares its own personas."""
+    from persona_inference.checkpoint import write_jsonl_atomic
+    from persona_inference.model.judging import judge_backend
+    from persona_inference.model.run_model import load_rows, nickname, run_dir, write_run_json
+    from persona_inference.prompts import load_template
+    from persona_inference.runner import run_requests
+
+    dataset, rows = load_rows(args)
+    persona_models = args.persona_models or [args.model_nickname or nickname(args.model_name)]
+    paths = find_persona_results(args.res_dir, args.inference_split, args.run_name, args.partition.value, persona_models)
+    personas = {model: load_personas(path, dataset, args.dataset_name, rows) for model, path in paths.items()}
+    template, template_path = load_template(EXPERIMENT, args.inference_split, args.prompt_dir)
+    requests, meta = build_requests(dataset, personas, template)
+    if not requests:
+        raise UsageError(
+            f"the persona results of {', '.join(paths)} have no row with both a chosen and a rejected persona in rows "
+            f"{rows.start}-{rows.stop - 1}: use the --partition/--limit that persona inference used"
+        )
+    folder = run_dir(args)
+    final_path = folder / f"{EXPERIMENT}.jsonl"
+    if args.dry_run:
+        print(f"[dry run] template: {template_path}\n[dry run] {len(requests)} requests "
+              f"({len(requests) // 2} persona pairs x 2 orders) from {', '.join(paths)}")
+        print(f"[dry run] results would go to {final_path}\n[dry run] first prompt:\n{requests[0].prompt}")
+        return 0
+    llm = judge_backend(args)
+    records, stats = run_requests(llm, requests, meta, folder / f"{EXPERIMENT}.checkpoint.jsonl", finish_record,
+                                  desc="persona preferences")
+    ordered = [records[r.id] for r in requests]
+    failed = [r for r in ordered if r["status"] != "ok"]
+    table = summarize([r for r in ordered if r["status"] == "ok"])
+    extra = {"template": str(template_path), "persona_results": {m: str(p) for m, p in paths.items()}, "summary": table}
+    run_json = write_run_json(folder, EXPERIMENT, args, stats, extra)
+    if failed:
+        print(f"persona preferences: {len(failed)} of {len(ordered)} requests failed (first: {failed[0]['error']})")
+        print(f"checkpoint kept in {folder}; rerun the same command to retry the failed requests")
+        return 1
+    write_jsonl_atomic(final_path, ordered)
+    print(f"persona preferences: {len(ordered)} judgments by {llm.model_name} "
+          f"({stats.reused} reused, {stats.ok} new) in {stats.seconds:.1f}s")
+    for line in table:
+        print(f"  {line['persona_model']:<28} chosen {line['chosen_share']:.2f}  tie {line['tie_share']:.2f}  "
+              f"rejected {line['rejected_share']:.2f}  ({line['valid']} rows, {line['invalid']} invalid)")
+    print(f"results: {final_path}\nrun record: {run_json}")
+    return 0
