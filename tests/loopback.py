@@ -2,7 +2,10 @@
 
 The answer to each request comes from a ``respond(prompt, body)`` function (``prompt``: the last user
 message's text). Faults are injected per prompt: ``faults[prompt] = [429, 500, "timeout", ...]`` makes the
-first calls for that prompt fail in that order before it answers normally.
+first calls for that prompt fail in that order before it answers normally. Injected 429 and 5xx answers carry
+``Retry-After: 0`` and ``retry-after-ms`` (the SDKs ignore a zero ``Retry-After`` and fall back to their
+backoff of 0.5 s and more; a millisecond header keeps tests fast). ``max_in_flight`` records the most
+requests the server was handling at once, to check a client's concurrency bound.
 """
 
 from __future__ import annotations
@@ -31,11 +34,15 @@ class LoopbackLLMServer:
         latency: float = 0.0,
         faults: dict[str, list] | None = None,
         timeout_sleep: float = 3.0,
+        retry_after_ms: int | None = 1,
     ):
         self.respond = respond
         self.latency = latency
         self.faults = {k: list(v) for k, v in (faults or {}).items()}
         self.timeout_sleep = timeout_sleep
+        self.retry_after_ms = retry_after_ms
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.calls: list[dict] = []
         self.auth_headers: list[str] = []
         self._lock = threading.Lock()
@@ -92,14 +99,26 @@ class LoopbackLLMServer:
                 with server._lock:
                     server.calls.append({"path": self.path, "body": body})
                     server.auth_headers.append(self.headers.get("Authorization") or self.headers.get("x-api-key") or "")
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    self._answer(body, prompt)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def _answer(self, body: dict, prompt: str) -> None:
                 fault = server._next_fault(prompt)
+                retry_headers = {"Retry-After": "0"}
+                if server.retry_after_ms is not None:
+                    retry_headers["retry-after-ms"] = str(server.retry_after_ms)
                 if fault == "timeout":
                     time.sleep(server.timeout_sleep)
                     return self._send(504, {"error": {"message": "slow"}})
                 if fault == 429:
-                    return self._send(429, {"error": {"message": "rate limited"}}, {"Retry-After": "0"})
+                    return self._send(429, {"error": {"message": "rate limited"}}, retry_headers)
                 if isinstance(fault, int):
-                    return self._send(fault, {"error": {"message": f"injected {fault}"}})
+                    return self._send(fault, {"error": {"message": f"injected {fault}"}}, retry_headers)
                 if server.latency:
                     time.sleep(server.latency)
                 text = server.respond(prompt, body)

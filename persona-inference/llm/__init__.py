@@ -26,6 +26,8 @@ def make_llm(
     load_in_4bit: bool = False,
     load_in_8bit: bool = False,
     cache_dir: str | None = None,
+    request_timeout: float = 120.0,
+    max_retries: int = 5,
 ) -> LLM:
     """Build the backend; API keys come from the environment (``.env`` loaded by the caller)."""
     from persona_inference.secrets import base_url_from_env, get_key
@@ -48,7 +50,15 @@ def make_llm(
     base_url = base_url or base_url_from_env(model_type.value)
     # A local OpenAI-compatible server (vLLM, Ollama, llama.cpp) usually needs no key.
     key = get_key(model_type.value, required=not (model_type == ModelType.open_ai and base_url)) or "EMPTY"
-    return backend[model_type](model_name, generation, api_key=key, base_url=base_url, concurrency=concurrency)
+    return backend[model_type](
+        model_name,
+        generation,
+        api_key=key,
+        base_url=base_url,
+        concurrency=concurrency,
+        max_retries=max_retries,
+        timeout=request_timeout,
+    )
 
 
 __all__ = ["LLM", "Completion", "GenerationConfig", "ModelType", "Request", "make_llm"]

@@ -75,7 +75,8 @@ class CohereBackend(APIBackend):
         kwargs = {"stop_sequences": gen.stop} if gen.stop else {}
         if gen.seed is not None:
             kwargs["seed"] = gen.seed
-        response = await client.chat(
+        response = await self._chat_retrying_timeouts(
+            client,
             model=self.model_name,
             messages=messages,
             temperature=gen.temperature,
@@ -88,3 +89,17 @@ class CohereBackend(APIBackend):
             tokens = response.usage.tokens
             usage = {"prompt_tokens": tokens.input_tokens, "completion_tokens": tokens.output_tokens}
         return text, usage
+
+    async def _chat_retrying_timeouts(self, client, **kwargs):
+        """``client.chat``, retried on timeouts: the Cohere SDK retries 429/5xx answers but not timeouts."""
+        import asyncio
+
+        import httpx
+
+        for attempt in range(self.max_retries + 1):
+            try:
+                return await client.chat(**kwargs)
+            except httpx.TimeoutException:
+                if attempt == self.max_retries:
+                    raise
+                await asyncio.sleep(min(0.5 * 2**attempt, 8.0))
