@@ -86,7 +86,24 @@ def _load_file(path: Path, cache_dir: str | None):
     builder = LOCAL_FORMATS.get(path.suffix.lower())
     if builder is None:
         raise UsageError(f"unsupported data file '{path.name}': use one of {', '.join(LOCAL_FORMATS)}")
-    return datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=cache_dir)
+    if path.stat().st_size == 0:
+        raise UsageError(f"data file '{path}' is empty: pass a dataset with at least one row")
+    # A local file loads in a blink; its progress bar and log lines would only clutter a one-line error.
+    bars_were_on = not datasets.are_progress_bars_disabled()
+    verbosity = datasets.logging.get_verbosity()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
+    try:
+        return datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=cache_dir)
+    except Exception as err:  # malformed JSON, a CSV without rows: the file's fault, not a bug here
+        while err.__cause__ is not None:
+            err = err.__cause__
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise UsageError(f"could not read '{path}' as {builder} ({reason}): fix the file or pass another dataset") from None
+    finally:
+        datasets.logging.set_verbosity(verbosity)
+        if bars_were_on:
+            datasets.enable_progress_bars()
 
 
 def _jsonl_split_files(folder: Path) -> dict[str, Path]:
