@@ -1,9 +1,9 @@
-"""A loopback HTTP server speaking the OpenAI, Anthropic and Cohere chat APIs, for tests and benchmarks.
+"""A loopback HTTP server speaking the OpenAI (chat and text completions), Anthropic and Cohere APIs, for tests.
 
 The answer to each request comes from a ``respond(prompt, body)`` function (``prompt``: the last user
-message's text). Faults are injected per prompt: ``faults[prompt] = [429, 500, "timeout", ...]`` makes the
-first calls for that prompt fail in that order before it answers normally. Injected 429 and 5xx answers carry
-``Retry-After: 0`` and ``retry-after-ms`` (the SDKs ignore a zero ``Retry-After`` and fall back to their
+message's text, or the raw ``prompt`` of a text completion). Faults are injected per prompt:
+``faults[prompt] = [429, 500, "timeout", ...]`` makes the first calls for that prompt fail in that order
+before it answers normally. Injected 429 and 5xx answers carry ``Retry-After: 0`` and ``retry-after-ms`` (the SDKs ignore a zero ``Retry-After`` and fall back to their
 backoff of 0.5 s and more; a millisecond header keeps tests fast). ``max_in_flight`` records the most
 requests the server was handling at once, to check a client's concurrency bound.
 """
@@ -95,7 +95,8 @@ class LoopbackLLMServer:
 
             def do_POST(self):  # noqa: N802 (http.server's naming)
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                prompt = _last_user_text(body)
+                # Text completions (``/v1/completions``) send a raw ``prompt``; chat APIs send messages.
+                prompt = body["prompt"] if isinstance(body.get("prompt"), str) else _last_user_text(body)
                 with server._lock:
                     server.calls.append({"path": self.path, "body": body})
                     server.auth_headers.append(self.headers.get("Authorization") or self.headers.get("x-api-key") or "")
@@ -132,6 +133,13 @@ class LoopbackLLMServer:
                         "id": "cmpl-1", "object": "chat.completion", "created": 0, "model": body.get("model", ""),
                         "choices": [{"index": 0, "finish_reason": "stop",
                                      "message": {"role": "assistant", "content": text}}],
+                        "usage": {"prompt_tokens": usage_in, "completion_tokens": usage_out,
+                                  "total_tokens": usage_in + usage_out},
+                    })
+                if self.path.endswith("/completions"):
+                    return self._send(200, {
+                        "id": "cmpl-2", "object": "text_completion", "created": 0, "model": body.get("model", ""),
+                        "choices": [{"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}],
                         "usage": {"prompt_tokens": usage_in, "completion_tokens": usage_out,
                                   "total_tokens": usage_in + usage_out},
                     })
