@@ -1,11 +1,12 @@
 """A loopback HTTP server speaking the OpenAI (chat and text completions), Anthropic and Cohere APIs, for tests.
 
 The answer to each request comes from a ``respond(prompt, body)`` function (``prompt``: the last user
-message's text, or the raw ``prompt`` of a text completion). Faults are injected per prompt:
-``faults[prompt] = [429, 500, "timeout", ...]`` makes the first calls for that prompt fail in that order
-before it answers normally. Injected 429 and 5xx answers carry ``Retry-After: 0`` and ``retry-after-ms`` (the SDKs ignore a zero ``Retry-After`` and fall back to their
-backoff of 0.5 s and more; a millisecond header keeps tests fast). ``max_in_flight`` records the most
-requests the server was handling at once, to check a client's concurrency bound.
+message's text, or the raw ``prompt`` of a text completion). Faults are injected per prompt: ``faults[prompt]
+= [429, 500, "timeout", ...]`` makes the first calls for that prompt fail in that order before it answers
+normally. Injected 429 and 5xx answers carry ``Retry-After: 0`` and ``retry-after-ms`` (the SDKs ignore a zero
+``Retry-After`` and fall back to their backoff of 0.5 s and more; a millisecond header keeps tests fast).
+``max_in_flight`` records the most requests the server was handling at once, to check a client's concurrency
+bound.
 """
 
 from __future__ import annotations
