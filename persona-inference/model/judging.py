@@ -72,6 +72,7 @@ def proportion_stderr(successes: int, total: int) -> float:
 
 PERSONA_FILE = "persona_inference.jsonl"
 PERSONA_CHECKPOINT = "persona_inference.checkpoint.jsonl"
+RUN_PERSONA_INFERENCE_FIRST = "run the persona_inference experiment with the same --inference_split/--run_name first"
 
 
 def persona_run_folder(res_dir: str | Path, model: str, inference_split: str, run_name: str, partition: str) -> Path:
@@ -81,7 +82,12 @@ def persona_run_folder(res_dir: str | Path, model: str, inference_split: str, ru
 
 
 def find_persona_results(
-    res_dir: str | Path, inference_split: str, run_name: str, partition: str, models: list[str] | None
+    res_dir: str | Path,
+    inference_split: str,
+    run_name: str,
+    partition: str,
+    models: list[str] | None,
+    fix: str = RUN_PERSONA_INFERENCE_FIRST,
 ) -> dict[str, Path]:
     """``{model folder: persona_inference.jsonl}`` for this split and run; a one-line error naming what exists."""
     root = Path(res_dir)
@@ -107,7 +113,7 @@ def find_persona_results(
     raise UsageError(
         f"no persona inference results for {subject} at {where}"
         + (f" ({'; '.join(hints)})" if hints else "")
-        + "; run the persona_inference experiment with the same --inference_split/--run_name first"
+        + f"; {fix}"
     )
 
 

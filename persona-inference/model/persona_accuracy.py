@@ -102,8 +102,8 @@ def run(args) -> int:
     from persona_inference.prompts import load_template
     from persona_inference.runner import run_requests
 
-    dataset, rows = load_rows(args)
     paths = find_persona_results(args.res_dir, args.inference_split, args.run_name, args.partition.value, args.persona_models)
+    dataset, rows = load_rows(args)
     personas = {model: load_personas(path, dataset, args.dataset_name, rows) for model, path in paths.items()}
     template, template_path = load_template(EXPERIMENT, args.inference_split, args.prompt_dir)
     requests, meta = build_requests(dataset, personas, template)

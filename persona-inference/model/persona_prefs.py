@@ -12,7 +12,13 @@ from collections import defaultdict
 
 from persona_inference.errors import UsageError
 from persona_inference.llm.base import Request
-from persona_inference.model.judging import digest, find_persona_results, load_personas, parse_choice
+from persona_inference.model.judging import (
+    RUN_PERSONA_INFERENCE_FIRST,
+    digest,
+    find_persona_results,
+    load_personas,
+    parse_choice,
+)
 from persona_inference.prompts import fill
 
 EXPERIMENT = "persona_prefs"
@@ -99,9 +105,15 @@ def run(args) -> int:
     from persona_inference.prompts import load_template
     from persona_inference.runner import run_requests
 
+    own = args.model_nickname or nickname(args.model_name)
+    fix = RUN_PERSONA_INFERENCE_FIRST if args.persona_models else (
+        f"persona_prefs judges the judge's own personas ({own}) unless --persona_model names others; "
+        "pass it, or run persona_inference with this model first"
+    )
+    paths = find_persona_results(
+        args.res_dir, args.inference_split, args.run_name, args.partition.value, args.persona_models or [own], fix
+    )
     dataset, rows = load_rows(args)
-    persona_models = args.persona_models or [args.model_nickname or nickname(args.model_name)]
-    paths = find_persona_results(args.res_dir, args.inference_split, args.run_name, args.partition.value, persona_models)
     personas = {model: load_personas(path, dataset, args.dataset_name, rows) for model, path in paths.items()}
     template, template_path = load_template(EXPERIMENT, args.inference_split, args.prompt_dir)
     requests, meta = build_requests(dataset, personas, template)
