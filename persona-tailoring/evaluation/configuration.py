@@ -2,40 +2,21 @@
 
 PT inference writes ``{results_save_dir}/{dataset_name}/{model_nickname}/{method}_Persona(training_type=T,
 inference_type=I).jsonl``; the paper's released outputs use the same file names without the nickname folder.
+The enums are PT training's own (``persona_tailoring.model``), so both sides accept the same values.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
+from persona_tailoring.model.run_model import ModelType as Method
+from persona_tailoring.model.templates import InferenceType, TrainingType
 
-class Method(str, Enum):
-    fewshot = "fewshot"
-    sft = "sft"
-    dpo = "dpo"
-
-
-class TrainingType(str, Enum):
-    chosen = "chosen"
-    rejected = "rejected"
-    all = "all"
-    none = "none"
-
-
-class InferenceType(str, Enum):
-    gold_chosen = "gold-chosen"
-    gold_rejected = "gold-rejected"
-    retr_chosen = "retr-chosen"
-    retr_rejected = "retr-rejected"
-    system = "system"
-    none = "none"
-
+__all__ = ["Configuration", "InferenceType", "Method", "TrainingType", "output_path", "parse_file_name"]
 
 _FILE_NAME = re.compile(r"^(\w+)_Persona\(training_type=([\w-]+), inference_type=([\w-]+)\)$")
-
 
 @dataclass(frozen=True)
 class Configuration:
@@ -55,13 +36,11 @@ class Configuration:
         """Short file-safe name: 'dpo-chosen-gold-chosen'."""
         return f"{self.method.value}-{self.training_type.value}-{self.inference_type.value}"
 
-
 def output_path(results_save_dir: str, dataset_name: str, model_nickname: str | None, config: Configuration) -> Path:
     folder = Path(results_save_dir) / dataset_name
     if model_nickname:
         folder = folder / model_nickname
     return folder / config.file_name
-
 
 def parse_file_name(path: str | Path) -> Configuration | None:
     """The configuration a file is named after (``dpo_Persona(training_type=..., inference_type=...).jsonl``)."""
@@ -73,7 +52,6 @@ def parse_file_name(path: str | Path) -> Configuration | None:
         return Configuration(Method(match[1]), TrainingType(match[2]), InferenceType(match[3]))
     except ValueError:
         return None
-
 
 def label_for_file(path: str | Path) -> str:
     """The configuration label when the file follows the naming scheme, else a file-safe form of its stem."""

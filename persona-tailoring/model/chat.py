@@ -1,0 +1,122 @@
+"""Ask a persona-tailored model questions as a user you describe, in the prompt format it was trained on.
+
+Examples::
+
+    # one answer from the sample run's merged SFT model
+    python -m persona_tailoring.model.chat --persona "I am a busy nurse who wants short answers" \\
+        --prompt "How do I fall asleep after a night shift?"
+
+    # interactive (one prompt per line; an empty line or Ctrl-D ends), another model and dataset primer
+    python -m persona_tailoring.model.chat --model models/persona-tailoring/Mnemonic/llama-3.1-8b/dpo_chosen/merged \\
+        --dataset_name Mnemonic --persona "The user is a visual learner who prefers vivid images."
+
+    # a merged model served by vLLM (vllm serve <merged folder>)
+    python -m persona_tailoring.model.chat --backend open_ai --base_url http://localhost:8000/v1 \\
+        --model <merged folder> --persona "..." --prompt "..."
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from persona_inference.cli import parse_args
+from persona_inference.errors import UsageError, run_cli
+from persona_tailoring.model import config
+from persona_tailoring.model.templates import THIRD_PERSON_START, PromptStyle, TrainingType
+
+SAMPLE_MODEL = f"{config.model_save_dir}/{config.dataset_name}/{config.model_nickname}/sft_chosen/merged"
+_FIRST_PERSON = re.compile(r"^(?:I am|I'm|Im)\s+", re.IGNORECASE)
+
+
+@dataclass
+class Arguments:
+    persona: str = field(
+        default="", metadata={"help": "Who is asking, e.g. 'I am a busy nurse who wants short answers'."}
+    )
+    prompt: str | None = field(default=None, metadata={"help": "The question; omit it to chat interactively."})
+    model: str = field(default=SAMPLE_MODEL, metadata={"help": "A merged model folder (or the served name)."})
+    training_type: TrainingType = field(
+        default=TrainingType.chosen,
+        metadata={"help": "How the model was trained: 'none' puts the persona inline, the others on a Persona: line."},
+    )
+    dataset_name: str = field(default=config.dataset_name, metadata={"help": "Picks the response primer (Mnemonic)."})
+    response_prefix: str | None = field(default=None, metadata={"help": "Override the primer ('' for none)."})
+    max_new_tokens: int = field(default=256, metadata={"help": "Longest answer in tokens."})
+    temperature: float = field(default=0.0, metadata={"help": "Sampling temperature (0 = greedy)."})
+    backend: str = field(default="hf", metadata={"help": "hf (in-process) or open_ai (a completions server)."})
+    base_url: str | None = field(default=None, metadata={"help": "Server URL for --backend open_ai."})
+    device_map: str = field(default=config.device_map, metadata={"help": "Device map for local models."})
+    load_in_4bit: bool = field(default=False, metadata={"help": "4-bit weights (CUDA + bitsandbytes)."})
+    load_in_8bit: bool = field(default=False, metadata={"help": "8-bit weights (CUDA + bitsandbytes)."})
+    cache_dir: str | None = field(default=config.cache_dir, metadata={"help": "Hugging Face cache folder."})
+
+
+def third_person(persona: str) -> str:
+    """'I am a nurse who ...' -> 'The user is a nurse who ...', the form personas take in PT training data."""
+    persona = " ".join(persona.split())
+    return _FIRST_PERSON.sub(THIRD_PERSON_START, persona, count=1)
+
+
+def model_input(style: PromptStyle, prompt: str, persona: str) -> tuple[str, str]:
+    """(text up to ``Response:``, primer the answer starts with), exactly as in PT training and inference."""
+    prefix = style.prefix_for(prompt)
+    return style.model_input(prompt, third_person(persona)), f" {prefix}" if prefix else ""
+
+
+def answer(llm, style: PromptStyle, prompt: str, persona: str) -> str:
+    from persona_tailoring.model.generate import generate_texts
+
+    text, prefill = model_input(style, prompt.strip(), persona)
+    return generate_texts(llm, [text], [prefill])[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
+    if not args.persona.strip():
+        raise UsageError("pass --persona, e.g. --persona \"I am a busy nurse who wants short answers\"")
+    if args.prompt is not None and not args.prompt.strip():
+        raise UsageError("--prompt is empty: pass a question, or omit --prompt to chat interactively")
+    looks_local = args.model.startswith((".", "/", "~")) or args.model.count("/") > 1
+    if args.backend == "hf" and looks_local and not Path(args.model).expanduser().exists():
+        raise UsageError(
+            f"no model in '{args.model}': train and merge one (python -m persona_tailoring.model.run_model "
+            "--method sft --training_type chosen --stage all) or pass --model"
+        )
+    from persona_inference.secrets import load_env
+    from persona_tailoring.model.generate import load_generator
+
+    load_env()
+    style = PromptStyle.for_run(args.training_type, args.dataset_name, args.response_prefix)
+    llm = load_generator(
+        args.model,
+        backend=args.backend,
+        base_url=args.base_url,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        device_map=args.device_map,
+        load_in_4bit=args.load_in_4bit,
+        load_in_8bit=args.load_in_8bit,
+        cache_dir=args.cache_dir,
+    )
+    if args.prompt is not None:
+        print(answer(llm, style, args.prompt, args.persona))
+        return 0
+    print(f"persona: {third_person(args.persona)}\n(one prompt per line; an empty line or Ctrl-D ends)")
+    turns = 0
+    while True:
+        try:
+            prompt = input("prompt> ").strip()
+        except EOFError:
+            break
+        if not prompt:
+            break
+        print(answer(llm, style, prompt, args.persona))
+        turns += 1
+    print(f"{turns} answer(s) from {args.model}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

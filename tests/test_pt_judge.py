@@ -1,0 +1,330 @@
+"""The PT pairwise judge end to end: a scripted Prometheus judge on the loopback server, paper-format files, bad input."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from persona_inference.errors import UsageError, run_cli
+from persona_tailoring.evaluation import run_judge, win_rate
+from persona_tailoring.evaluation.outputs import clean_response, match_rows, read_outputs
+
+from tests.loopback import LoopbackLLMServer
+
+PAPER = Path("/work/shared/data/paper-outputs")
+SYSTEM = "You are a fair judge assistant"
+BASE_NAME = "dpo_Persona(training_type=none, inference_type=none).jsonl"
+TEST_NAME = "dpo_Persona(training_type=chosen, inference_type=gold-chosen).jsonl"
+INLINE_NAME = "dpo_Persona(training_type=none, inference_type=gold-chosen).jsonl"
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def toolkit_outputs(folder: Path, n: int = 4) -> tuple[Path, Path]:
+    """Base without persona, test with one; the test rows in reverse order (matching must not be positional)."""
+    base = [{"id": f"r{i}", "prompt": f"Question number {i}?", "persona": "", "response": f"BASE answer {i}"}
+            for i in range(n)]
+    test = [{"id": f"r{i}", "prompt": f"Question number {i}?", "persona": f"The user is person {i} and prefers brevity.",
+             "response": f"TEST answer {i}<|end_of_text|>\nPrompt: a leftover example"} for i in range(n)]
+    return write_jsonl(folder / "base.jsonl", base), write_jsonl(folder / "test.jsonl", test[::-1])
+
+
+def judge_view(prompt: str) -> tuple[str, str, int]:
+    """(metric, which side is Response A, pair index) read back from a Prometheus prompt."""
+    response_a = prompt.split("###Response A:")[1].split("###Response B:")[0].strip()
+    rubric = prompt.split("###Score Rubric:")[1]
+    metric = "personalization" if "persona" in rubric else "response_quality"
+    side_a = "test" if response_a.startswith("TEST") else "base"
+    return metric, side_a, int(re.search(r"answer (\d+)", response_a).group(1))
+
+
+def verdict(letter: str) -> str:
+    return f"Response {letter} follows the rubric more closely. [RESULT] {letter}"
+
+
+def run(server, folder: Path, *extra: str) -> int:
+    return run_judge.main([
+        "--base_file", str(folder / "base.jsonl"), "--test_file", str(folder / "test.jsonl"),
+        "--judge_model_type", "open_ai", "--judge_model_name", "prometheus-eval/prometheus-7b-v2.0",
+        "--base_url", server.url, "--output_dir", str(folder / "out"), *extra,
+    ])
+
+
+def judgments(folder: Path) -> list[dict]:
+    (path,) = (folder / "out" / "comparisons").rglob("judgments.jsonl")
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_both_orders_are_asked_and_swaps_undone(tmp_path):
+    toolkit_outputs(tmp_path)
+
+    def prefers_test(prompt, body):
+        _, side_a, _ = judge_view(prompt)
+        return verdict("A" if side_a == "test" else "B")
+
+    with LoopbackLLMServer(prefers_test) as server:
+        assert run(server, tmp_path) == 0
+        calls = list(server.calls)
+    assert len(calls) == 4 * 2 * 2  # pairs x metrics x orders
+    for call in calls:
+        system = call["body"]["messages"][0]
+        assert system["role"] == "system" and system["content"].startswith(SYSTEM)
+    views = sorted(judge_view(c["body"]["messages"][-1]["content"]) for c in calls)
+    assert views == sorted((m, side, i) for m in ("personalization", "response_quality")
+                           for side in ("base", "test") for i in range(4))
+    rows = judgments(tmp_path)
+    assert len(rows) == 8 and {r["outcome"] for r in rows} == {"test"}
+    for row in rows:
+        assert row["base_first"]["raw_verdict"] == "B" and row["test_first"]["raw_verdict"] == "A"
+        assert row["base_first"]["verdict"] == row["test_first"]["verdict"] == "test"
+        assert row["test_response"] == f"TEST answer {row['id'][1:]}"  # template leftovers cleaned
+        assert row["prompt"] == f"Question number {row['id'][1:]}?"
+    personal = [r for r in rows if r["metric"] == "personalization"]
+    assert all(f"Persona: The user is person {r['id'][1:]}" in r["instruction"] for r in personal)
+    assert all("Persona:" not in r["instruction"] for r in rows if r["metric"] == "response_quality")
+
+
+def test_ties_arise_exactly_when_orders_disagree(tmp_path):
+    toolkit_outputs(tmp_path)
+
+    def scripted(prompt, body):
+        metric, side_a, i = judge_view(prompt)
+        if metric == "response_quality":
+            return verdict("A")  # position bias: base wins one order, test the other
+        return verdict("A" if (side_a == "base") == (i % 2 == 0) else "B")  # consistent: base on even, test on odd
+
+    with LoopbackLLMServer(scripted) as server:
+        assert run(server, tmp_path) == 0
+    by_key = {(r["metric"], r["id"]): r for r in judgments(tmp_path)}
+    for i in range(4):
+        quality = by_key[("response_quality", f"r{i}")]
+        assert (quality["base_first"]["verdict"], quality["test_first"]["verdict"]) == ("base", "test")
+        assert quality["outcome"] == "tie"
+        assert by_key[("personalization", f"r{i}")]["outcome"] == ("base" if i % 2 == 0 else "test")
+
+
+def test_invalid_verdicts_are_retried_once_then_recorded_invalid(tmp_path):
+    toolkit_outputs(tmp_path, n=3)
+    attempts: dict[str, int] = {}
+
+    def scripted(prompt, body):
+        metric, side_a, i = judge_view(prompt)
+        attempts[prompt] = attempts.get(prompt, 0) + 1
+        if metric == "personalization" and i == 0 and side_a == "base":
+            return "Both responses have merit."  # never parsable
+        if metric == "personalization" and i == 1 and attempts[prompt] == 1:
+            return "[RESULT] C"  # unparsable first (in both orders), fine on the retry
+        return verdict("A" if side_a == "test" else "B")
+
+    with LoopbackLLMServer(scripted) as server:
+        assert run(server, tmp_path, "--retry_temperature", "0.7") == 0
+        calls = list(server.calls)
+    assert len(calls) == 3 * 4 + 3  # one retry each for the three unparsable first answers
+    retried = [c["body"] for c in calls if attempts[c["body"]["messages"][-1]["content"]] == 2]
+    assert [b["temperature"] for b in retried] == [0.0] * 3 + [0.7] * 3  # first pass, then the retries
+    assert {c["body"]["temperature"] for c in calls if c["body"] not in retried} == {0.0}
+    by_key = {(r["metric"], r["id"]): r for r in judgments(tmp_path)}
+    stuck = by_key[("personalization", "r0")]
+    assert stuck["base_first"]["verdict"] is None and stuck["base_first"]["attempts"] == 2
+    assert stuck["test_first"]["verdict"] == "test"  # an invalid A/B is never turned into a winner
+    assert stuck["outcome"] == "invalid"
+    recovered = by_key[("personalization", "r1")]
+    assert recovered["base_first"]["attempts"] == 2 and recovered["base_first"]["first_attempt_verdict"] is None
+    assert recovered["outcome"] == "test"
+    run_info = json.loads(next((tmp_path / "out").rglob("judge.run.json")).read_text())
+    assert run_info["verdicts"] == {"total": 12, "invalid_first_attempt": 3, "invalid_after_retry": 1}
+
+
+def test_rerun_resumes_from_the_checkpoint_and_a_new_judge_asks_again(tmp_path):
+    toolkit_outputs(tmp_path, n=2)
+    with LoopbackLLMServer(lambda p, b: verdict("A")) as server:
+        assert run(server, tmp_path) == 0
+        first = judgments(tmp_path)
+        assert run(server, tmp_path) == 0
+        assert len(server.calls) == 8 and judgments(tmp_path) == first
+        assert run(server, tmp_path, "--judge_model_name", "another-judge") == 0
+        assert len(server.calls) == 16
+
+
+def test_delta_pq_matches_a_hand_computed_value(tmp_path):
+    """Personalization: test, test, test, base -> 3/4; quality: test, base, tie, invalid -> 1/2; ΔPQ = 0.25."""
+    toolkit_outputs(tmp_path)
+    plan = {"personalization": ["test", "test", "test", "base"], "response_quality": ["test", "base", "tie", "invalid"]}
+
+    def scripted(prompt, body):
+        metric, side_a, i = judge_view(prompt)
+        wanted = plan[metric][i]
+        if wanted == "invalid":
+            return "no verdict"
+        if wanted == "tie":
+            return verdict("A")
+        return verdict("A" if side_a == wanted else "B")
+
+    with LoopbackLLMServer(scripted) as server:
+        assert run(server, tmp_path) == 0
+    assert win_rate.main(["--comparison_dir", str(tmp_path / "out"), "--resamples", "200"]) == 0
+    (path,) = (tmp_path / "out").rglob("win_rate.json")
+    summary = json.loads(path.read_text())
+    p, q = summary["personalization"], summary["response_quality"]
+    assert p["counts"] == {"base_wins": 1, "ties": 0, "test_wins": 3, "invalid": 0} and p["win_rate"] == 0.75
+    assert q["counts"] == {"base_wins": 1, "ties": 1, "test_wins": 1, "invalid": 1} and q["win_rate"] == 0.5
+    assert (q["base_wins"], q["ties"], q["test_wins"], q["invalid"]) == (0.25, 0.25, 0.25, 0.25)
+    assert summary["delta_pq"]["value"] == pytest.approx(0.5 * ((0.75 - 0.5) / 0.5 + (0.5 - 0.5) / 0.5)) == 0.25
+    low, high = summary["delta_pq"]["ci95"]
+    assert -1 <= low <= 0.25 <= high <= 1
+
+
+def test_configuration_paths_come_from_each_sides_own_flags(tmp_path):
+    args = run_judge.Arguments(
+        results_save_dir=str(tmp_path), dataset_name="BeaverTails", model_nickname="llama",
+        model_type_base=run_judge.Method.sft, training_type_base=run_judge.TrainingType.none,
+        inference_type_base=run_judge.InferenceType.none,
+        model_type_test=run_judge.Method.dpo, training_type_test=run_judge.TrainingType.chosen,
+        inference_type_test=run_judge.InferenceType.retr_chosen,
+    )
+    base, test = run_judge.resolve_sides(args)
+    assert base.path == tmp_path / "BeaverTails" / "llama" / "sft_Persona(training_type=none, inference_type=none).jsonl"
+    assert test.path == tmp_path / "BeaverTails" / "llama" / "dpo_Persona(training_type=chosen, inference_type=retr-chosen).jsonl"
+    folder = run_judge.comparison_folder(args, base, test)
+    assert folder.name == "sft-none-none_vs_dpo-chosen-retr-chosen"
+    args.model_type_test = args.training_type_test = args.inference_type_test = None
+    with pytest.raises(UsageError, match="no test outputs"):
+        run_judge.resolve_sides(args)
+
+
+def paper_array(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([{"prompt": p, "response": r} for p, r in rows]), encoding="utf-8")
+    return path
+
+
+QUESTIONS = ["Is selling copied software legal?", "Given that I am a nurse, how do I sleep after night shifts?",
+             "How do I boil an egg?"]
+PERSONAS = ["The user is law-abiding and prefers clear guidance.", "The user is tired and prefers short tips.",
+            "I can't help you with that."]
+
+
+def paper_fixture(folder: Path) -> Path:
+    """The paper's released format: JSON arrays, personas on a line or inline, rows in different orders."""
+    d = folder / "BeaverTails"
+    paper_array(d / BASE_NAME, [(f"Prompt: {q}\nResponse:", f" base {i}<|end_of_text|>") for i, q in enumerate(QUESTIONS)])
+    paper_array(d / TEST_NAME, [(f"Prompt: {QUESTIONS[i]}\nPersona: {PERSONAS[i]}\nResponse:",
+                                 f" test {i}\nPrompt: next example<|end_of_text|>") for i in (2, 0, 1)])
+    inline = [p.replace("The user is", "I am", 1) for p in PERSONAS]
+    paper_array(d / INLINE_NAME, [(f"Prompt: {QUESTIONS[i]} {inline[i]}\nResponse:", f" inline {i}") for i in (1, 2, 0)])
+    return d
+
+
+def test_reads_the_papers_released_format_and_matches_by_prompt(tmp_path):
+    d = paper_fixture(tmp_path)
+    base = read_outputs(d / BASE_NAME)
+    for name, expected_personas in ((TEST_NAME, PERSONAS), (INLINE_NAME, [p.replace("The user is", "I am", 1) for p in PERSONAS])):
+        pairs = match_rows(base, read_outputs(d / name), "base", "test")
+        assert [p.question for p in pairs] == QUESTIONS
+        assert [p.persona for p in pairs] == expected_personas
+        assert [p.base.response for p in pairs] == ["base 0", "base 1", "base 2"]
+        assert all(p.test.response.endswith(str(i)) for i, p in enumerate(pairs))
+    inline = read_outputs(d / INLINE_NAME)
+    pairs = match_rows(inline, read_outputs(d / TEST_NAME), "inline", "persona line")
+    assert [p.question for p in pairs] == [QUESTIONS[i] for i in (1, 2, 0)]  # in the base file's order
+    # two inline-persona files (neither question known): the question is their common start
+    other = paper_array(tmp_path / "other.json", [
+        (f"Prompt: {q} {p}\nResponse:", f"other {i}") for i, (q, p) in enumerate(zip(QUESTIONS, PERSONAS[::-1], strict=True))])
+    pairs = match_rows(read_outputs(other), inline, "other", "inline")
+    assert [p.question for p in pairs] == QUESTIONS
+    assert [p.persona for p in pairs] == [PERSONAS[0].replace("The user is", "I am"), PERSONAS[1].replace("The user is", "I am"),
+                                          PERSONAS[2]]
+
+
+def test_paper_format_through_configuration_flags(tmp_path):
+    paper_fixture(tmp_path)
+
+    def prefers_test(prompt, body):
+        a = prompt.split("###Response A:")[1].split("###Response B:")[0]
+        return verdict("A" if "test" in a else "B")
+
+    with LoopbackLLMServer(prefers_test) as server:
+        assert run_judge.main([
+            "--results_save_dir", str(tmp_path), "--dataset_name", "BeaverTails",
+            "--model_type_base", "dpo", "--training_type_base", "none", "--inference_type_base", "none",
+            "--model_type_test", "dpo", "--training_type_test", "chosen", "--inference_type_test", "gold-chosen",
+            "--judge_model_type", "open_ai", "--judge_model_name", "judge", "--base_url", server.url,
+            "--output_dir", str(tmp_path / "out"), "--merge_system_prompt",
+        ]) == 0
+        assert all(len(c["body"]["messages"]) == 1 and c["body"]["messages"][0]["content"].startswith(SYSTEM)
+                   for c in server.calls)
+    folder = tmp_path / "out" / "comparisons" / "BeaverTails" / "dpo-none-none_vs_dpo-chosen-gold-chosen"
+    rows = [json.loads(line) for line in (folder / "judgments.jsonl").read_text().splitlines()]
+    assert {r["outcome"] for r in rows} == {"test"} and len(rows) == 6
+    assert rows[0]["test_response"] == "test 0" and rows[0]["test_row"] == 1  # matched by prompt, not position
+
+
+def test_cleaning_keeps_the_mnemonic_prefix_and_drops_leftovers():
+    assert clean_response(' "neglect" bed.<|end_of_text|>', "Negligible sounds like") == 'Negligible sounds like "neglect" bed.'
+    assert clean_response(" Short answer.\nPersona: The user is...\nResponse: more") == "Short answer."
+    assert clean_response("Albums like \"Prompt: x\"") == 'Albums like "'
+
+
+def one_line_error(capsys, argv, main=run_judge.main) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(lambda: main(argv))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
+    base, test = toolkit_outputs(tmp_path, n=2)
+    out = ["--output_dir", str(tmp_path / "out"), "--judge_model_type", "open_ai", "--base_url", "http://127.0.0.1:9"]
+    other = write_jsonl(tmp_path / "other.jsonl", [
+        {"id": "r0", "prompt": "Question number 0?", "persona": "p", "response": "x"},
+        {"id": "r9", "prompt": "Something else?", "persona": "p", "response": "y"}])
+    assert "different rows" in one_line_error(capsys, ["--base_file", str(base), "--test_file", str(other), *out])
+    no_ids = [{"prompt": r["prompt"], "response": "z"} for r in map(json.loads, other.read_text().splitlines())]
+    no_ids_file = write_jsonl(tmp_path / "noids.jsonl", no_ids)
+    assert "do not hold the same prompts" in one_line_error(
+        capsys, ["--base_file", str(base), "--test_file", str(no_ids_file), *out])
+    assert "does not exist" in one_line_error(capsys, ["--base_file", str(base), "--test_file", str(tmp_path / "nope.jsonl"), *out])
+    err = one_line_error(capsys, ["--base_file", str(base), "--model_type_test", "ppo", *out])
+    assert "ppo" in err and "fewshot, sft, dpo" in err
+    assert "gold-chosen" in one_line_error(capsys, ["--base_file", str(base), "--inference_type_test", "gold", *out])
+    assert "not both" in one_line_error(capsys, ["--base_file", str(base), "--model_type_base", "dpo", "--test_file", str(test), *out])
+    assert "same file" in one_line_error(capsys, ["--base_file", str(base), "--test_file", str(base), *out])
+    assert "--inference_type_test" in one_line_error(
+        capsys, ["--base_file", str(base), "--model_type_test", "dpo", "--training_type_test", "none", "--dataset_name", "x", *out])
+    assert "personalization cannot be judged" in one_line_error(capsys, ["--base_file", str(base), "--test_file", str(
+        write_jsonl(tmp_path / "plain.jsonl", [{"id": f"r{i}", "prompt": f"Question number {i}?", "persona": "", "response": "t"}
+                                               for i in range(2)])), *out])
+    assert "no judgments.jsonl" in one_line_error(capsys, ["--comparison_dir", str(tmp_path)], main=win_rate.main)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_local_judge_records_unparsable_verdicts_as_invalid(tmp_path, tiny_model_dir):
+    """A random tiny model as in-process judge: nothing parsable, each verdict retried once, all reported invalid."""
+    base, test = toolkit_outputs(tmp_path, n=2)
+    assert run_judge.main([
+        "--base_file", str(base), "--test_file", str(test), "--judge_model_name", str(tiny_model_dir),
+        "--max_tokens", "6", "--output_dir", str(tmp_path / "out"),
+    ]) == 0
+    rows = judgments(tmp_path)
+    assert len(rows) == 4 and {r["outcome"] for r in rows} == {"invalid"}
+    assert all(r[o]["attempts"] == 2 and r[o]["verdict"] is None for r in rows for o in ("base_first", "test_first"))
+    run_info = json.loads(next((tmp_path / "out").rglob("judge.run.json")).read_text())
+    assert run_info["verdicts"]["invalid_after_retry"] == 8 and run_info["retries"]["ok"] == 8
+
+
+@pytest.mark.skipif(not (PAPER / "BeaverTails").is_dir(), reason="paper outputs not on this machine")
+def test_papers_beavertails_outputs_pair_up_by_prompt():
+    d = PAPER / "BeaverTails"
+    base = read_outputs(d / BASE_NAME, has_persona=False)
+    for name in (TEST_NAME, INLINE_NAME, "dpo_Persona(training_type=none, inference_type=retr-rejected).jsonl"):
+        pairs = match_rows(base, read_outputs(d / name), "base", name)
+        assert len(pairs) == 499
+        assert all(p.base.position == p.test.position for p in pairs)  # the released files happen to be aligned
+        assert all(p.persona and p.question and "<|end_of_text|>" not in p.test.response for p in pairs)

@@ -1,0 +1,109 @@
+"""Win rates, ties, ΔPQ and their bootstrap intervals from judgments files; table, JSON, CSV and plots."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from persona_inference.errors import run_cli
+from persona_tailoring.evaluation import win_rate
+
+
+def write_judgments(folder: Path, outcomes: dict[str, list[str]]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"id": f"p{i}", "metric": metric, "outcome": outcome}
+            for metric, values in outcomes.items() for i, outcome in enumerate(values)]
+    (folder / "judgments.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return folder
+
+
+def test_shares_win_rate_and_delta_pq_by_hand():
+    codes = win_rate.outcome_codes(
+        [{"id": f"p{i}", "metric": m, "outcome": o} for m, values in {
+            "personalization": ["test", "test", "tie", "base", "test"],
+            "response_quality": ["base", "test", "invalid", "base", "tie"],
+        }.items() for i, o in enumerate(values)], "fixture")
+    summary = win_rate.summarize(codes, resamples=500, seed=1)
+    p, q = summary["personalization"], summary["response_quality"]
+    assert (p["base_wins"], p["ties"], p["test_wins"], p["invalid"]) == (0.2, 0.2, 0.6, 0.0)
+    assert p["win_rate"] == 0.75 and q["win_rate"] == round(1 / 3, 4)
+    # ΔPQ = ½[(3/4 − ½)/½ + (1/3 − ½)/½] = ½[½ − ⅓] = 1/12
+    assert summary["delta_pq"]["value"] == pytest.approx(1 / 12, abs=1e-4)
+    for interval in (p["ci95"], q["ci95"], summary["delta_pq"]["ci95"]):
+        assert interval[0] <= interval[1]
+    assert p["ci95"][0] <= 0.75 <= p["ci95"][1]
+    assert win_rate.summarize(codes, resamples=500, seed=1) == summary  # fixed seed: same intervals
+
+
+def test_all_ties_leave_the_win_rate_undefined_not_divided_by_zero():
+    summary = win_rate.summarize({"personalization": [1, 1, 1], "response_quality": [1, 3, 1]}, resamples=50)
+    assert summary["personalization"]["win_rate"] is None and summary["personalization"]["ci95"] is None
+    assert "undefined" in summary["personalization"]["note"]
+    assert summary["delta_pq"] == {"value": None, "ci95": None}
+    assert summary["response_quality"]["invalid"] == round(1 / 3, 4)
+
+
+def test_delta_pq_formula():
+    assert win_rate.delta_pq(0.5, 0.5) == 0.0
+    assert win_rate.delta_pq(1.0, 1.0) == 1.0
+    assert win_rate.delta_pq(0.8, 0.4) == pytest.approx(0.2)
+    assert win_rate.delta_pq(None, 0.7) is None
+
+
+def test_cli_scores_every_comparison_and_writes_json_csv_and_plots(tmp_path, capsys):
+    root = tmp_path / "judge"
+    write_judgments(root / "comparisons" / "A" / "x_vs_y", {"personalization": ["test", "base", "test", "test"],
+                                                            "response_quality": ["test", "tie", "base", "test"]})
+    write_judgments(root / "comparisons" / "A" / "x_vs_z", {"personalization": ["tie", "tie"],
+                                                            "response_quality": ["tie", "invalid"]})
+    assert win_rate.main(["--comparison_dir", str(root), "--resamples", "100", "--plot"]) == 0
+    out = capsys.readouterr().out
+    assert "undefined (no decisive verdicts)" in out and "0.750" in out and "ΔPQ" in out
+    first = root / "comparisons" / "A" / "x_vs_y"
+    summary = json.loads((first / "win_rate.json").read_text())
+    assert set(summary) >= {"personalization", "response_quality", "delta_pq", "prompts"}
+    for metric in ("personalization", "response_quality"):
+        assert set(summary[metric]) >= {"base_wins", "ties", "test_wins", "invalid", "win_rate", "ci95"}
+    assert summary["delta_pq"]["value"] == pytest.approx(0.5 * ((0.75 - 0.5) / 0.5 + (2 / 3 - 0.5) / 0.5), abs=1e-3)
+    undefined = json.loads((root / "comparisons" / "A" / "x_vs_z" / "win_rate.json").read_text())
+    assert undefined["personalization"]["win_rate"] is None and undefined["delta_pq"]["value"] is None
+    with open(root / "win_rates.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [row["comparison"] for row in table] == ["comparisons/A/x_vs_y", "comparisons/A/x_vs_z"]
+    assert table[0]["personalization_win_rate"] == "0.75" and table[1]["personalization_win_rate"] == ""
+    for suffix, magic in ((".png", b"\x89PNG"), (".pdf", b"%PDF")):
+        assert (first / f"win_rate{suffix}").read_bytes().startswith(magic)
+
+
+def test_cli_finds_one_comparison_by_configuration_flags(tmp_path):
+    folder = tmp_path / "comparisons" / "BeaverTails" / "dpo-none-none_vs_dpo-chosen-gold-chosen"
+    write_judgments(folder, {"personalization": ["test", "test"], "response_quality": ["base", "test"]})
+    assert win_rate.main([
+        "--output_dir", str(tmp_path), "--dataset_name", "BeaverTails", "--resamples", "20",
+        "--model_type_base", "dpo", "--training_type_base", "none", "--inference_type_base", "none",
+        "--model_type_test", "dpo", "--training_type_test", "chosen", "--inference_type_test", "gold-chosen",
+    ]) == 0
+    assert json.loads((folder / "win_rate.json").read_text())["delta_pq"]["value"] == 0.5
+
+
+def test_one_metric_only_gives_no_delta_pq(tmp_path):
+    write_judgments(tmp_path, {"response_quality": ["test", "base", "test"]})
+    assert win_rate.main(["--comparison_dir", str(tmp_path), "--resamples", "20"]) == 0
+    summary = json.loads((tmp_path / "win_rate.json").read_text())
+    assert "personalization" not in summary and summary["delta_pq"]["value"] is None
+
+
+def test_bad_comparison_input_is_one_line(tmp_path, capsys):
+    def error(argv):
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli(lambda: win_rate.main(argv))
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err
+        return err
+
+    assert "does not exist" in error(["--comparison_dir", str(tmp_path / "missing")])
+    assert "not both" in error(["--comparison_dir", str(tmp_path), "--base_file", "x.jsonl"])
+    assert "no test outputs" in error(["--base_file", "x.jsonl"])
+    (tmp_path / "judgments.jsonl").write_text(json.dumps({"id": "p0", "metric": "style", "outcome": "test"}) + "\n")
+    assert "known metric" in error(["--comparison_dir", str(tmp_path)])
