@@ -140,10 +140,10 @@ def test_accuracy_records_carry_their_own_key(chain):
 
 
 @pytest.mark.parametrize(
-    ("judge_name", "accuracy", "invalid"),
-    [("judge-ones", 0.5, 0), ("judge-gold", 1.0, 0), ("judge-flaky", 1.0, 2)],
+    ("judge_name", "accuracy", "invalid", "first_share"),
+    [("judge-ones", 0.5, 0, 1.0), ("judge-gold", 1.0, 0, 0.5), ("judge-flaky", 1.0, 2, 0.5)],
 )
-def test_accuracy_numbers(chain, judge_name, accuracy, invalid):
+def test_accuracy_numbers(chain, judge_name, accuracy, invalid, first_share):
     table = persona_accuracy.summarize(results(chain, judge_name, "persona_accuracy"))
     assert [(t["persona_model"], t["side"]) for t in table] == [
         ("pi-a", "chosen"), ("pi-a", "rejected"), ("pi-b", "chosen"), ("pi-b", "rejected")
@@ -152,6 +152,7 @@ def test_accuracy_numbers(chain, judge_name, accuracy, invalid):
         assert line["accuracy"] == accuracy
         assert line["invalid"] == invalid  # row 0, both orders: counted, never scored
         assert line["valid"] == 2 * N_ROWS - invalid
+        assert line["first_share"] == first_share  # position bias, visible
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from persona_inference.evaluation import common
 from persona_inference.model.persona_accuracy import SIDES, summarize
 
 RESULT_FILE = "persona_accuracy.jsonl"
-COLUMNS = ["evaluator", "dataset", "persona_model", "side", "questions", "valid", "invalid", "accuracy", "stderr"]
+COLUMNS = ["evaluator", "dataset", "persona_model", "side", "questions", "valid", "invalid", "accuracy", "stderr", "first_share"]
 
 
 @dataclass

@@ -3,6 +3,15 @@
 Every persona of every persona-inference model found for the split and run is judged twice, once with the
 chosen response first and once with it second, so a judge's position bias cancels out: a judge that always
 answers "1" scores exactly 0.5. The gold answer is the position of the response on the persona's own side.
+``first_share`` (how often a valid answer was "1") shows the judge's position bias. Run through ``run_model``::
+
+    # the embedded model judges every persona model's BeaverTails personas of run "demo"
+    python -m persona_inference.model.run_model --experiments persona_accuracy --run_name demo \
+        --dataset_name nbalepur/persona-inference --inference_split BeaverTails
+
+    # GPT-4o judges only gpt-4o-mini's personas, 16 requests at a time
+    python -m persona_inference.model.run_model --experiments persona_accuracy --model_type open_ai \
+        --model_name gpt-4o --persona_model gpt-4o-mini --inference_split BeaverTails --concurrency 16
 """
 
 from __future__ import annotations
@@ -79,6 +88,7 @@ def summarize(records: list[dict]) -> list[dict]:
     for (model, side), group in sorted(groups.items(), key=lambda kv: (kv[0][0], SIDES.index(kv[0][1]))):
         valid = [r for r in group if r.get("correct") is not None]
         correct = sum(r["correct"] for r in valid)
+        first = sum(r["choice"] == 1 for r in valid)
         rows.append(
             {
                 "persona_model": model,
@@ -89,6 +99,7 @@ def summarize(records: list[dict]) -> list[dict]:
                 "correct": correct,
                 "accuracy": correct / len(valid) if valid else float("nan"),
                 "stderr": proportion_stderr(correct, len(valid)),
+                "first_share": first / len(valid) if valid else float("nan"),
             }
         )
     return rows
@@ -136,7 +147,8 @@ def run(args) -> int:
           f"({stats.reused} reused, {stats.ok} new) in {stats.seconds:.1f}s")
     for line in table:
         print(f"  {line['persona_model']:<28} {line['side']:<8} accuracy {line['accuracy']:.3f} "
-              f"± {line['stderr']:.3f}  ({line['valid']} valid, {line['invalid']} invalid)")
+              f"± {line['stderr']:.3f}  ({line['valid']} valid, {line['invalid']} invalid, "
+              f"{line['first_share']:.0%} answered 1)")
     print(f"results: {final_path}\nrun record: {run_json}")
     return 0
 

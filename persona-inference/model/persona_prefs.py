@@ -3,7 +3,14 @@ does a judge consider the more common user?
 
 Each pair is asked in both orders. A row's outcome is the side picked both times; a judge that flips with the
 order has no real preference there, so that row is a tie. A row with an unparsable answer is invalid: counted
-and reported, and left out of the shares.
+and reported, and left out of the shares. Run through ``run_model``::
+
+    # the embedded model compares its own chosen- and rejected-side personas of run "demo"
+    python -m persona_inference.model.run_model --experiments persona_inference persona_prefs --run_name demo
+
+    # GPT-4o compares the personas that gpt-4o-mini and Llama inferred
+    python -m persona_inference.model.run_model --experiments persona_prefs --model_type open_ai \
+        --model_name gpt-4o --persona_model gpt-4o-mini meta-llama--Llama-3.1-8B-Instruct --inference_split Mnemonic
 """
 
 from __future__ import annotations
