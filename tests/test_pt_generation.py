@@ -1,0 +1,156 @@
+"""Generation: stop strings on a real (tiny) model, the output file, the completions-API path, resuming after SIGKILL."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from persona_inference.checkpoint import read_records
+from persona_tailoring.model import generate
+from persona_tailoring.model.run_model import main
+from tests.loopback import LoopbackLLMServer
+from tests.pt_support import make_args, write_tailoring_dataset
+
+EGG = "Prompt: How do I boil an egg?\nResponse:"
+ABC = "Prompt: abc\nResponse:"
+# What the parrot model learns to say: one answer running on into a next "Prompt:", one ending at end of sequence.
+PARROT_TEXTS = [EGG + " Put it in boiling water.\nPrompt: Why?\nResponse: Heat.", ABC + " Done</s>"]
+OUTPUT_NAME = "sft_Persona(training_type=chosen, inference_type=gold-chosen).jsonl"
+
+
+@pytest.fixture(scope="module")
+def parrot_model_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny model, overfit on PARROT_TEXTS with a plain torch loop (a few seconds)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("parrot")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    batch = tokenizer(PARROT_TEXTS, return_tensors="pt", padding=True)
+    labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(80):
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_generation_stops_at_the_next_prompt_and_at_end_of_sequence(parrot_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(parrot_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(parrot_model_dir)
+    ids = tokenizer(EGG, return_tensors="pt").input_ids
+    with torch.no_grad():
+        unconstrained = tokenizer.decode(model.generate(ids, max_new_tokens=24, do_sample=False)[0, ids.shape[1] :])
+    assert unconstrained.startswith(" Put it in boiling water.\nPrompt:")  # the model itself runs on
+
+    llm = generate.load_generator(str(parrot_model_dir), max_new_tokens=30, batch_size=2)
+    completions = generate.generate_completions(llm, [EGG, ABC])
+    assert [c.text.strip() for c in completions] == ["Put it in boiling water.", "Done"]
+    assert all(c.usage["completion_tokens"] < 30 for c in completions)
+    assert generate.generate_texts(llm, [ABC, EGG]) == ["Done", "Put it in boiling water."]
+
+
+def test_infer_writes_one_documented_record_per_test_row(tmp_path, tiny_model_dir):
+    data = write_tailoring_dataset(tmp_path / "data")
+    args = make_args(tmp_path, tiny_model_dir, data, model_path=str(tiny_model_dir), max_new_tokens=4)
+    args.inference_type = [generate.templates.InferenceType.gold_chosen, generate.templates.InferenceType.none]
+    assert generate.infer(args, "sft") == 0
+    folder = tmp_path / "results" / "Handmade" / "tiny"
+    records = read_records(folder / OUTPUT_NAME)
+    assert [list(r) for r in records] == [list(generate.OUTPUT_FIELDS)] * 3
+    assert [r["index"] for r in records] == [0, 1, 2] and len({r["id"] for r in records}) == 3
+    assert records[1]["prompt"] == "question test1?" and records[1]["persona"].startswith("The user is CG-test1")
+    assert records[1]["model_input"] == f"Prompt: question test1?\nPersona: {records[1]['persona']}\nResponse:"
+    plain = read_records(folder / "sft_Persona(training_type=chosen, inference_type=none).jsonl")
+    assert plain[0]["persona"] == "" and plain[0]["model_input"] == "Prompt: question test0?\nResponse:"
+    run = json.loads((folder / OUTPUT_NAME.replace(".jsonl", ".run.json")).read_text())
+    assert run["stats"]["ok"] == 3 and not list((folder / ".checkpoints").glob("*.jsonl"))
+    # a finished file is kept on a rerun (no model is even loaded)
+    args.model_path = str(tmp_path / "no-such-model")
+    assert generate.infer(args, "sft") == 0
+
+
+def loopback_answer(prompt: str, body: dict) -> str:
+    """Like a raw LM: answers, then runs on into another example (which the stop strings must cut)."""
+    question = prompt.rsplit("Prompt: ", 1)[1].split("\n")[0]
+    return f" Answer to {question}\nPrompt: something else\nResponse: more"
+
+
+def api_argv(data: Path, tmp_path: Path, url: str, *extra: str) -> list[str]:
+    return [
+        "--method", "sft", "--stage", "infer", "--backend", "open_ai", "--base_url", url,
+        "--server_model_name", "served-model", "--hf_dataset_name", str(data), "--dataset_name", "Handmade",
+        "--model_nickname", "tiny", "--model_save_dir", str(tmp_path / "models"),
+        "--results_save_dir", str(tmp_path / "results"), *extra,
+    ]
+
+
+def test_openai_completions_backend_sends_raw_text_and_cuts_at_the_stop(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    data = write_tailoring_dataset(tmp_path / "data", {"test": 2})
+    with LoopbackLLMServer(loopback_answer) as server:
+        assert main(api_argv(data, tmp_path, server.url + "/v1", "--dataset_name", "Mnemonic")) == 0
+    assert {call["path"] for call in server.calls} == {"/v1/completions"}
+    body = server.calls[0]["body"]
+    assert body["model"] == "served-model" and "\nPrompt:" in body["stop"] and body["temperature"] == 0
+    records = read_records(tmp_path / "results" / "Mnemonic" / "tiny" / OUTPUT_NAME)
+    first = next(r for r in records if r["index"] == 0)
+    assert first["model_input"].endswith("\nResponse:")
+    sent = sorted(call["body"]["prompt"] for call in server.calls)
+    assert sent[0] == first["model_input"] + " Question Test0? sounds like"
+    # the Mnemonic primer starts the response; the run-on example after "\nPrompt:" is cut
+    assert first["response"] == "Question Test0? sounds like Answer to question test0?"
+
+
+def count_lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+@pytest.mark.slow
+def test_sigkill_midway_then_rerun_gives_the_uninterrupted_result(tmp_path):
+    n_rows = 8
+    data = write_tailoring_dataset(tmp_path / "data", {"test": n_rows})
+    final = tmp_path / "results" / "Handmade" / "tiny" / OUTPUT_NAME
+    with LoopbackLLMServer(loopback_answer) as server:
+        assert main(api_argv(data, tmp_path, server.url + "/v1")) == 0
+    reference = read_records(final)
+    shutil.rmtree(tmp_path / "results")
+
+    checkpoint = generate.checkpoint_path(final)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "OPEN_AI"))}
+    with LoopbackLLMServer(loopback_answer, latency=0.25) as server:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "persona_tailoring.model.run_model",
+             *api_argv(data, tmp_path, server.url + "/v1", "--concurrency", "1")],
+            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        while count_lines(checkpoint) < 3 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL
+    done = count_lines(checkpoint)
+    assert 3 <= done < n_rows and not final.exists()
+    with open(checkpoint, "a", encoding="utf-8") as handle:  # a kill mid-write leaves half a line
+        handle.write('{"id": "00007-')
+
+    with LoopbackLLMServer(loopback_answer) as server:
+        assert main(api_argv(data, tmp_path, server.url + "/v1")) == 0
+    assert len(server.calls) == n_rows - done  # nothing generated twice
+    assert read_records(final) == reference
+    assert not checkpoint.exists()
