@@ -263,6 +263,15 @@ def test_paper_format_through_configuration_flags(tmp_path):
     assert rows[0]["test_response"] == "test 0" and rows[0]["test_row"] == 1  # matched by prompt, not position
 
 
+def test_a_model_input_prompt_with_its_persona_field_gives_the_question(tmp_path):
+    path = write_jsonl(tmp_path / "inline.jsonl", [{
+        "id": "a", "persona": "The user is a nurse who prefers short tips.", "response": " Sleep.",
+        "prompt": "Prompt: Given that I am tired, what now? I am a nurse who prefers short tips.\nResponse:"}])
+    (row,) = read_outputs(path)
+    assert (row.question, row.persona, row.response) == (
+        "Given that I am tired, what now?", "The user is a nurse who prefers short tips.", "Sleep.")
+
+
 def test_cleaning_keeps_the_mnemonic_prefix_and_drops_leftovers():
     assert clean_response(' "neglect" bed.<|end_of_text|>', "Negligible sounds like") == 'Negligible sounds like "neglect" bed.'
     assert clean_response(" Short answer.\nPersona: The user is...\nResponse: more") == "Short answer."

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from persona_inference.errors import UsageError
+from persona_tailoring.model.templates import first_person
 
 # Where an inline persona starts in the paper's prompts for models trained without personas.
 _INLINE_PERSONA_MARKERS = (" I am ", " The user ")
@@ -114,8 +115,9 @@ def _to_row(position: int, record: dict, has_persona: bool | None) -> OutputRow:
     body, question, persona, prefix = split_prompt(str(record["prompt"]), has_persona)
     given = str(record.get("persona") or "").strip()
     if given:
-        if question is None and normalize(body).endswith(normalize(given)):
-            question = body[: len(body) - len(given)].strip() if body.endswith(given) else None
+        for inline_form in (given, first_person(given)):  # models trained without personas get "I am ..."
+            if question is None and body.endswith(inline_form):
+                question = body[: -len(inline_form)].strip()
         persona = given
     elif "persona" in record and question is None:
         question = body  # a toolkit record saying "no persona"
