@@ -131,11 +131,6 @@ def check_arguments(args: Arguments) -> None:
             raise UsageError(f"--{name} must be positive")
 
 
-def is_main_process() -> bool:
-    """Under ``accelerate launch`` every process trains; merging and generation run once, on rank 0."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def run_train(args: Arguments) -> int:
     if args.method == ModelType.fewshot:
         print("few-shot uses the base model with demonstrations: nothing to train")
@@ -150,10 +145,11 @@ def run_merge(args: Arguments) -> int:
     if args.method == ModelType.fewshot:
         print("few-shot uses the base model: nothing to merge")
         return 0
-    if not is_main_process():
+    from persona_tailoring.model.train import is_main_process, run_paths
+
+    if not is_main_process():  # under accelerate every process trains; merging runs once
         return 0
     from persona_tailoring.model.merge import merge_adapter
-    from persona_tailoring.model.train import run_paths
 
     paths = run_paths(args)
     method, training_type = args.method.value, args.training_type.value
@@ -167,7 +163,9 @@ def run_merge(args: Arguments) -> int:
 
 
 def run_infer(args: Arguments) -> int:
-    if not is_main_process():
+    from persona_tailoring.model.train import is_main_process
+
+    if not is_main_process():  # generation runs once (or through a server: --backend open_ai)
         return 0
     from persona_tailoring.model.generate import infer
 

@@ -99,9 +99,7 @@ def training_device_map(args):
     if world_size == 1:
         return args.device_map
     if args.load_in_4bit or args.load_in_8bit:
-        from accelerate import PartialState
-
-        return {"": PartialState().local_process_index}
+        return {"": int(os.environ.get("LOCAL_RANK", "0"))}
     return None
 
 
@@ -151,7 +149,8 @@ def trainer_arguments(args, method: str, output_dir: Path, has_eval: bool) -> di
         per_device_train_batch_size=args.per_device_train_batch_size,
         per_device_eval_batch_size=args.per_device_train_batch_size,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
-        gradient_checkpointing=args.gradient_checkpointing,
+        activation_checkpointing=args.gradient_checkpointing,  # transformers 5's name for gradient checkpointing
+        ddp_find_unused_parameters=False,  # every LoRA weight is used in each step
         max_length=args.max_length,
         eval_strategy=per_epoch,
         save_strategy="epoch",
@@ -166,30 +165,24 @@ def trainer_arguments(args, method: str, output_dir: Path, has_eval: bool) -> di
     )
 
 
-def clear_method_dir(paths: RunPaths, method: str, training_type: str) -> None:
-    """For --overwrite: drop this method's checkpoints, adapter and merged model (never another method's)."""
-    from accelerate import PartialState
-
-    state = PartialState()
-    if state.is_main_process:
-        shutil.rmtree(paths.method_dir(method, training_type), ignore_errors=True)
-    state.wait_for_everyone()
+def is_main_process() -> bool:
+    """Rank 0 (or no distributed launch); read from the environment so no process group is created early."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def train(args, method: str) -> Path:
     """Train the LoRA adapter of ``method`` ('sft' or 'dpo') for ``args.training_type``; return the adapter folder."""
-    from accelerate import PartialState
-
     paths = run_paths(args)
-    training_type = args.training_type.value
-    adapter_dir = paths.adapter_dir(method, training_type)
-    if args.overwrite:
-        clear_method_dir(paths, method, training_type)
-    elif (adapter_dir / "adapter_config.json").exists():
-        if PartialState().is_main_process:
+    adapter_dir = paths.adapter_dir(method, args.training_type.value)
+    if (adapter_dir / "adapter_config.json").exists() and not args.overwrite:
+        if is_main_process():
             print(f"{method} adapter already trained: {adapter_dir} (pass --overwrite to retrain)")
         return adapter_dir
     trainer = build_trainer(args, method)
+    if args.overwrite:  # drop this method's checkpoints, adapter and merged model (never another method's)
+        if trainer.accelerator.is_main_process:
+            shutil.rmtree(paths.method_dir(method, args.training_type.value), ignore_errors=True)
+        trainer.accelerator.wait_for_everyone()
     return fit_and_save(trainer, args, method)
 
 
