@@ -149,6 +149,18 @@ def test_push_to_hub_is_opt_in_and_needs_a_repo_id(sample, tmp_path, monkeypatch
         augmentation.main([*argv, "--push_to_hub"])
 
 
+def test_push_to_hub_uses_the_write_token_from_the_environment(sample, tmp_path, monkeypatch):
+    rows, argv, run = sample
+    write_jsonl(run / "persona_inference.jsonl", persona_records(rows, range(len(rows))))
+    pushed = []
+    monkeypatch.setattr(datasets.DatasetDict, "push_to_hub", lambda self, repo, **kw: pushed.append((repo, kw)))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_WRITE_TOKEN", "hf_write_test")
+    assert augmentation.main([*argv, "--new_dataset_name", "me/augmented", "--push_to_hub"]) == 0
+    assert pushed == [("me/augmented", {"config_name": "Tiny", "token": "hf_write_test"})]
+    assert (tmp_path / "out" / "me--augmented" / "dataset_dict.json").is_file()
+
+
 def test_cli_error_is_one_line_with_exit_status_2(sample, tmp_path):
     _, argv, _ = sample
     done = subprocess.run(

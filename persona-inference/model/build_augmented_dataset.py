@@ -25,7 +25,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from persona_inference.cli import parse_args
+from persona_inference.cli import parse_args, public_args
 from persona_inference.data import (
     PREFERENCE_COLUMNS,
     Partition,
@@ -37,6 +37,7 @@ from persona_inference.data import (
 from persona_inference.embedded import EMBEDDED_MODEL_NAME
 from persona_inference.errors import UsageError, run_cli
 from persona_inference.model.run_model import SAMPLE_DATA, nickname
+from persona_inference.model.run_model import Arguments as RunArguments
 
 RESULTS_FILE = "persona_inference.jsonl"
 CHECKPOINT_FILE = "persona_inference.checkpoint.jsonl"
@@ -169,7 +170,7 @@ def resume_command(args: Arguments, folder: Path, partition: Partition | None) -
     }
     if nickname(options["model_name"]) != args.model and not options["model_nickname"]:
         options["model_nickname"] = args.model
-    defaults = {"split": "train", "res_dir": "results/persona-inference", "model_type": "hf_chat"}
+    defaults = public_args(RunArguments())  # options equal to run_model's defaults are left out
     words = ["python", "-m", "persona_inference.model.run_model"]
     for name, value in options.items():
         if value is not None and defaults.get(name) != value:
@@ -207,9 +208,10 @@ def check_complete(args: Arguments, n: int, personas: dict, failed_rows: set[int
     if len(commands) > _SHOWN:
         listed += f" and {len(commands) - _SHOWN} more partitions"
     summary = ", ".join(f"{count} {kind}" for kind, count in counts.items() if count)
+    empty = " (empty personas are kept on resume: redo them under a new --run_name)" if counts["empty"] else ""
     raise UsageError(
         f"personas are incomplete for {len(incomplete)} of {n} rows ({summary}; rows {rows}) in run '{folder}': "
-        f"finish it with {listed}, then rerun this command"
+        f"finish it with {listed}, then rerun this command{empty}"
     )
 
 

