@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -282,8 +283,9 @@ def one_line_error(capsys, argv, main=run_judge.main) -> str:
     with pytest.raises(SystemExit) as exit_info:
         run_cli(lambda: main(argv))
     assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    stderr = capsys.readouterr().err.strip()
+    err = stderr.splitlines()[-1]  # after any model-loading progress bar
+    assert err.startswith("error: ") and "Traceback" not in stderr and "error" not in stderr.removesuffix(err)
     return err
 
 
@@ -326,6 +328,18 @@ def test_local_judge_records_unparsable_verdicts_as_invalid(tmp_path, tiny_model
     assert all(r[o]["attempts"] == 2 and r[o]["verdict"] is None for r in rows for o in ("base_first", "test_first"))
     run_info = json.loads(next((tmp_path / "out").rglob("judge.run.json")).read_text())
     assert run_info["verdicts"]["invalid_after_retry"] == 8 and run_info["retries"]["ok"] == 8
+
+
+def test_a_local_judge_without_a_system_role_asks_for_merging(tmp_path, tiny_model_dir, capsys):
+    judge_dir = shutil.copytree(tiny_model_dir, tmp_path / "mistral-like")
+    (judge_dir / "chat_template.jinja").write_text(
+        "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('roles must alternate') }}{% endif %}"
+        "[INST] {{ m['content'] }} [/INST]{% endfor %}")
+    base, test = toolkit_outputs(tmp_path, n=1)
+    argv = ["--base_file", str(base), "--test_file", str(test), "--judge_model_name", str(judge_dir),
+            "--max_tokens", "2", "--output_dir", str(tmp_path / "out")]
+    assert "--merge_system_prompt" in one_line_error(capsys, argv)
+    assert run_judge.main([*argv, "--merge_system_prompt", "--metrics", "response_quality"]) == 0
 
 
 @pytest.mark.skipif(not (PAPER / "BeaverTails").is_dir(), reason="paper outputs not on this machine")

@@ -190,6 +190,21 @@ def make_judge(args: Arguments):
     return llm, retry_llm
 
 
+def check_system_role(llm) -> None:
+    """A local judge whose chat template refuses system messages (Mistral-style, e.g. Prometheus) needs merging."""
+    tokenizer = getattr(llm, "tokenizer", None)
+    if tokenizer is None or not getattr(llm, "chat", False):
+        return
+    try:
+        tokenizer.apply_chat_template(
+            [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}], tokenize=False, add_generation_prompt=True
+        )
+    except Exception as err:  # jinja raises its own TemplateError types
+        raise UsageError(
+            f"the judge's chat template rejects a system message ({str(err)[:80]}): pass --merge_system_prompt"
+        ) from None
+
+
 def load_pairs(args: Arguments, base: Side, test: Side):
     from persona_tailoring.evaluation.outputs import match_rows, read_outputs
 
@@ -232,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     llm, retry_llm = make_judge(args)
+    if not args.merge_system_prompt:
+        check_system_role(llm)
     checkpoint = folder / CHECKPOINT_FILE
     records, first = run_requests(llm, requests, meta, checkpoint, judge.finish_record, desc="judge")
     retries, retry_meta = judge.retry_requests(requests, meta, records)
@@ -252,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         write_json_atomic(folder / RUN_FILE, run_info)
         print(f"judge: {len(failed)} of {len(records)} requests failed (first: {failed[0]['error']})")
+        if any("role" in (r.get("error") or "").lower() for r in failed):
+            print("the judge seems to reject the system role: rerun with --merge_system_prompt")
         print(f"checkpoint kept in {folder}; rerun the same command to retry the failed requests")
         return 1
     rows = judge.judgments(pairs, args.metrics, requests, records, job.task)
