@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from pathlib import Path
 
 import pytest
 from persona_inference.checkpoint import read_records
@@ -49,8 +50,8 @@ def _after(label: str, prompt: str) -> str:
 
 def respond(prompt: str, body: dict) -> str:
     model = body["model"]
-    if model.startswith("pi-"):  # persona inference: describe whoever prefers "Answer A"
-        return CHOSEN_PERSONA if _after("Answer A:", prompt).startswith("Short") else REJECTED_PERSONA
+    if model.startswith("pi-"):  # persona inference: the preferred answer comes first in the question
+        return CHOSEN_PERSONA if prompt.rfind("Short:") < prompt.rfind("Long:") else REJECTED_PERSONA
     if model == "judge-ones":
         return "1"
     if model == "judge-flaky" and "task 0?" in prompt:
@@ -409,3 +410,19 @@ def test_script_flag_errors(chain, tmp_path, capsys, script, argv, fragment):
     status, _, err = run_script(script.main, [*base, *argv], capsys)
     assert_one_line_error(status, err, fragment)
     assert not (tmp_path / "out").exists()
+
+
+PAPER_DATA = Path("/work/shared/data/persona-tailoring-BeaverTails")
+
+
+@pytest.mark.skipif(not PAPER_DATA.is_dir(), reason="the paper's data is not on this machine")
+def test_word_saliency_on_the_papers_personas():
+    """On the paper's BeaverTails personas, rejected-side users are the ones who want it short and direct."""
+    import datasets
+
+    split = datasets.load_from_disk(str(PAPER_DATA))["dpo_train"]
+    personas = [(r[f"{side}_persona_gold"], side) for r in split for side in ("chosen", "rejected")]
+    table = word_saliency.salient_words(personas, top_k=10, min_count=10)
+    rejected = {e["word"] for e in table["rejected"]}
+    assert {"to-the-point", "concise", "straightforward"} & rejected
+    assert all(e["p"] > 0.5 and e["count"] >= 10 for label in table for e in table[label])
