@@ -279,6 +279,30 @@ def test_judgments_resume_and_rejudge_only_what_changed(tmp_path, capsys):
     assert len(judged) == 4 * N_ROWS and all(r["correct"] for r in judged)
 
 
+def test_failed_judgments_leave_no_results_and_are_retried(tmp_path, capsys):
+    import datasets
+    from persona_inference.prompts import load_template
+
+    dataset = write_dataset(tmp_path / "tiny.jsonl", tiny_rows())
+    res_dir = tmp_path / "res"
+    with LoopbackLLMServer(respond) as server:
+        infer_personas(base_args(res_dir, dataset, server), "pi-a", capsys)
+    personas = read_records(res_dir / "pi-a" / SPLIT / "r1" / "persona_inference.jsonl")
+    rows = datasets.load_dataset("json", data_files=dataset, split="train")
+    template, _ = load_template("persona_accuracy", SPLIT)
+    requests, _ = persona_accuracy.build_requests(rows, {"pi-a": personas}, template)
+    with LoopbackLLMServer(respond, faults={requests[3].prompt: [400]}) as server:
+        args = base_args(res_dir, dataset, server)
+        status, out, _ = judge(args, "judge-gold", "persona_accuracy", capsys)
+        folder = res_dir / "judge-gold" / SPLIT / "r1"
+        assert status == 1 and "1 of 24 requests failed" in out and "rerun" in out
+        assert not (folder / "persona_accuracy.jsonl").exists()
+        calls = len(server.calls)
+        status, out, _ = judge(args, "judge-gold", "persona_accuracy", capsys)
+        assert status == 0 and len(server.calls) == calls + 1 and "23 reused, 1 new" in out
+    assert len(read_records(folder / "persona_accuracy.jsonl")) == 24
+
+
 def test_dry_run_prints_the_prompt_and_calls_nothing(tmp_path, capsys):
     dataset = write_dataset(tmp_path / "tiny.jsonl", tiny_rows())
     with LoopbackLLMServer(respond) as server:
