@@ -140,12 +140,14 @@ def test_invalid_verdicts_are_retried_once_then_recorded_invalid(tmp_path):
     assert run_info["verdicts"] == {"total": 12, "invalid_first_attempt": 3, "invalid_after_retry": 1}
 
 
-def test_rerun_resumes_from_the_checkpoint_and_a_new_judge_asks_again(tmp_path):
+def test_rerun_resumes_from_the_checkpoint_and_a_new_judge_asks_again(tmp_path, monkeypatch):
     toolkit_outputs(tmp_path, n=2)
     with LoopbackLLMServer(lambda p, b: verdict("A")) as server:
         assert run(server, tmp_path) == 0
         first = judgments(tmp_path)
-        assert run(server, tmp_path) == 0
+        with monkeypatch.context() as patch:  # a finished comparison builds no judge backend at all
+            patch.setattr(run_judge.LazyJudge, "backend", lambda self: pytest.fail("judge built on a full resume"))
+            assert run(server, tmp_path) == 0
         assert len(server.calls) == 8 and judgments(tmp_path) == first
         assert run(server, tmp_path, "--judge_model_name", "another-judge") == 0
         assert len(server.calls) == 16

@@ -23,7 +23,6 @@ Then: ``python -m persona_tailoring.evaluation.win_rate --comparison_dir <output
 from __future__ import annotations
 
 import copy
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from persona_inference.cli import parse_args, public_args
 from persona_inference.embedded import EMBEDDED_MODEL_NAME
 from persona_inference.errors import UsageError, run_cli
 from persona_inference.llm import ModelType
+from persona_inference.llm.base import LLM, GenerationConfig
 from persona_tailoring.evaluation.configuration import (
     Configuration,
     InferenceType,
@@ -168,26 +168,53 @@ def judge_identity(args: Arguments) -> str:
     return f"{args.judge_model_type.value}:{args.judge_model_name}:t={args.temperature}:max={args.max_tokens}"
 
 
-def make_judge(args: Arguments):
-    from persona_inference.llm import make_llm
-    from persona_inference.llm.base import GenerationConfig
+class LazyJudge:
+    """Builds the judge backend on the first ``generate`` call, so a fully resumed run loads no model.
 
-    generation = GenerationConfig(temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed)
-    llm = make_llm(
-        args.judge_model_type,
-        args.judge_model_name,
-        generation,
-        base_url=args.base_url,
-        concurrency=args.concurrency,
-        batch_size=args.batch_size,
-        device_map=args.device_map,
-        load_in_4bit=args.load_in_4bit,
-        load_in_8bit=args.load_in_8bit,
-        cache_dir=args.cache_dir,
-    )
-    retry_llm = copy.copy(llm)  # shares the loaded model or client settings; only the sampling differs
-    retry_llm.generation = dataclasses.replace(generation, temperature=args.retry_temperature)
-    return llm, retry_llm
+    Both passes (first attempts, retries at another temperature) share the one backend.
+    """
+
+    def __init__(self, args: Arguments):
+        self.args = args
+        self._backend = None
+
+    def at(self, temperature: float) -> JudgePass:
+        generation = GenerationConfig(temperature=temperature, max_tokens=self.args.max_tokens, seed=self.args.seed)
+        return JudgePass(self, generation)
+
+    def backend(self):
+        if self._backend is None:
+            from persona_inference.llm import make_llm
+
+            args = self.args
+            self._backend = make_llm(
+                args.judge_model_type,
+                args.judge_model_name,
+                GenerationConfig(max_tokens=args.max_tokens, seed=args.seed),
+                base_url=args.base_url,
+                concurrency=args.concurrency,
+                batch_size=args.batch_size,
+                device_map=args.device_map,
+                load_in_4bit=args.load_in_4bit,
+                load_in_8bit=args.load_in_8bit,
+                cache_dir=args.cache_dir,
+            )
+            if not args.merge_system_prompt:
+                check_system_role(self._backend)
+        return self._backend
+
+
+class JudgePass(LLM):
+    """One pass (first attempts, or retries at another temperature) over the shared judge backend."""
+
+    def __init__(self, judge: LazyJudge, generation: GenerationConfig):
+        super().__init__(judge.args.judge_model_name, generation)
+        self.judge = judge
+
+    def generate(self, requests, on_result) -> None:
+        backend = copy.copy(self.judge.backend())  # shares the loaded model or client settings
+        backend.generation = self.generation
+        backend.generate(requests, on_result)
 
 
 def check_system_role(llm) -> None:
@@ -246,13 +273,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[dry run] first system prompt:\n{requests[0].system}\n[dry run] first judge prompt:\n{requests[0].prompt}")
         return 0
 
-    llm, retry_llm = make_judge(args)
-    if not args.merge_system_prompt:
-        check_system_role(llm)
+    judge_model = LazyJudge(args)
     checkpoint = folder / CHECKPOINT_FILE
-    records, first = run_requests(llm, requests, meta, checkpoint, judge.finish_record, desc="judge")
+    records, first = run_requests(
+        judge_model.at(args.temperature), requests, meta, checkpoint, judge.finish_record, desc="judge"
+    )
     retries, retry_meta = judge.retry_requests(requests, meta, records)
-    retried, second = run_requests(retry_llm, retries, retry_meta, checkpoint, judge.finish_record, desc="judge retries")
+    retried, second = run_requests(
+        judge_model.at(args.retry_temperature), retries, retry_meta, checkpoint, judge.finish_record, desc="judge retries"
+    )
     records.update(retried)
     failed = [r for r in records.values() if r.get("status") != "ok"]
     run_info = {
