@@ -139,9 +139,9 @@ def find_comparisons(args: Arguments) -> tuple[Path, list[Path]]:
     return root, found
 
 
-def fmt_rate(value: float | None, interval: list[float] | None) -> str:
+def fmt_rate(value: float | None, interval: list[float] | None, undefined: str = "no decisive verdicts") -> str:
     if value is None:
-        return "undefined (no decisive verdicts)"
+        return f"undefined ({undefined})"
     ci = f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
     return f"{value:.3f}{ci}"
 
@@ -193,7 +193,11 @@ def plot(summary: dict, title: str, folder: Path) -> list[Path]:
             if share >= 0.06:
                 ax.text(left + share / 2, y, f"{share:.0%}", ha="center", va="center", fontsize=9)
             left += share
-    ax.set_yticks(range(len(metrics)), [m.replace("_", " ").capitalize() for m in metrics])
+    names = []
+    for metric in metrics:
+        rate = summary[metric]["win_rate"]
+        names.append(f"{metric.replace('_', ' ').capitalize()}\nwin rate {'n/a' if rate is None else f'{rate:.2f}'}")
+    ax.set_yticks(range(len(metrics)), names)
     ax.set_xlim(0, 1)
     ax.invert_yaxis()
     ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
@@ -236,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{s['test_wins']:>6.1%} {s['invalid']:>6.1%}  {fmt_rate(s['win_rate'], s['ci95'])}"
                 )
         print(f"{name[-58:]:<58} {'ΔPQ':<17} {'':>4} {'':>6} {'':>6} {'':>6} {'':>6}  "
-              f"{fmt_rate(summary['delta_pq']['value'], summary['delta_pq']['ci95'])}")
+              f"{fmt_rate(summary['delta_pq']['value'], summary['delta_pq']['ci95'], 'needs both win rates')}")
     if len(folders) > 1:
         write_csv(root / "win_rates.csv", rows)
         written.append(root / "win_rates.csv")
