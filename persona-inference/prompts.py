@@ -32,3 +32,26 @@ def fill(template: str, **values: str) -> str:
     if missing:
         raise UsageError(f"prompt template needs {', '.join(sorted(set(missing)))}; it offers {', '.join(values)}")
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template)
+
+
+_SECTION = re.compile(r"^### (system|user|assistant)[ \t]*\n", re.MULTILINE)
+
+
+def chat_request(request_id: str, template: str, prefill: str = "", **values: str):
+    """A ``Request`` from a template, filling ``{slots}`` with ``values``.
+
+    A template is either plain text (one user message) or chat sections introduced by lines
+    ``### system``, ``### user`` and ``### assistant``: the optional system message, few-shot turns, and a
+    final ``### user`` section holding the question. Few-shot turns help small models keep the format.
+    """
+    from persona_inference.llm.base import Request
+
+    pieces = _SECTION.split(template)
+    if len(pieces) == 1:
+        return Request(request_id, fill(template, **values).strip(), prefill=prefill)
+    turns = [(role, text.strip()) for role, text in zip(pieces[1::2], pieces[2::2], strict=True)]
+    system = turns.pop(0)[1] if turns[0][0] == "system" else None
+    if not turns or turns[-1][0] != "user":
+        raise UsageError("a chat prompt template must end with a '### user' section")
+    history = [{"role": role, "content": text} for role, text in turns[:-1]]
+    return Request(request_id, fill(turns[-1][1], **values), system=system, history=history, prefill=prefill)

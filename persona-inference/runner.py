@@ -36,7 +36,7 @@ def run_requests(
 ) -> tuple[dict[str, dict], RunStats]:
     """Generate every request whose id has no ``ok`` record in the checkpoint yet.
 
-    Each result is appended at once as ``{**meta[id], id, prompt, raw_text, usage, status}`` after
+    Each result is appended at once as ``{id, prompt, **meta[id], raw_text, usage, status}`` after
     ``finish`` (which adds derived fields such as the cleaned persona). Failed requests are recorded with
     ``status: failed`` and tried again on the next run. Returns the records of all requests, by id.
     """
@@ -53,7 +53,7 @@ def run_requests(
 
     def on_result(result: Completion) -> None:
         request = by_id[result.id]
-        record = {"id": result.id, **meta.get(result.id, {}), "prompt": request.prompt}
+        record = {"id": result.id, "prompt": request.prompt, **meta.get(result.id, {})}
         if result.ok:
             record.update(raw_text=result.text, usage=result.usage, status="ok")
             record = finish(record)

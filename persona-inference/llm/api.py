@@ -19,8 +19,6 @@ class OpenAIBackend(APIBackend):
 
     async def complete(self, client, request: Request) -> tuple[str, dict | None]:
         messages = messages_for(request, with_prefill=False)
-        if request.system:
-            messages.insert(0, {"role": "system", "content": request.system})
         gen = self.generation
         kwargs = {"stop": gen.stop[:4]} if gen.stop else {}
         if gen.seed is not None:
@@ -48,7 +46,7 @@ class AnthropicBackend(APIBackend):
         # Newer SDKs dropped the typed ``temperature`` argument; the API still takes it in the body.
         response = await client.messages.create(
             model=self.model_name,
-            messages=messages_for(request, with_prefill=True),
+            messages=messages_for(request, with_prefill=True, with_system=False),
             max_tokens=gen.max_tokens,
             extra_body={"temperature": gen.temperature},
             **kwargs,
@@ -69,8 +67,6 @@ class CohereBackend(APIBackend):
 
     async def complete(self, client, request: Request) -> tuple[str, dict | None]:
         messages = messages_for(request, with_prefill=False)
-        if request.system:
-            messages.insert(0, {"role": "system", "content": request.system})
         gen = self.generation
         kwargs = {"stop_sequences": gen.stop} if gen.stop else {}
         if gen.seed is not None:

@@ -27,6 +27,8 @@ class Request:
     prompt: str
     """The user message (chat backends) or the raw text to continue (``chat=False``)."""
     system: str | None = None
+    history: list[dict] = field(default_factory=list)
+    """Earlier chat turns (few-shot examples) as ``{"role", "content"}`` dicts, before ``prompt``."""
     prefill: str = ""
     """Text the answer must start with; sent as the start of the assistant turn where the backend allows it."""
 
@@ -65,6 +67,11 @@ class LLM:
 
     def generate(self, requests: list[Request], on_result: ResultCallback) -> None:
         raise NotImplementedError
+
+    def render(self, request: Request) -> str:
+        """The model input as readable text, recorded with each result."""
+        turns = messages_for(request, with_prefill=True)
+        return "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in turns)
 
 
 class APIBackend(LLM):
@@ -120,8 +127,10 @@ class APIBackend(LLM):
                     await maybe
 
 
-def messages_for(request: Request, with_prefill: bool) -> list[dict]:
-    messages = [{"role": "user", "content": request.prompt}]
+def messages_for(request: Request, with_prefill: bool, with_system: bool = True) -> list[dict]:
+    """The chat messages of a request: system (unless sent separately), few-shot turns, the prompt, a prefill."""
+    messages = [{"role": "system", "content": request.system}] if with_system and request.system else []
+    messages += [*request.history, {"role": "user", "content": request.prompt}]
     if with_prefill and request.prefill:
         messages.append({"role": "assistant", "content": request.prefill})
     return messages

@@ -6,15 +6,20 @@ import re
 
 from persona_inference.data import row_key
 from persona_inference.llm.base import Request
-from persona_inference.prompts import fill
+from persona_inference.prompts import chat_request
 
 PERSONA_PREFIX = "The user is"
+# Sent as the start of the answer where the backend allows it (hf_chat, anthropic); keeps even a 135M model
+# on the "The user is ... prefers ..." form, which it otherwise rarely completes with a preference.
+GUIDED_PREFIX = "The user is someone who prefers"
 SIDES = ("chosen", "rejected")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 _LEFTOVERS = re.compile(r"^(persona|answer|output)\s*:\s*", re.IGNORECASE)
 
 
-def build_requests(dataset, rows: range, template: str) -> tuple[list[Request], dict[str, dict]]:
+def build_requests(
+    dataset, rows: range, template: str, prefix: str = PERSONA_PREFIX
+) -> tuple[list[Request], dict[str, dict]]:
     """Two requests per row, ordered as the seed: every chosen-side request, then every rejected-side one."""
     requests, meta = [], {}
     for side in SIDES:
@@ -22,8 +27,8 @@ def build_requests(dataset, rows: range, template: str) -> tuple[list[Request], 
         for index in rows:
             row = dataset[index]
             request_id = f"{index}-{side}-{row_key(row)}"
-            prompt = fill(template, prompt=row["prompt"].strip(), preferred=row[side].strip(), other=row[other].strip())
-            requests.append(Request(request_id, prompt, prefill=PERSONA_PREFIX))
+            values = {"prompt": row["prompt"].strip(), "preferred": row[side].strip(), "other": row[other].strip()}
+            requests.append(chat_request(request_id, template, prefix, **values))
             meta[request_id] = {"row": index, "side": side}
     return requests, meta
 

@@ -83,6 +83,14 @@ class Arguments:
     batch_size: int = field(default=16, metadata={"help": "Prompts per generation batch (local backends)."})
     limit: int | None = field(default=None, metadata={"help": "Use only the first N rows (after partitioning)."})
     seed: int = field(default=0, metadata={"help": "Random seed (sampling and API seeds)."})
+    persona_prefix: str | None = field(
+        default=None,
+        metadata={
+            "help": "Text each persona starts with, sent as the start of the answer where the backend allows it "
+            "(hf_chat, anthropic). Default: 'The user is someone who prefers' for hf_chat (keeps small models on "
+            "the persona form), 'The user is' otherwise."
+        },
+    )
     dry_run: bool = field(default=False, metadata={"help": "Print the first prompt and the request count; call nothing."})
     persona_models: list[str] | None = field(
         default=None,
@@ -174,20 +182,31 @@ def write_run_json(folder: Path, experiment: str, args: Arguments, stats, extra:
 
 def run_persona_inference(args: Arguments) -> int:
     from persona_inference.checkpoint import write_jsonl_atomic
-    from persona_inference.model.persona_inference import build_requests, finish_record, is_well_formed
+    from persona_inference.llm.base import messages_for
+    from persona_inference.model.persona_inference import (
+        GUIDED_PREFIX,
+        PERSONA_PREFIX,
+        build_requests,
+        finish_record,
+        is_well_formed,
+    )
     from persona_inference.prompts import load_template
     from persona_inference.runner import run_requests
 
     dataset, rows = load_rows(args)
     template, template_path = load_template("persona_inference", args.inference_split, args.prompt_dir)
-    requests, meta = build_requests(dataset, rows, template)
+    prefix = args.persona_prefix or (GUIDED_PREFIX if args.model_type == ModelType.hf_chat else PERSONA_PREFIX)
+    requests, meta = build_requests(dataset, rows, template, prefix)
     folder = run_dir(args)
     final_path = folder / "persona_inference.jsonl"
     if args.dry_run:
         print(f"[dry run] template: {template_path}\n[dry run] {len(requests)} requests ({len(rows)} rows x 2 sides)")
-        print(f"[dry run] results would go to {final_path}\n[dry run] first prompt:\n{requests[0].prompt}")
+        first = "\n".join(f"[{m['role']}] {m['content']}" for m in messages_for(requests[0], with_prefill=True))
+        print(f"[dry run] results would go to {final_path}\n[dry run] first prompt:\n{first}")
         return 0
     llm = make_backend(args, args.stop_token)
+    for request in requests:
+        meta[request.id]["prompt"] = llm.render(request)  # the full model input, recorded with the persona
     records, stats = run_requests(
         llm, requests, meta, folder / "persona_inference.checkpoint.jsonl", finish_record, desc="persona inference"
     )
