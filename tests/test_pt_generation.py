@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from persona_inference.checkpoint import read_records
 from persona_tailoring.model import generate
 from persona_tailoring.model.run_model import main
+
 from tests.loopback import LoopbackLLMServer
 from tests.pt_support import make_args, write_tailoring_dataset
 
@@ -79,7 +79,7 @@ def test_infer_writes_one_documented_record_per_test_row(tmp_path, tiny_model_di
     plain = read_records(folder / "sft_Persona(training_type=chosen, inference_type=none).jsonl")
     assert plain[0]["persona"] == "" and plain[0]["model_input"] == "Prompt: question test0?\nResponse:"
     run = json.loads((folder / OUTPUT_NAME.replace(".jsonl", ".run.json")).read_text())
-    assert run["stats"]["ok"] == 3 and not list((folder / ".checkpoints").glob("*.jsonl"))
+    assert run["stats"]["ok"] == 3 and not (folder / ".checkpoints").exists()
     # a finished file is kept on a rerun (no model is even loaded)
     args.model_path = str(tmp_path / "no-such-model")
     assert generate.infer(args, "sft") == 0

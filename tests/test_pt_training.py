@@ -5,11 +5,11 @@ import shutil
 
 import pytest
 import torch
-
 from persona_inference.errors import UsageError
 from persona_tailoring.model import merge, train
 from persona_tailoring.model.run_model import main
 from persona_tailoring.model.templates import TrainingType
+
 from tests.pt_support import make_args, write_tailoring_dataset
 
 pytestmark = pytest.mark.slow  # each case trains a model with TRL (a few seconds each)

@@ -225,6 +225,8 @@ def infer(args, method: str) -> int:
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         })
         checkpoint.unlink(missing_ok=True)
+        if not any(checkpoint.parent.iterdir()):
+            checkpoint.parent.rmdir()
         print(
             f"{method} {args.training_type.value}/{inference_type.value}: {len(ordered)} responses "
             f"({stats.reused} resumed, {stats.ok} new) in {stats.seconds:.1f}s -> {final}"

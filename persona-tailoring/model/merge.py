@@ -13,8 +13,7 @@ from persona_inference.errors import UsageError
 
 
 def merge_adapter(adapter_dir: Path, merged_dir: Path, cache_dir: str | None = None) -> Path:
-    """Load the adapter's base unquantized (4/8-bit weights cannot be merged), merge, save with the tokenizer."""
-    import torch
+    """Load the adapter's base unquantized, in its stored dtype (4/8-bit weights cannot be merged), merge, save."""
     from peft import PeftConfig, PeftModel
     from persona_inference.embedded import resolve_model_name
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -22,8 +21,7 @@ def merge_adapter(adapter_dir: Path, merged_dir: Path, cache_dir: str | None = N
     if not (adapter_dir / "adapter_config.json").exists():
         raise UsageError(f"no trained adapter in {adapter_dir}: run --stage train first (same flags)")
     base_name = PeftConfig.from_pretrained(str(adapter_dir)).base_model_name_or_path
-    dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "auto"
-    base = AutoModelForCausalLM.from_pretrained(resolve_model_name(base_name), dtype=dtype, cache_dir=cache_dir)
+    base = AutoModelForCausalLM.from_pretrained(resolve_model_name(base_name), dtype="auto", cache_dir=cache_dir)
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
     tmp = merged_dir.with_name(merged_dir.name + ".tmp")
