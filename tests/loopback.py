@@ -77,6 +77,9 @@ class LoopbackLLMServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm and the client's
+            # delayed ACK add ~40 ms to every answer, which would swamp the latency being simulated.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):  # keep test output clean
                 pass

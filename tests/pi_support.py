@@ -13,6 +13,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 KEY_VARIABLES = ("OPENAI_API_KEY", "OPEN_AI_TOKEN", "ANTHROPIC_API_KEY", "ANTHROPIC_TOKEN", "CO_API_KEY", "COHERE_TOKEN")
 
 
+TEMPLATE = "Question: {prompt}\nAnswer A: {preferred}\nAnswer B: {other}\nPersona:"
+"""The tests' own prompt template, so that ``fake_persona`` can read any prompt whatever the shipped wording."""
+
+
+def write_template(prompt_dir: Path) -> Path:
+    """``prompt_dir`` holding TEMPLATE as the persona-inference template for every dataset name."""
+    path = prompt_dir / "persona_inference" / "generic.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(TEMPLATE, encoding="utf-8")
+    return prompt_dir
+
+
 def write_preferences(path: Path, n_rows: int) -> Path:
     """``n_rows`` preference rows whose fields carry the row number, so every answer can be traced back."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -24,7 +36,7 @@ def write_preferences(path: Path, n_rows: int) -> Path:
 
 
 def fake_persona(prompt: str, body: dict | None = None) -> str:
-    """The persona a perfect model would give: names the question and the preferred answer (Answer A).
+    """The persona a perfect model would give to a TEMPLATE prompt: names the question and the preferred answer.
 
     It ends with a newline and junk, which the backend's stop string ``\\n`` must cut off.
     """
@@ -43,8 +55,10 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def api_args(data: Path, res_dir: Path, model_type: str, base_url: str, *extra: str) -> list[str]:
-    """Command-line arguments of a persona-inference run against the loopback server."""
+    """Command-line arguments of a persona-inference run against the loopback server, with TEMPLATE."""
+    prompt_dir = write_template(Path(res_dir).parent / "prompts")
     return [
+        "--prompt_dir", str(prompt_dir),
         "--model_type", model_type,
         "--model_name", "loopback-model",
         "--base_url", base_url,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from persona_inference.data import load_split
 from persona_inference.model import run_model
-from persona_inference.model.persona_inference import build_requests
+from persona_inference.model.persona_inference import PERSONA_PREFIX, build_requests
 from persona_inference.prompts import load_template
 
 from tests.loopback import LoopbackLLMServer
@@ -24,6 +24,7 @@ from tests.pi_support import (
     read_jsonl,
     run_module,
     write_preferences,
+    write_template,
 )
 
 BACKENDS = {"open_ai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "cohere": "CO_API_KEY"}
@@ -48,7 +49,7 @@ def isolated(tmp_path, monkeypatch):
 
 def prompts_of(data: Path) -> list[str]:
     """The exact prompts the run sends, in request order (chosen side of every row, then rejected)."""
-    template, _ = load_template("persona_inference", "Sample")
+    template, _ = load_template("persona_inference", "Sample", write_template(data.parent / "prompts"))
     requests, _ = build_requests(load_split(str(data)), range(N_ROWS), template)
     return [r.prompt for r in requests]
 
@@ -95,7 +96,7 @@ def test_every_row_gets_two_personas_despite_faults(model_type, data, tmp_path, 
     assert counts == {"total": 2 * N_ROWS, "ok": 2 * N_ROWS, "failed": 0, "reused": 0}
     if model_type == "anthropic":
         # The persona's opening is sent as the start of the assistant turn and kept once in the answer.
-        assert all(body["messages"][-1] == {"role": "assistant", "content": "The user is"} for body in sent)
+        assert all(body["messages"][-1] == {"role": "assistant", "content": PERSONA_PREFIX} for body in sent)
 
 
 def test_concurrency_is_bounded_and_used(data, tmp_path, isolated):
@@ -119,7 +120,8 @@ def test_failed_request_is_recorded_and_retried_by_a_rerun(data, tmp_path, isola
         assert f"1 of {2 * N_ROWS} requests failed" in out
         assert not (folder / "persona_inference.jsonl").exists()
         failed = [r for r in read_jsonl(folder / "persona_inference.checkpoint.jsonl") if r["status"] == "failed"]
-        assert [r["prompt"] for r in failed] == [prompts[2]]
+        assert [(r["row"], r["side"]) for r in failed] == [(2, "chosen")]
+        assert prompts[2] in failed[0]["prompt"]
         assert "500" in failed[0]["error"]
         assert len(server.calls) == 2 * N_ROWS - 1 + 3  # three tries of the failing one (1 + 2 retries)
 

@@ -1,0 +1,213 @@
+"""Persona-inference throughput, measured side by side in one run.
+
+1. API backends: concurrent vs one-at-a-time requests (the real OpenAI SDK through ``run_requests``, checkpoint
+   included) against a loopback server with a fixed latency. Target: at least 12x at concurrency 16.
+2. Local backend: batched vs one-at-a-time greedy generation on the embedded SmolLM2-135M-Instruct. Targets: at
+   least 3x tokens/s, and the same outputs for at least 95% of prompts (padding may shift floating-point ties).
+
+Prompts are the persona-inference prompts of /work/shared/data/persona-inference-BeaverTails when present, else of
+data/sample_preferences.jsonl. Run from the repository root::
+
+    python -m bench.pi_throughput                                  # defaults: a few minutes on 2 CPU cores
+    python -m bench.pi_throughput --prompts 64 --batch_size 32     # a larger local comparison (GPU)
+    python -m bench.pi_throughput --skip_local --requests 256 --latency 0.5
+    python -m bench.pi_throughput --skip_api --threads 1 --no-share_prefix --json bench-pi.json
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from persona_inference.cli import parse_args
+from persona_inference.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT
+
+PAPER_DATA = Path("/work/shared/data/persona-inference-BeaverTails")
+SAMPLE_DATA = REPO_ROOT / "data" / "sample_preferences.jsonl"
+
+
+@dataclass
+class Arguments:
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Preference data (default: BeaverTails paper data if present, else the sample)."}
+    )
+    requests: int = field(default=96, metadata={"help": "API requests per mode."})
+    latency: float = field(default=0.2, metadata={"help": "Seconds the loopback server takes per request."})
+    concurrency: int = field(default=16, metadata={"help": "Requests in flight in the concurrent mode."})
+    prompts: int = field(default=16, metadata={"help": "Prompts generated per mode on the local model."})
+    batch_size: int = field(default=16, metadata={"help": "Prompts per batch in the batched mode."})
+    max_tokens: int = field(default=96, metadata={"help": "Maximum new tokens (run_model's default)."})
+    model_name: str = field(default=EMBEDDED_MODEL_NAME, metadata={"help": "Local model for the generation part."})
+    device_map: str = field(default="auto", metadata={"help": "Device map of the local model (CUDA when present)."})
+    threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's own choice)."})
+    share_prefix: bool = field(default=True, metadata={"help": "Reuse the cache of the prompts' shared prefix."})
+    skip_api: bool = field(default=False, metadata={"help": "Skip the API part."})
+    skip_local: bool = field(default=False, metadata={"help": "Skip the local generation part."})
+    json: str | None = field(default=None, metadata={"help": "Also write the figures to this JSON file."})
+
+
+def load_requests(dataset_name: str | None, count: int):
+    """Up to ``count`` persona-inference requests (both sides of the first rows), their metadata, the data path."""
+    from persona_inference.data import load_split
+    from persona_inference.model.persona_inference import build_requests
+    from persona_inference.prompts import load_template
+
+    path = dataset_name or str(PAPER_DATA if PAPER_DATA.exists() else SAMPLE_DATA)
+    dataset = load_split(path)
+    name = "BeaverTails" if path == str(PAPER_DATA) else Path(path).stem
+    rows = range(min(len(dataset), (count + 1) // 2))
+    template, _ = load_template("persona_inference", name)
+    requests, meta = build_requests(dataset, rows, template)
+    # build_requests lists every chosen side, then every rejected side: interleave them, then keep ``count``.
+    half = len(rows)
+    interleaved = [r for pair in zip(requests[:half], requests[half:], strict=True) for r in pair]
+    return interleaved[:count], meta, path
+
+
+def fake_persona(prompt: str, body: dict | None = None) -> str:
+    return f"The user is someone who prefers answer {zlib.crc32(prompt.encode()) % 997}."
+
+
+def serve_loopback(latency: float, connection) -> None:
+    """Run the loopback server in its own process (as a real server is), answering ``peak`` and ``stop``."""
+    from tests.loopback import LoopbackLLMServer
+
+    with LoopbackLLMServer(fake_persona, latency=latency) as server:
+        connection.send(server.url)
+        while connection.recv() == "peak":
+            connection.send(server.max_in_flight)
+            server.max_in_flight = 0
+
+
+def time_api(requests, meta, server_url: str, concurrency: int, args: Arguments) -> tuple[float, dict]:
+    from persona_inference.llm import ModelType, make_llm
+    from persona_inference.llm.base import GenerationConfig
+    from persona_inference.runner import run_requests
+
+    llm = make_llm(
+        ModelType.open_ai, "loopback", GenerationConfig(max_tokens=args.max_tokens, stop=["\n"]),
+        base_url=server_url, concurrency=concurrency, request_timeout=30,
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        records, stats = run_requests(llm, requests, meta, Path(folder) / "checkpoint.jsonl", desc=f"API x{concurrency}")
+        seconds = time.perf_counter() - start
+    if stats.ok != len(requests):
+        raise RuntimeError(f"{stats.failed} requests failed: {stats.errors[:1]}")
+    return seconds, {i: r["raw_text"] for i, r in records.items()}
+
+
+def bench_api(args: Arguments) -> dict:
+    import multiprocessing
+
+    requests, meta, path = load_requests(args.dataset_name, args.requests)
+    ours, theirs = multiprocessing.Pipe()
+    server = multiprocessing.Process(target=serve_loopback, args=(args.latency, theirs), daemon=True)
+    server.start()
+    try:
+        url = ours.recv() + "/v1"
+        sequential, seq_texts = time_api(requests, meta, url, 1, args)
+        ours.send("peak")
+        seq_peak = ours.recv()
+        concurrent, conc_texts = time_api(requests, meta, url, args.concurrency, args)
+        ours.send("peak")
+        conc_peak = ours.recv()
+    finally:
+        ours.send("stop")
+        server.join(timeout=10)
+    if seq_texts != conc_texts:
+        raise RuntimeError("concurrent answers differ from one-at-a-time answers")
+    return {
+        "data": path, "requests": len(requests), "latency_s": args.latency, "concurrency": args.concurrency,
+        "sequential_s": round(sequential, 2), "concurrent_s": round(concurrent, 2),
+        "speedup": round(sequential / concurrent, 2), "peak_in_flight": {"sequential": seq_peak, "concurrent": conc_peak},
+        "target": 12.0,
+    }
+
+
+def time_local(backend, requests) -> tuple[float, dict]:
+    completions = {}
+    start = time.perf_counter()
+    backend.generate(requests, lambda c: completions.__setitem__(c.id, c))
+    seconds = time.perf_counter() - start
+    if len(completions) != len(requests) or not all(c.ok for c in completions.values()):
+        raise RuntimeError("a local generation was lost or failed")
+    return seconds, completions
+
+
+def bench_local(args: Arguments) -> dict:
+    import torch
+    from persona_inference.llm.base import GenerationConfig
+    from persona_inference.llm.hf import HFBackend, load_model_and_tokenizer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    requests, _, path = load_requests(args.dataset_name, args.prompts)
+    model, tokenizer = load_model_and_tokenizer(args.model_name, device_map=args.device_map)
+    generation = GenerationConfig(max_tokens=args.max_tokens, stop=["\n"])
+
+    def backend(batch_size: int) -> HFBackend:
+        return HFBackend(args.model_name, generation, batch_size, model=model, tokenizer=tokenizer,
+                         share_prefix=args.share_prefix)
+
+    time_local(backend(2), requests[:2])  # warm-up: kernels, allocator, stop-string tables
+    batched_s, batched = time_local(backend(args.batch_size), requests)
+    single_s, single = time_local(backend(1), requests)
+    tokens = {name: sum(c.usage["completion_tokens"] for c in out.values()) for name, out in
+              (("batched", batched), ("single", single))}
+    same = sum(batched[r.id].text == single[r.id].text for r in requests)
+    differing = [r.id for r in requests if batched[r.id].text != single[r.id].text]
+    return {
+        "data": path, "model": args.model_name, "device": str(model.device), "dtype": str(model.dtype),
+        "threads": torch.get_num_threads(), "prompts": len(requests), "batch_size": args.batch_size,
+        "max_tokens": args.max_tokens, "share_prefix": args.share_prefix,
+        "prompt_tokens_mean": round(sum(c.usage["prompt_tokens"] for c in single.values()) / len(requests), 1),
+        "single_s": round(single_s, 2), "batched_s": round(batched_s, 2),
+        "single_tokens": tokens["single"], "batched_tokens": tokens["batched"],
+        "single_tokens_per_s": round(tokens["single"] / single_s, 2),
+        "batched_tokens_per_s": round(tokens["batched"] / batched_s, 2),
+        "speedup_tokens_per_s": round((tokens["batched"] / batched_s) / (tokens["single"] / single_s), 2),
+        "speedup_wall": round(single_s / batched_s, 2),
+        "same_output": round(same / len(requests), 4), "differing_ids": differing[:10],
+        "target_speedup": 3.0, "target_same_output": 0.95,
+    }
+
+
+def verdict(value: float, target: float) -> str:
+    return "meets target" if value >= target else "BELOW target"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
+    figures = {}
+    if not args.skip_api:
+        api = figures["api"] = bench_api(args)
+        print(
+            f"API   {api['requests']} requests, {api['latency_s']}s latency: one at a time {api['sequential_s']}s, "
+            f"{api['concurrency']} at once {api['concurrent_s']}s (peak {api['peak_in_flight']['concurrent']} in flight) -> "
+            f"{api['speedup']}x ({verdict(api['speedup'], api['target'])} {api['target']}x)"
+        )
+    if not args.skip_local:
+        local = figures["local"] = bench_local(args)
+        print(
+            f"LOCAL {local['prompts']} prompts (~{local['prompt_tokens_mean']} tokens) on {local['device']} "
+            f"{local['dtype']} ({local['threads']} threads, share_prefix={local['share_prefix']}): one at a time "
+            f"{local['single_tokens_per_s']} tok/s ({local['single_s']}s), batch {local['batch_size']} "
+            f"{local['batched_tokens_per_s']} tok/s ({local['batched_s']}s) -> {local['speedup_tokens_per_s']}x "
+            f"({verdict(local['speedup_tokens_per_s'], 3.0)} 3x); same output {local['same_output']:.0%} "
+            f"({verdict(local['same_output'], 0.95)} 95%)"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+        print(f"figures: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    from persona_inference.errors import run_cli
+
+    run_cli(main)
