@@ -21,11 +21,13 @@ INFERENCE_TYPES=${INFERENCE_TYPES:-gold-chosen retr-chosen}
 LIMIT=${LIMIT-6}                                 # test rows to generate for; empty: all
 MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-64}
 INFER_EXTRA=${INFER_EXTRA:-}
+OVERWRITE=${OVERWRITE:-}                         # 1: redo every stage (outputs of a finished stage are reused otherwise)
 
 optional() { [ -n "$2" ] && echo "$1 $2" || true; }
+[ "$OVERWRITE" = 1 ] && REDO=--overwrite || REDO=
 
 # shellcheck disable=SC2086
-python -m persona_tailoring.model.run_model --method fewshot --stage all --training_type "$TRAINING_TYPE" \
+python -m persona_tailoring.model.run_model --method fewshot --stage all $REDO --training_type "$TRAINING_TYPE" \
     --base_model_name "$BASE_MODEL" --model_nickname "$NICKNAME" --dataset_name "$DATASET_NAME" \
     --hf_dataset_name "$HF_DATASET" --inference_type $INFERENCE_TYPES --max_new_tokens "$MAX_NEW_TOKENS" \
     $(optional --limit "$LIMIT") $INFER_EXTRA

@@ -32,16 +32,18 @@ LIMIT=${LIMIT-6}                                 # test rows to generate for; em
 MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-64}
 LAUNCH=${LAUNCH:-python -m}                      # or: accelerate launch [--config_file ...] -m
 INFER_EXTRA=${INFER_EXTRA:-}
+OVERWRITE=${OVERWRITE:-}                         # 1: redo every stage (outputs of a finished stage are reused otherwise)
 
 COMMON=(--method sft --training_type "$TRAINING_TYPE" --base_model_name "$BASE_MODEL" --model_nickname "$NICKNAME"
         --dataset_name "$DATASET_NAME" --hf_dataset_name "$HF_DATASET")
 optional() { [ -n "$2" ] && echo "$1 $2" || true; }
+[ "$OVERWRITE" = 1 ] && REDO=--overwrite || REDO=
 
-$LAUNCH persona_tailoring.model.run_model "${COMMON[@]}" --stage train --num_train_epochs "$EPOCHS" \
+$LAUNCH persona_tailoring.model.run_model "${COMMON[@]}" --stage train $REDO --num_train_epochs "$EPOCHS" \
     --learning_rate "$LEARNING_RATE" --per_device_train_batch_size "$BATCH_SIZE" \
     --gradient_accumulation_steps "$GRAD_ACCUM" $(optional --max_train_samples "$MAX_TRAIN_SAMPLES") \
     $(optional --max_eval_samples "$MAX_EVAL_SAMPLES")
-python -m persona_tailoring.model.run_model "${COMMON[@]}" --stage merge
+python -m persona_tailoring.model.run_model "${COMMON[@]}" --stage merge $REDO
 # shellcheck disable=SC2086
-python -m persona_tailoring.model.run_model "${COMMON[@]}" --stage infer --inference_type $INFERENCE_TYPES \
+python -m persona_tailoring.model.run_model "${COMMON[@]}" --stage infer $REDO --inference_type $INFERENCE_TYPES \
     --max_new_tokens "$MAX_NEW_TOKENS" $(optional --limit "$LIMIT") $INFER_EXTRA
