@@ -57,6 +57,21 @@ def is_well_formed(persona: str) -> bool:
     )
 
 
+def example_personas(template: str) -> list[str]:
+    """The personas a template shows as few-shot answers (its ``### assistant`` turns)."""
+    return [t.strip() for t in re.findall(r"^### assistant\n(.*?)(?=^### |\Z)", template, flags=re.M | re.S)]
+
+
+def copies_example(persona: str, examples: list[str], threshold: float = 0.6) -> bool:
+    """Whether a persona mostly repeats a few-shot example (word overlap), i.e. is not about its own row."""
+    words = set(re.findall(r"[a-z']+", persona.lower()))
+    for example in examples:
+        other = set(re.findall(r"[a-z']+", example.lower()))
+        if words and len(words & other) / len(words | other) >= threshold:
+            return True
+    return False
+
+
 def finish_record(record: dict) -> dict:
     record["persona"] = clean_persona(record["raw_text"])
     return record

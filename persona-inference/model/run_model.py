@@ -187,6 +187,8 @@ def run_persona_inference(args: Arguments) -> int:
         GUIDED_PREFIX,
         PERSONA_PREFIX,
         build_requests,
+        copies_example,
+        example_personas,
         finish_record,
         is_well_formed,
     )
@@ -212,8 +214,10 @@ def run_persona_inference(args: Arguments) -> int:
     )
     ordered = [records[r.id] for r in requests]
     failed = [r for r in ordered if r["status"] != "ok"]
-    well_formed = sum(is_well_formed(r["persona"]) for r in ordered if r["status"] == "ok")
-    extra = {"template": str(template_path), "rows": len(rows), "well_formed": well_formed}
+    personas = [r["persona"] for r in ordered if r["status"] == "ok"]
+    well_formed = sum(map(is_well_formed, personas))
+    copied = sum(copies_example(p, example_personas(template)) for p in personas)
+    extra = {"template": str(template_path), "rows": len(rows), "well_formed": well_formed, "copied_example": copied}
     run_json = write_run_json(folder, "persona_inference", args, stats, extra)
     if failed:
         print(f"persona inference: {len(failed)} of {len(ordered)} requests failed (first: {failed[0]['error']})")
@@ -222,7 +226,8 @@ def run_persona_inference(args: Arguments) -> int:
     write_jsonl_atomic(final_path, ordered)
     print(
         f"persona inference: {len(ordered)} personas for {len(rows)} rows "
-        f"({stats.reused} reused, {stats.ok} new, {well_formed} well-formed) in {stats.seconds:.1f}s"
+        f"({stats.reused} reused, {stats.ok} new; {well_formed} well-formed, {copied} copying a prompt example) "
+        f"in {stats.seconds:.1f}s"
     )
     print(f"results: {final_path}\nrun record: {run_json}")
     return 0
