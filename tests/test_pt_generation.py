@@ -47,6 +47,7 @@ def parrot_model_dir(tiny_model_dir, tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow  # the parrot model trains for ~10-20 s
 def test_generation_stops_at_the_next_prompt_and_at_end_of_sequence(parrot_model_dir):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -19,6 +19,10 @@ Examples::
         --base_model_name meta-llama/Llama-3.1-8B --model_nickname llama-3.1-8b \\
         --hf_dataset_name /work/shared/data/persona-tailoring-BeaverTails --dataset_name BeaverTails
 
+    # two data-parallel CPU processes (gloo): `accelerate launch --cpu` would start only one
+    ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 --mixed_precision no \
+        -m persona_tailoring.model.run_model --method sft --stage train
+
     # inference through an OpenAI-compatible server (vllm serve <merged folder>)
     python -m persona_tailoring.model.run_model --method sft --stage infer --backend open_ai \\
         --base_url http://localhost:8000/v1
