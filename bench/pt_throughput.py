@@ -1,0 +1,322 @@
+"""Persona-tailoring throughput, measured side by side in one run on the embedded SmolLM2-135M-Instruct.
+
+1. Generation: batched vs one-at-a-time greedy generation (the seed generated one prompt at a time) through the
+   public API (``load_generator`` + ``generate_completions``), on ``Prompt: ...\\nPersona: ...\\nResponse:`` inputs
+   with gold chosen personas. The base model stands in for a merged SFT/DPO model (same architecture and size).
+   Reports tokens/s of each, their ratio, and the share of prompts with the same output.
+2. Training: SFT with LoRA through the project's own trainer (``persona_tailoring.model.train.build_trainer``, as
+   ``run_model --stage train`` builds it) at the paper's per-device batch size 1 vs a larger one, on the same
+   examples. Reports examples/s of each and their ratio.
+
+Model loading, tokenization and a warm-up (one generation batch; each run's first optimizer step) are outside the
+timings. The variants alternate round by round (A B, then B A, ...), so a machine shared with other jobs slows both
+alike; the load average at the start and the end is printed with the table.
+
+Data: the test and sft_train splits of /work/shared/data/persona-tailoring-BeaverTails when present, else
+data/sample-tailoring. Run from the repository root::
+
+    python -m bench.pt_throughput                                   # defaults: ~6 minutes on 2 busy CPU cores
+    python -m bench.pt_throughput --rounds 2 --threads 0 --json bench-pt.json     # A B B A; torch's thread count
+    python -m bench.pt_throughput --skip_training --prompts 64 --batch_size 32 --max_new_tokens 256   # GPU
+    python -m bench.pt_throughput --skip_generation --train_examples 64 --train_batch_size 16
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from persona_inference.cli import parse_args
+from persona_inference.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT
+from persona_inference.errors import UsageError
+
+PAPER_DATA = Path("/work/shared/data/persona-tailoring-BeaverTails")
+SAMPLE_DATA = REPO_ROOT / "data" / "sample-tailoring"
+PAPER_TRAIN_BATCH_SIZE = 1
+
+
+@dataclass
+class Arguments:
+    hf_dataset_name: str | None = field(
+        default=None, metadata={"help": "Tailoring splits (default: BeaverTails paper data if present, else the sample)."}
+    )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Dataset name for primers (default: BeaverTails or Sample, matching the data)."}
+    )
+    model_name: str = field(default=EMBEDDED_MODEL_NAME, metadata={"help": "Model to generate from and train."})
+    device_map: str = field(default="auto", metadata={"help": "Device map of the model (CUDA when present)."})
+    threads: int = field(
+        default=1,
+        metadata={"help": "torch CPU threads (0: torch's own choice); on cores busy with other jobs, more threads stall."},
+    )
+    rounds: int = field(default=1, metadata={"help": "Times each variant runs; the order alternates each round."})
+    prompts: int = field(default=16, metadata={"help": "Test prompts generated per variant."})
+    batch_size: int = field(default=16, metadata={"help": "Prompts per batch in the batched variant."})
+    max_new_tokens: int = field(default=64, metadata={"help": "Maximum new tokens per response."})
+    train_examples: int = field(default=24, metadata={"help": "SFT examples per variant (the first step is the warm-up)."})
+    train_batch_size: int = field(default=8, metadata={"help": "per_device_train_batch_size of the larger variant."})
+    max_length: int = field(default=256, metadata={"help": "Maximum tokens per training sequence."})
+    skip_generation: bool = field(default=False, metadata={"help": "Skip the generation part."})
+    skip_training: bool = field(default=False, metadata={"help": "Skip the training part."})
+    json: str | None = field(default=None, metadata={"help": "Also write the figures to this JSON file."})
+
+
+def data_source(args: Arguments) -> tuple[str, str]:
+    """(splits folder or Hub id, dataset name) of the run."""
+    path = args.hf_dataset_name or str(PAPER_DATA if PAPER_DATA.exists() else SAMPLE_DATA)
+    default_name = "BeaverTails" if path == str(PAPER_DATA) else "Sample"
+    return path, args.dataset_name or default_name
+
+
+def check_arguments(args: Arguments) -> None:
+    if args.threads < 0:
+        raise UsageError("--threads must be 0 (torch's choice) or positive")
+    for name in ("rounds", "prompts", "batch_size", "max_new_tokens", "train_examples", "train_batch_size", "max_length"):
+        if getattr(args, name) <= 0:
+            raise UsageError(f"--{name} must be positive")
+    if args.train_examples < 2 * args.train_batch_size:
+        raise UsageError(
+            f"--train_examples ({args.train_examples}) must be at least twice --train_batch_size ({args.train_batch_size}): "
+            "the first step is the warm-up"
+        )
+
+
+def round_orders(variants: tuple, rounds: int) -> list[tuple]:
+    """A B, B A, A B, ...: each variant runs first as often as the other (within one)."""
+    return [variants if r % 2 == 0 else variants[::-1] for r in range(rounds)]
+
+
+def load_loads() -> tuple[float, float, float]:
+    return tuple(round(x, 2) for x in os.getloadavg())
+
+
+# --- generation ---------------------------------------------------------------------------------------------------
+
+
+def gold_chosen_inputs(path: str, dataset_name: str, count: int) -> tuple[list[str], list[str]]:
+    """Model inputs (gold chosen persona, as for ``--inference_type gold-chosen``) and primers of the first test rows."""
+    from persona_inference.data import load_splits
+    from persona_tailoring.model.templates import InferenceType, PromptStyle, TrainingType, inference_personas
+    from persona_tailoring.model.train import pick_split
+
+    test = pick_split(load_splits(path), "test", path, count)
+    personas = inference_personas(test, InferenceType.gold_chosen, dataset_name, "test")
+    style = PromptStyle.for_run(TrainingType.chosen, dataset_name)
+    prompts = [style.model_input(row["prompt"], persona) for row, persona in zip(test, personas, strict=True)]
+    prefills = [f" {p}" if (p := style.prefix_for(row["prompt"])) else "" for row in test]
+    return prompts, prefills
+
+
+def bench_generation(args: Arguments, path: str, dataset_name: str) -> dict:
+    import torch
+    from persona_tailoring.model.generate import generate_completions, load_generator
+
+    prompts, prefills = gold_chosen_inputs(path, dataset_name, args.prompts)
+    llm = load_generator(
+        args.model_name, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, device_map=args.device_map
+    )
+    generate_completions(llm, prompts[:2], prefills[:2])  # warm-up: kernels, allocator, stop-string tables
+    seconds = {"single": 0.0, "batched": 0.0}
+    tokens = {"single": 0, "batched": 0}
+    texts = {}
+    for order in round_orders(("batched", "single"), args.rounds):
+        for variant in order:
+            llm.batch_size = 1 if variant == "single" else args.batch_size
+            start = time.perf_counter()
+            completions = generate_completions(llm, prompts, prefills)
+            seconds[variant] += time.perf_counter() - start
+            failed = [c for c in completions if not c.ok]
+            if failed:
+                raise RuntimeError(f"{len(failed)} generations failed (first: {failed[0].error})")
+            tokens[variant] += sum(c.usage["completion_tokens"] for c in completions)
+            texts.setdefault(variant, [c.text for c in completions])
+    rate = {v: tokens[v] / seconds[v] for v in seconds}
+    same = sum(a == b for a, b in zip(texts["batched"], texts["single"], strict=True))
+    return {
+        "data": path, "model": args.model_name, "device": str(llm.model.device), "dtype": str(llm.model.dtype),
+        "threads": torch.get_num_threads(), "rounds": args.rounds, "prompts": len(prompts),
+        "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
+        "prompt_tokens_mean": round(sum(len(llm.encode(p)) for p in prompts) / len(prompts), 1),
+        "completion_tokens_mean": round(tokens["single"] / args.rounds / len(prompts), 1),
+        "single_s": round(seconds["single"], 2), "batched_s": round(seconds["batched"], 2),
+        "single_tokens_per_s": round(rate["single"], 2), "batched_tokens_per_s": round(rate["batched"], 2),
+        "speedup_tokens_per_s": round(rate["batched"] / rate["single"], 2),
+        "speedup_wall": round(seconds["single"] / seconds["batched"], 2),
+        "same_output": round(same / len(prompts), 4),
+    }
+
+
+# --- training -----------------------------------------------------------------------------------------------------
+
+
+def step_clock():
+    """A TrainerCallback stamping the end of every optimizer step (the trainer's own bar and log lines removed)."""
+    from tqdm.auto import tqdm
+    from transformers import TrainerCallback
+
+    class StepClock(TrainerCallback):
+        def __init__(self):
+            self.stamps: list[float] = []
+            self.bar = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.bar = tqdm(total=state.max_steps, desc=f"SFT batch {args.per_device_train_batch_size}", leave=False)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.stamps.append(time.perf_counter())
+            self.bar.update(1)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.bar.close()
+
+    return StepClock()
+
+
+def time_training(args: Arguments, path: str, dataset_name: str, batch_size: int) -> dict:
+    """One SFT epoch over the first ``train_examples`` rows, built as ``run_model --stage train`` builds it.
+
+    Both variants get the same rows in the same (seeded) order; the first optimizer step is the warm-up.
+    """
+    from persona_tailoring.model.run_model import Arguments as RunArguments
+    from persona_tailoring.model.train import build_trainer
+    from transformers import PrinterCallback, ProgressCallback
+
+    with tempfile.TemporaryDirectory(prefix="pt-bench-") as folder:
+        run_args = RunArguments(
+            base_model_name=args.model_name, model_nickname="bench", dataset_name=dataset_name, hf_dataset_name=path,
+            model_save_dir=folder, results_save_dir=folder, device_map=args.device_map,
+            max_train_samples=args.train_examples, max_eval_samples=0, num_train_epochs=1,
+            per_device_train_batch_size=batch_size, gradient_accumulation_steps=1, max_length=args.max_length,
+        )
+        trainer = build_trainer(run_args, "sft")
+        kept = len(trainer.train_dataset)  # rows whose completion max_length cuts off entirely are dropped
+        if kept < 2 * batch_size:
+            raise UsageError(
+                f"only {kept} SFT examples of {path} fit (need two steps of batch {batch_size}): raise --train_examples "
+                "or --max_length"
+            )
+        for callback in (ProgressCallback, PrinterCallback):
+            trainer.remove_callback(callback)
+        clock = step_clock()
+        trainer.add_callback(clock)
+        padding = count_padding(trainer)
+        result = trainer.train()
+    return {
+        "seconds": clock.stamps[-1] - clock.stamps[0], "examples": kept - batch_size,
+        "tokens": sum(len(ids) for ids in trainer.train_dataset["input_ids"]) / kept,
+        "padding_share": 1 - padding["real"] / padding["total"], "train_loss": result.training_loss,
+    }
+
+
+def count_padding(trainer) -> dict:
+    """Wrap the trainer's collator to count real and padded tokens of the batches it builds."""
+    counts = {"real": 0, "total": 0}
+    collate = trainer.data_collator
+
+    def counting_collate(examples):
+        batch = collate(examples)
+        counts["real"] += int(batch["attention_mask"].sum())
+        counts["total"] += batch["attention_mask"].numel()
+        return batch
+
+    trainer.data_collator = counting_collate
+    return counts
+
+
+def bench_training(args: Arguments, path: str, dataset_name: str) -> dict:
+    import torch
+
+    sizes = {"paper": PAPER_TRAIN_BATCH_SIZE, "larger": args.train_batch_size}
+    seconds = {v: 0.0 for v in sizes}
+    examples = {v: 0 for v in sizes}
+    padding, tokens = {}, 0.0
+    for order in round_orders(("larger", "paper"), args.rounds):
+        for variant in order:
+            timed = time_training(args, path, dataset_name, sizes[variant])
+            seconds[variant] += timed["seconds"]
+            examples[variant] += timed["examples"]
+            padding[variant], tokens = timed["padding_share"], timed["tokens"]
+    rate = {v: examples[v] / seconds[v] for v in sizes}
+    return {
+        "data": path, "model": args.model_name, "threads": torch.get_num_threads(), "rounds": args.rounds,
+        "examples": args.train_examples, "max_length": args.max_length, "tokens_per_example": round(tokens, 1),
+        "paper_batch_size": sizes["paper"], "larger_batch_size": sizes["larger"],
+        "paper_timed_examples": examples["paper"] // args.rounds, "larger_timed_examples": examples["larger"] // args.rounds,
+        "paper_s": round(seconds["paper"], 2), "larger_s": round(seconds["larger"], 2),
+        "paper_examples_per_s": round(rate["paper"], 3), "larger_examples_per_s": round(rate["larger"], 3),
+        "speedup_examples_per_s": round(rate["larger"] / rate["paper"], 2),
+        "larger_padding_share": round(padding["larger"], 3),
+    }
+
+
+def print_table(figures: dict) -> None:
+    rows = [("part", "variant", "rate", "seconds", "ratio")]
+    if "generation" in figures:
+        g = figures["generation"]
+        rows += [
+            ("generation", "one at a time", f"{g['single_tokens_per_s']} tok/s", f"{g['single_s']}", ""),
+            ("generation", f"batch {g['batch_size']}", f"{g['batched_tokens_per_s']} tok/s", f"{g['batched_s']}",
+             f"{g['speedup_tokens_per_s']}x"),
+        ]
+    if "training" in figures:
+        t = figures["training"]
+        rows += [
+            ("SFT+LoRA", f"batch {t['paper_batch_size']} (paper)", f"{t['paper_examples_per_s']} ex/s", f"{t['paper_s']}", ""),
+            ("SFT+LoRA", f"batch {t['larger_batch_size']}", f"{t['larger_examples_per_s']} ex/s", f"{t['larger_s']}",
+             f"{t['speedup_examples_per_s']}x"),
+        ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
+    check_arguments(args)
+    path, dataset_name = data_source(args)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    start, load_start = time.perf_counter(), load_loads()
+    figures: dict = {}
+    if not args.skip_generation:
+        figures["generation"] = bench_generation(args, path, dataset_name)
+    if not args.skip_training:
+        figures["training"] = bench_training(args, path, dataset_name)
+    figures["load_average"] = {"start": load_start, "end": load_loads(), "cpus": os.cpu_count()}
+    figures["wall_s"] = round(time.perf_counter() - start, 1)
+    print(f"\n{dataset_name} data ({path}), model {args.model_name}, {args.rounds} round(s) per variant, order alternating")
+    print_table(figures)
+    if "generation" in figures:
+        g = figures["generation"]
+        print(
+            f"generation: {g['prompts']} prompts (~{g['prompt_tokens_mean']} tokens in, ~{g['completion_tokens_mean']} out, "
+            f"max {g['max_new_tokens']}) on {g['device']} {g['dtype']}, {g['threads']} threads; "
+            f"greedy outputs identical batched vs one at a time: {g['same_output']:.0%}"
+        )
+    if "training" in figures:
+        t = figures["training"]
+        print(
+            f"training: the same {t['examples']} SFT examples per variant and round (~{t['tokens_per_example']} tokens "
+            f"each, max_length {t['max_length']}), LoRA, {t['threads']} threads; first step excluded as warm-up, so "
+            f"{t['paper_timed_examples']} vs {t['larger_timed_examples']} examples timed; padding in the batch "
+            f"{t['larger_batch_size']} steps: {t['larger_padding_share']:.0%} of tokens"
+        )
+    loads = figures["load_average"]
+    print(f"load average (1, 5, 15 min) on {loads['cpus']} CPUs: start {loads['start']}, end {loads['end']}; "
+          f"wall time {figures['wall_s']}s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+        print(f"figures: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    from persona_inference.errors import run_cli
+
+    run_cli(main)
