@@ -69,7 +69,7 @@ def test_cli_scores_every_comparison_and_writes_json_csv_and_plots(tmp_path, cap
     assert undefined["personalization"]["win_rate"] is None and undefined["delta_pq"]["value"] is None
     with open(root / "win_rates.csv", newline="") as handle:
         table = list(csv.DictReader(handle))
-    assert [row["comparison"] for row in table] == ["comparisons/A/x_vs_y", "comparisons/A/x_vs_z"]
+    assert [row["comparison"] for row in table] == ["A/x_vs_y", "A/x_vs_z"]
     assert table[0]["personalization_win_rate"] == "0.75" and table[1]["personalization_win_rate"] == ""
     for suffix, magic in ((".png", b"\x89PNG"), (".pdf", b"%PDF")):
         assert (first / f"win_rate{suffix}").read_bytes().startswith(magic)

@@ -139,6 +139,14 @@ def find_comparisons(args: Arguments) -> tuple[Path, list[Path]]:
     return root, found
 
 
+def comparison_name(root: Path, folder: Path) -> str:
+    """What follows the last ``comparisons/`` in the path, e.g. 'BeaverTails/dpo-none-none_vs_dpo-chosen-gold-chosen'."""
+    parts = folder.resolve().parts
+    if "comparisons" in parts:
+        return "/".join(parts[len(parts) - parts[::-1].index("comparisons") :])
+    return str(folder.relative_to(root)) if folder != root else folder.name
+
+
 def fmt_rate(value: float | None, interval: list[float] | None, undefined: str = "no decisive verdicts") -> str:
     if value is None:
         return f"undefined ({undefined})"
@@ -220,9 +228,10 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError("--resamples must be at least 1")
     root, folders = find_comparisons(args)
     rows, written = [], []
-    print(f"{'comparison':<58} {'metric':<17} {'n':>4} {'base':>6} {'tie':>6} {'test':>6} {'inv':>6}  win rate [95% CI]")
-    for folder in folders:
-        name = str(folder.relative_to(root)) if folder != root else folder.name
+    names = [comparison_name(root, folder) for folder in folders]
+    width = max(len("comparison"), *map(len, names))
+    print(f"{'comparison':<{width}} {'metric':<17} {'n':>4} {'base':>6} {'tie':>6} {'test':>6} {'inv':>6}  win rate [95% CI]")
+    for folder, name in zip(folders, names, strict=True):
         where = str(folder / JUDGMENTS_FILE)
         summary = summarize(outcome_codes(read_records(where), where), args.resamples, args.seed)
         summary = {"comparison": name, "judgments": where, **summary}
@@ -236,10 +245,10 @@ def main(argv: list[str] | None = None) -> int:
             if metric in summary:
                 s = summary[metric]
                 print(
-                    f"{name[-58:]:<58} {metric:<17} {s['n']:>4} {s['base_wins']:>6.1%} {s['ties']:>6.1%} "
+                    f"{name:<{width}} {metric:<17} {s['n']:>4} {s['base_wins']:>6.1%} {s['ties']:>6.1%} "
                     f"{s['test_wins']:>6.1%} {s['invalid']:>6.1%}  {fmt_rate(s['win_rate'], s['ci95'])}"
                 )
-        print(f"{name[-58:]:<58} {'ΔPQ':<17} {'':>4} {'':>6} {'':>6} {'':>6} {'':>6}  "
+        print(f"{name:<{width}} {'ΔPQ':<17} {'':>4} {'':>6} {'':>6} {'':>6} {'':>6}  "
               f"{fmt_rate(summary['delta_pq']['value'], summary['delta_pq']['ci95'], 'needs both win rates')}")
     if len(folders) > 1:
         write_csv(root / "win_rates.csv", rows)
