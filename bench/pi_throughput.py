@@ -50,8 +50,11 @@ class Arguments:
     json: str | None = field(default=None, metadata={"help": "Also write the figures to this JSON file."})
 
 
-def load_requests(dataset_name: str | None, count: int):
-    """Up to ``count`` persona-inference requests (both sides of the first rows), their metadata, the data path."""
+def load_requests(dataset_name: str | None, count: int, prefix: str):
+    """Up to ``count`` persona-inference requests (both sides of the first rows), their metadata, the data path.
+
+    ``prefix`` is the answer's opening, as run_model sends it to this kind of backend.
+    """
     from persona_inference.data import load_split
     from persona_inference.model.persona_inference import build_requests
     from persona_inference.prompts import load_template
@@ -61,7 +64,7 @@ def load_requests(dataset_name: str | None, count: int):
     name = "BeaverTails" if path == str(PAPER_DATA) else Path(path).stem
     rows = range(min(len(dataset), (count + 1) // 2))
     template, _ = load_template("persona_inference", name)
-    requests, meta = build_requests(dataset, rows, template)
+    requests, meta = build_requests(dataset, rows, template, prefix)
     # build_requests lists every chosen side, then every rejected side: interleave them, then keep ``count``.
     half = len(rows)
     interleaved = [r for pair in zip(requests[:half], requests[half:], strict=True) for r in pair]
@@ -104,7 +107,9 @@ def time_api(requests, meta, server_url: str, concurrency: int, args: Arguments)
 def bench_api(args: Arguments) -> dict:
     import multiprocessing
 
-    requests, meta, path = load_requests(args.dataset_name, args.requests)
+    from persona_inference.model.persona_inference import PERSONA_PREFIX
+
+    requests, meta, path = load_requests(args.dataset_name, args.requests, PERSONA_PREFIX)
     ours, theirs = multiprocessing.Pipe()
     server = multiprocessing.Process(target=serve_loopback, args=(args.latency, theirs), daemon=True)
     server.start()
@@ -143,10 +148,11 @@ def bench_local(args: Arguments) -> dict:
     import torch
     from persona_inference.llm.base import GenerationConfig
     from persona_inference.llm.hf import HFBackend, load_model_and_tokenizer
+    from persona_inference.model.persona_inference import GUIDED_PREFIX
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    requests, _, path = load_requests(args.dataset_name, args.prompts)
+    requests, _, path = load_requests(args.dataset_name, args.prompts, GUIDED_PREFIX)
     model, tokenizer = load_model_and_tokenizer(args.model_name, device_map=args.device_map)
     generation = GenerationConfig(max_tokens=args.max_tokens, stop=["\n"])
 

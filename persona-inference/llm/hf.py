@@ -230,7 +230,8 @@ class HFBackend(LLM):
         """Whether the model can return the last position's logits only (not a vocabulary row per prompt token)."""
         import inspect
 
-        return "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model  # PEFT passes it on
+        return "logits_to_keep" in inspect.signature(model.forward).parameters
 
     def hit_stop(self, tokens: list[int]) -> bool:
         """Whether the text of ``tokens`` contains a stop string (only its end can have just completed one)."""
