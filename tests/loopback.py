@@ -28,6 +28,13 @@ def _last_user_text(body: dict) -> str:
     return ""
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 drops connections when many clients connect at once; the client then
+    # retries its SYN after a second, which would add a spurious second to some requests at high concurrency.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class LoopbackLLMServer:
     def __init__(
         self,
@@ -47,8 +54,7 @@ class LoopbackLLMServer:
         self.calls: list[dict] = []
         self.auth_headers: list[str] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
