@@ -11,7 +11,7 @@ data/sample_preferences.jsonl. Run from the repository root::
     python -m bench.pi_throughput                                  # defaults: a few minutes on 2 CPU cores
     python -m bench.pi_throughput --prompts 64 --batch_size 32     # a larger local comparison (GPU)
     python -m bench.pi_throughput --skip_local --requests 256 --latency 0.5
-    python -m bench.pi_throughput --skip_api --threads 1 --no-share_prefix --json bench-pi.json
+    python -m bench.pi_throughput --skip_api --threads 1 --json bench-pi.json
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ class Arguments:
     model_name: str = field(default=EMBEDDED_MODEL_NAME, metadata={"help": "Local model for the generation part."})
     device_map: str = field(default="auto", metadata={"help": "Device map of the local model (CUDA when present)."})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's own choice)."})
-    share_prefix: bool = field(default=True, metadata={"help": "Reuse the cache of the prompts' shared prefix."})
     skip_api: bool = field(default=False, metadata={"help": "Skip the API part."})
     skip_local: bool = field(default=False, metadata={"help": "Skip the local generation part."})
     json: str | None = field(default=None, metadata={"help": "Also write the figures to this JSON file."})
@@ -158,8 +157,7 @@ def bench_local(args: Arguments) -> dict:
     generation = GenerationConfig(max_tokens=args.max_tokens, stop=["\n"])
 
     def backend(batch_size: int) -> HFBackend:
-        return HFBackend(args.model_name, generation, batch_size, model=model, tokenizer=tokenizer,
-                         share_prefix=args.share_prefix)
+        return HFBackend(args.model_name, generation, batch_size, model=model, tokenizer=tokenizer)
 
     time_local(backend(2), requests[:2])  # warm-up: kernels, allocator, stop-string tables
     batched_s, batched = time_local(backend(args.batch_size), requests)
@@ -171,7 +169,7 @@ def bench_local(args: Arguments) -> dict:
     return {
         "data": path, "model": args.model_name, "device": str(model.device), "dtype": str(model.dtype),
         "threads": torch.get_num_threads(), "prompts": len(requests), "batch_size": args.batch_size,
-        "max_tokens": args.max_tokens, "share_prefix": args.share_prefix,
+        "max_tokens": args.max_tokens,
         "prompt_tokens_mean": round(sum(c.usage["prompt_tokens"] for c in single.values()) / len(requests), 1),
         "single_s": round(single_s, 2), "batched_s": round(batched_s, 2),
         "single_tokens": tokens["single"], "batched_tokens": tokens["batched"],
@@ -202,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         local = figures["local"] = bench_local(args)
         print(
             f"LOCAL {local['prompts']} prompts (~{local['prompt_tokens_mean']} tokens) on {local['device']} "
-            f"{local['dtype']} ({local['threads']} threads, share_prefix={local['share_prefix']}): one at a time "
+            f"{local['dtype']} ({local['threads']} threads): one at a time "
             f"{local['single_tokens_per_s']} tok/s ({local['single_s']}s), batch {local['batch_size']} "
             f"{local['batched_tokens_per_s']} tok/s ({local['batched_s']}s) -> {local['speedup_tokens_per_s']}x "
             f"({verdict(local['speedup_tokens_per_s'], 3.0)} 3x); same output {local['same_output']:.0%} "

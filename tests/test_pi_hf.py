@@ -36,17 +36,11 @@ def tiny(tiny_model_dir):
     return model, tokenizer
 
 
-SHARED = "Describe the user in one sentence. Example: The user is a busy parent who prefers short answers. Now: "
-SHARED_PROMPTS = [SHARED + tail for tail in ("Hi", "How do I boil an egg?", "abc " * 9, "Paris or Rome?", "?")]
-
-
 def generate(
-    tiny, batch_size: int, stop: list[str] | None = None, max_tokens: int = 12, prompts: list[str] = PROMPTS,
-    share_prefix: bool = True,
-) -> dict[str, str]:
+    tiny, batch_size: int, stop: list[str] | None = None, max_tokens: int = 12, prompts: list[str] = PROMPTS) -> dict[str, str]:
     model, tokenizer = tiny
     backend = HFBackend("tiny", GenerationConfig(max_tokens=max_tokens, stop=stop or []), batch_size, model=model,
-                        tokenizer=tokenizer, share_prefix=share_prefix)
+                        tokenizer=tokenizer)
     requests = [Request(str(i), prompt, prefill="The user is") for i, prompt in enumerate(prompts)]
     results = {}
     backend.generate(requests, lambda completion: results.__setitem__(completion.id, completion))
@@ -69,14 +63,15 @@ def test_batched_greedy_equals_one_at_a_time(tiny):
 
 
 def test_batched_greedy_equals_transformers_generate(tiny):
-    """The backend's own decoding loop (rows leave the batch when done) gives what ``model.generate`` gives."""
+    """Batches of left-padded prompts give what ``model.generate`` gives each prompt alone."""
     import torch
 
     model, tokenizer = tiny
-    ours = generate(tiny, batch_size=4, prompts=PROMPTS + SHARED_PROMPTS)
+    ours = generate(tiny, batch_size=4, prompts=PROMPTS)
     backend = HFBackend("tiny", GenerationConfig(), model=model, tokenizer=tokenizer)
-    for i, prompt in enumerate(PROMPTS + SHARED_PROMPTS):
-        ids = torch.tensor([backend.encode(backend.render(Request(str(i), prompt, prefill="The user is")))])
+    for i, prompt in enumerate(PROMPTS):
+        text = backend.render(Request(str(i), prompt, prefill="The user is"))
+        ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
         with torch.inference_mode():
             output = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False)
         assert ours[str(i)] == "The user is" + tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True)
@@ -94,37 +89,6 @@ def test_sampling_is_seeded(tiny):
 
     assert sample(1) == sample(1)
     assert sample(1) != sample(2)
-
-
-def prefill_tokens(model, run) -> tuple[dict, int]:
-    """``run()``'s result and the number of prompt tokens the model computed (forward passes of several tokens)."""
-    counted = []
-
-    def count(module, args, kwargs):
-        ids = kwargs.get("input_ids")
-        if ids is not None and ids.shape[1] > 1:
-            counted.append(ids.numel())
-
-    handle = model.register_forward_pre_hook(count, with_kwargs=True)
-    try:
-        return run(), sum(counted)
-    finally:
-        handle.remove()
-
-
-def test_shared_prefix_is_computed_once_and_changes_no_output(tiny):
-    model, tokenizer = tiny
-    backend = HFBackend("tiny", GenerationConfig(), model=model, tokenizer=tokenizer)
-    encoded = [backend.encode(backend.render(Request(str(i), p, prefill="The user is"))) for i, p in enumerate(SHARED_PROMPTS)]
-    prefix_length = len(backend.shared_prefix(encoded))
-    assert prefix_length >= 16
-    plain, plain_tokens = prefill_tokens(model, lambda: generate(tiny, 2, prompts=SHARED_PROMPTS, share_prefix=False))
-    shared, shared_tokens = prefill_tokens(model, lambda: generate(tiny, 2, prompts=SHARED_PROMPTS))
-    single, _ = prefill_tokens(model, lambda: generate(tiny, 1, prompts=SHARED_PROMPTS))
-    assert shared == plain == single
-    assert len(set(shared.values())) > 1
-    # The shared prefix is computed once instead of once per prompt; padding is the same either way.
-    assert plain_tokens - shared_tokens == (len(SHARED_PROMPTS) - 1) * prefix_length
 
 
 def test_stop_strings_cut_the_output_where_the_unstopped_one_has_them(tiny):

@@ -1,8 +1,6 @@
-"""Local Hugging Face models: batched greedy generation with left padding, a shared-prefix cache and stop strings."""
+"""Local Hugging Face models: batched generation (`model.generate`) with left padding and stop strings."""
 
 from __future__ import annotations
-
-import copy
 
 from persona_inference.embedded import resolve_model_name
 from persona_inference.errors import UsageError
@@ -15,11 +13,6 @@ from persona_inference.llm.base import (
     cut_at_stop,
     messages_for,
 )
-
-MIN_SHARED_PREFIX = 16
-"""Fewer shared tokens than this are not worth a cached prefix."""
-STOP_CHECK_TOKENS = 16
-"""A stop string is looked for in the text of this many last tokens (stop strings are a few characters)."""
 
 
 def quantization_config(load_in_4bit: bool, load_in_8bit: bool):
@@ -74,10 +67,9 @@ def load_model_and_tokenizer(
 
 
 class HFBackend(LLM):
-    """In-process generation. ``chat=True`` wraps each prompt in the tokenizer's chat template.
+    """In-process generation with ``model.generate``: batches of similar length, left padding, stop strings.
 
-    ``share_prefix``: the tokens all prompts of a call start with (the few-shot template of persona inference, about
-    half of each prompt) are run through the model once and their cache reused, instead of once per prompt.
+    ``chat=True`` wraps each prompt in the tokenizer's chat template.
     """
 
     def __init__(
@@ -88,7 +80,6 @@ class HFBackend(LLM):
         chat: bool = True,
         model=None,
         tokenizer=None,
-        share_prefix: bool = True,
         **load_kwargs,
     ):
         super().__init__(model_name, generation)
@@ -97,7 +88,6 @@ class HFBackend(LLM):
         self.model, self.tokenizer = model, tokenizer
         self.batch_size = max(1, batch_size)
         self.chat = chat and tokenizer.chat_template is not None
-        self.share_prefix = share_prefix
 
     def render(self, request: Request) -> str:
         """The exact text the model continues."""
@@ -107,133 +97,51 @@ class HFBackend(LLM):
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return text + request.prefill
 
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=not self.chat).input_ids
-
     def generate(self, requests: list[Request], on_result: ResultCallback) -> None:
-        token_ids = {r.id: self.encode(self.render(r)) for r in requests}
-        shared = self.shared_prefix(list(token_ids.values())) if self.share_prefix else []
-        prefix_cache = self.prefix_cache(shared) if shared else None
+        texts = {r.id: self.render(r) for r in requests}
         # Longest first: similar lengths share a batch (less padding), and memory errors show up at once.
-        ordered = sorted(requests, key=lambda r: -len(token_ids[r.id]))
+        lengths = {i: len(self.tokenizer(t, add_special_tokens=not self.chat).input_ids) for i, t in texts.items()}
+        ordered = sorted(requests, key=lambda r: -lengths[r.id])
         for start in range(0, len(ordered), self.batch_size):
             batch = ordered[start : start + self.batch_size]
-            for completion in self.generate_batch(
-                [token_ids[r.id] for r in batch], [r.id for r in batch], len(shared), prefix_cache
+            for request, completion in zip(
+                batch, self.generate_batch([texts[r.id] for r in batch], [r.id for r in batch]), strict=True
             ):
-                prefill = next(r.prefill for r in batch if r.id == completion.id)
-                completion.text = prefill + completion.text
+                completion.text = request.prefill + completion.text
                 on_result(completion)
 
-    @staticmethod
-    def shared_prefix(sequences: list[list[int]]) -> list[int]:
-        """The tokens every sequence starts with (each keeps at least one of its own), if long enough to share."""
-        if len(sequences) < 2:
-            return []
-        first, limit = sequences[0], min(len(s) for s in sequences) - 1
-        length = 0
-        while length < limit and all(s[length] == first[length] for s in sequences):
-            length += 1
-        return first[:length] if length >= MIN_SHARED_PREFIX else []
-
-    def prefix_cache(self, prefix: list[int]):
-        """The key/value cache of ``prefix``, computed once: the few-shot template every prompt starts with."""
+    def generate_batch(self, texts: list[str], ids: list[str]) -> list[Completion]:
+        """Continue each text; the new text is cut at the first stop string (``generate`` leaves it in)."""
         import torch
 
+        gen, tok = self.generation, self.tokenizer
+        encoded = tok(texts, return_tensors="pt", padding=True, add_special_tokens=not self.chat).to(self.model.device)
+        kwargs = dict(
+            max_new_tokens=gen.max_tokens,
+            min_new_tokens=gen.min_tokens or None,
+            pad_token_id=tok.pad_token_id,
+            do_sample=gen.temperature > 0,
+        )
+        if gen.temperature > 0:
+            kwargs["temperature"] = gen.temperature
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if gen.stop:
+            kwargs.update(stop_strings=gen.stop, tokenizer=tok)
+        if gen.seed is not None:
+            torch.manual_seed(gen.seed)
         with torch.inference_mode():
-            ids = torch.tensor([prefix], device=self.model.device)
-            return self.model(input_ids=ids, use_cache=True).past_key_values
-
-    def generate_batch(
-        self, token_ids: list[list[int]], ids: list[str], prefix_length: int = 0, prefix_cache=None
-    ) -> list[Completion]:
-        """Generate for one batch; a row leaves the batch as soon as it ends, so no step is spent on finished rows.
-
-        Rows are ``shared prefix + padding + own tokens`` (left padding of the part after the prefix); position ids
-        come from the attention mask, so every row sees the positions it would see alone. Greedy by default;
-        ``temperature > 0`` samples from the softmax of the logits (no top-p or top-k), seeded by ``seed``.
-        """
-        import torch
-
-        gen, tok, device = self.generation, self.tokenizer, self.model.device
-        width = max(len(t) for t in token_ids) - prefix_length
-        rows, masks = [], []
-        for tokens in token_ids:
-            own = tokens[prefix_length:]
-            padding = width - len(own)
-            rows.append(tokens[:prefix_length] + [tok.pad_token_id] * padding + own)
-            masks.append([1] * prefix_length + [0] * padding + [1] * len(own))
-        input_ids = torch.tensor(rows, device=device)
-        mask = torch.tensor(masks, device=device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = None
-        if prefix_cache is not None:
-            cache = copy.deepcopy(prefix_cache)  # generation appends to the cache: keep the shared one intact
-            cache.batch_repeat_interleave(len(rows))
-        generator = None
-        if gen.temperature > 0 and gen.seed is not None:
-            generator = torch.Generator(device=device).manual_seed(gen.seed)
-        end_ids = self.end_token_ids()
-        ends = torch.tensor(sorted(end_ids), device=device)
-        only_last = {"logits_to_keep": 1} if self.takes_logits_to_keep() else {}
-        outputs: list[list[int]] = [[] for _ in rows]
-        active = list(range(len(rows)))  # batch row -> index in ``rows``
-        with torch.inference_mode():
-            out = self.model(
-                input_ids=input_ids[:, prefix_length:], attention_mask=mask, position_ids=positions[:, prefix_length:],
-                past_key_values=cache, use_cache=True, **only_last,
-            )
-            next_position = positions[:, -1] + 1
-            for step in range(gen.max_tokens):
-                logits = out.logits[:, -1].float()
-                if step < gen.min_tokens:
-                    logits[:, ends] = float("-inf")
-                if gen.temperature > 0:
-                    probs = torch.softmax(logits / gen.temperature, dim=-1)
-                    chosen = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-                else:
-                    chosen = logits.argmax(-1)
-                keep = []
-                for batch_row, token in enumerate(chosen.tolist()):
-                    row = active[batch_row]
-                    if token in end_ids:
-                        continue
-                    outputs[row].append(token)
-                    if not (gen.stop and self.hit_stop(outputs[row])):
-                        keep.append(batch_row)
-                if not keep or step == gen.max_tokens - 1:
-                    break
-                if len(keep) < len(active):
-                    index = torch.tensor(keep, device=device)
-                    out.past_key_values.batch_select_indices(index)
-                    mask, chosen, next_position = mask[index], chosen[index], next_position[index]
-                    active = [active[i] for i in keep]
-                mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
-                out = self.model(
-                    input_ids=chosen[:, None], attention_mask=mask, position_ids=next_position[:, None],
-                    past_key_values=out.past_key_values, use_cache=True, **only_last,
-                )
-                next_position = next_position + 1
+            output = self.model.generate(**encoded, **kwargs)
+        ends = {tok.pad_token_id, tok.eos_token_id, *self.configured_eos()} - {None}
         results = []
-        for row_id, tokens, row_mask in zip(ids, outputs, masks, strict=True):
-            text = cut_at_stop(tok.decode(tokens, skip_special_tokens=True), gen.stop)
-            results.append(Completion(row_id, text, {"prompt_tokens": sum(row_mask), "completion_tokens": len(tokens)}))
+        for row_id, tokens, mask in zip(ids, output[:, encoded.input_ids.shape[1] :].tolist(), encoded.attention_mask,
+                                        strict=True):
+            n_new = next((i for i, t in enumerate(tokens) if t in ends), len(tokens))
+            text = cut_at_stop(tok.decode(tokens[:n_new], skip_special_tokens=True), gen.stop)
+            results.append(Completion(row_id, text, {"prompt_tokens": int(mask.sum()), "completion_tokens": n_new}))
         return results
 
-    def end_token_ids(self) -> set[int]:
-        """Tokens that end a generation: the tokenizer's and the model's end-of-sequence ids, and padding."""
+    def configured_eos(self) -> list[int]:
+        """The model's own end-of-sequence ids (a chat model may end turns with a token other than the tokenizer's)."""
         configured = getattr(self.model.generation_config, "eos_token_id", None)
-        configured = configured if isinstance(configured, list) else [configured]
-        return {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id, *configured} - {None}
-
-    def takes_logits_to_keep(self) -> bool:
-        """Whether the model can return the last position's logits only (not a vocabulary row per prompt token)."""
-        import inspect
-
-        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model  # PEFT passes it on
-        return "logits_to_keep" in inspect.signature(model.forward).parameters
-
-    def hit_stop(self, tokens: list[int]) -> bool:
-        """Whether the text of ``tokens`` contains a stop string (only its end can have just completed one)."""
-        tail = self.tokenizer.decode(tokens[-STOP_CHECK_TOKENS:], skip_special_tokens=True)
-        return any(stop and stop in tail for stop in self.generation.stop)
+        return configured if isinstance(configured, list) else [configured]
