@@ -6,7 +6,7 @@ import csv
 import glob
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from persona_inference.errors import UsageError
@@ -150,3 +150,27 @@ def close(fig) -> None:
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+@dataclass
+class PlotArguments:
+    """Flags shared by the figure scripts (Figures 3 and 4)."""
+
+    res_dir: str = field(default="results/persona-inference", metadata={"help": "Root folder of the results."})
+    run_name: str = field(default="default", metadata={"help": "Run name of the judged results."})
+    evaluator_models: list[str] | None = field(
+        default=None, metadata={"help": "Judges (result folder names) to plot; default: every judge found."}
+    )
+    models: list[str] | None = field(
+        default=None, metadata={"help": "Persona-inference models to plot, in this order; default: all judged."}
+    )
+    datasets: list[str] | None = field(
+        default=None, metadata={"help": "Datasets (inference splits) to plot, in this order; default: all found."}
+    )
+    out_dir: str | None = field(default=None, metadata={"help": "Output folder (default: <res_dir>/figures/<run_name>)."})
+    model_names: list[str] | None = field(
+        default=None, metadata={"help": "Display names for models and judges, as NAME=DISPLAY pairs."}
+    )
+    dataset_names: list[str] | None = field(
+        default=None, metadata={"help": "Display names for datasets, as NAME=DISPLAY pairs."}
+    )

@@ -11,7 +11,6 @@ model: shares of chosen persona / tie / rejected persona over rows with two vali
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from persona_inference.cli import parse_args
@@ -24,26 +23,7 @@ COLUMNS = ["evaluator", "dataset", "persona_model", "rows", "valid", "invalid", 
            "chosen_share", "tie_share", "rejected_share"]
 
 
-@dataclass
-class Arguments:
-    res_dir: str = field(default="results/persona-inference", metadata={"help": "Root folder of the results."})
-    run_name: str = field(default="default", metadata={"help": "Run name of the persona_prefs results."})
-    evaluator_models: list[str] | None = field(
-        default=None, metadata={"help": "Judges (result folder names) to plot; default: every judge found."}
-    )
-    models: list[str] | None = field(
-        default=None, metadata={"help": "Persona-inference models to plot, in this order; default: all judged."}
-    )
-    datasets: list[str] | None = field(
-        default=None, metadata={"help": "Datasets (inference splits) to plot, in this order; default: all found."}
-    )
-    out_dir: str | None = field(default=None, metadata={"help": "Output folder (default: <res_dir>/figures/<run_name>)."})
-    model_names: list[str] | None = field(
-        default=None, metadata={"help": "Display names for models and judges, as NAME=DISPLAY pairs."}
-    )
-    dataset_names: list[str] | None = field(
-        default=None, metadata={"help": "Display names for datasets, as NAME=DISPLAY pairs."}
-    )
+Arguments = common.PlotArguments
 
 
 def collect(args: Arguments) -> list[dict]:
