@@ -160,5 +160,5 @@ scores = load(comparison / "win_rate.json")
 for metric in ("personalization", "response_quality"):
     print(f"win rate, {metric + ':':18} {percent(scores[metric]['win_rate'])} (with vs without personas)")
 delta = scores["delta_pq"]["value"]
-print(f"ΔPQ:                        {'undefined' if delta is None else f'{delta:+.3f}'}")
+print(f"ΔPQ:                         {'undefined' if delta is None else f'{delta:+.3f}'}")
 PY
