@@ -107,9 +107,8 @@ def summarize(records: list[dict]) -> list[dict]:
 
 def run(args) -> int:
     """The ``persona_accuracy`` experiment of ``run_model``."""
-    from persona_inference.checkpoint import write_jsonl_atomic
     from persona_inference.model.judging import judge_backend
-    from persona_inference.model.run_model import load_rows, run_dir, write_run_json
+    from persona_inference.model.run_model import load_rows, run_dir, save_results
     from persona_inference.prompts import load_template
     from persona_inference.runner import run_requests
 
@@ -134,15 +133,11 @@ def run(args) -> int:
     records, stats = run_requests(llm, requests, meta, folder / f"{EXPERIMENT}.checkpoint.jsonl", finish_record,
                                   desc="persona accuracy")
     ordered = [records[r.id] for r in requests]
-    failed = [r for r in ordered if r["status"] != "ok"]
     table = summarize([r for r in ordered if r["status"] == "ok"])
     extra = {"template": str(template_path), "persona_results": {m: str(p) for m, p in paths.items()}, "summary": table}
-    run_json = write_run_json(folder, EXPERIMENT, args, stats, extra)
-    if failed:
-        print(f"persona accuracy: {len(failed)} of {len(ordered)} requests failed (first: {failed[0]['error']})")
-        print(f"checkpoint kept in {folder}; rerun the same command to retry the failed requests")
+    run_json = save_results(folder, EXPERIMENT, args, ordered, stats, extra, "persona accuracy")
+    if run_json is None:
         return 1
-    write_jsonl_atomic(final_path, ordered)
     print(f"persona accuracy: {len(ordered)} judgments by {llm.model_name} "
           f"({stats.reused} reused, {stats.ok} new) in {stats.seconds:.1f}s")
     for line in table:

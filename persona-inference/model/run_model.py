@@ -180,8 +180,24 @@ def write_run_json(folder: Path, experiment: str, args: Arguments, stats, extra:
     return path
 
 
-def run_persona_inference(args: Arguments) -> int:
+def save_results(folder: Path, experiment: str, args: Arguments, ordered: list[dict], stats, extra: dict, label: str):
+    """Write the run record, then the final results atomically, but only when every request succeeded.
+
+    Returns the path of the run record, or None after reporting failures (their requests are retried on a rerun).
+    """
     from persona_inference.checkpoint import write_jsonl_atomic
+
+    run_json = write_run_json(folder, experiment, args, stats, extra)
+    failed = [r for r in ordered if r["status"] != "ok"]
+    if failed:
+        print(f"{label}: {len(failed)} of {len(ordered)} requests failed (first: {failed[0]['error']})")
+        print(f"checkpoint kept in {folder}; rerun the same command to retry the failed requests")
+        return None
+    write_jsonl_atomic(folder / f"{experiment}.jsonl", ordered)
+    return run_json
+
+
+def run_persona_inference(args: Arguments) -> int:
     from persona_inference.llm.base import messages_for
     from persona_inference.model.persona_inference import (
         GUIDED_PREFIX,
@@ -213,17 +229,13 @@ def run_persona_inference(args: Arguments) -> int:
         llm, requests, meta, folder / "persona_inference.checkpoint.jsonl", finish_record, desc="persona inference"
     )
     ordered = [records[r.id] for r in requests]
-    failed = [r for r in ordered if r["status"] != "ok"]
     personas = [r["persona"] for r in ordered if r["status"] == "ok"]
     well_formed = sum(map(is_well_formed, personas))
     copied = sum(copies_example(p, example_personas(template)) for p in personas)
     extra = {"template": str(template_path), "rows": len(rows), "well_formed": well_formed, "copied_example": copied}
-    run_json = write_run_json(folder, "persona_inference", args, stats, extra)
-    if failed:
-        print(f"persona inference: {len(failed)} of {len(ordered)} requests failed (first: {failed[0]['error']})")
-        print(f"checkpoint kept in {folder}; rerun the same command to retry the failed requests")
+    run_json = save_results(folder, "persona_inference", args, ordered, stats, extra, "persona inference")
+    if run_json is None:
         return 1
-    write_jsonl_atomic(final_path, ordered)
     print(
         f"persona inference: {len(ordered)} personas for {len(rows)} rows "
         f"({stats.reused} reused, {stats.ok} new; {well_formed} well-formed, {copied} copying a prompt example) "
