@@ -2,14 +2,16 @@
 
 1. API backends: concurrent vs one-at-a-time requests (the real OpenAI SDK through ``run_requests``, checkpoint
    included) against a loopback server with a fixed latency. Target: at least 12x at concurrency 16.
-2. Local backend: batched vs one-at-a-time greedy generation on the embedded SmolLM2-135M-Instruct. Targets: at
-   least 3x tokens/s, and the same outputs for at least 95% of prompts (padding may shift floating-point ties).
+2. Local backend: ``HFBackend`` (shared prompt prefix, continuous batching) vs plain ``model.generate`` on each prompt
+   alone, greedy, on the embedded SmolLM2-135M-Instruct. Targets: at least 3x tokens/s, and the same outputs for at
+   least 95% of prompts (padding may shift floating-point ties). ``--time_batch_size_1`` also times the backend at
+   batch size 1, to show what the shared prefix gives without batching.
 
 Prompts are the persona-inference prompts of /work/shared/data/persona-inference-BeaverTails when present, else of
 data/sample_preferences.jsonl. Run from the repository root::
 
-    python -m bench.pi_throughput                                  # defaults: a few minutes on 2 CPU cores
-    python -m bench.pi_throughput --prompts 64 --batch_size 32     # a larger local comparison (GPU)
+    python -m bench.pi_throughput                                  # defaults: about 5 minutes on 2 CPU cores
+    python -m bench.pi_throughput --prompts 256 --batch_size 64    # a larger local comparison (GPU)
     python -m bench.pi_throughput --skip_local --requests 256 --latency 0.5
     python -m bench.pi_throughput --skip_api --threads 1 --json bench-pi.json
 """
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from persona_inference.cli import parse_args
 from persona_inference.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT
+from persona_inference.llm.hf import ROUND_TOKENS
 
 PAPER_DATA = Path("/work/shared/data/persona-inference-BeaverTails")
 SAMPLE_DATA = REPO_ROOT / "data" / "sample_preferences.jsonl"
@@ -38,8 +41,12 @@ class Arguments:
     requests: int = field(default=96, metadata={"help": "API requests per mode."})
     latency: float = field(default=0.2, metadata={"help": "Seconds the loopback server takes per request."})
     concurrency: int = field(default=16, metadata={"help": "Requests in flight in the concurrent mode."})
-    prompts: int = field(default=16, metadata={"help": "Prompts generated per mode on the local model."})
-    batch_size: int = field(default=16, metadata={"help": "Prompts per batch in the batched mode."})
+    prompts: int = field(default=64, metadata={"help": "Prompts generated per mode on the local model."})
+    batch_size: int = field(default=16, metadata={"help": "Rows decoding together in the batched mode."})
+    round_tokens: int = field(default=ROUND_TOKENS, metadata={"help": "New tokens per generate call (HFBackend)."})
+    time_batch_size_1: bool = field(
+        default=False, metadata={"help": "Also time the backend at batch size 1: its shared prefix without batching."}
+    )
     max_tokens: int = field(default=96, metadata={"help": "Maximum new tokens (run_model's default)."})
     model_name: str = field(default=EMBEDDED_MODEL_NAME, metadata={"help": "Local model for the generation part."})
     device_map: str = field(default="auto", metadata={"help": "Device map of the local model (CUDA when present)."})
@@ -134,7 +141,7 @@ def bench_api(args: Arguments) -> dict:
     }
 
 
-def time_local(backend, requests) -> tuple[float, dict]:
+def time_backend(backend, requests) -> tuple[float, dict]:
     completions = {}
     start = time.perf_counter()
     backend.generate(requests, lambda c: completions.__setitem__(c.id, c))
@@ -142,6 +149,28 @@ def time_local(backend, requests) -> tuple[float, dict]:
     if len(completions) != len(requests) or not all(c.ok for c in completions.values()):
         raise RuntimeError("a local generation was lost or failed")
     return seconds, completions
+
+
+def time_alone(backend, requests) -> tuple[float, dict]:
+    """The baseline: plain ``model.generate`` on each prompt alone, with the backend's prompts and settings."""
+    import torch
+    from persona_inference.llm.base import Completion, cut_at_stop
+
+    model, tokenizer, ends = backend.model, backend.tokenizer, backend.end_ids()
+    completions = {}
+    start = time.perf_counter()
+    for request in requests:
+        ids = tokenizer(backend.render(request), add_special_tokens=not backend.chat, return_tensors="pt").input_ids
+        ids = ids.to(model.device)
+        with torch.inference_mode():
+            output = model.generate(ids, attention_mask=torch.ones_like(ids),
+                                    max_new_tokens=backend.generation.max_tokens, **backend.generate_kwargs())
+        new = output[0, ids.shape[1] :].tolist()
+        n_new = next((i for i, t in enumerate(new) if t in ends), len(new))
+        text = cut_at_stop(tokenizer.decode(new[:n_new], skip_special_tokens=True), backend.generation.stop)
+        usage = {"prompt_tokens": ids.shape[1], "completion_tokens": n_new}
+        completions[request.id] = Completion(request.id, request.prefill + text, usage)
+    return time.perf_counter() - start, completions
 
 
 def bench_local(args: Arguments) -> dict:
@@ -157,29 +186,29 @@ def bench_local(args: Arguments) -> dict:
     generation = GenerationConfig(max_tokens=args.max_tokens, stop=["\n"])
 
     def backend(batch_size: int) -> HFBackend:
-        return HFBackend(args.model_name, generation, batch_size, model=model, tokenizer=tokenizer)
+        return HFBackend(args.model_name, generation, batch_size, round_tokens=args.round_tokens, model=model,
+                         tokenizer=tokenizer)
 
-    time_local(backend(2), requests[:2])  # warm-up: kernels, allocator, stop-string tables
-    batched_s, batched = time_local(backend(args.batch_size), requests)
-    single_s, single = time_local(backend(1), requests)
-    tokens = {name: sum(c.usage["completion_tokens"] for c in out.values()) for name, out in
-              (("batched", batched), ("single", single))}
-    same = sum(batched[r.id].text == single[r.id].text for r in requests)
-    differing = [r.id for r in requests if batched[r.id].text != single[r.id].text]
-    return {
-        "data": path, "model": args.model_name, "device": str(model.device), "dtype": str(model.dtype),
-        "threads": torch.get_num_threads(), "prompts": len(requests), "batch_size": args.batch_size,
-        "max_tokens": args.max_tokens,
-        "prompt_tokens_mean": round(sum(c.usage["prompt_tokens"] for c in single.values()) / len(requests), 1),
-        "single_s": round(single_s, 2), "batched_s": round(batched_s, 2),
-        "single_tokens": tokens["single"], "batched_tokens": tokens["batched"],
-        "single_tokens_per_s": round(tokens["single"] / single_s, 2),
-        "batched_tokens_per_s": round(tokens["batched"] / batched_s, 2),
-        "speedup_tokens_per_s": round((tokens["batched"] / batched_s) / (tokens["single"] / single_s), 2),
-        "speedup_wall": round(single_s / batched_s, 2),
-        "same_output": round(same / len(requests), 4), "differing_ids": differing[:10],
-        "target_speedup": 3.0, "target_same_output": 0.95,
-    }
+    time_backend(backend(2), requests[:2])  # warm-up: kernels, allocator, stop-string tables
+    time_alone(backend(1), requests[:1])
+    timings = {"batched": time_backend(backend(args.batch_size), requests), "alone": time_alone(backend(1), requests)}
+    if args.time_batch_size_1:
+        timings["batch_size_1"] = time_backend(backend(1), requests)
+    figures = {"data": path, "model": args.model_name, "device": str(model.device), "dtype": str(model.dtype),
+               "threads": torch.get_num_threads(), "prompts": len(requests), "batch_size": args.batch_size,
+               "round_tokens": args.round_tokens, "max_tokens": args.max_tokens}
+    alone = timings["alone"][1]
+    figures["prompt_tokens_mean"] = round(sum(c.usage["prompt_tokens"] for c in alone.values()) / len(requests), 1)
+    for mode, (seconds, completions) in timings.items():
+        tokens = sum(c.usage["completion_tokens"] for c in completions.values())
+        same = [r.id for r in requests if completions[r.id].text == alone[r.id].text]
+        figures[mode] = {"seconds": round(seconds, 2), "tokens": tokens, "tokens_per_s": round(tokens / seconds, 2),
+                         "same_output_as_alone": round(len(same) / len(requests), 4),
+                         "differing_ids": [r.id for r in requests if r.id not in set(same)][:10]}
+    for mode in figures.keys() & {"batched", "batch_size_1"}:
+        figures[mode]["speedup_tokens_per_s"] = round(figures[mode]["tokens_per_s"] / figures["alone"]["tokens_per_s"], 2)
+    figures.update(target_speedup=3.0, target_same_output=0.95)
+    return figures
 
 
 def verdict(value: float, target: float) -> str:
@@ -198,14 +227,18 @@ def main(argv: list[str] | None = None) -> int:
         )
     if not args.skip_local:
         local = figures["local"] = bench_local(args)
+        alone, batched = local["alone"], local["batched"]
         print(
             f"LOCAL {local['prompts']} prompts (~{local['prompt_tokens_mean']} tokens) on {local['device']} "
-            f"{local['dtype']} ({local['threads']} threads): one at a time "
-            f"{local['single_tokens_per_s']} tok/s ({local['single_s']}s), batch {local['batch_size']} "
-            f"{local['batched_tokens_per_s']} tok/s ({local['batched_s']}s) -> {local['speedup_tokens_per_s']}x "
-            f"({verdict(local['speedup_tokens_per_s'], 3.0)} 3x); same output {local['same_output']:.0%} "
-            f"({verdict(local['same_output'], 0.95)} 95%)"
+            f"{local['dtype']} ({local['threads']} threads): generate on each alone {alone['tokens_per_s']} tok/s "
+            f"({alone['seconds']}s), batch {local['batch_size']} {batched['tokens_per_s']} tok/s ({batched['seconds']}s) "
+            f"-> {batched['speedup_tokens_per_s']}x ({verdict(batched['speedup_tokens_per_s'], 3.0)} 3x); same output "
+            f"{batched['same_output_as_alone']:.0%} ({verdict(batched['same_output_as_alone'], 0.95)} 95%)"
         )
+        if "batch_size_1" in local:
+            one = local["batch_size_1"]
+            print(f"      the backend at batch size 1 (shared prefix, no batching): {one['tokens_per_s']} tok/s "
+                  f"({one['seconds']}s) -> {one['speedup_tokens_per_s']}x; same output {one['same_output_as_alone']:.0%}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
         print(f"figures: {args.json}")

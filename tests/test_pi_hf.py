@@ -1,10 +1,12 @@
-"""The local ``hf_chat`` backend on the tiny random model: batched = one at a time, stop strings, the full run."""
+"""The local ``hf_chat`` backend on the tiny random model: continuous batching and the shared prefix give what
+``generate`` gives each prompt alone; stop strings; the full run."""
 
+import itertools
 import json
 
 import pytest
-from persona_inference.llm.base import GenerationConfig, Request
-from persona_inference.llm.hf import HFBackend, load_model_and_tokenizer
+from persona_inference.llm.base import GenerationConfig, Request, cut_at_stop
+from persona_inference.llm.hf import MIN_SHARED_PREFIX, HFBackend, load_model_and_tokenizer
 from persona_inference.model import run_model
 
 from tests.pi_support import read_jsonl, write_preferences
@@ -127,3 +129,127 @@ def test_run_model_hf_chat_end_to_end_and_resume(tiny_model_dir, tmp_path, monke
     assert run_model.main(args) == 0  # a rerun reuses the checkpoint and writes the same result
     assert read_jsonl(folder / "persona_inference.jsonl") == records
     assert json.loads((folder / "persona_inference.run.json").read_text())["stats"]["reused"] == 6
+
+
+SYSTEM = "You infer personas. Write one sentence that starts with 'The user is' and says what the user prefers."
+FEW_SHOT = [
+    {"role": "user", "content": "Prompt: How do I boil an egg?\nResponse A: Put it in boiling water.\nResponse B: I am not sure."},
+    {"role": "assistant", "content": "The user is a beginner cook who prefers short, practical answers."},
+]
+
+
+def generate_alone(tiny, text: str, max_tokens: int, stop: list[str], min_tokens: int = 0, chat: bool = True,
+                   with_length: bool = False):
+    """What ``model.generate`` gives one prompt on its own, cut at the first end token and stop string (and how many
+    tokens it generated)."""
+    import torch
+
+    model, tokenizer = tiny
+    ids = tokenizer(text, add_special_tokens=not chat, return_tensors="pt").input_ids
+    with torch.inference_mode():
+        output = model.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_tokens, min_new_tokens=min_tokens or None,
+            do_sample=False, pad_token_id=tokenizer.pad_token_id, stop_strings=stop or None, tokenizer=tokenizer,
+        )
+    new = output[0, ids.shape[1]:].tolist()
+    ends = {tokenizer.pad_token_id, tokenizer.eos_token_id}
+    new = new[: next((i for i, t in enumerate(new) if t in ends), len(new))]
+    text = cut_at_stop(tokenizer.decode(new, skip_special_tokens=True), stop)
+    return (text, len(new)) if with_length else text
+
+
+def run_recording_rounds(backend: HFBackend, requests: list[Request]) -> tuple[dict, list[list[int]]]:
+    """The backend's completions, and for each decoding round the tokens each of its rows had generated before it."""
+    rounds, decode_round = [], backend.decode_round
+
+    def recording(active, on_finished):
+        rounds.append([len(s.generated) for s in active])
+        return decode_round(active, on_finished)
+
+    backend.decode_round = recording
+    results = {}
+    backend.generate(requests, lambda completion: results.__setitem__(completion.id, completion))
+    assert sorted(results) == sorted(r.id for r in requests) and all(c.ok for c in results.values())
+    return results, rounds
+
+
+@pytest.fixture(scope="module")
+def staggered(tiny):
+    """Few-shot requests, stop strings that end their answers after different numbers of tokens (the longest two
+    prompts, which start decoding together, included), and what ``generate`` gives each prompt alone."""
+    model, tokenizer = tiny
+    requests = [Request(str(i), p, system=SYSTEM, history=FEW_SHOT, prefill="The user is") for i, p in enumerate(PROMPTS)]
+    backend = HFBackend("tiny", GenerationConfig(), model=model, tokenizer=tokenizer)
+    texts = {r.id: backend.render(r) for r in requests}
+    longest = sorted(texts, key=lambda i: -len(tokenizer(texts[i]).input_ids))[:2]
+    unstopped = [generate_alone(tiny, t, 14, []) for t in texts.values()]
+    single = {}  # for each candidate stop string, the tokens each answer has when it alone stops them
+    for stop in sorted({u[j : j + 2] for u in unstopped for j in range(len(u) - 1)} - {""}):
+        single[stop] = {i: generate_alone(tiny, t, 14, [stop], with_length=True)[1] for i, t in texts.items()}
+    for stops in itertools.combinations(single, 2):
+        lengths = {i: min(single[s][i] for s in stops) for i in texts}  # the first stop string to appear ends it
+        if len(set(lengths.values())) >= 3 and lengths[longest[0]] != lengths[longest[1]]:
+            return requests, list(stops), {i: "The user is" + generate_alone(tiny, t, 14, list(stops))
+                                           for i, t in texts.items()}
+    raise AssertionError("no pair of stop strings staggers the tiny model's answers")
+
+
+@pytest.mark.parametrize("batch_size, round_tokens", [(1, 2), (2, 3), (3, 1), (4, 5), (8, 16)])
+def test_continuous_batching_with_a_shared_prefix_equals_generate_alone(tiny, staggered, batch_size, round_tokens):
+    """Rows leave and join between rounds and share the few-shot prefix, yet each output is that prompt's own."""
+    model, tokenizer = tiny
+    requests, stops, expected = staggered
+    backend = HFBackend("tiny", GenerationConfig(max_tokens=14, stop=stops), batch_size, round_tokens=round_tokens,
+                        model=model, tokenizer=tokenizer)
+    prefix = backend.shared_prefix([tokenizer(backend.render(r)).input_ids for r in requests])
+    assert len(prefix) >= MIN_SHARED_PREFIX  # the prefix really is computed once and shared
+    results, rounds = run_recording_rounds(backend, requests)
+    assert {i: c.text for i, c in results.items()} == expected
+    if round_tokens < 14:
+        assert max(max(r) for r in rounds) > 0  # some row went on after its first round
+    if 1 < batch_size < len(requests) and round_tokens < 14:
+        assert any(0 in r and max(r) > 0 for r in rounds)  # a queued row joined rows already decoding
+
+
+def test_one_token_prompts_and_plain_text(tiny):
+    """Without a chat template a prompt may be a single token: it has no states of its own yet and still decodes."""
+    model, tokenizer = tiny
+    prompts = ["a", "The user is", "Question: What is the capital of France?", "b"]
+    assert len(tokenizer("a").input_ids) == 1
+    backend = HFBackend("tiny", GenerationConfig(max_tokens=9), 3, chat=False, round_tokens=2, model=model,
+                        tokenizer=tokenizer)
+    results, _ = run_recording_rounds(backend, [Request(str(i), p) for i, p in enumerate(prompts)])
+    for i, prompt in enumerate(prompts):
+        assert results[str(i)].text == generate_alone(tiny, prompt, 9, [], chat=False)
+
+
+def test_minimum_length_runs_each_batch_to_the_end(tiny):
+    model, tokenizer = tiny
+    backend = HFBackend("tiny", GenerationConfig(max_tokens=10, min_tokens=6), 4, round_tokens=2, model=model,
+                        tokenizer=tokenizer)
+    results, rounds = run_recording_rounds(backend, [Request(str(i), p) for i, p in enumerate(PROMPTS)])
+    assert all(set(r) == {0} for r in rounds)  # no row is ever continued: one round per batch
+    for i, prompt in enumerate(PROMPTS):
+        text = backend.render(Request(str(i), prompt))
+        assert results[str(i)].text == generate_alone(tiny, text, 10, [], min_tokens=6)
+
+
+def test_sliding_window_models_fall_back_to_padded_batches(tiny, tmp_path):
+    """A cache with sliding-window layers cannot be cut into rows: static batches give the same greedy outputs."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    _, tokenizer = tiny
+    config = MistralConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, sliding_window=8,
+                           pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    import torch
+
+    torch.manual_seed(0)
+    model = MistralForCausalLM(config).eval()
+    backend = HFBackend("tiny-mistral", GenerationConfig(max_tokens=8), 4, model=model, tokenizer=tokenizer)
+    assert not backend.rows_splittable()
+    results = {}
+    backend.generate([Request(str(i), p) for i, p in enumerate(PROMPTS)], lambda c: results.__setitem__(c.id, c))
+    for i, prompt in enumerate(PROMPTS):
+        text = backend.render(Request(str(i), prompt))
+        assert results[str(i)].text == generate_alone((model, tokenizer), text, 8, [])

@@ -1,6 +1,9 @@
-"""Local Hugging Face models: batched generation (`model.generate`) with left padding and stop strings."""
+"""Local Hugging Face models: continuously batched ``model.generate`` with a shared prompt prefix and stop strings."""
 
 from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
 
 from persona_inference.embedded import resolve_model_name
 from persona_inference.errors import UsageError
@@ -66,8 +69,55 @@ def load_model_and_tokenizer(
     return model, tokenizer
 
 
+ROUND_TOKENS = 8
+"""New tokens per ``generate`` call between two reschedulings of the batch (finished rows leave, queued rows join)."""
+MIN_SHARED_PREFIX = 16
+"""A common prompt prefix shorter than this (in tokens) is not worth computing once and sharing."""
+
+
+@dataclass
+class Sequence:
+    """A request in flight: its tokens so far (prompt, then generated) and the key/value states of all but the last."""
+
+    request: Request
+    tokens: list[int]
+    prompt_length: int
+    states: list[tuple] | None  # per layer: (keys, values), each [1, heads, len(tokens) - 1, head_dim]
+
+    @property
+    def generated(self) -> list[int]:
+        return self.tokens[self.prompt_length :]
+
+
+def join_rows(rows: list[list[tuple]], gaps: list[int]) -> list[tuple]:
+    """One batch of key/value states from per-row states, each left-padded with ``gaps[i]`` zero positions.
+
+    A row with no states (a one-token prompt) contributes padding only.
+    """
+    import torch
+    from torch.nn.functional import pad
+
+    layers = max(len(states) for states in rows)
+    joined = []
+    for layer in range(layers):
+        empty = next(states[layer] for states in rows if states)
+        joined.append(tuple(
+            torch.cat([pad(states[layer][part] if states else empty[part][:1, :, :0], (0, 0, gap, 0))
+                       for states, gap in zip(rows, gaps, strict=True)])
+            for part in (0, 1)
+        ))
+    return joined
+
+
 class HFBackend(LLM):
-    """In-process generation with ``model.generate``: batches of similar length, left padding, stop strings.
+    """In-process generation with ``model.generate``, continuously batched.
+
+    The prompt prefix every request shares (the instructions and few-shot examples of a template) is computed once.
+    Each request's remaining prompt is then computed alone (no padding), and up to ``batch_size`` requests decode
+    together in calls to ``generate`` of ``round_tokens`` new tokens each; between calls, finished requests leave and
+    queued ones take their places, so one long answer never holds a whole batch. Greedy outputs equal those of
+    ``generate`` on each prompt alone, up to floating-point ties. Models whose cache is not a plain ``DynamicCache``
+    (sliding-window or recurrent layers) fall back to static batches of left-padded prompts.
 
     ``chat=True`` wraps each prompt in the tokenizer's chat template.
     """
@@ -78,6 +128,8 @@ class HFBackend(LLM):
         generation: GenerationConfig,
         batch_size: int = 8,
         chat: bool = True,
+        share_prefix: bool = True,
+        round_tokens: int = ROUND_TOKENS,
         model=None,
         tokenizer=None,
         **load_kwargs,
@@ -88,6 +140,9 @@ class HFBackend(LLM):
         self.model, self.tokenizer = model, tokenizer
         self.batch_size = max(1, batch_size)
         self.chat = chat and tokenizer.chat_template is not None
+        self.share_prefix = share_prefix
+        self.round_tokens = max(1, round_tokens)
+        self._rows_splittable: bool | None = None
 
     def render(self, request: Request) -> str:
         """The exact text the model continues."""
@@ -98,50 +153,149 @@ class HFBackend(LLM):
         return text + request.prefill
 
     def generate(self, requests: list[Request], on_result: ResultCallback) -> None:
-        texts = {r.id: self.render(r) for r in requests}
-        # Longest first: similar lengths share a batch (less padding), and memory errors show up at once.
-        lengths = {i: len(self.tokenizer(t, add_special_tokens=not self.chat).input_ids) for i, t in texts.items()}
-        ordered = sorted(requests, key=lambda r: -lengths[r.id])
-        for start in range(0, len(ordered), self.batch_size):
-            batch = ordered[start : start + self.batch_size]
-            for request, completion in zip(
-                batch, self.generate_batch([texts[r.id] for r in batch], [r.id for r in batch]), strict=True
-            ):
-                completion.text = request.prefill + completion.text
-                on_result(completion)
-
-    def generate_batch(self, texts: list[str], ids: list[str]) -> list[Completion]:
-        """Continue each text; the new text is cut at the first stop string (``generate`` leaves it in)."""
         import torch
 
+        tokens = {r.id: self.tokenizer(self.render(r), add_special_tokens=not self.chat).input_ids for r in requests}
+        # Longest first: similar lengths decode together, and memory errors show up at once.
+        queue = deque(sorted(requests, key=lambda r: -len(tokens[r.id])))
+        if self.generation.seed is not None:
+            torch.manual_seed(self.generation.seed)
+
+        def finish(request: Request, completion: Completion) -> None:
+            completion.text = request.prefill + completion.text
+            on_result(completion)
+
+        with torch.inference_mode():
+            if not self.rows_splittable():
+                while queue:
+                    batch = [queue.popleft() for _ in range(min(self.batch_size, len(queue)))]
+                    for request, completion in zip(batch, self.generate_padded(batch, tokens), strict=True):
+                        finish(request, completion)
+                return
+            prefix = self.shared_prefix(list(tokens.values()))
+            prefix_states = self.prefill(prefix, [])
+            active: list[Sequence] = []
+            while queue or active:
+                while queue and len(active) < self.batch_size:
+                    request = queue.popleft()
+                    ids = tokens[request.id]
+                    active.append(Sequence(request, ids, len(ids), self.prefill(ids[:-1], prefix_states)))
+                active = self.decode_round(active, lambda s, c: finish(s.request, c))
+
+    def rows_splittable(self) -> bool:
+        """Whether this model's cache is a plain ``DynamicCache``, whose rows can be cut out and joined."""
+        if self._rows_splittable is None:
+            import torch
+            from transformers import DynamicCache
+            from transformers.cache_utils import DynamicLayer
+
+            with torch.inference_mode():
+                token = torch.tensor([[self.tokenizer.pad_token_id]], device=self.model.device)
+                cache = self.model(token, use_cache=True).past_key_values
+            self._rows_splittable = type(cache) is DynamicCache and all(type(x) is DynamicLayer for x in cache.layers)
+        return self._rows_splittable
+
+    def shared_prefix(self, token_lists: list[list[int]]) -> list[int]:
+        """The longest token prefix of every prompt, leaving each at least one token of its own (or none if short)."""
+        if not self.share_prefix or not token_lists:
+            return []
+        first, length = token_lists[0], min(len(t) for t in token_lists) - 1
+        for other in token_lists[1:]:
+            length = next((i for i in range(length) if first[i] != other[i]), length)
+        return first[:length] if length >= MIN_SHARED_PREFIX else []
+
+    def prefill(self, ids: list[int], prefix_states: list[tuple]) -> list[tuple]:
+        """Key/value states of ``ids``, whose first tokens ``prefix_states`` already covers."""
+        import torch
+        from transformers import DynamicCache
+
+        cache = DynamicCache(prefix_states) if prefix_states else DynamicCache()
+        new = ids[cache.get_seq_length() :]
+        if not new:
+            return prefix_states
+        cache = self.model(torch.tensor([new], device=self.model.device), past_key_values=cache, use_cache=True,
+                           logits_to_keep=1).past_key_values
+        return [(layer.keys, layer.values) for layer in cache.layers]
+
+    def decode_round(self, active: list[Sequence], on_finished) -> list[Sequence]:
+        """Decode up to ``round_tokens`` tokens for every active sequence; return those not finished."""
+        import torch
+        from transformers import StaticCache
+
         gen, tok = self.generation, self.tokenizer
-        encoded = tok(texts, return_tensors="pt", padding=True, add_special_tokens=not self.chat).to(self.model.device)
-        kwargs = dict(
-            max_new_tokens=gen.max_tokens,
-            min_new_tokens=gen.min_tokens or None,
-            pad_token_id=tok.pad_token_id,
-            do_sample=gen.temperature > 0,
+        width = max(len(s.tokens) for s in active)
+        gaps = [width - len(s.tokens) for s in active]  # left padding of each row
+        device = self.model.device
+        input_ids = torch.tensor([[tok.pad_token_id] * g + s.tokens for g, s in zip(gaps, active, strict=True)],
+                                 device=device)
+        attention_mask = torch.tensor([[0] * g + [1] * len(s.tokens) for g, s in zip(gaps, active, strict=True)],
+                                      device=device)
+        budget = max(gen.max_tokens - len(s.generated) for s in active)
+        # With a minimum length every row must start together, so the round runs to the end.
+        steps = budget if gen.min_tokens else min(self.round_tokens, budget)
+        # A static cache is written in place: a growing one would copy every row's states at every step.
+        joined = join_rows([s.states for s in active], gaps)
+        for sequence in active:
+            sequence.states = None  # frees the previous round's cache, which these rows were views of
+        cache = StaticCache(config=self.model.config, max_cache_len=width + steps)
+        for layer, (keys, values) in enumerate(joined):
+            cache.update(keys, values, layer)
+        del joined
+        output = self.model.generate(
+            input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, max_new_tokens=steps,
+            **self.generate_kwargs(min_new_tokens=gen.min_tokens or None),
         )
+        new_tokens = output[:, width:].tolist()
+        ends = self.end_ids()
+        remaining = []
+        for row, (sequence, new) in enumerate(zip(active, new_tokens, strict=True)):
+            n_new = next((i for i, t in enumerate(new) if t in ends), len(new))
+            sequence.tokens = sequence.tokens + new[:n_new]
+            generated = sequence.generated[: gen.max_tokens]
+            text = tok.decode(generated, skip_special_tokens=True)
+            if n_new < len(new) or len(generated) >= gen.max_tokens or cut_at_stop(text, gen.stop) != text:
+                usage = {"prompt_tokens": sequence.prompt_length, "completion_tokens": len(generated)}
+                on_finished(sequence, Completion(sequence.request.id, cut_at_stop(text, gen.stop), usage))
+            else:
+                # All ``steps`` tokens are this row's own: its states are the cache row without its padding.
+                end = len(sequence.tokens) - 1 + gaps[row]
+                sequence.states = [(layer.keys[row : row + 1, :, gaps[row] : end],
+                                    layer.values[row : row + 1, :, gaps[row] : end]) for layer in cache.layers]
+                remaining.append(sequence)
+        return remaining
+
+    def generate_padded(self, batch: list[Request], tokens: dict[str, list[int]]) -> list[Completion]:
+        """One static batch of left-padded prompts, for models whose cache cannot be split into rows."""
+        gen, tok = self.generation, self.tokenizer
+        encoded = tok.pad({"input_ids": [tokens[r.id] for r in batch]}, return_tensors="pt").to(self.model.device)
+        output = self.model.generate(
+            **encoded, max_new_tokens=gen.max_tokens, **self.generate_kwargs(min_new_tokens=gen.min_tokens or None)
+        )
+        ends = self.end_ids()
+        results = []
+        for request, new in zip(batch, output[:, encoded.input_ids.shape[1] :].tolist(), strict=True):
+            n_new = next((i for i, t in enumerate(new) if t in ends), len(new))
+            text = cut_at_stop(tok.decode(new[:n_new], skip_special_tokens=True), gen.stop)
+            usage = {"prompt_tokens": len(tokens[request.id]), "completion_tokens": n_new}
+            results.append(Completion(request.id, text, usage))
+        return results
+
+    def generate_kwargs(self, **extra) -> dict:
+        """Sampling, padding and stop-string arguments of ``model.generate``."""
+        gen, tok = self.generation, self.tokenizer
+        kwargs = dict(pad_token_id=tok.pad_token_id, do_sample=gen.temperature > 0, **extra)
         if gen.temperature > 0:
             kwargs["temperature"] = gen.temperature
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         if gen.stop:
             kwargs.update(stop_strings=gen.stop, tokenizer=tok)
-        if gen.seed is not None:
-            torch.manual_seed(gen.seed)
-        with torch.inference_mode():
-            output = self.model.generate(**encoded, **kwargs)
-        ends = {tok.pad_token_id, tok.eos_token_id, *self.configured_eos()} - {None}
-        results = []
-        for row_id, tokens, mask in zip(ids, output[:, encoded.input_ids.shape[1] :].tolist(), encoded.attention_mask,
-                                        strict=True):
-            n_new = next((i for i, t in enumerate(tokens) if t in ends), len(tokens))
-            text = cut_at_stop(tok.decode(tokens[:n_new], skip_special_tokens=True), gen.stop)
-            results.append(Completion(row_id, text, {"prompt_tokens": int(mask.sum()), "completion_tokens": n_new}))
-        return results
+        return kwargs
 
-    def configured_eos(self) -> list[int]:
-        """The model's own end-of-sequence ids (a chat model may end turns with a token other than the tokenizer's)."""
+    def end_ids(self) -> set[int]:
+        """Tokens that end an answer: padding, and the model's own end-of-sequence ids (a chat model may end turns
+        with a token other than the tokenizer's)."""
+        tok = self.tokenizer
         configured = getattr(self.model.generation_config, "eos_token_id", None)
-        return configured if isinstance(configured, list) else [configured]
+        configured = configured if isinstance(configured, list) else [configured]
+        return {tok.pad_token_id, tok.eos_token_id, *configured} - {None}
