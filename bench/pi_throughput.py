@@ -155,6 +155,7 @@ def time_alone(backend, requests) -> tuple[float, dict]:
     """The baseline: plain ``model.generate`` on each prompt alone, with the backend's prompts and settings."""
     import torch
     from persona_inference.llm.base import Completion, cut_at_stop
+    from persona_inference.llm.hf import answer_length
 
     model, tokenizer, ends = backend.model, backend.tokenizer, backend.end_ids()
     completions = {}
@@ -166,7 +167,7 @@ def time_alone(backend, requests) -> tuple[float, dict]:
             output = model.generate(ids, attention_mask=torch.ones_like(ids),
                                     max_new_tokens=backend.generation.max_tokens, **backend.generate_kwargs())
         new = output[0, ids.shape[1] :].tolist()
-        n_new = next((i for i, t in enumerate(new) if t in ends), len(new))
+        n_new = answer_length(new, ends)
         text = cut_at_stop(tokenizer.decode(new[:n_new], skip_special_tokens=True), backend.generation.stop)
         usage = {"prompt_tokens": ids.shape[1], "completion_tokens": n_new}
         completions[request.id] = Completion(request.id, request.prefill + text, usage)

@@ -253,3 +253,17 @@ def test_sliding_window_models_fall_back_to_padded_batches(tiny, tmp_path):
     for i, prompt in enumerate(PROMPTS):
         text = backend.render(Request(str(i), prompt))
         assert results[str(i)].text == generate_alone((model, tokenizer), text, 8, [])
+
+
+def test_stop_string_criterion_is_built_once_for_all_rounds(tiny, monkeypatch):
+    """``stop_strings=`` would rebuild it (a pass over the whole vocabulary) in every ``generate`` call."""
+    from transformers import StopStringCriteria
+
+    built = []
+    original = StopStringCriteria.__init__
+    monkeypatch.setattr(StopStringCriteria, "__init__", lambda self, *a, **k: (built.append(1), original(self, *a, **k))[1])
+    model, tokenizer = tiny
+    backend = HFBackend("tiny", GenerationConfig(max_tokens=12, stop=["zz"]), 2, round_tokens=2, model=model,
+                        tokenizer=tokenizer)
+    _, rounds = run_recording_rounds(backend, [Request(str(i), p) for i, p in enumerate(PROMPTS)])
+    assert len(rounds) >= 6 and len(built) == 1

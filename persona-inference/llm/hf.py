@@ -89,6 +89,11 @@ class Sequence:
         return self.tokens[self.prompt_length :]
 
 
+def answer_length(new_tokens: list[int], ends: set[int]) -> int:
+    """Tokens before the first end token (``generate`` also fills a finished row's remaining places with padding)."""
+    return next((i for i, t in enumerate(new_tokens) if t in ends), len(new_tokens))
+
+
 def join_rows(rows: list[list[tuple]], gaps: list[int]) -> list[tuple]:
     """One batch of key/value states from per-row states, each left-padded with ``gaps[i]`` zero positions.
 
@@ -143,6 +148,7 @@ class HFBackend(LLM):
         self.share_prefix = share_prefix
         self.round_tokens = max(1, round_tokens)
         self._rows_splittable: bool | None = None
+        self._stop_criteria = None
 
     def render(self, request: Request) -> str:
         """The exact text the model continues."""
@@ -249,7 +255,7 @@ class HFBackend(LLM):
         ends = self.end_ids()
         remaining = []
         for row, (sequence, new) in enumerate(zip(active, new_tokens, strict=True)):
-            n_new = next((i for i, t in enumerate(new) if t in ends), len(new))
+            n_new = answer_length(new, ends)
             sequence.tokens = sequence.tokens + new[:n_new]
             generated = sequence.generated[: gen.max_tokens]
             text = tok.decode(generated, skip_special_tokens=True)
@@ -274,7 +280,7 @@ class HFBackend(LLM):
         ends = self.end_ids()
         results = []
         for request, new in zip(batch, output[:, encoded.input_ids.shape[1] :].tolist(), strict=True):
-            n_new = next((i for i, t in enumerate(new) if t in ends), len(new))
+            n_new = answer_length(new, ends)
             text = cut_at_stop(tok.decode(new[:n_new], skip_special_tokens=True), gen.stop)
             usage = {"prompt_tokens": len(tokens[request.id]), "completion_tokens": n_new}
             results.append(Completion(request.id, text, usage))
@@ -289,8 +295,19 @@ class HFBackend(LLM):
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         if gen.stop:
-            kwargs.update(stop_strings=gen.stop, tokenizer=tok)
+            kwargs["stopping_criteria"] = self.stop_criteria()
         return kwargs
+
+    def stop_criteria(self):
+        """``generate``'s stop-string criterion, built once: ``stop_strings=`` rebuilds it on every call (its cache
+        misses for fast tokenizers, whose vocabulary order varies), which costs ~0.4 s a call for a 49k vocabulary."""
+        if self._stop_criteria is None:
+            from transformers import StoppingCriteriaList, StopStringCriteria
+
+            self._stop_criteria = StoppingCriteriaList(
+                [StopStringCriteria(tokenizer=self.tokenizer, stop_strings=self.generation.stop)]
+            )
+        return self._stop_criteria
 
     def end_ids(self) -> set[int]:
         """Tokens that end an answer: padding, and the model's own end-of-sequence ids (a chat model may end turns

@@ -80,7 +80,7 @@ class Arguments:
     concurrency: int = field(default=8, metadata={"help": "Requests in flight at once (API backends)."})
     request_timeout: float = field(default=120.0, metadata={"help": "Seconds before an API request times out (then retried)."})
     max_retries: int = field(default=5, metadata={"help": "Retries of a failed API request (429, 5xx, timeouts) before it is recorded as failed."})
-    batch_size: int = field(default=16, metadata={"help": "Prompts per generation batch (local backends)."})
+    batch_size: int = field(default=16, metadata={"help": "Requests decoding together (local backends)."})
     limit: int | None = field(default=None, metadata={"help": "Use only the first N rows (after partitioning)."})
     seed: int = field(default=0, metadata={"help": "Random seed (sampling and API seeds)."})
     persona_prefix: str | None = field(

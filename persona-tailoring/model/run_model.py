@@ -119,7 +119,7 @@ class Arguments:
     )
     max_new_tokens: int = field(default=256, metadata={"help": "Maximum new tokens per response."})
     temperature: float = field(default=0.0, metadata={"help": "Sampling temperature (0 = greedy)."})
-    batch_size: int = field(default=8, metadata={"help": "Prompts per generation batch (hf backend)."})
+    batch_size: int = field(default=8, metadata={"help": "Prompts decoding together (hf backend)."})
     concurrency: int = field(default=8, metadata={"help": "Requests in flight (open_ai backend)."})
 
 
