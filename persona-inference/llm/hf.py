@@ -76,7 +76,7 @@ MIN_SHARED_PREFIX = 16
 
 
 @dataclass
-class Sequence:
+class ActiveRequest:
     """A request in flight: its tokens so far (prompt, then generated) and the key/value states of all but the last."""
 
     request: Request
@@ -180,12 +180,12 @@ class HFBackend(LLM):
                 return
             prefix = self.shared_prefix(list(tokens.values()))
             prefix_states = self.prefill(prefix, [])
-            active: list[Sequence] = []
+            active: list[ActiveRequest] = []
             while queue or active:
                 while queue and len(active) < self.batch_size:
                     request = queue.popleft()
                     ids = tokens[request.id]
-                    active.append(Sequence(request, ids, len(ids), self.prefill(ids[:-1], prefix_states)))
+                    active.append(ActiveRequest(request, ids, len(ids), self.prefill(ids[:-1], prefix_states)))
                 active = self.decode_round(active, lambda s, c: finish(s.request, c))
 
     def rows_splittable(self) -> bool:
@@ -223,7 +223,7 @@ class HFBackend(LLM):
                            logits_to_keep=1).past_key_values
         return [(layer.keys, layer.values) for layer in cache.layers]
 
-    def decode_round(self, active: list[Sequence], on_finished) -> list[Sequence]:
+    def decode_round(self, active: list[ActiveRequest], on_finished) -> list[ActiveRequest]:
         """Decode up to ``round_tokens`` tokens for every active sequence; return those not finished."""
         import torch
         from transformers import StaticCache
