@@ -140,7 +140,7 @@ def bench_generation(args: Arguments, path: str, dataset_name: str) -> dict:
         "data": path, "model": args.model_name, "device": str(llm.model.device), "dtype": str(llm.model.dtype),
         "threads": torch.get_num_threads(), "rounds": args.rounds, "prompts": len(prompts),
         "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
-        "prompt_tokens_mean": round(sum(len(llm.encode(p)) for p in prompts) / len(prompts), 1),
+        "prompt_tokens_mean": round(sum(len(llm.tokenizer(p).input_ids) for p in prompts) / len(prompts), 1),
         "completion_tokens_mean": round(tokens["single"] / args.rounds / len(prompts), 1),
         "single_s": round(seconds["single"], 2), "batched_s": round(seconds["batched"], 2),
         "single_tokens_per_s": round(rate["single"], 2), "batched_tokens_per_s": round(rate["batched"], 2),

@@ -2,7 +2,7 @@
 
 import json
 
-from bench import pi_throughput
+from bench import pi_throughput, pt_throughput
 from tests.pi_support import write_preferences
 
 
@@ -22,3 +22,14 @@ def test_pi_throughput_runs_and_compares_outputs(tiny_model_dir, tmp_path):
         assert 6 <= local[mode]["tokens"] <= 30
     # Greedy decoding of the same prompts: the backend's outputs are exactly plain generate's.
     assert local["batched"]["same_output_as_alone"] == local["batch_size_1"]["same_output_as_alone"] == 1.0
+
+
+def test_pt_throughput_generation_runs(tiny_model_dir, tmp_path):
+    figures_file = tmp_path / "figures.json"
+    assert pt_throughput.main([
+        "--model_name", str(tiny_model_dir), "--skip_training", "--prompts", "4", "--batch_size", "2",
+        "--max_new_tokens", "4", "--json", str(figures_file),
+    ]) == 0
+    generation = json.loads(figures_file.read_text())["generation"]
+    assert generation["prompts"] == 4 and generation["prompt_tokens_mean"] > 0
+    assert generation["same_output"] == 1.0
