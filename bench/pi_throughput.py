@@ -190,7 +190,8 @@ def bench_local(args: Arguments) -> dict:
         return HFBackend(args.model_name, generation, batch_size, round_tokens=args.round_tokens, model=model,
                          tokenizer=tokenizer)
 
-    time_backend(backend(2), requests[:2])  # warm-up: kernels, allocator, stop-string tables
+    # Warm-up of both paths (kernels, stop-string tables, and the allocator's pools for batch-sized caches), untimed.
+    time_backend(backend(args.batch_size), requests[: args.batch_size])
     time_alone(backend(1), requests[:1])
     timings = {"batched": time_backend(backend(args.batch_size), requests), "alone": time_alone(backend(1), requests)}
     if args.time_batch_size_1:
