@@ -25,9 +25,9 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from persona_inference.cli import parse_args
-from persona_inference.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT
-from persona_inference.llm.hf import ROUND_TOKENS
+from persona_core.cli import parse_args
+from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT
+from persona_core.llm.hf import ROUND_TOKENS
 
 PAPER_DATA = Path("/work/shared/data/persona-inference-BeaverTails")
 SAMPLE_DATA = REPO_ROOT / "data" / "sample_preferences.jsonl"
@@ -61,15 +61,16 @@ def load_requests(dataset_name: str | None, count: int, prefix: str):
 
     ``prefix`` is the answer's opening, as run_model sends it to this kind of backend.
     """
-    from persona_inference.data import load_split
-    from persona_inference.model.persona_inference import build_requests
-    from persona_inference.prompts import load_template
+    from persona_core.data import load_split
+    from persona_core.prompts import load_template
+    from persona_inference import PROMPT_DIR
+    from persona_inference.model.inference import build_requests
 
     path = dataset_name or str(PAPER_DATA if PAPER_DATA.exists() else SAMPLE_DATA)
     dataset = load_split(path)
     name = "BeaverTails" if path == str(PAPER_DATA) else Path(path).stem
     rows = range(min(len(dataset), (count + 1) // 2))
-    template, _ = load_template("persona_inference", name)
+    template, _ = load_template("persona_inference", name, PROMPT_DIR)
     requests, meta = build_requests(dataset, rows, template, prefix)
     # build_requests lists every chosen side, then every rejected side: interleave them, then keep ``count``.
     half = len(rows)
@@ -83,7 +84,7 @@ def fake_persona(prompt: str, body: dict | None = None) -> str:
 
 def serve_loopback(latency: float, connection) -> None:
     """Run the loopback server in its own process (as a real server is), answering ``peak`` and ``stop``."""
-    from tests.loopback import LoopbackLLMServer
+    from persona_core.loopback import LoopbackLLMServer
 
     with LoopbackLLMServer(fake_persona, latency=latency) as server:
         connection.send(server.url)
@@ -93,9 +94,9 @@ def serve_loopback(latency: float, connection) -> None:
 
 
 def time_api(requests, meta, server_url: str, concurrency: int, args: Arguments) -> tuple[float, dict]:
-    from persona_inference.llm import ModelType, make_llm
-    from persona_inference.llm.base import GenerationConfig
-    from persona_inference.runner import run_requests
+    from persona_core.llm import ModelType, make_llm
+    from persona_core.llm.base import GenerationConfig
+    from persona_core.runner import run_requests
 
     llm = make_llm(
         ModelType.open_ai, "loopback", GenerationConfig(max_tokens=args.max_tokens, stop=["\n"]),
@@ -113,7 +114,7 @@ def time_api(requests, meta, server_url: str, concurrency: int, args: Arguments)
 def bench_api(args: Arguments) -> dict:
     import multiprocessing
 
-    from persona_inference.model.persona_inference import PERSONA_PREFIX
+    from persona_inference.model.inference import PERSONA_PREFIX
 
     requests, meta, path = load_requests(args.dataset_name, args.requests, PERSONA_PREFIX)
     ours, theirs = multiprocessing.Pipe()
@@ -154,8 +155,8 @@ def time_backend(backend, requests) -> tuple[float, dict]:
 def time_alone(backend, requests) -> tuple[float, dict]:
     """The baseline: plain ``model.generate`` on each prompt alone, with the backend's prompts and settings."""
     import torch
-    from persona_inference.llm.base import Completion, cut_at_stop
-    from persona_inference.llm.hf import answer_length
+    from persona_core.llm.base import Completion, cut_at_stop
+    from persona_core.llm.hf import answer_length
 
     model, tokenizer, ends = backend.model, backend.tokenizer, backend.end_ids()
     completions = {}
@@ -176,9 +177,9 @@ def time_alone(backend, requests) -> tuple[float, dict]:
 
 def bench_local(args: Arguments) -> dict:
     import torch
-    from persona_inference.llm.base import GenerationConfig
-    from persona_inference.llm.hf import HFBackend, load_model_and_tokenizer
-    from persona_inference.model.persona_inference import GUIDED_PREFIX
+    from persona_core.llm.base import GenerationConfig
+    from persona_core.llm.hf import HFBackend, load_model_and_tokenizer
+    from persona_inference.model.inference import GUIDED_PREFIX
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -248,6 +249,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from persona_inference.errors import run_cli
+    from persona_core.errors import run_cli
 
     run_cli(main)

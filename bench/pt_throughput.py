@@ -30,9 +30,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from persona_inference.cli import parse_args
-from persona_inference.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT
-from persona_inference.errors import UsageError
+from persona_core.cli import parse_args
+from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT
+from persona_core.errors import UsageError
 
 PAPER_DATA = Path("/work/shared/data/persona-tailoring-BeaverTails")
 SAMPLE_DATA = REPO_ROOT / "data" / "sample-tailoring"
@@ -99,7 +99,7 @@ def load_loads() -> tuple[float, float, float]:
 
 def gold_chosen_inputs(path: str, dataset_name: str, count: int) -> tuple[list[str], list[str]]:
     """Model inputs (gold chosen persona, as for ``--inference_type gold-chosen``) and primers of the first test rows."""
-    from persona_inference.data import load_splits
+    from persona_core.data import load_splits
     from persona_tailoring.model.templates import InferenceType, PromptStyle, TrainingType, inference_personas
     from persona_tailoring.model.train import pick_split
 
@@ -317,6 +317,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from persona_inference.errors import run_cli
+    from persona_core.errors import run_cli
 
     run_cli(main)

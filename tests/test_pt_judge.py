@@ -6,11 +6,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from persona_inference.errors import UsageError, run_cli
+from persona_core.errors import UsageError, run_cli
+from persona_core.loopback import LoopbackLLMServer
 from persona_tailoring.evaluation import run_judge, win_rate
 from persona_tailoring.evaluation.outputs import clean_response, match_rows, read_outputs
-
-from tests.loopback import LoopbackLLMServer
 
 PAPER = Path("/work/shared/data/paper-outputs")
 SYSTEM = "You are a fair judge assistant"

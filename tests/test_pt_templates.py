@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from persona_inference.errors import UsageError
+from persona_core.errors import UsageError
 from persona_tailoring.model import templates
 from persona_tailoring.model.templates import InferenceType, PromptStyle, TrainingType
 
@@ -17,7 +17,7 @@ PAPER = Path("/work/shared/data")
 
 @pytest.fixture(scope="module")
 def splits(tmp_path_factory):
-    from persona_inference.data import load_splits
+    from persona_core.data import load_splits
 
     return load_splits(str(write_tailoring_dataset(tmp_path_factory.mktemp("data"))))
 
@@ -115,7 +115,7 @@ def test_fewshot_demonstrations_use_the_training_format(splits):
 
 
 def test_an_empty_persona_column_is_an_error_not_empty_prompts(tmp_path):
-    from persona_inference.data import load_splits
+    from persona_core.data import load_splits
 
     splits = load_splits(str(write_tailoring_dataset(tmp_path, blank={"test": ["chosen_persona_gold"]})))
     with pytest.raises(UsageError, match="chosen_persona_gold.*empty in 3 of 3.*retr-chosen"):
@@ -130,7 +130,7 @@ COLUMNS = {"gold-chosen": "chosen_persona_gold", "gold-rejected": "rejected_pers
 @pytest.mark.skipif(not (PAPER / "paper-outputs").is_dir(), reason="paper data not on this machine")
 def test_model_inputs_reproduce_the_papers_released_prompts():
     import datasets
-    from persona_inference.checkpoint import read_records
+    from persona_core.io import read_records
 
     files = sorted(glob.glob(str(PAPER / "paper-outputs" / "*" / "*.jsonl")))
     checked = 0

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 import torch
-from persona_inference.errors import UsageError
+from persona_core.errors import UsageError
 from persona_tailoring.model import merge, train
 from persona_tailoring.model.run_model import main
 from persona_tailoring.model.templates import TrainingType

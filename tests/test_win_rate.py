@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from persona_inference.errors import run_cli
+from persona_core.errors import run_cli
 from persona_tailoring.evaluation import win_rate
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from persona_inference.cli import parse_args
-from persona_inference.errors import UsageError, run_cli
+from persona_core.cli import parse_args
+from persona_core.errors import UsageError, run_cli
 from persona_inference.evaluation import common
 from persona_inference.model.persona_accuracy import SIDES, summarize
 

@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from persona_inference.errors import UsageError
+from persona_core.errors import UsageError
 
 # Datasets in the paper's order; any other dataset follows, sorted by name.
 KNOWN_DATASETS = ("BeaverTails", "Anthropic HHH", "SHP", "Mnemonic")
@@ -58,7 +58,7 @@ def no_results_error(filename: str, res_dir: str, run_name: str, how: str) -> Us
 
 def read_result_records(path: Path, required: tuple[str, ...]) -> list[dict]:
     """The records of a results file, each checked for the fields a script needs."""
-    from persona_inference.checkpoint import read_records
+    from persona_core.io import read_records
 
     try:
         records = read_records(path)

@@ -19,8 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from persona_inference.cli import parse_args
-from persona_inference.errors import UsageError, run_cli
+from persona_core.cli import parse_args
+from persona_core.errors import UsageError, run_cli
 from persona_inference.evaluation import common
 
 RESULT_FILE = "persona_inference.jsonl"

@@ -25,8 +25,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from persona_inference.cli import parse_args, public_args
-from persona_inference.data import (
+from persona_core.cli import parse_args, public_args
+from persona_core.data import (
     PREFERENCE_COLUMNS,
     Partition,
     check_columns,
@@ -34,13 +34,13 @@ from persona_inference.data import (
     partition_range,
     row_key,
 )
-from persona_inference.embedded import EMBEDDED_MODEL_NAME
-from persona_inference.errors import UsageError, run_cli
+from persona_core.embedded import EMBEDDED_MODEL_NAME
+from persona_core.errors import UsageError, run_cli
 from persona_inference.model.run_model import SAMPLE_DATA, nickname
 from persona_inference.model.run_model import Arguments as RunArguments
 
 RESULTS_FILE = "persona_inference.jsonl"
-CHECKPOINT_FILE = "persona_inference.checkpoint.jsonl"
+CHECKPOINT_FILE = "persona_core.io.jsonl"
 RUN_FILE = "persona_inference.run.json"
 PERSONA_COLUMNS = {"chosen": "chosen_persona_gold", "rejected": "rejected_persona_gold"}
 _RECORD_ID = re.compile(r"^(\d+)-(chosen|rejected)-([0-9a-f]+)$")
@@ -92,7 +92,7 @@ def result_folders(folder: Path) -> list[Path]:
 
 def read_results(folders: list[Path]) -> dict[str, dict]:
     """Records by id: each folder's final file, else its checkpoint (a run with failures only has that)."""
-    from persona_inference.checkpoint import read_records
+    from persona_core.io import read_records
 
     records = {}
     for folder in folders:
@@ -264,7 +264,7 @@ def save_dataset_atomic(dataset_dict, folder: Path) -> None:
 
 
 def push(dataset_dict, args: Arguments, saved: Path) -> None:
-    from persona_inference.secrets import get_key
+    from persona_core.secrets import get_key
 
     token = get_key("hf_write")
     try:
@@ -279,7 +279,7 @@ def push(dataset_dict, args: Arguments, saved: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
     if args.push_to_hub:
-        from persona_inference.secrets import get_key, load_env
+        from persona_core.secrets import get_key, load_env
 
         if not args.new_dataset_name or args.new_dataset_name.count("/") != 1:
             raise UsageError("--push_to_hub needs --new_dataset_name as a Hub repo id 'owner/name'")

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from persona_inference.cli import parse_args
-from persona_inference.data import PREFERENCE_COLUMNS, check_columns, load_split
-from persona_inference.errors import UsageError, run_cli
+from persona_core.cli import parse_args
+from persona_core.data import PREFERENCE_COLUMNS, check_columns, load_split
+from persona_core.errors import UsageError, run_cli
 from persona_inference.model.build_augmented_dataset import (
     PERSONA_COLUMNS,
     check_output_folder,

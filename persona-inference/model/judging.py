@@ -13,9 +13,9 @@ import math
 import re
 from pathlib import Path
 
-from persona_inference.checkpoint import read_records
-from persona_inference.data import row_key
-from persona_inference.errors import UsageError
+from persona_core.data import row_key
+from persona_core.errors import UsageError
+from persona_core.io import read_records
 
 _MARKUP = re.compile(r"[*_`#\"“”()\[\]<>]")
 # A lone 1 or 2: not part of 10, 1.5, 2nd, 12 or a date.
@@ -71,7 +71,7 @@ def proportion_stderr(successes: int, total: int) -> float:
 
 
 PERSONA_FILE = "persona_inference.jsonl"
-PERSONA_CHECKPOINT = "persona_inference.checkpoint.jsonl"
+PERSONA_CHECKPOINT = "persona_core.io.jsonl"
 RUN_PERSONA_INFERENCE_FIRST = "run the persona_inference experiment with the same --inference_split/--run_name first"
 
 
@@ -155,7 +155,7 @@ _LOADED_JUDGES: dict[tuple, object] = {}
 
 def judge_backend(args):
     """The judge's backend with its own small token budget; one loaded model serves every judge experiment of a run."""
-    from persona_inference.llm.base import GenerationConfig
+    from persona_core.llm.base import GenerationConfig
     from persona_inference.model.run_model import make_backend
 
     generation = GenerationConfig(args.temperature, args.judge_max_tokens, 0, args.stop_token, args.seed)

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from persona_inference.errors import UsageError
-from persona_inference.llm.base import Request
+from persona_core.errors import UsageError
+from persona_core.llm.base import Request
+from persona_core.prompts import fill
 from persona_inference.model.judging import (
     digest,
     find_persona_results,
@@ -27,7 +28,6 @@ from persona_inference.model.judging import (
     parse_choice,
     proportion_stderr,
 )
-from persona_inference.prompts import fill
 
 EXPERIMENT = "persona_accuracy"
 ORDERS = ("chosen_first", "rejected_first")
@@ -107,15 +107,16 @@ def summarize(records: list[dict]) -> list[dict]:
 
 def run(args) -> int:
     """The ``persona_accuracy`` experiment of ``run_model``."""
+    from persona_core.prompts import load_template
+    from persona_core.runner import run_requests
+    from persona_inference import PROMPT_DIR
     from persona_inference.model.judging import judge_backend
     from persona_inference.model.run_model import load_rows, run_dir, save_results
-    from persona_inference.prompts import load_template
-    from persona_inference.runner import run_requests
 
     paths = find_persona_results(args.res_dir, args.inference_split, args.run_name, args.partition.value, args.persona_models)
     dataset, rows = load_rows(args)
     personas = {model: load_personas(path, dataset, args.dataset_name, rows) for model, path in paths.items()}
-    template, template_path = load_template(EXPERIMENT, args.inference_split, args.prompt_dir)
+    template, template_path = load_template(EXPERIMENT, args.inference_split, args.prompt_dir or PROMPT_DIR)
     requests, meta = build_requests(dataset, personas, template)
     folder = run_dir(args)
     final_path = folder / f"{EXPERIMENT}.jsonl"

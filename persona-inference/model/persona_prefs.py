@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from persona_inference.errors import UsageError
-from persona_inference.llm.base import Request
+from persona_core.errors import UsageError
+from persona_core.llm.base import Request
+from persona_core.prompts import fill
 from persona_inference.model.judging import (
     RUN_PERSONA_INFERENCE_FIRST,
     digest,
@@ -26,7 +27,6 @@ from persona_inference.model.judging import (
     load_personas,
     parse_choice,
 )
-from persona_inference.prompts import fill
 
 EXPERIMENT = "persona_prefs"
 ORDERS = ("chosen_first", "rejected_first")
@@ -106,10 +106,11 @@ def summarize(records: list[dict]) -> list[dict]:
 
 def run(args) -> int:
     """The ``persona_prefs`` experiment of ``run_model``: by default the judge compares its own personas."""
+    from persona_core.prompts import load_template
+    from persona_core.runner import run_requests
+    from persona_inference import PROMPT_DIR
     from persona_inference.model.judging import judge_backend
     from persona_inference.model.run_model import load_rows, nickname, run_dir, save_results
-    from persona_inference.prompts import load_template
-    from persona_inference.runner import run_requests
 
     own = args.model_nickname or nickname(args.model_name)
     fix = RUN_PERSONA_INFERENCE_FIRST if args.persona_models else (
@@ -121,7 +122,7 @@ def run(args) -> int:
     )
     dataset, rows = load_rows(args)
     personas = {model: load_personas(path, dataset, args.dataset_name, rows) for model, path in paths.items()}
-    template, template_path = load_template(EXPERIMENT, args.inference_split, args.prompt_dir)
+    template, template_path = load_template(EXPERIMENT, args.inference_split, args.prompt_dir or PROMPT_DIR)
     requests, meta = build_requests(dataset, personas, template)
     if not requests:
         raise UsageError(

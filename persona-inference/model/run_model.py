@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from persona_inference.cli import parse_args, public_args
-from persona_inference.data import PREFERENCE_COLUMNS, Partition, check_columns, load_split, partition_range
-from persona_inference.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT
-from persona_inference.errors import UsageError, run_cli
-from persona_inference.llm import ModelType
+from persona_core.cli import parse_args, public_args
+from persona_core.data import PREFERENCE_COLUMNS, Partition, check_columns, load_split, partition_range
+from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT
+from persona_core.errors import UsageError, run_cli
+from persona_core.llm import ModelType
 
 
 class PromptType(str, Enum):
@@ -130,8 +130,8 @@ def load_rows(args: Arguments):
 
 
 def make_backend(args: Arguments, stop: list[str]):
-    from persona_inference.llm import make_llm
-    from persona_inference.llm.base import GenerationConfig
+    from persona_core.llm import make_llm
+    from persona_core.llm.base import GenerationConfig
 
     generation = GenerationConfig(args.temperature, args.max_tokens, args.min_tokens, stop, args.seed)
     return make_llm(
@@ -163,7 +163,7 @@ def versions() -> dict:
 
 
 def write_run_json(folder: Path, experiment: str, args: Arguments, stats, extra: dict | None = None) -> Path:
-    from persona_inference.checkpoint import write_json_atomic
+    from persona_core.io import write_json_atomic
 
     path = folder / f"{experiment}.run.json"
     write_json_atomic(
@@ -185,7 +185,7 @@ def save_results(folder: Path, experiment: str, args: Arguments, ordered: list[d
 
     Returns the path of the run record, or None after reporting failures (their requests are retried on a rerun).
     """
-    from persona_inference.checkpoint import write_jsonl_atomic
+    from persona_core.io import write_jsonl_atomic
 
     run_json = write_run_json(folder, experiment, args, stats, extra)
     failed = [r for r in ordered if r["status"] != "ok"]
@@ -198,8 +198,11 @@ def save_results(folder: Path, experiment: str, args: Arguments, ordered: list[d
 
 
 def run_persona_inference(args: Arguments) -> int:
-    from persona_inference.llm.base import messages_for
-    from persona_inference.model.persona_inference import (
+    from persona_core.llm.base import messages_for
+    from persona_core.prompts import load_template
+    from persona_core.runner import run_requests
+    from persona_inference import PROMPT_DIR
+    from persona_inference.model.inference import (
         GUIDED_PREFIX,
         PERSONA_PREFIX,
         build_requests,
@@ -208,11 +211,9 @@ def run_persona_inference(args: Arguments) -> int:
         finish_record,
         is_well_formed,
     )
-    from persona_inference.prompts import load_template
-    from persona_inference.runner import run_requests
 
     dataset, rows = load_rows(args)
-    template, template_path = load_template("persona_inference", args.inference_split, args.prompt_dir)
+    template, template_path = load_template("persona_inference", args.inference_split, args.prompt_dir or PROMPT_DIR)
     prefix = args.persona_prefix or (GUIDED_PREFIX if args.model_type == ModelType.hf_chat else PERSONA_PREFIX)
     requests, meta = build_requests(dataset, rows, template, prefix)
     folder = run_dir(args)
@@ -226,7 +227,7 @@ def run_persona_inference(args: Arguments) -> int:
     for request in requests:
         meta[request.id]["prompt"] = llm.render(request)  # the full model input, recorded with the persona
     records, stats = run_requests(
-        llm, requests, meta, folder / "persona_inference.checkpoint.jsonl", finish_record, desc="persona inference"
+        llm, requests, meta, folder / "persona_core.io.jsonl", finish_record, desc="persona inference"
     )
     ordered = [records[r.id] for r in requests]
     personas = [r["persona"] for r in ordered if r["status"] == "ok"]
@@ -266,7 +267,7 @@ EXPERIMENTS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
-    from persona_inference.secrets import load_env
+    from persona_core.secrets import load_env
 
     load_env()
     status = 0

@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from enum import Enum
 
-from persona_inference.llm.base import Request
+from persona_core.llm.base import Request
 from persona_tailoring.evaluation.outputs import Pair
 
 

@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from persona_inference.errors import UsageError
+from persona_core.errors import UsageError
 from persona_tailoring.model.templates import first_person
 
 # Where an inline persona starts in the paper's prompts for models trained without personas.

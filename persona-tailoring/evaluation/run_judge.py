@@ -27,11 +27,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from persona_inference.cli import parse_args, public_args
-from persona_inference.embedded import EMBEDDED_MODEL_NAME
-from persona_inference.errors import UsageError, run_cli
-from persona_inference.llm import ModelType
-from persona_inference.llm.base import LLM, GenerationConfig
+from persona_core.cli import parse_args, public_args
+from persona_core.embedded import EMBEDDED_MODEL_NAME
+from persona_core.errors import UsageError, run_cli
+from persona_core.llm import ModelType
+from persona_core.llm.base import LLM, GenerationConfig
 from persona_tailoring.evaluation.configuration import (
     Configuration,
     InferenceType,
@@ -184,7 +184,7 @@ class LazyJudge:
 
     def backend(self):
         if self._backend is None:
-            from persona_inference.llm import make_llm
+            from persona_core.llm import make_llm
 
             args = self.args
             self._backend = make_llm(
@@ -252,10 +252,10 @@ def load_pairs(args: Arguments, base: Side, test: Side):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
-    from persona_inference.checkpoint import write_json_atomic, write_jsonl_atomic
-    from persona_inference.prompts import dataset_slug
-    from persona_inference.runner import run_requests
-    from persona_inference.secrets import load_env
+    from persona_core.io import write_json_atomic, write_jsonl_atomic
+    from persona_core.prompts import dataset_slug
+    from persona_core.runner import run_requests
+    from persona_core.secrets import load_env
     from persona_tailoring.evaluation import judge
 
     load_env()

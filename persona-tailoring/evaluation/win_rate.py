@@ -23,8 +23,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from persona_inference.cli import parse_args
-from persona_inference.errors import UsageError, run_cli
+from persona_core.cli import parse_args
+from persona_core.errors import UsageError, run_cli
 from persona_tailoring.evaluation.run_judge import (
     JUDGMENTS_FILE,
     ComparisonArguments,
@@ -222,7 +222,7 @@ def plot(summary: dict, title: str, folder: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
-    from persona_inference.checkpoint import read_records, write_json_atomic
+    from persona_core.io import read_records, write_json_atomic
 
     if args.resamples < 1:
         raise UsageError("--resamples must be at least 1")

@@ -21,8 +21,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from persona_inference.cli import parse_args
-from persona_inference.errors import UsageError, run_cli
+from persona_core.cli import parse_args
+from persona_core.errors import UsageError, run_cli
 from persona_tailoring.model import config
 from persona_tailoring.model.templates import THIRD_PERSON_START, PromptStyle, TrainingType
 
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             f"no model in '{args.model}': train and merge one (python -m persona_tailoring.model.run_model "
             "--method sft --training_type chosen --stage all) or pass --model"
         )
-    from persona_inference.secrets import load_env
+    from persona_core.secrets import load_env
     from persona_tailoring.model.generate import load_generator
 
     load_env()

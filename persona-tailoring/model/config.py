@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from persona_inference.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT
+from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT
 
 model_nickname = "smollm2-135m"  # folder name for this model's checkpoints and results
 base_model_name = EMBEDDED_MODEL_NAME  # Hub id or local folder (e.g. meta-llama/Llama-3.1-8B)
@@ -55,7 +55,7 @@ def wandb_enabled(requested: bool) -> bool:
     """True when tracking is requested and a key exists; requested without a key is a clear error."""
     if not requested:
         return False
-    from persona_inference.secrets import get_key
+    from persona_core.secrets import get_key
 
     key = get_key("wandb")  # raises a UsageError naming WANDB_API_KEY when missing
     os.environ.setdefault("WANDB_API_KEY", key)  # the seed's WANDB_KEY name works too
@@ -64,7 +64,7 @@ def wandb_enabled(requested: bool) -> bool:
 
 def export_hub_token() -> None:
     """Let huggingface_hub see a read token stored under the seed's HF_READ_TOKEN name (gated models)."""
-    from persona_inference.secrets import get_key
+    from persona_core.secrets import get_key
 
     token = get_key("hf_read", required=False)
     if token:

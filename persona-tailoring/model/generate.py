@@ -17,7 +17,7 @@ The infer stage writes one JSON line per test row to
 ``id`` (stable row id), ``index`` (row number in the test split), ``prompt`` (the test prompt as in the
 dataset), ``persona`` (the persona given, '' for none), ``response`` (the generation, primer included, cut at
 the stop strings) and ``model_input`` (the exact text the model continued). The paper's released outputs are
-JSON arrays whose ``prompt`` is the model input; ``persona_inference.checkpoint.read_records`` reads both.
+JSON arrays whose ``prompt`` is the model input; ``persona_core.io.read_records`` reads both.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from persona_inference.errors import UsageError
-from persona_inference.llm.api import OpenAIBackend
-from persona_inference.llm.base import LLM, Completion, GenerationConfig, Request
+from persona_core.errors import UsageError
+from persona_core.llm.api import OpenAIBackend
+from persona_core.llm.base import LLM, Completion, GenerationConfig, Request
 from persona_tailoring.model import templates
 
 BACKENDS = ("hf", "open_ai")
@@ -78,14 +78,14 @@ def load_generator(
     stops = templates.STOP_STRINGS + [s for s in (stop or []) if s not in templates.STOP_STRINGS]
     generation = GenerationConfig(temperature=temperature, max_tokens=max_new_tokens, stop=stops, seed=seed)
     if backend == "open_ai":
-        from persona_inference.secrets import base_url_from_env, get_key
+        from persona_core.secrets import base_url_from_env, get_key
 
         base_url = base_url or base_url_from_env("open_ai")
         key = get_key("open_ai", required=not base_url) or "EMPTY"  # local servers usually need no key
         return OpenAICompletionsBackend(model, generation, api_key=key, base_url=base_url, concurrency=concurrency)
     if backend != "hf":
         raise UsageError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
-    from persona_inference.llm.hf import HFBackend, load_model_and_tokenizer
+    from persona_core.llm.hf import HFBackend, load_model_and_tokenizer
 
     hf_model, tokenizer = load_model_and_tokenizer(
         model, device_map=device_map, load_in_4bit=load_in_4bit, load_in_8bit=load_in_8bit, cache_dir=cache_dir
@@ -122,7 +122,7 @@ def generate_texts(llm: LLM, prompts: list[str], prefills: list[str] | None = No
 
 def build_requests(test, personas: list[str], style: templates.PromptStyle, demonstrations: str = ""):
     """One request per test row (id: row number + content digest) and the metadata kept with its output."""
-    from persona_inference.data import row_key
+    from persona_core.data import row_key
 
     requests, meta = [], {}
     for index, (row, persona) in enumerate(zip(test, personas, strict=True)):
@@ -169,9 +169,9 @@ def inference_model(args, method: str) -> str:
 
 def infer(args, method: str) -> int:
     """Generate for every requested inference type; resumable, each final file written atomically."""
-    from persona_inference.checkpoint import write_json_atomic, write_jsonl_atomic
-    from persona_inference.cli import public_args
-    from persona_inference.runner import run_requests
+    from persona_core.cli import public_args
+    from persona_core.io import write_json_atomic, write_jsonl_atomic
+    from persona_core.runner import run_requests
     from persona_tailoring.model.train import load_tailoring_splits, pick_split, run_paths
 
     splits = load_tailoring_splits(args)

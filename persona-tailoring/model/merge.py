@@ -9,13 +9,13 @@ import os
 import shutil
 from pathlib import Path
 
-from persona_inference.errors import UsageError
+from persona_core.errors import UsageError
 
 
 def merge_adapter(adapter_dir: Path, merged_dir: Path, cache_dir: str | None = None) -> Path:
     """Load the adapter's base unquantized, in its stored dtype (4/8-bit weights cannot be merged), merge, save."""
     from peft import PeftConfig, PeftModel
-    from persona_inference.embedded import resolve_model_name
+    from persona_core.embedded import resolve_model_name
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not (adapter_dir / "adapter_config.json").exists():

@@ -34,8 +34,8 @@ import os
 from dataclasses import dataclass, field
 from enum import Enum
 
-from persona_inference.cli import parse_args
-from persona_inference.errors import UsageError, run_cli
+from persona_core.cli import parse_args
+from persona_core.errors import UsageError, run_cli
 from persona_tailoring.model import config
 from persona_tailoring.model.templates import InferenceType, TrainingType
 
@@ -183,7 +183,7 @@ STAGES[Stage.all] = [run_train, run_merge, run_infer]
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
     check_arguments(args)
-    from persona_inference.secrets import load_env
+    from persona_core.secrets import load_env
 
     load_env()
     config.export_hub_token()

@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from persona_inference.errors import UsageError
-from persona_inference.prompts import dataset_slug, fill
+from persona_core.errors import UsageError
+from persona_core.prompts import dataset_slug, fill
 
 STOP_STRINGS = ["\nPrompt:"]
 EXAMPLE_SEPARATOR = "\n\n"

@@ -13,9 +13,9 @@ import shutil
 import time
 from pathlib import Path
 
-from persona_inference.cli import public_args
-from persona_inference.embedded import resolve_model_name
-from persona_inference.errors import UsageError
+from persona_core.cli import public_args
+from persona_core.embedded import resolve_model_name
+from persona_core.errors import UsageError
 from persona_tailoring.model import templates
 from persona_tailoring.model.config import RunPaths, wandb_enabled
 
@@ -29,7 +29,7 @@ def run_paths(args) -> RunPaths:
 
 
 def load_tailoring_splits(args):
-    from persona_inference.data import load_splits
+    from persona_core.data import load_splits
 
     return load_splits(args.hf_dataset_name, args.dataset_name, args.cache_dir)
 
@@ -105,7 +105,7 @@ def training_device_map(args):
 
 def load_for_training(model_name: str, args):
     """Model and tokenizer with a pad token and an end-of-sequence token, quantized only where supported."""
-    from persona_inference.llm.hf import load_model_and_tokenizer
+    from persona_core.llm.hf import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(
         model_name,

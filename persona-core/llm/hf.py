@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from persona_inference.embedded import resolve_model_name
-from persona_inference.errors import UsageError
-from persona_inference.llm.base import (
+from persona_core.embedded import resolve_model_name
+from persona_core.errors import UsageError
+from persona_core.llm.base import (
     LLM,
     Completion,
     GenerationConfig,

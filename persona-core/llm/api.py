@@ -6,7 +6,7 @@ Retries (with backoff that honours ``Retry-After``) and timeouts are the SDKs' o
 
 from __future__ import annotations
 
-from persona_inference.llm.base import APIBackend, Request, messages_for
+from persona_core.llm.base import APIBackend, Request, messages_for
 
 
 class OpenAIBackend(APIBackend):

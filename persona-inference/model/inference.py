@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from persona_inference.data import row_key
-from persona_inference.llm.base import Request
-from persona_inference.prompts import chat_request
+from persona_core.data import row_key
+from persona_core.llm.base import Request
+from persona_core.prompts import chat_request
 
 PERSONA_PREFIX = "The user is"
 # Sent as the start of the answer where the backend allows it (hf_chat, anthropic); keeps even a 135M model

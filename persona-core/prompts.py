@@ -5,10 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from persona_inference.errors import UsageError
-
-DEFAULT_PROMPT_DIR = Path(__file__).resolve().parent / "prompts"
-
+from persona_core.errors import UsageError
 
 
 def dataset_slug(name: str) -> str:
@@ -16,9 +13,9 @@ def dataset_slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
-def load_template(experiment: str, dataset_name: str, prompt_dir: str | Path | None = None) -> tuple[str, Path]:
-    """The template for ``experiment`` on ``dataset_name`` (the generic one for unknown datasets)."""
-    folder = Path(prompt_dir or DEFAULT_PROMPT_DIR) / experiment
+def load_template(experiment: str, dataset_name: str, prompt_dir: str | Path) -> tuple[str, Path]:
+    """The template for ``experiment`` on ``dataset_name`` in ``prompt_dir`` (the generic one for unknown datasets)."""
+    folder = Path(prompt_dir) / experiment
     slug = dataset_slug(dataset_name)
     for candidate in (folder / f"{slug}.txt", folder / "generic.txt"):
         if candidate.exists():
@@ -44,7 +41,7 @@ def chat_request(request_id: str, template: str, prefill: str = "", **values: st
     ``### system``, ``### user`` and ``### assistant``: the optional system message, few-shot turns, and a
     final ``### user`` section holding the question. Few-shot turns help small models keep the format.
     """
-    from persona_inference.llm.base import Request
+    from persona_core.llm.base import Request
 
     pieces = _SECTION.split(template)
     if len(pieces) == 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from persona_inference.errors import UsageError
+from persona_core.errors import UsageError
 
 # Per backend: accepted variable names, the SDK's standard name first, then the seed's.
 KEY_VARIABLES = {

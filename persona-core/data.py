@@ -6,7 +6,7 @@ import hashlib
 from enum import Enum
 from pathlib import Path
 
-from persona_inference.errors import UsageError
+from persona_core.errors import UsageError
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from persona_inference.checkpoint import JsonlCheckpoint
-from persona_inference.llm.base import LLM, Completion, Request
+from persona_core.io import JsonlCheckpoint
+from persona_core.llm.base import LLM, Completion, Request
 
 
 @dataclass
