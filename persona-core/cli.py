@@ -46,12 +46,31 @@ def parse_enum(enum_cls: type[enum.Enum], value: str, flag: str) -> enum.Enum:
     raise UsageError(f"unknown {flag} '{value}'; choose one of: {choices}")
 
 
-def parse_args(cls: type[T], argv: list[str] | None = None, description: str | None = None) -> T:
+def parse_args(
+    cls: type[T], argv: list[str] | None = None, description: str | None = None, epilog: str | None = None
+) -> T:
     """Build an argparse parser from dataclass ``cls`` (help from ``metadata['help']``) and parse ``argv``.
 
-    Field metadata may hold ``aliases`` (extra flag names). Enum fields are checked with a clear error.
+    Field metadata may hold ``aliases`` (extra flag names). Enum fields are checked with a clear error, and every
+    ``check`` method along ``cls``'s bases (the composed argument groups) validates the values.
     """
-    parser = OneLineParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    args, rest = parse_known_args(cls, argv, description, epilog)
+    if rest:
+        print(f"error: unrecognized arguments: {' '.join(rest)} (see --help)", file=sys.stderr)
+        sys.exit(2)
+    return args
+
+
+def parse_known_args(
+    cls: type[T], argv: list[str] | None = None, description: str | None = None, epilog: str | None = None
+) -> tuple[T, list[str]]:
+    """``parse_args`` that returns the arguments it does not know (for a second parser, e.g. TRL's configs)."""
+    parser = OneLineParser(
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,
+    )
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         base, is_list = _unwrap(hints[field.name])
@@ -68,7 +87,7 @@ def parse_args(cls: type[T], argv: list[str] | None = None, description: str | N
         if is_list:
             kwargs["nargs"] = "+"
         parser.add_argument(*flags, **kwargs)
-    namespace = parser.parse_args(argv)
+    namespace, rest = parser.parse_known_args(argv)
     values = {}
     for field in dataclasses.fields(cls):
         value = getattr(namespace, field.name)
@@ -77,7 +96,16 @@ def parse_args(cls: type[T], argv: list[str] | None = None, description: str | N
             flag = f"--{field.name}"
             value = [parse_enum(base, v, flag) for v in value] if is_list else parse_enum(base, value, flag)
         values[field.name] = value
-    return cls(**values)
+    args = cls(**values)
+    check(args)
+    return args, rest
+
+
+def check(args) -> None:
+    """Run the ``check`` method of every argument group ``args`` is composed of (its dataclass bases)."""
+    for klass in reversed(type(args).__mro__):
+        if "check" in vars(klass):
+            vars(klass)["check"](args)
 
 
 def public_args(args) -> dict:

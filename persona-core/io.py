@@ -1,4 +1,4 @@
-"""Append-only JSONL checkpoints keyed by a stable id, and atomic final files.
+"""I/O: append-only JSONL checkpoints keyed by a stable id, the one atomic writer, and the one reader of records.
 
 A run appends one record per finished request and flushes at once, so a kill loses at most the line being
 written; on resume a torn last line is dropped and that request is redone. ``fsync`` (against power loss) runs
@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -69,27 +71,62 @@ class JsonlCheckpoint:
         self.path.unlink(missing_ok=True)
 
 
-def _atomic_write(path: Path, write) -> None:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike, folder: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename, else it is removed.
+
+    The one atomic writer of the toolkit: files (results, records, figures) and folders (saved datasets, adapters,
+    merged models). Readers never see half an output. The result gets the usual permissions (``0666``/``0777`` less
+    the umask), not ``mkstemp``'s private ``0600``, so collaborators on a shared machine can read it. An existing
+    folder is replaced only after the new one is complete.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if folder:
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    else:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix or ".tmp")
+        os.close(fd)
+        tmp = Path(name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        yield tmp
+        os.chmod(tmp, (0o777 if folder else 0o666) & ~_umask())
+        if folder and path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict]) -> None:
     """Write records as JSON lines to ``path`` via a temporary file and a rename, so readers never see half."""
-    _atomic_write(Path(path), lambda h: h.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    _atomic_write(Path(path), lambda h: json.dump(obj, h, indent=2, ensure_ascii=False))
+    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False))
 
 
 def read_records(path: str | os.PathLike) -> list[dict]:

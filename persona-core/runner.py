@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from persona_core.io import JsonlCheckpoint
-from persona_core.llm.base import LLM, Completion, Request
+from persona_core.llm.base import LLM, Completion, GenerationConfig, Request
 
 
 @dataclass
@@ -31,6 +31,7 @@ def run_requests(
     requests: list[Request],
     meta: dict[str, dict],
     checkpoint_path: Path,
+    generation: GenerationConfig,
     finish: Callable[[dict], dict] = lambda record: record,
     desc: str = "requests",
 ) -> tuple[dict[str, dict], RunStats]:
@@ -70,7 +71,7 @@ def run_requests(
 
     try:
         if todo:
-            llm.generate(todo, on_result)
+            llm.generate(todo, on_result, generation)
     finally:
         checkpoint.close()
         progress.close()

@@ -98,7 +98,7 @@ def test_missing_and_failed_personas_are_refused_with_counts_and_the_resume_comm
     rows, argv, run = sample
     present = [i for i in range(len(rows)) if i != 9]
     # A run with a failed request keeps only its checkpoint and its run.json.
-    write_jsonl(run / "persona_core.io.jsonl", persona_records(rows, present, failed=((5, "chosen"),)))
+    write_jsonl(run / "persona_inference.checkpoint.jsonl", persona_records(rows, present, failed=((5, "chosen"),)))
     arguments = {"model_name": "my-model", "model_nickname": "fake-model", "model_type": "open_ai",
                  "base_url": "http://localhost:8000/v1", "dataset_name": argv[1], "split": "train"}
     (run / "persona_inference.run.json").write_text(json.dumps({"arguments": arguments}))

@@ -89,7 +89,7 @@ def test_every_row_gets_two_personas_despite_faults(model_type, data, tmp_path, 
     assert len(sent) == 2 * N_ROWS + 4
     assert len({json.dumps(body["messages"]) for body in sent}) == 2 * N_ROWS
     # The checkpoint holds one record per request: faults retried inside the SDK never reach it.
-    checkpoint = read_jsonl(results_folder(tmp_path / "res") / "persona_core.io.jsonl")
+    checkpoint = read_jsonl(results_folder(tmp_path / "res") / "persona_inference.checkpoint.jsonl")
     assert sorted(r["id"] for r in checkpoint) == sorted({r["id"] for r in checkpoint})
     run_record = json.loads((results_folder(tmp_path / "res") / "persona_inference.run.json").read_text())
     counts = {key: run_record["stats"][key] for key in ("total", "ok", "failed", "reused")}
@@ -119,7 +119,7 @@ def test_failed_request_is_recorded_and_retried_by_a_rerun(data, tmp_path, isola
         out = capsys.readouterr().out
         assert f"1 of {2 * N_ROWS} requests failed" in out
         assert not (folder / "persona_inference.jsonl").exists()
-        failed = [r for r in read_jsonl(folder / "persona_core.io.jsonl") if r["status"] == "failed"]
+        failed = [r for r in read_jsonl(folder / "persona_inference.checkpoint.jsonl") if r["status"] == "failed"]
         assert [(r["row"], r["side"]) for r in failed] == [(2, "chosen")]
         assert prompts[2] in failed[0]["prompt"]
         assert "500" in failed[0]["error"]
@@ -146,7 +146,7 @@ def test_api_key_never_leaks(model_type, data, tmp_path):
     assert any(canary in header for header in server.auth_headers)  # the key was really used
     assert canary not in result.stdout + result.stderr
     files = [p for p in (tmp_path / "res").rglob("*") if p.is_file()]
-    assert {p.name for p in files} >= {"persona_core.io.jsonl", "persona_inference.run.json"}
+    assert {p.name for p in files} >= {"persona_inference.checkpoint.jsonl", "persona_inference.run.json"}
     for path in files:
         assert canary not in path.read_text(encoding="utf-8"), path
 

@@ -380,7 +380,7 @@ def test_unfinished_persona_inference_is_named(tmp_path, capsys):
     dataset = write_dataset(tmp_path / "tiny.jsonl", tiny_rows())
     folder = tmp_path / "res" / "pi-a" / SPLIT / "r1"
     folder.mkdir(parents=True)
-    (folder / "persona_core.io.jsonl").write_text("", encoding="utf-8")
+    (folder / "persona_inference.checkpoint.jsonl").write_text("", encoding="utf-8")
     with LoopbackLLMServer(respond) as server:
         status, _, err = judge(base_args(tmp_path / "res", dataset, server), "judge-gold", "persona_accuracy", capsys)
     assert_one_line_error(status, err, "unfinished", "pi-a")

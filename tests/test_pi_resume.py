@@ -30,7 +30,7 @@ def test_sigkill_midway_then_rerun_gives_the_uninterrupted_result(tmp_path, monk
         assert run_model.main([*args, "--run_name", "reference"]) == 0
     reference = read_jsonl(folder / "reference" / "persona_inference.jsonl")
 
-    checkpoint = folder / "killed" / "persona_core.io.jsonl"
+    checkpoint = folder / "killed" / "persona_inference.checkpoint.jsonl"
     with LoopbackLLMServer(fake_persona, latency=0.25) as server:
         args = api_args(data, res, "open_ai", server.url + "/v1", "--run_name", "killed", "--concurrency", "1")
         process = subprocess.Popen(

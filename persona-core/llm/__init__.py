@@ -8,6 +8,8 @@ from persona_core.llm.base import LLM, Completion, GenerationConfig, Request
 
 
 class ModelType(str, Enum):
+    """The backend that serves a model."""
+
     hf_chat = "hf_chat"
     open_ai = "open_ai"
     anthropic = "anthropic"
@@ -17,8 +19,8 @@ class ModelType(str, Enum):
 def make_llm(
     model_type: ModelType,
     model_name: str,
-    generation: GenerationConfig,
     *,
+    chat: bool = True,
     base_url: str | None = None,
     concurrency: int = 8,
     batch_size: int = 8,
@@ -29,34 +31,35 @@ def make_llm(
     request_timeout: float = 120.0,
     max_retries: int = 5,
 ) -> LLM:
-    """Build the backend; API keys come from the environment (``.env`` loaded by the caller)."""
+    """Build a backend once per model; every ``generate`` call brings its own ``GenerationConfig``.
+
+    ``chat=False`` continues raw text (PT's tailored models): no chat template locally, the completions endpoint
+    of an OpenAI-compatible server. Keys come from the environment (``.env`` loaded by the caller).
+    """
     from persona_core.secrets import base_url_from_env, get_key
 
+    model_type = ModelType(model_type)
     if model_type == ModelType.hf_chat:
         from persona_core.llm.hf import HFBackend
 
         return HFBackend(
             model_name,
-            generation,
             batch_size=batch_size,
+            chat=chat,
             device_map=device_map,
             load_in_4bit=load_in_4bit,
             load_in_8bit=load_in_8bit,
             cache_dir=cache_dir,
         )
-    from persona_core.llm.api import AnthropicBackend, CohereBackend, OpenAIBackend
+    from persona_core.llm.api import AnthropicBackend, CohereBackend, OpenAIBackend, OpenAICompletionsBackend
 
-    backend = {ModelType.open_ai: OpenAIBackend, ModelType.anthropic: AnthropicBackend, ModelType.cohere: CohereBackend}
+    backends = {ModelType.open_ai: OpenAIBackend, ModelType.anthropic: AnthropicBackend, ModelType.cohere: CohereBackend}
+    backend = OpenAICompletionsBackend if model_type == ModelType.open_ai and not chat else backends[model_type]
     base_url = base_url or base_url_from_env(model_type.value)
     # A local OpenAI-compatible server (vLLM, Ollama, llama.cpp) usually needs no key.
     key = get_key(model_type.value, required=not (model_type == ModelType.open_ai and base_url)) or "EMPTY"
-    return backend[model_type](
-        model_name,
-        generation,
-        api_key=key,
-        base_url=base_url,
-        concurrency=concurrency,
-        max_retries=max_retries,
+    return backend(
+        model_name, api_key=key, base_url=base_url, concurrency=concurrency, max_retries=max_retries,
         timeout=request_timeout,
     )
 

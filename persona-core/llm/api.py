@@ -6,7 +6,7 @@ Retries (with backoff that honours ``Retry-After``) and timeouts are the SDKs' o
 
 from __future__ import annotations
 
-from persona_core.llm.base import APIBackend, Request, messages_for
+from persona_core.llm.base import APIBackend, GenerationConfig, Request, messages_for
 
 
 class OpenAIBackend(APIBackend):
@@ -17,10 +17,9 @@ class OpenAIBackend(APIBackend):
             api_key=self.api_key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout
         )
 
-    async def complete(self, client, request: Request) -> tuple[str, dict | None]:
+    async def complete(self, client, request: Request, gen: GenerationConfig) -> tuple[str, dict | None]:
         messages = messages_for(request, with_prefill=False)
-        gen = self.generation
-        kwargs = {"stop": gen.stop[:4]} if gen.stop else {}
+        kwargs = {"stop": list(gen.stop[:4])} if gen.stop else {}
         if gen.seed is not None:
             kwargs["seed"] = gen.seed
         response = await client.chat.completions.create(
@@ -28,6 +27,24 @@ class OpenAIBackend(APIBackend):
         )
         usage = response.usage.model_dump() if response.usage else None
         return response.choices[0].message.content or "", usage
+
+
+class OpenAICompletionsBackend(OpenAIBackend):
+    """Raw-text continuation through ``/v1/completions`` (the chat endpoint would wrap prompts in a template)."""
+
+    async def complete(self, client, request: Request, gen: GenerationConfig) -> tuple[str, dict | None]:
+        kwargs = {"stop": list(gen.stop[:4])} if gen.stop else {}
+        if gen.seed is not None:
+            kwargs["seed"] = gen.seed
+        response = await client.completions.create(
+            model=self.model_name,
+            prompt=request.prompt + request.prefill,
+            temperature=gen.temperature,
+            max_tokens=gen.max_tokens,
+            **kwargs,
+        )
+        usage = response.usage.model_dump() if response.usage else None
+        return request.prefill + (response.choices[0].text or ""), usage
 
 
 class AnthropicBackend(APIBackend):
@@ -38,11 +55,10 @@ class AnthropicBackend(APIBackend):
             api_key=self.api_key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout
         )
 
-    async def complete(self, client, request: Request) -> tuple[str, dict | None]:
-        gen = self.generation
+    async def complete(self, client, request: Request, gen: GenerationConfig) -> tuple[str, dict | None]:
         kwargs = {"system": request.system} if request.system else {}
         if gen.stop:
-            kwargs["stop_sequences"] = gen.stop
+            kwargs["stop_sequences"] = list(gen.stop)
         # Newer SDKs dropped the typed ``temperature`` argument; the API still takes it in the body.
         response = await client.messages.create(
             model=self.model_name,
@@ -65,10 +81,9 @@ class CohereBackend(APIBackend):
             api_key=self.api_key, timeout=self.timeout, max_retries=self.max_retries, **kwargs
         )
 
-    async def complete(self, client, request: Request) -> tuple[str, dict | None]:
+    async def complete(self, client, request: Request, gen: GenerationConfig) -> tuple[str, dict | None]:
         messages = messages_for(request, with_prefill=False)
-        gen = self.generation
-        kwargs = {"stop_sequences": gen.stop} if gen.stop else {}
+        kwargs = {"stop_sequences": list(gen.stop)} if gen.stop else {}
         if gen.seed is not None:
             kwargs["seed"] = gen.seed
         response = await self._chat_retrying_timeouts(

@@ -12,13 +12,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
-@dataclass
+@dataclass(frozen=True)
 class GenerationConfig:
+    """Sampling settings of one ``generate`` call: a backend is built once and serves calls with any settings."""
+
     temperature: float = 0.0
     max_tokens: int = 128
     min_tokens: int = 0
-    stop: list[str] = field(default_factory=list)
+    stop: tuple[str, ...] = ()
     seed: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "stop", tuple(self.stop))
 
 
 @dataclass
@@ -59,13 +64,12 @@ def cut_at_stop(text: str, stop: list[str]) -> str:
 
 
 class LLM:
-    """Base class: ``generate(requests, on_result)`` calls ``on_result`` once per request."""
+    """Base class: ``generate(requests, on_result, generation)`` calls ``on_result`` once per request."""
 
-    def __init__(self, model_name: str, generation: GenerationConfig):
+    def __init__(self, model_name: str):
         self.model_name = model_name
-        self.generation = generation
 
-    def generate(self, requests: list[Request], on_result: ResultCallback) -> None:
+    def generate(self, requests: list[Request], on_result: ResultCallback, generation: GenerationConfig) -> None:
         raise NotImplementedError
 
     def render(self, request: Request) -> str:
@@ -80,14 +84,13 @@ class APIBackend(LLM):
     def __init__(
         self,
         model_name: str,
-        generation: GenerationConfig,
         api_key: str,
         base_url: str | None = None,
         concurrency: int = 8,
         max_retries: int = 5,
         timeout: float = 120.0,
     ):
-        super().__init__(model_name, generation)
+        super().__init__(model_name)
         self.api_key = api_key
         self.base_url = base_url
         self.concurrency = max(1, concurrency)
@@ -97,22 +100,22 @@ class APIBackend(LLM):
     def make_client(self):
         raise NotImplementedError
 
-    async def complete(self, client, request: Request) -> tuple[str, dict | None]:
+    async def complete(self, client, request: Request, gen: GenerationConfig) -> tuple[str, dict | None]:
         """Return (text, usage) for one request; raise on failure (after the SDK's retries)."""
         raise NotImplementedError
 
-    def generate(self, requests: list[Request], on_result: ResultCallback) -> None:
-        asyncio.run(self._generate(requests, on_result))
+    def generate(self, requests: list[Request], on_result: ResultCallback, generation: GenerationConfig) -> None:
+        asyncio.run(self._generate(requests, on_result, generation))
 
-    async def _generate(self, requests: list[Request], on_result: ResultCallback) -> None:
+    async def _generate(self, requests: list[Request], on_result: ResultCallback, gen: GenerationConfig) -> None:
         client = self.make_client()
         semaphore = asyncio.Semaphore(self.concurrency)
 
         async def one(request: Request) -> None:
             async with semaphore:
                 try:
-                    text, usage = await self.complete(client, request)
-                    result = Completion(request.id, cut_at_stop(text, self.generation.stop), usage)
+                    text, usage = await self.complete(client, request, gen)
+                    result = Completion(request.id, cut_at_stop(text, gen.stop), usage)
                 except Exception as err:  # recorded as failed and retried on the next run
                     result = Completion(request.id, error=f"{type(err).__name__}: {err}"[:500])
             on_result(result)

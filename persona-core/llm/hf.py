@@ -130,7 +130,6 @@ class HFBackend(LLM):
     def __init__(
         self,
         model_name: str,
-        generation: GenerationConfig,
         batch_size: int = 8,
         chat: bool = True,
         share_prefix: bool = True,
@@ -139,7 +138,7 @@ class HFBackend(LLM):
         tokenizer=None,
         **load_kwargs,
     ):
-        super().__init__(model_name, generation)
+        super().__init__(model_name)
         if model is None:
             model, tokenizer = load_model_and_tokenizer(model_name, **load_kwargs)
         self.model, self.tokenizer = model, tokenizer
@@ -148,7 +147,7 @@ class HFBackend(LLM):
         self.share_prefix = share_prefix
         self.round_tokens = max(1, round_tokens)
         self._rows_splittable: bool | None = None
-        self._stop_criteria = None
+        self._stop_criteria: dict[tuple[str, ...], object] = {}
 
     def render(self, request: Request) -> str:
         """The exact text the model continues."""
@@ -158,14 +157,14 @@ class HFBackend(LLM):
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return text + request.prefill
 
-    def generate(self, requests: list[Request], on_result: ResultCallback) -> None:
+    def generate(self, requests: list[Request], on_result: ResultCallback, generation: GenerationConfig) -> None:
         import torch
 
         tokens = {r.id: self.tokenizer(self.render(r), add_special_tokens=not self.chat).input_ids for r in requests}
         # Longest first: similar lengths decode together, and memory errors show up at once.
         queue = deque(sorted(requests, key=lambda r: -len(tokens[r.id])))
-        if self.generation.seed is not None:
-            torch.manual_seed(self.generation.seed)
+        if generation.seed is not None:
+            torch.manual_seed(generation.seed)
 
         def finish(request: Request, completion: Completion) -> None:
             completion.text = request.prefill + completion.text
@@ -175,7 +174,7 @@ class HFBackend(LLM):
             if not self.rows_splittable():
                 while queue:
                     batch = [queue.popleft() for _ in range(min(self.batch_size, len(queue)))]
-                    for request, completion in zip(batch, self.generate_padded(batch, tokens), strict=True):
+                    for request, completion in zip(batch, self.generate_padded(batch, tokens, generation), strict=True):
                         finish(request, completion)
                 return
             prefix = self.shared_prefix(list(tokens.values()))
@@ -186,7 +185,7 @@ class HFBackend(LLM):
                     request = queue.popleft()
                     ids = tokens[request.id]
                     active.append(ActiveRequest(request, ids, len(ids), self.prefill(ids[:-1], prefix_states)))
-                active = self.decode_round(active, lambda s, c: finish(s.request, c))
+                active = self.decode_round(active, lambda s, c: finish(s.request, c), generation)
 
     def rows_splittable(self) -> bool:
         """Whether this model's cache is a plain ``DynamicCache``, whose rows can be cut out and joined."""
@@ -223,12 +222,12 @@ class HFBackend(LLM):
                            logits_to_keep=1).past_key_values
         return [(layer.keys, layer.values) for layer in cache.layers]
 
-    def decode_round(self, active: list[ActiveRequest], on_finished) -> list[ActiveRequest]:
+    def decode_round(self, active: list[ActiveRequest], on_finished, gen: GenerationConfig) -> list[ActiveRequest]:
         """Decode up to ``round_tokens`` tokens for every active sequence; return those not finished."""
         import torch
         from transformers import StaticCache
 
-        gen, tok = self.generation, self.tokenizer
+        tok = self.tokenizer
         width = max(len(s.tokens) for s in active)
         gaps = [width - len(s.tokens) for s in active]  # left padding of each row
         device = self.model.device
@@ -249,7 +248,7 @@ class HFBackend(LLM):
         del joined
         output = self.model.generate(
             input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, max_new_tokens=steps,
-            **self.generate_kwargs(min_new_tokens=gen.min_tokens or None),
+            **self.generate_kwargs(gen, min_new_tokens=gen.min_tokens or None),
         )
         new_tokens = output[:, width:].tolist()
         ends = self.end_ids()
@@ -270,12 +269,14 @@ class HFBackend(LLM):
                 remaining.append(sequence)
         return remaining
 
-    def generate_padded(self, batch: list[Request], tokens: dict[str, list[int]]) -> list[Completion]:
+    def generate_padded(
+        self, batch: list[Request], tokens: dict[str, list[int]], gen: GenerationConfig
+    ) -> list[Completion]:
         """One static batch of left-padded prompts, for models whose cache cannot be split into rows."""
-        gen, tok = self.generation, self.tokenizer
+        tok = self.tokenizer
         encoded = tok.pad({"input_ids": [tokens[r.id] for r in batch]}, return_tensors="pt").to(self.model.device)
         output = self.model.generate(
-            **encoded, max_new_tokens=gen.max_tokens, **self.generate_kwargs(min_new_tokens=gen.min_tokens or None)
+            **encoded, max_new_tokens=gen.max_tokens, **self.generate_kwargs(gen, min_new_tokens=gen.min_tokens or None)
         )
         ends = self.end_ids()
         results = []
@@ -286,28 +287,28 @@ class HFBackend(LLM):
             results.append(Completion(request.id, text, usage))
         return results
 
-    def generate_kwargs(self, **extra) -> dict:
+    def generate_kwargs(self, gen: GenerationConfig, **extra) -> dict:
         """Sampling, padding and stop-string arguments of ``model.generate``."""
-        gen, tok = self.generation, self.tokenizer
+        tok = self.tokenizer
         kwargs = dict(pad_token_id=tok.pad_token_id, do_sample=gen.temperature > 0, **extra)
         if gen.temperature > 0:
             kwargs["temperature"] = gen.temperature
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         if gen.stop:
-            kwargs["stopping_criteria"] = self.stop_criteria()
+            kwargs["stopping_criteria"] = self.stop_criteria(gen.stop)
         return kwargs
 
-    def stop_criteria(self):
+    def stop_criteria(self, stop: tuple[str, ...]):
         """``generate``'s stop-string criterion, built once: ``stop_strings=`` rebuilds it on every call (its cache
         misses for fast tokenizers, whose vocabulary order varies), which costs ~0.4 s a call for a 49k vocabulary."""
-        if self._stop_criteria is None:
+        if stop not in self._stop_criteria:
             from transformers import StoppingCriteriaList, StopStringCriteria
 
-            self._stop_criteria = StoppingCriteriaList(
-                [StopStringCriteria(tokenizer=self.tokenizer, stop_strings=self.generation.stop)]
+            self._stop_criteria[stop] = StoppingCriteriaList(
+                [StopStringCriteria(tokenizer=self.tokenizer, stop_strings=list(stop))]
             )
-        return self._stop_criteria
+        return self._stop_criteria[stop]
 
     def end_ids(self) -> set[int]:
         """Tokens that end an answer: padding, and the model's own end-of-sequence ids (a chat model may end turns

@@ -40,7 +40,7 @@ from persona_inference.model.run_model import SAMPLE_DATA, nickname
 from persona_inference.model.run_model import Arguments as RunArguments
 
 RESULTS_FILE = "persona_inference.jsonl"
-CHECKPOINT_FILE = "persona_core.io.jsonl"
+CHECKPOINT_FILE = "persona_inference.checkpoint.jsonl"
 RUN_FILE = "persona_inference.run.json"
 PERSONA_COLUMNS = {"chosen": "chosen_persona_gold", "rejected": "rejected_persona_gold"}
 _RECORD_ID = re.compile(r"^(\d+)-(chosen|rejected)-([0-9a-f]+)$")

@@ -71,7 +71,7 @@ def proportion_stderr(successes: int, total: int) -> float:
 
 
 PERSONA_FILE = "persona_inference.jsonl"
-PERSONA_CHECKPOINT = "persona_core.io.jsonl"
+PERSONA_CHECKPOINT = "persona_inference.checkpoint.jsonl"
 RUN_PERSONA_INFERENCE_FIRST = "run the persona_inference experiment with the same --inference_split/--run_name first"
 
 

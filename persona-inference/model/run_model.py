@@ -227,7 +227,7 @@ def run_persona_inference(args: Arguments) -> int:
     for request in requests:
         meta[request.id]["prompt"] = llm.render(request)  # the full model input, recorded with the persona
     records, stats = run_requests(
-        llm, requests, meta, folder / "persona_core.io.jsonl", finish_record, desc="persona inference"
+        llm, requests, meta, folder / "persona_inference.checkpoint.jsonl", finish_record, desc="persona inference"
     )
     ordered = [records[r.id] for r in requests]
     personas = [r["persona"] for r in ordered if r["status"] == "ok"]

@@ -1,0 +1,97 @@
+"""Argument dataclasses shared between scripts, composed (never copied) into each script's own arguments.
+
+A script's arguments inherit the groups it needs, e.g. ``class Arguments(RunArguments, BackendArguments,
+GenerationArguments)``. Each group checks its values in ``check`` (run by ``persona_core.cli.parse_args``), so a bad
+value is a one-line error before anything loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from persona_core.errors import UsageError
+from persona_core.llm.base import GenerationConfig
+
+
+def positive(args, *names: str, allow_zero: bool = False) -> None:
+    """A UsageError naming the first of ``names`` that is not positive (or negative, with ``allow_zero``)."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and (value < 0 or (value == 0 and not allow_zero)):
+            bound = "0 or more" if allow_zero else "positive"
+            raise UsageError(f"--{name} must be {bound} (got {value})")
+
+
+@dataclass
+class BackendArguments:
+    """How to load a local model or reach an API: shared by persona inference, the judges and PT generation."""
+
+    base_url: str | None = field(
+        default=None,
+        metadata={"help": "Base URL of an OpenAI/Anthropic/Cohere-compatible server (vLLM, Ollama, llama.cpp, ...)."},
+    )
+    concurrency: int = field(default=8, metadata={"help": "Requests in flight at once (API backends)."})
+    request_timeout: float = field(
+        default=120.0, metadata={"help": "Seconds before an API request times out (then retried)."}
+    )
+    max_retries: int = field(
+        default=5,
+        metadata={"help": "Retries of a failed API request (429, 5xx, timeouts) before it is recorded as failed."},
+    )
+    batch_size: int = field(default=16, metadata={"help": "Requests decoding together (local models)."})
+    device_map: str = field(default="auto", metadata={"help": "Device map for local models (CPU when no GPU)."})
+    load_in_4bit: bool = field(default=False, metadata={"help": "Load local models in 4-bit (CUDA + bitsandbytes)."})
+    load_in_8bit: bool = field(default=False, metadata={"help": "Load local models in 8-bit (CUDA + bitsandbytes)."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Cache folder for Hub models and datasets."})
+
+    def check(self) -> None:
+        positive(self, "concurrency", "batch_size", "request_timeout")
+        positive(self, "max_retries", allow_zero=True)
+        if self.load_in_4bit and self.load_in_8bit:
+            raise UsageError("pass only one of --load_in_4bit and --load_in_8bit")
+
+    def backend_options(self) -> dict:
+        """The keyword arguments of ``persona_core.llm.make_llm``."""
+        names = ("base_url", "concurrency", "request_timeout", "max_retries", "batch_size", "device_map",
+                 "load_in_4bit", "load_in_8bit", "cache_dir")
+        return {name: getattr(self, name) for name in names}
+
+
+@dataclass
+class GenerationArguments:
+    """Sampling settings; each ``generate`` call carries its own (``generation()``)."""
+
+    temperature: float = field(default=0.0, metadata={"help": "Sampling temperature (0 = greedy)."})
+    min_tokens: int = field(default=0, metadata={"help": "Minimum new tokens (local models)."})
+    max_tokens: int = field(default=96, metadata={"help": "Maximum new tokens."})
+    stop_token: list[str] = field(default_factory=lambda: ["\n"], metadata={"help": "Stop strings."})
+    seed: int = field(default=0, metadata={"help": "Random seed (sampling and API seeds)."})
+
+    def check(self) -> None:
+        positive(self, "temperature", "min_tokens", allow_zero=True)
+        positive(self, "max_tokens")
+        if self.min_tokens > self.max_tokens:
+            raise UsageError(f"--min_tokens ({self.min_tokens}) must not exceed --max_tokens ({self.max_tokens})")
+
+    def generation(self, **changes) -> GenerationConfig:
+        values = dict(temperature=self.temperature, max_tokens=self.max_tokens, min_tokens=self.min_tokens,
+                      stop=self.stop_token, seed=self.seed)
+        return GenerationConfig(**(values | changes))
+
+
+@dataclass
+class RunArguments:
+    """Naming a run and what happens to an earlier one of the same name."""
+
+    run_name: str = field(default="default", metadata={"help": "Name of this run; results go to a folder of this name."})
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "Redo this run's results from scratch (needed when its settings changed)."},
+    )
+    limit: int | None = field(default=None, metadata={"help": "Use only the first N rows."})
+    dry_run: bool = field(default=False, metadata={"help": "Print the first prompt and the request count; call nothing."})
+
+    def check(self) -> None:
+        positive(self, "limit")
+        if not self.run_name or "/" in self.run_name:
+            raise UsageError(f"--run_name '{self.run_name}' must be a non-empty name without '/'")

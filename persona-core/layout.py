@@ -1,0 +1,312 @@
+"""The contract between stages: every results path, file name, column name and id recipe, in one place.
+
+Python stages import these; bash asks the command line::
+
+    python -m persona_core.layout pipeline --root results/pipeline --dataset Sample \\
+        --pi_nickname SmolLM2-135M-Instruct --pt_nickname SmolLM2-135M-Instruct   # NAME=path lines for `eval`
+    python -m persona_core.layout pi_results --res_dir results/persona-inference \\
+        --model_nickname SmolLM2-135M-Instruct --inference_split Sample --run_name default
+
+Each stage writes, in its folder, ``{name}.jsonl`` (final results, written atomically when nothing failed),
+``{name}.checkpoint.jsonl`` (append-only), ``{name}.run.json`` (the run record) and ``{name}.fingerprint.json``
+(what determines the outputs; see ``persona_core.runs``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+# --- columns and ids ---------------------------------------------------------------------------------------------
+
+PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
+SIDES = ("chosen", "rejected")
+GOLD_PERSONA_COLUMNS = {"chosen": "chosen_persona_gold", "rejected": "rejected_persona_gold"}
+RETRIEVED_PERSONA_COLUMNS = {"chosen": "chosen_persona_retr", "rejected": "rejected_persona_retr"}
+TAILORING_SPLITS = ("fewshot", "sft_train", "sft_val", "dpo_train", "dpo_val", "test")
+PT_OUTPUT_FIELDS = ("id", "index", "prompt", "persona", "response", "model_input")
+
+
+def row_key(row: dict) -> str:
+    """A short digest of a preference row, so ids from another dataset never match this one."""
+    text = "\x1f".join(str(row.get(c, "")) for c in PREFERENCE_COLUMNS)
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:10]
+
+
+def persona_id(index: int, side: str, row: dict) -> str:
+    """The id of a row's persona for one side: ``{row}-{side}-{row_key}``."""
+    return f"{index}-{side}-{row_key(row)}"
+
+
+def nickname(model_name: str) -> str:
+    """A file-system-safe form of a model name: 'meta-llama/Llama-3.1-8B' -> 'meta-llama--Llama-3.1-8B'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", model_name.strip("/").replace("/", "--")).strip("-") or "model"
+
+
+# --- the files of one stage --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StageFiles:
+    """The files one stage keeps in its folder, all named after the stage."""
+
+    folder: Path
+    name: str
+    results_name: str | None = None
+    """The final file's name when it is not ``{name}.jsonl`` (the judge's ``judgments.jsonl``)."""
+
+    @property
+    def results(self) -> Path:
+        return self.folder / (self.results_name or f"{self.name}.jsonl")
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.folder / f"{self.name}.checkpoint.jsonl"
+
+    @property
+    def run_record(self) -> Path:
+        return self.folder / f"{self.name}.run.json"
+
+    @property
+    def fingerprint(self) -> Path:
+        return self.folder / f"{self.name}.fingerprint.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.folder / f".{self.name}.lock"
+
+
+# --- persona inference -------------------------------------------------------------------------------------------
+
+PI_EXPERIMENTS = ("persona_inference", "persona_accuracy", "persona_prefs")
+PERSONA_INFERENCE = "persona_inference"
+FULL_PARTITION = "full"
+FIGURE_NAMES = {"accuracy": "persona_accuracy", "prefs": "persona_prefs", "saliency": "word_saliency"}
+
+
+def pi_run_dir(res_dir, model_nickname: str, inference_split: str, run_name: str, partition: str = FULL_PARTITION) -> Path:
+    """``{res_dir}/{model_nickname}/{inference_split}/{run_name}[/{partition}]``."""
+    folder = Path(res_dir) / model_nickname / inference_split / run_name
+    return folder if partition == FULL_PARTITION else folder / partition
+
+
+def pi_files(res_dir, model_nickname, inference_split, run_name, experiment=PERSONA_INFERENCE, partition=FULL_PARTITION):
+    return StageFiles(pi_run_dir(res_dir, model_nickname, inference_split, run_name, partition), experiment)
+
+
+def pi_results_glob(inference_split: str, experiment: str = PERSONA_INFERENCE) -> str:
+    """A glob, relative to ``res_dir``, of one experiment's final results for every model and run of a split."""
+    from glob import escape
+
+    return f"*/{escape(inference_split)}/*/{experiment}.jsonl"
+
+
+def figures_dir(res_dir, run_name: str) -> Path:
+    return Path(res_dir) / "figures" / run_name
+
+
+def figure_paths(folder: Path, figure: str) -> list[Path]:
+    """The PNG and PDF of one figure (``accuracy``, ``prefs``, ``saliency``)."""
+    name = FIGURE_NAMES[figure]
+    return [folder / f"{name}.png", folder / f"{name}.pdf"]
+
+
+def saliency_table(folder: Path) -> Path:
+    return folder / f"{FIGURE_NAMES['saliency']}.csv"
+
+
+# --- datasets built from personas -------------------------------------------------------------------------------
+
+
+def augmented_dataset_dir(out_dir, inference_split: str, model_nickname: str, run_name: str) -> Path:
+    return Path(out_dir) / nickname(f"augmented-{inference_split}-{model_nickname}-{run_name}")
+
+
+def tailoring_dataset_dir(out_dir, inference_split: str) -> Path:
+    return Path(out_dir) / nickname(f"persona-tailoring-{inference_split}")
+
+
+DATASET_DICT_FILE = "dataset_dict.json"
+
+# --- persona tailoring -------------------------------------------------------------------------------------------
+
+MODEL_CONFIG_FILE = "config.json"
+ADAPTER_CONFIG_FILE = "adapter_config.json"
+TRAINING_SUMMARY_FILE = "training_summary.json"
+MERGE_INFO_FILE = "merge_info.json"
+_PT_OUTPUT = re.compile(r"^(\w+)_Persona\(training_type=([\w-]+), inference_type=([\w-]+)\)$")
+
+
+@dataclass(frozen=True)
+class PTModelDirs:
+    """Where one (dataset, model, method, training type) keeps its checkpoints, adapter and merged model."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, model_save_dir, dataset_name: str, model_nickname: str, method: str, training_type: str):
+        return cls(Path(model_save_dir) / dataset_name / model_nickname / f"{method}_{training_type}")
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def adapter(self) -> Path:
+        return self.root / "adapter"
+
+    @property
+    def merged(self) -> Path:
+        return self.root / "merged"
+
+    @property
+    def training_summary(self) -> Path:
+        return self.adapter / TRAINING_SUMMARY_FILE
+
+
+def pt_output_name(method: str, training_type: str, inference_type: str) -> str:
+    """The paper's output file name: ``dpo_Persona(training_type=chosen, inference_type=gold-chosen).jsonl``."""
+    return f"{method}_Persona(training_type={training_type}, inference_type={inference_type}).jsonl"
+
+
+def pt_output_path(results_save_dir, dataset_name: str, model_nickname: str | None, method, training_type, inference_type):
+    """``{results_save_dir}/{dataset}/[{nickname}/]{pt_output_name}`` (the paper's released outputs have no nickname)."""
+    folder = Path(results_save_dir) / dataset_name
+    if model_nickname:
+        folder = folder / model_nickname
+    return folder / pt_output_name(method, training_type, inference_type)
+
+
+def parse_pt_output_name(path) -> tuple[str, str, str] | None:
+    """(method, training type, inference type) of a file named by ``pt_output_name``, else None."""
+    match = _PT_OUTPUT.match(pt_output_stem(path))
+    return (match[1], match[2], match[3]) if match else None
+
+
+def pt_output_stem(path) -> str:
+    """A PT output's name without ``.jsonl`` (or the paper's ``.json``)."""
+    return Path(path).name.removesuffix(".jsonl").removesuffix(".json")
+
+
+def pt_files(output_path: Path) -> StageFiles:
+    """A PT output is its own stage: its checkpoint, run record and fingerprint sit beside it."""
+    return StageFiles(output_path.parent, pt_output_stem(output_path))
+
+
+# --- judge and win rates -----------------------------------------------------------------------------------------
+
+COMPARISONS = "comparisons"
+JUDGE = "judge"
+JUDGMENTS_FILE = "judgments.jsonl"
+WIN_RATE = "win_rate"
+WIN_RATE_TABLE = "win_rates.csv"
+
+
+def comparison_dir(output_dir, dataset_name: str | None, model_nickname: str | None, base_label: str, test_label: str):
+    """``{output_dir}/comparisons/[{dataset}/][{nickname}/]{base}_vs_{test}``."""
+    folder = Path(output_dir) / COMPARISONS
+    for part in (dataset_name, model_nickname):
+        if part:
+            folder = folder / part
+    return folder / f"{base_label}_vs_{test_label}"
+
+
+def comparison_name(folder: Path) -> str:
+    """What follows the last ``comparisons/`` of a folder, e.g. 'BeaverTails/dpo-none-none_vs_dpo-chosen-gold-chosen'."""
+    parts = Path(folder).resolve().parts
+    if COMPARISONS in parts:
+        return "/".join(parts[len(parts) - parts[::-1].index(COMPARISONS) :])
+    return Path(folder).name
+
+
+def judge_files(folder: Path) -> StageFiles:
+    return StageFiles(Path(folder), JUDGE, JUDGMENTS_FILE)
+
+
+def win_rate_files(folder: Path) -> dict[str, Path]:
+    folder = Path(folder)
+    return {ext: folder / f"{WIN_RATE}.{ext}" for ext in ("json", "csv", "png", "pdf")}
+
+
+# --- the pipeline's folders (scripts/pipeline.sh) ---------------------------------------------------------------
+
+
+def pipeline_paths(root, dataset: str, pi_nickname: str, pt_nickname: str, method: str = "dpo") -> dict[str, Path]:
+    """Every folder and file ``scripts/pipeline.sh`` reads or checks, below one results root."""
+    root = Path(root)
+    pi_dir = root / "persona-inference"
+    pi = {name: pi_files(pi_dir, pi_nickname, dataset, "default", name) for name in PI_EXPERIMENTS}
+    figures = figures_dir(pi_dir, "default")
+    models = {m: PTModelDirs.of(root / "models", dataset, pt_nickname, m, "chosen") for m in ("sft", "dpo")}
+    generations = root / "persona-tailoring"
+    with_persona = pt_output_path(generations, dataset, pt_nickname, method, "chosen", "gold-chosen")
+    without_persona = pt_output_path(generations, dataset, pt_nickname, method, "chosen", "none")
+    comparison = comparison_dir(
+        root / JUDGE, dataset, pt_nickname, f"{method}-chosen-none", f"{method}-chosen-gold-chosen"
+    )
+    win_rate = win_rate_files(comparison)
+    paths = {
+        "PI_DIR": pi_dir,
+        "PI_RUN": pi["persona_inference"].folder,
+        "PERSONAS": pi["persona_inference"].results,
+        "PERSONAS_RUN": pi["persona_inference"].run_record,
+        "ACCURACY": pi["persona_accuracy"].results,
+        "ACCURACY_RUN": pi["persona_accuracy"].run_record,
+        "PREFS": pi["persona_prefs"].results,
+        "FIGURES": figures,
+        "DATASETS": root / "datasets",
+        "AUGMENTED": augmented_dataset_dir(root / "datasets", dataset, pi_nickname, "default"),
+        "AUGMENTED_DONE": augmented_dataset_dir(root / "datasets", dataset, pi_nickname, "default") / DATASET_DICT_FILE,
+        "TAILORING": tailoring_dataset_dir(root / "datasets", dataset),
+        "MODELS": root / "models",
+        "GENERATIONS": generations,
+        "JUDGE_DIR": root / JUDGE,
+        "WITH_PERSONA": with_persona,
+        "WITHOUT_PERSONA": without_persona,
+        "COMPARISON": comparison,
+        "JUDGMENTS": judge_files(comparison).results,
+        "JUDGE_RUN": judge_files(comparison).run_record,
+    }
+    for method_name, dirs in models.items():
+        key = method_name.upper()
+        paths |= {f"{key}_ADAPTER": dirs.adapter / ADAPTER_CONFIG_FILE, f"{key}_MERGED": dirs.merged}
+        paths[f"{key}_MERGED_DONE"] = dirs.merged / MODEL_CONFIG_FILE
+    paths |= {f"WIN_RATE_{ext.upper()}": path for ext, path in win_rate.items()}
+    for figure in FIGURE_NAMES:
+        png, pdf = figure_paths(figures, figure)
+        paths |= {f"{figure.upper()}_PNG": png, f"{figure.upper()}_PDF": pdf}
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print paths for bash: ``pipeline`` prints ``NAME=path`` lines (quoted for ``eval``); ``pi_results`` one path."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m persona_core.layout", description=main.__doc__)
+    sub = parser.add_subparsers(dest="what", required=True)
+    pipeline = sub.add_parser("pipeline", help="every path of scripts/pipeline.sh")
+    for flag in ("--root", "--dataset", "--pi_nickname", "--pt_nickname"):
+        pipeline.add_argument(flag, required=True)
+    pi = sub.add_parser("pi_results", help="the final results file of one persona-inference experiment")
+    for flag in ("--res_dir", "--model_nickname", "--inference_split"):
+        pi.add_argument(flag, required=True)
+    pi.add_argument("--run_name", default="default")
+    pi.add_argument("--experiment", default=PERSONA_INFERENCE, choices=PI_EXPERIMENTS)
+    pi.add_argument("--partition", default=FULL_PARTITION)
+    args = parser.parse_args(argv)
+    if args.what == "pipeline":
+        paths = pipeline_paths(args.root, args.dataset, args.pi_nickname, args.pt_nickname)
+        print("\n".join(f"{name}={shlex.quote(str(path))}" for name, path in paths.items()))
+    else:
+        files = pi_files(args.res_dir, args.model_nickname, args.inference_split, args.run_name, args.experiment,
+                         args.partition)
+        print(files.results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Run folders: one process at a time, results never mixed across settings, and a record of every run.
+
+``open_run`` holds a stage's folder while it runs:
+
+- a lock (``fcntl.flock`` on a hidden file, released by the kernel if the process dies) refuses a second process
+  on the same folder, which would otherwise pay for every request again and interleave two checkpoints;
+- a fingerprint (``{stage}.fingerprint.json``) records what determines the outputs (model, prompt digests,
+  generation settings, data digest, options). A rerun with the same fingerprint resumes from the checkpoint; a
+  different one is refused with a one-line error naming ``--run_name`` and ``--overwrite``; ``--overwrite`` deletes
+  the stage's old files and starts afresh.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from persona_core.errors import UsageError
+from persona_core.io import write_json_atomic
+from persona_core.layout import StageFiles
+
+VERSIONED_PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "openai", "anthropic", "cohere", "vllm")
+
+
+def digest(obj) -> str:
+    """A short, stable digest of text or of any JSON-ready value."""
+    text = obj if isinstance(obj, str) else json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+
+
+def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every leaf that differs between two fingerprints."""
+    found = []
+    for key in sorted(old.keys() | new.keys()):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            found.append(f"{prefix}{key}: {json.dumps(a, default=str)[:40]} -> {json.dumps(b, default=str)[:40]}")
+    return found
+
+
+@contextmanager
+def open_run(files: StageFiles, fingerprint: dict, overwrite: bool = False) -> Iterator[StageFiles]:
+    """Lock ``files.folder`` for this process and check (or write) its fingerprint; yields ``files``.
+
+    ``fingerprint`` must be JSON-ready. Raises a UsageError when another process holds the folder, or when it holds
+    results made with another fingerprint and ``overwrite`` is off.
+    """
+    files.folder.mkdir(parents=True, exist_ok=True)
+    with open(files.lock, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            raise UsageError(
+                f"{files.folder} is being written by another process (pid {holder}): wait for it to finish, "
+                "or pass another --run_name"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        try:
+            _check_fingerprint(files, json.loads(json.dumps(fingerprint, default=str)), overwrite)
+            yield files
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _check_fingerprint(files: StageFiles, fingerprint: dict, overwrite: bool) -> None:
+    outputs = [files.results, files.checkpoint, files.run_record]
+    recorded = json.loads(files.fingerprint.read_text(encoding="utf-8")) if files.fingerprint.exists() else None
+    has_outputs = any(path.exists() for path in outputs)
+    if overwrite:
+        for path in outputs:
+            path.unlink(missing_ok=True)
+    elif has_outputs and recorded != fingerprint:
+        changed = differences(recorded or {}, fingerprint) if recorded else ["no fingerprint recorded"]
+        raise UsageError(
+            f"{files.folder} holds {files.name} results made with other settings ({'; '.join(changed[:3])}): "
+            "pass another --run_name to keep both, or --overwrite to redo them"
+        )
+    write_json_atomic(files.fingerprint, fingerprint)
+
+
+def versions() -> dict:
+    """Python and the installed versions of the packages that shape results."""
+    import importlib.metadata as md
+
+    found = {"python": platform.python_version()}
+    for package in VERSIONED_PACKAGES:
+        try:
+            found[package] = md.version(package)
+        except md.PackageNotFoundError:
+            pass
+    return found
+
+
+def write_run_record(files: StageFiles, arguments: dict, stats: dict, **extra) -> Path:
+    """``{stage}.run.json``: the arguments (never secrets), versions, fingerprint, finish time, stats and ``extra``."""
+    fingerprint = json.loads(files.fingerprint.read_text(encoding="utf-8")) if files.fingerprint.exists() else None
+    write_json_atomic(
+        files.run_record,
+        {
+            "stage": files.name,
+            "arguments": arguments,
+            "fingerprint": fingerprint,
+            "versions": versions(),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "stats": stats,
+            **extra,
+        },
+    )
+    return files.run_record
