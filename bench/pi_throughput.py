@@ -7,8 +7,9 @@
    least 95% of prompts (padding may shift floating-point ties). ``--time_batch_size_1`` also times the backend at
    batch size 1, to show what the shared prefix gives without batching.
 
-Prompts are the persona-inference prompts of /work/shared/data/persona-inference-BeaverTails when present, else of
-data/sample_preferences.jsonl. Run from the repository root::
+Prompts are the persona-inference prompts of the paper's BeaverTails data (``persona_core.layout.paper_data_dir()``:
+$PERSONA_PAPER_DATA, default ../shared/data) when present, else of data/sample_preferences.jsonl. Run from the
+repository root::
 
     python -m bench.pi_throughput                                  # defaults: about 5 minutes on 2 CPU cores
     python -m bench.pi_throughput --prompts 256 --batch_size 64    # a larger local comparison (GPU)
@@ -18,7 +19,6 @@ data/sample_preferences.jsonl. Run from the repository root::
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 import zlib
@@ -26,11 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from persona_core.cli import parse_args
-from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT
+from persona_core.embedded import EMBEDDED_MODEL_NAME
+from persona_core.errors import run_cli
+from persona_core.io import write_json_atomic
+from persona_core.layout import PERSONA_INFERENCE, SAMPLE_PREFERENCES, StageFiles, paper_data_dir
 from persona_core.llm.hf import ROUND_TOKENS
 
-PAPER_DATA = Path("/work/shared/data/persona-inference-BeaverTails")
-SAMPLE_DATA = REPO_ROOT / "data" / "sample_preferences.jsonl"
+PAPER_DATA = paper_data_dir() / "persona-inference-BeaverTails"
 
 
 @dataclass
@@ -66,11 +68,11 @@ def load_requests(dataset_name: str | None, count: int, prefix: str):
     from persona_inference import PROMPT_DIR
     from persona_inference.model.inference import build_requests
 
-    path = dataset_name or str(PAPER_DATA if PAPER_DATA.exists() else SAMPLE_DATA)
+    path = dataset_name or str(PAPER_DATA if PAPER_DATA.exists() else SAMPLE_PREFERENCES)
     dataset = load_split(path)
     name = "BeaverTails" if path == str(PAPER_DATA) else Path(path).stem
     rows = range(min(len(dataset), (count + 1) // 2))
-    template, _ = load_template("persona_inference", name, PROMPT_DIR)
+    template, _ = load_template(PERSONA_INFERENCE, name, PROMPT_DIR)
     requests, meta = build_requests(dataset, rows, template, prefix)
     # build_requests lists every chosen side, then every rejected side: interleave them, then keep ``count``.
     half = len(rows)
@@ -98,13 +100,12 @@ def time_api(requests, meta, server_url: str, concurrency: int, args: Arguments)
     from persona_core.llm.base import GenerationConfig
     from persona_core.runner import run_requests
 
-    llm = make_llm(
-        ModelType.open_ai, "loopback", GenerationConfig(max_tokens=args.max_tokens, stop=["\n"]),
-        base_url=server_url, concurrency=concurrency, request_timeout=30,
-    )
+    llm = make_llm(ModelType.open_ai, "loopback", base_url=server_url, concurrency=concurrency, request_timeout=30)
+    generation = GenerationConfig(max_tokens=args.max_tokens, stop=("\n",))
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        records, stats = run_requests(llm, requests, meta, Path(folder) / "checkpoint.jsonl", desc=f"API x{concurrency}")
+        checkpoint = StageFiles(Path(folder), "bench").checkpoint
+        records, stats = run_requests(llm, requests, meta, checkpoint, generation, desc=f"API x{concurrency}")
         seconds = time.perf_counter() - start
     if stats.ok != len(requests):
         raise RuntimeError(f"{stats.failed} requests failed: {stats.errors[:1]}")
@@ -142,19 +143,20 @@ def bench_api(args: Arguments) -> dict:
     }
 
 
-def time_backend(backend, requests) -> tuple[float, dict]:
+def time_backend(backend, requests, generation) -> tuple[float, dict]:
     completions = {}
     start = time.perf_counter()
-    backend.generate(requests, lambda c: completions.__setitem__(c.id, c))
+    backend.generate(requests, lambda c: completions.__setitem__(c.id, c), generation)
     seconds = time.perf_counter() - start
     if len(completions) != len(requests) or not all(c.ok for c in completions.values()):
         raise RuntimeError("a local generation was lost or failed")
     return seconds, completions
 
 
-def time_alone(backend, requests) -> tuple[float, dict]:
+def time_alone(backend, requests, generation) -> tuple[float, dict]:
     """The baseline: plain ``model.generate`` on each prompt alone, with the backend's prompts and settings."""
     import torch
+
     from persona_core.llm.base import Completion, cut_at_stop
     from persona_core.llm.hf import answer_length
 
@@ -166,10 +168,10 @@ def time_alone(backend, requests) -> tuple[float, dict]:
         ids = ids.to(model.device)
         with torch.inference_mode():
             output = model.generate(ids, attention_mask=torch.ones_like(ids),
-                                    max_new_tokens=backend.generation.max_tokens, **backend.generate_kwargs())
+                                    max_new_tokens=generation.max_tokens, **backend.generate_kwargs(generation))
         new = output[0, ids.shape[1] :].tolist()
         n_new = answer_length(new, ends)
-        text = cut_at_stop(tokenizer.decode(new[:n_new], skip_special_tokens=True), backend.generation.stop)
+        text = cut_at_stop(tokenizer.decode(new[:n_new], skip_special_tokens=True), generation.stop)
         usage = {"prompt_tokens": ids.shape[1], "completion_tokens": n_new}
         completions[request.id] = Completion(request.id, request.prefill + text, usage)
     return time.perf_counter() - start, completions
@@ -177,6 +179,7 @@ def time_alone(backend, requests) -> tuple[float, dict]:
 
 def bench_local(args: Arguments) -> dict:
     import torch
+
     from persona_core.llm.base import GenerationConfig
     from persona_core.llm.hf import HFBackend, load_model_and_tokenizer
     from persona_inference.model.inference import GUIDED_PREFIX
@@ -185,18 +188,19 @@ def bench_local(args: Arguments) -> dict:
         torch.set_num_threads(args.threads)
     requests, _, path = load_requests(args.dataset_name, args.prompts, GUIDED_PREFIX)
     model, tokenizer = load_model_and_tokenizer(args.model_name, device_map=args.device_map)
-    generation = GenerationConfig(max_tokens=args.max_tokens, stop=["\n"])
+    generation = GenerationConfig(max_tokens=args.max_tokens, stop=("\n",))
 
     def backend(batch_size: int) -> HFBackend:
-        return HFBackend(args.model_name, generation, batch_size, round_tokens=args.round_tokens, model=model,
+        return HFBackend(args.model_name, batch_size=batch_size, round_tokens=args.round_tokens, model=model,
                          tokenizer=tokenizer)
 
     # Warm-up of both paths (kernels, stop-string tables, and the allocator's pools for batch-sized caches), untimed.
-    time_backend(backend(args.batch_size), requests[: args.batch_size])
-    time_alone(backend(1), requests[:1])
-    timings = {"batched": time_backend(backend(args.batch_size), requests), "alone": time_alone(backend(1), requests)}
+    time_backend(backend(args.batch_size), requests[: args.batch_size], generation)
+    time_alone(backend(1), requests[:1], generation)
+    timings = {"batched": time_backend(backend(args.batch_size), requests, generation),
+               "alone": time_alone(backend(1), requests, generation)}
     if args.time_batch_size_1:
-        timings["batch_size_1"] = time_backend(backend(1), requests)
+        timings["batch_size_1"] = time_backend(backend(1), requests, generation)
     figures = {"data": path, "model": args.model_name, "device": str(model.device), "dtype": str(model.dtype),
                "threads": torch.get_num_threads(), "prompts": len(requests), "batch_size": args.batch_size,
                "round_tokens": args.round_tokens, "max_tokens": args.max_tokens}
@@ -243,12 +247,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"      the backend at batch size 1 (shared prefix, no batching): {one['tokens_per_s']} tok/s "
                   f"({one['seconds']}s) -> {one['speedup_tokens_per_s']}x; same output {one['same_output_as_alone']:.0%}")
     if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
+        write_json_atomic(args.json, figures)
         print(f"figures: {args.json}")
     return 0
 
 
 if __name__ == "__main__":
-    from persona_core.errors import run_cli
-
     run_cli(main)

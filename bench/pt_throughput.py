@@ -12,7 +12,7 @@ Model loading, tokenization and a warm-up (one generation batch; each run's firs
 timings. The variants alternate round by round (A B, then B A, ...), so a machine shared with other jobs slows both
 alike; the load average at the start and the end is printed with the table.
 
-Data: the test and sft_train splits of /work/shared/data/persona-tailoring-BeaverTails when present, else
+Data: the test and sft_train splits of $PERSONA_PAPER_DATA/persona-tailoring-BeaverTails (default ../shared/data) when present, else
 data/sample-tailoring. Run from the repository root::
 
     python -m bench.pt_throughput                                   # defaults: ~6 minutes on 2 busy CPU cores
@@ -33,8 +33,9 @@ from pathlib import Path
 from persona_core.cli import parse_args
 from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT
 from persona_core.errors import UsageError
+from persona_core.layout import paper_data_dir
 
-PAPER_DATA = Path("/work/shared/data/persona-tailoring-BeaverTails")
+PAPER_DATA = paper_data_dir() / "persona-tailoring-BeaverTails"
 SAMPLE_DATA = REPO_ROOT / "data" / "sample-tailoring"
 PAPER_TRAIN_BATCH_SIZE = 1
 

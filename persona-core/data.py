@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from enum import Enum
 from pathlib import Path
 
 from persona_core.errors import UsageError
+from persona_core.layout import DATASET_DICT_FILE, PREFERENCE_COLUMNS, row_key  # noqa: F401  (re-exported)
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
-PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
 
 
 class Partition(str, Enum):
@@ -108,7 +107,7 @@ def _load_file(path: Path, cache_dir: str | None):
 
 def _jsonl_split_files(folder: Path) -> dict[str, Path]:
     """``{split: file}`` for a folder of ``<split>.jsonl`` files; empty for a ``save_to_disk`` folder."""
-    if (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file():
+    if (folder / DATASET_DICT_FILE).is_file() or (folder / "state.json").is_file():
         return {}
     return {file.stem: file for file in sorted(folder.glob("*.jsonl")) if file.is_file()}
 
@@ -163,9 +162,3 @@ def check_columns(dataset, required: tuple[str, ...], where: str) -> None:
         )
     if len(dataset) == 0:
         raise UsageError(f"{where} is empty: pass a dataset with at least one row")
-
-
-def row_key(row: dict) -> str:
-    """A short digest of a preference row, so ids from another dataset never match this one."""
-    text = "\x1f".join(str(row.get(c, "")) for c in PREFERENCE_COLUMNS)
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:10]

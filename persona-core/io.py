@@ -129,9 +129,15 @@ def write_json_atomic(path: str | os.PathLike, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False))
 
 
-def read_records(path: str | os.PathLike) -> list[dict]:
-    """Read a JSONL file, or a JSON array (the paper's released outputs use arrays despite the suffix)."""
+def read_records(path: str | os.PathLike, skip_torn_tail: bool = False) -> list[dict]:
+    """Read a JSONL file, or a JSON array (the paper's released outputs use arrays despite the suffix).
+
+    ``skip_torn_tail`` drops a last line without its newline: a checkpoint that a run may still be appending to.
+    """
     text = Path(path).read_text(encoding="utf-8")
     if text.lstrip().startswith("["):
         return json.loads(text)
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    lines = text.splitlines(keepends=True)
+    if skip_torn_tail and lines and not lines[-1].endswith("\n"):
+        lines.pop()
+    return [json.loads(line) for line in lines if line.strip()]

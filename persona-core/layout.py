@@ -6,6 +6,8 @@ Python stages import these; bash asks the command line::
         --pi_nickname SmolLM2-135M-Instruct --pt_nickname SmolLM2-135M-Instruct   # NAME=path lines for `eval`
     python -m persona_core.layout pi_results --res_dir results/persona-inference \\
         --model_nickname SmolLM2-135M-Instruct --inference_split Sample --run_name default
+    python -m persona_core.layout datasets ...   # AUGMENTED= and TAILORING= (scripts/build_data.sh)
+    python -m persona_core.layout pt_model ...   # ADAPTER_DONE=, MERGED=, MERGED_DONE= (scripts/dpo.sh)
 
 Each stage writes, in its folder, ``{name}.jsonl`` (final results, written atomically when nothing failed),
 ``{name}.checkpoint.jsonl`` (append-only), ``{name}.run.json`` (the run record) and ``{name}.fingerprint.json``
@@ -55,6 +57,12 @@ def row_key(row: dict) -> str:
 def persona_id(index: int, side: str, row: dict) -> str:
     """The id of a row's persona for one side: ``{row}-{side}-{row_key}``."""
     return f"{index}-{side}-{row_key(row)}"
+
+
+def parse_persona_id(record_id: str) -> tuple[int, str, str] | None:
+    """(row, side, row key) of an id made by ``persona_id``, else None."""
+    match = re.fullmatch(r"(\d+)-(chosen|rejected)-([0-9a-f]+)", str(record_id))
+    return (int(match[1]), match[2], match[3]) if match else None
 
 
 def nickname(model_name: str) -> str:
@@ -134,11 +142,17 @@ def saliency_table(folder: Path) -> Path:
     return folder / f"{FIGURE_NAMES['saliency']}.csv"
 
 
+def figure_table(folder: Path, figure: str) -> Path:
+    """The CSV of the numbers behind one figure (``accuracy``, ``prefs``, ``saliency``)."""
+    return Path(folder) / f"{FIGURE_NAMES[figure]}.csv"
+
+
 # --- datasets built from personas -------------------------------------------------------------------------------
 
 
-def augmented_dataset_dir(out_dir, inference_split: str, model_nickname: str, run_name: str) -> Path:
-    return Path(out_dir) / nickname(f"augmented-{inference_split}-{model_nickname}-{run_name}")
+def augmented_dataset_dir(out_dir, inference_split: str, model_nickname: str, run_name: str, name: str | None = None) -> Path:
+    """``{out_dir}/augmented-{split}-{nickname}-{run}``, or ``{out_dir}/{name}`` (``--new_dataset_name``), file-system safe."""
+    return Path(out_dir) / nickname(name or f"augmented-{inference_split}-{model_nickname}-{run_name}")
 
 
 def tailoring_dataset_dir(out_dir, inference_split: str) -> Path:
@@ -307,19 +321,41 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("--root", "--dataset", "--pi_nickname", "--pt_nickname"):
         pipeline.add_argument(flag, required=True)
     pi = sub.add_parser("pi_results", help="the final results file of one persona-inference experiment")
-    for flag in ("--res_dir", "--model_nickname", "--inference_split"):
+    for flag in ("--res_dir", "--inference_split"):
         pi.add_argument(flag, required=True)
+    who = pi.add_mutually_exclusive_group(required=True)
+    who.add_argument("--model_nickname")
+    who.add_argument("--model_name", help="the nickname is derived from it, as run_model does")
     pi.add_argument("--run_name", default="default")
     pi.add_argument("--experiment", default=PERSONA_INFERENCE, choices=PI_EXPERIMENTS)
     pi.add_argument("--partition", default=FULL_PARTITION)
+    datasets = sub.add_parser("datasets", help="AUGMENTED= and TAILORING= folders of scripts/build_data.sh")
+    for flag in ("--out_dir", "--inference_split", "--model_nickname", "--run_name"):
+        datasets.add_argument(flag, required=True)
+    datasets.add_argument("--new_dataset_name")
+    pt_model = sub.add_parser("pt_model", help="ADAPTER_DONE=, MERGED= and MERGED_DONE= of one trained PT model")
+    for flag in ("--model_save_dir", "--dataset_name", "--model_nickname", "--method", "--training_type"):
+        pt_model.add_argument(flag, required=True)
     args = parser.parse_args(argv)
+    if args.what == "pi_results":
+        files = pi_files(args.res_dir, args.model_nickname or nickname(args.model_name), args.inference_split,
+                         args.run_name, args.experiment, args.partition)
+        print(files.results)
+        return 0
     if args.what == "pipeline":
         paths = pipeline_paths(args.root, args.dataset, args.pi_nickname, args.pt_nickname)
-        print("\n".join(f"{name}={shlex.quote(str(path))}" for name, path in paths.items()))
+    elif args.what == "datasets":
+        paths = {
+            "AUGMENTED": augmented_dataset_dir(args.out_dir, args.inference_split, args.model_nickname, args.run_name,
+                                               args.new_dataset_name),
+            "TAILORING": tailoring_dataset_dir(args.out_dir, args.inference_split),
+        }
     else:
-        files = pi_files(args.res_dir, args.model_nickname, args.inference_split, args.run_name, args.experiment,
-                         args.partition)
-        print(files.results)
+        dirs = PTModelDirs.of(args.model_save_dir, args.dataset_name, args.model_nickname, args.method,
+                              args.training_type)
+        paths = {"ADAPTER_DONE": dirs.adapter / ADAPTER_CONFIG_FILE, "MERGED": dirs.merged,
+                 "MERGED_DONE": dirs.merged / MODEL_CONFIG_FILE}
+    print("\n".join(f"{name}={shlex.quote(str(path))}" for name, path in paths.items()))
     return 0
 
 

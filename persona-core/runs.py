@@ -76,7 +76,14 @@ def open_run(files: StageFiles, fingerprint: dict, overwrite: bool = False) -> I
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _check_fingerprint(files: StageFiles, fingerprint: dict, overwrite: bool) -> None:
+def check_fingerprint(files: StageFiles, fingerprint: dict, overwrite: bool = False) -> None:
+    """The refusal ``open_run`` gives for results made with other settings, without taking the folder or writing:
+    a stage can call it before loading a model, so a refused rerun stops at once (``open_run`` checks again)."""
+    if not overwrite:
+        _check_fingerprint(files, json.loads(json.dumps(fingerprint, default=str)), overwrite, write=False)
+
+
+def _check_fingerprint(files: StageFiles, fingerprint: dict, overwrite: bool, write: bool = True) -> None:
     outputs = [files.results, files.checkpoint, files.run_record]
     recorded = json.loads(files.fingerprint.read_text(encoding="utf-8")) if files.fingerprint.exists() else None
     has_outputs = any(path.exists() for path in outputs)
@@ -89,7 +96,8 @@ def _check_fingerprint(files: StageFiles, fingerprint: dict, overwrite: bool) ->
             f"{files.folder} holds {files.name} results made with other settings ({'; '.join(changed[:3])}): "
             "pass another --run_name to keep both, or --overwrite to redo them"
         )
-    write_json_atomic(files.fingerprint, fingerprint)
+    if write:
+        write_json_atomic(files.fingerprint, fingerprint)
 
 
 def versions() -> dict:

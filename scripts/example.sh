@@ -1,40 +1,42 @@
 #!/usr/bin/env bash
 # Persona inference on the embedded SmolLM2-135M-Instruct and the sample data (offline, no keys), then a
 # short summary. Edit the variables, or set them from the environment, e.g.:
-#   model_type=open_ai model_name=gpt-4o-mini dataset_name=nbalepur/persona-inference \
-#       inference_split=BeaverTails bash scripts/example.sh
+#   bash scripts/example.sh
+#   PI_TYPE=open_ai PI_MODEL=gpt-4o-mini DATA=nbalepur/persona-inference DATASET=BeaverTails bash scripts/example.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 
-run_name=${run_name:-default}
-model_name=${model_name:-SmolLM2-135M-Instruct}          # Hub id, local folder, API model, or the embedded model
-model_nickname=${model_nickname:-}                       # results folder name (default: derived from model_name)
-model_type=${model_type:-hf_chat}                        # hf_chat | open_ai | anthropic | cohere
-dataset_name=${dataset_name:-data/sample_preferences.jsonl}
-inference_split=${inference_split:-Sample}               # dataset name / Hub config (BeaverTails, Anthropic HHH, ...)
-partition=${partition:-full}
-experiments=${experiments:-persona_inference}            # add persona_accuracy persona_prefs to judge the personas
-base_url=${base_url:-}                                   # e.g. http://localhost:8000/v1 for vLLM / Ollama / llama.cpp
-res_dir=${res_dir:-results/persona-inference}
+RUN_NAME=${RUN_NAME:-default}
+PI_MODEL=${PI_MODEL:-SmolLM2-135M-Instruct}      # Hub id, local folder, API model, or the embedded model
+PI_NICKNAME=${PI_NICKNAME:-}                     # results folder name (default: derived from PI_MODEL)
+PI_TYPE=${PI_TYPE:-hf_chat}                      # hf_chat | open_ai | anthropic | cohere
+DATA=${DATA:-data/sample_preferences.jsonl}      # preference rows (prompt, chosen, rejected): file, folder, Hub id
+DATASET=${DATASET:-Sample}                       # dataset name / Hub config (BeaverTails, Anthropic HHH, ...)
+PARTITION=${PARTITION:-full}
+EXPERIMENTS=${EXPERIMENTS:-persona_inference}    # add persona_accuracy persona_prefs to judge the personas
+PI_BASE_URL=${PI_BASE_URL:-}                     # e.g. http://localhost:8000/v1 for vLLM / Ollama / llama.cpp
+PI_DIR=${PI_DIR:-results/persona-inference}
 
-args=(--run_name "$run_name" --model_name "$model_name" --model_type "$model_type"
-      --dataset_name "$dataset_name" --inference_split "$inference_split" --partition "$partition"
-      --res_dir "$res_dir" --experiments $experiments)
-[ -n "$model_nickname" ] && args+=(--model_nickname "$model_nickname")
-[ -n "$base_url" ] && args+=(--base_url "$base_url")
+# shellcheck disable=SC2206  # EXPERIMENTS holds several names
+args=(--run_name "$RUN_NAME" --model_name "$PI_MODEL" --model_type "$PI_TYPE" --dataset_name "$DATA"
+      --inference_split "$DATASET" --partition "$PARTITION" --res_dir "$PI_DIR" --experiments $EXPERIMENTS)
+[ -n "$PI_NICKNAME" ] && args+=(--model_nickname "$PI_NICKNAME")
+[ -n "$PI_BASE_URL" ] && args+=(--base_url "$PI_BASE_URL")
+if [ -n "$PI_NICKNAME" ]; then who=(--model_nickname "$PI_NICKNAME"); else who=(--model_name "$PI_MODEL"); fi
+personas=$("$PYTHON" -m persona_core.layout pi_results --res_dir "$PI_DIR" "${who[@]}" --inference_split "$DATASET" \
+    --run_name "$RUN_NAME" --partition "$PARTITION")
 
 start=$(date +%s)
 "$PYTHON" -m persona_inference.model.run_model "${args[@]}"
 
-"$PYTHON" - "$res_dir" "$inference_split" "$run_name" "$partition" "$(($(date +%s) - start))" <<'PY'
-import json, sys
-from pathlib import Path
+"$PYTHON" - "$personas" "$(($(date +%s) - start))" <<'PY'
+import sys
 
-res_dir, split, run_name, partition, seconds = sys.argv[1:]
-subpath = Path(split) / run_name / ("" if partition == "full" else partition) / "persona_inference.jsonl"
-path = max(Path(res_dir).glob(f"*/{subpath}"), key=lambda p: p.stat().st_mtime)
-records = [json.loads(line) for line in path.open()]
+from persona_core.io import read_records
+
+path, seconds = sys.argv[1:]
+records = read_records(path)
 rows = {r["row"] for r in records}
 print(f"\n== summary: {len(records)} personas for {len(rows)} rows in {seconds}s -> {path}")
 for record in records[:: max(1, len(records) // 3)][:3]:

@@ -13,7 +13,7 @@
 # with OPENAI_BASE_URL set) and JUDGE_MAX_TOKENS=1024.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # see scripts/sft.sh: more BLAS threads thrash a small shared CPU
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # see scripts/lib/tailoring.sh (more BLAS threads thrash a small CPU)
 PYTHON=${PYTHON:-python3}
 
 # --- models ---
@@ -43,16 +43,11 @@ BATCH_SIZE=${BATCH_SIZE:-4}
 MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-64}             # per tailored response
 JUDGE_MAX_TOKENS=${JUDGE_MAX_TOKENS:-128}        # judge feedback + verdict (a real judge needs 512+)
 
-PI_DIR="$ROOT/persona-inference"
-PI_RUN="$PI_DIR/$PI_NICKNAME/$DATASET/default"
-FIGURES="$PI_DIR/figures/default"
-AUGMENTED="$ROOT/datasets/augmented-$DATASET-$PI_NICKNAME-default"
-TAILORING="${TAILORING_DATA:-$ROOT/datasets/persona-tailoring-$DATASET}"
-MODELS="$ROOT/models/$DATASET/$PT_NICKNAME"
-GENERATIONS="$ROOT/persona-tailoring/$DATASET/$PT_NICKNAME"
-WITH_PERSONA="$GENERATIONS/dpo_Persona(training_type=chosen, inference_type=gold-chosen).jsonl"
-WITHOUT_PERSONA="$GENERATIONS/dpo_Persona(training_type=chosen, inference_type=none).jsonl"
-COMPARISON="$ROOT/judge/comparisons/$DATASET/$PT_NICKNAME/dpo-chosen-none_vs_dpo-chosen-gold-chosen"
+# Every folder and file below $ROOT, from the contract module: NAME=path lines (PI_DIR, PERSONAS, AUGMENTED,
+# SFT_MERGED, JUDGMENTS, ...; run the command below to see them all).
+eval "$("$PYTHON" -m persona_core.layout pipeline --root "$ROOT" --dataset "$DATASET" --pi_nickname "$PI_NICKNAME" \
+    --pt_nickname "$PT_NICKNAME")"
+TAILORING=${TAILORING_DATA:-$TAILORING}
 
 # stage NAME OUTPUT... -- COMMAND...: run COMMAND unless every OUTPUT exists (each module writes its final
 # output last and atomically, so an existing output means a finished stage).
@@ -75,71 +70,68 @@ stage() {
 pi=(--model_name "$PI_MODEL" --model_nickname "$PI_NICKNAME" --model_type "$PI_TYPE" --dataset_name "$DATA"
     --inference_split "$DATASET" --res_dir "$PI_DIR")
 pt=(--base_model_name "$BASE_MODEL" --model_nickname "$PT_NICKNAME" --dataset_name "$DATASET"
-    --hf_dataset_name "$TAILORING" --model_save_dir "$ROOT/models" --results_save_dir "$ROOT/persona-tailoring"
+    --hf_dataset_name "$TAILORING" --model_save_dir "$MODELS" --results_save_dir "$GENERATIONS"
     --training_type chosen)
 training=(--num_train_epochs "$EPOCHS" --per_device_train_batch_size "$BATCH_SIZE" --gradient_accumulation_steps 1)
-comparison=(--results_save_dir "$ROOT/persona-tailoring" --dataset_name "$DATASET" --model_nickname "$PT_NICKNAME"
-    --output_dir "$ROOT/judge" --model_type_base dpo --training_type_base chosen --inference_type_base none
+comparison=(--results_save_dir "$GENERATIONS" --dataset_name "$DATASET" --model_nickname "$PT_NICKNAME"
+    --output_dir "$JUDGE_DIR" --model_type_base dpo --training_type_base chosen --inference_type_base none
     --model_type_test dpo --training_type_test chosen --inference_type_test gold-chosen)
 
 begin=$(date +%s)
-stage "persona inference" "$PI_RUN/persona_inference.jsonl" -- \
+stage "persona inference" "$PERSONAS" -- \
     "$PYTHON" -m persona_inference.model.run_model "${pi[@]}" --experiments persona_inference
-stage "persona accuracy" "$PI_RUN/persona_accuracy.jsonl" -- \
+stage "persona accuracy" "$ACCURACY" -- \
     "$PYTHON" -m persona_inference.model.run_model "${pi[@]}" --experiments persona_accuracy \
     --persona_models "$PI_NICKNAME"
-stage "persona preferences" "$PI_RUN/persona_prefs.jsonl" -- \
+stage "persona preferences" "$PREFS" -- \
     "$PYTHON" -m persona_inference.model.run_model "${pi[@]}" --experiments persona_prefs
-stage "augmented dataset" "$AUGMENTED/dataset_dict.json" -- \
+stage "augmented dataset" "$AUGMENTED_DONE" -- \
     "$PYTHON" -m persona_inference.model.build_augmented_dataset --dataset_name "$DATA" --inference_split "$DATASET" \
-    --model "$PI_NICKNAME" --res_dir "$PI_DIR" --out_dir "$ROOT/datasets" --no-push_to_hub
+    --model "$PI_NICKNAME" --res_dir "$PI_DIR" --out_dir "$DATASETS" --no-push_to_hub
 # (fewshot 1 and a quarter for test leave the most rows for training; nothing here uses the fewshot split)
 stage "tailoring dataset" "$TAILORING" -- \
     "$PYTHON" -m persona_inference.model.build_tailoring_dataset --dataset_name "$AUGMENTED" --output "$TAILORING" \
     --fewshot_rows 1 --test_fraction 0.25
-stage "SFT" "$MODELS/sft_chosen/adapter/adapter_config.json" -- \
+stage "SFT" "$SFT_ADAPTER" -- \
     "$PYTHON" -m persona_tailoring.model.run_model --method sft --stage train "${pt[@]}" "${training[@]}" \
     --learning_rate "$SFT_LEARNING_RATE"
-stage "SFT merge" "$MODELS/sft_chosen/merged/config.json" -- \
+stage "SFT merge" "$SFT_MERGED_DONE" -- \
     "$PYTHON" -m persona_tailoring.model.run_model --method sft --stage merge "${pt[@]}"
-stage "DPO" "$MODELS/dpo_chosen/adapter/adapter_config.json" -- \
+stage "DPO" "$DPO_ADAPTER" -- \
     "$PYTHON" -m persona_tailoring.model.run_model --method dpo --stage train "${pt[@]}" "${training[@]}" \
     --learning_rate "$DPO_LEARNING_RATE"
-stage "DPO merge" "$MODELS/dpo_chosen/merged/config.json" -- \
+stage "DPO merge" "$DPO_MERGED_DONE" -- \
     "$PYTHON" -m persona_tailoring.model.run_model --method dpo --stage merge "${pt[@]}"
 stage "generation with and without personas" "$WITH_PERSONA" "$WITHOUT_PERSONA" -- \
     "$PYTHON" -m persona_tailoring.model.run_model --method dpo --stage infer "${pt[@]}" \
     --inference_type gold-chosen none --max_new_tokens "$MAX_NEW_TOKENS"
-stage "judge" "$COMPARISON/judgments.jsonl" -- \
+stage "judge" "$JUDGMENTS" -- \
     "$PYTHON" -m persona_tailoring.evaluation.run_judge "${comparison[@]}" --judge_model_type "$JUDGE_TYPE" \
     --judge_model_name "$JUDGE_MODEL" --max_tokens "$JUDGE_MAX_TOKENS"
-stage "win rate" "$COMPARISON/win_rate.json" "$COMPARISON/win_rate.png" "$COMPARISON/win_rate.pdf" -- \
+stage "win rate" "$WIN_RATE_JSON" "$WIN_RATE_PNG" "$WIN_RATE_PDF" -- \
     "$PYTHON" -m persona_tailoring.evaluation.win_rate "${comparison[@]}" --plot
-stage "persona accuracy plot" "$FIGURES/persona_accuracy.png" "$FIGURES/persona_accuracy.pdf" -- \
+stage "persona accuracy plot" "$ACCURACY_PNG" "$ACCURACY_PDF" -- \
     "$PYTHON" -m persona_inference.evaluation.accuracy_plot --res_dir "$PI_DIR"
-stage "persona preferences plot" "$FIGURES/persona_prefs.png" "$FIGURES/persona_prefs.pdf" -- \
+stage "persona preferences plot" "$PREFS_PNG" "$PREFS_PDF" -- \
     "$PYTHON" -m persona_inference.evaluation.persona_prefs_plot --res_dir "$PI_DIR"
 # (32 personas: a word found in 2 counts, where the paper's thousands use 10)
-stage "word saliency" "$FIGURES/word_saliency.png" "$FIGURES/word_saliency.pdf" -- \
+stage "word saliency" "$SALIENCY_PNG" "$SALIENCY_PDF" -- \
     "$PYTHON" -m persona_inference.evaluation.word_saliency --res_dir "$PI_DIR" --min_count 2
 
 artifacts=(
-    "personas=$PI_RUN/persona_inference.jsonl" "persona accuracy=$PI_RUN/persona_accuracy.jsonl"
-    "persona preferences=$PI_RUN/persona_prefs.jsonl" "augmented dataset=$AUGMENTED"
-    "tailoring dataset=$TAILORING" "merged SFT model=$MODELS/sft_chosen/merged"
-    "merged DPO model=$MODELS/dpo_chosen/merged" "responses with personas=$WITH_PERSONA"
-    "responses without personas=$WITHOUT_PERSONA" "judgments=$COMPARISON/judgments.jsonl"
-    "win rates=$COMPARISON/win_rate.json" "win-rate plot=$COMPARISON/win_rate.png"
-    "persona accuracy plot=$FIGURES/persona_accuracy.png" "persona preferences plot=$FIGURES/persona_prefs.png"
-    "word saliency=$FIGURES/word_saliency.png"
+    "personas=$PERSONAS" "persona accuracy=$ACCURACY" "persona preferences=$PREFS" "augmented dataset=$AUGMENTED"
+    "tailoring dataset=$TAILORING" "merged SFT model=$SFT_MERGED" "merged DPO model=$DPO_MERGED"
+    "responses with personas=$WITH_PERSONA" "responses without personas=$WITHOUT_PERSONA"
+    "judgments=$JUDGMENTS" "win rates=$WIN_RATE_JSON" "win-rate plot=$WIN_RATE_PNG"
+    "persona accuracy plot=$ACCURACY_PNG" "persona preferences plot=$PREFS_PNG" "word saliency=$SALIENCY_PNG"
 )
-"$PYTHON" - "$(($(date +%s) - begin))" "$PI_RUN" "$COMPARISON" "${artifacts[@]}" <<'PY'
+"$PYTHON" - "$(($(date +%s) - begin))" "$PERSONAS_RUN" "$ACCURACY_RUN" "$JUDGE_RUN" "$WIN_RATE_JSON" \
+    "${artifacts[@]}" <<'PY'
 import json
 import sys
 from pathlib import Path
 
-seconds, pi_run, comparison, *artifacts = sys.argv[1:]
-pi_run, comparison = Path(pi_run), Path(comparison)
+seconds, personas_run, accuracy_run, judge_run, win_rate, *artifacts = sys.argv[1:]
 load = lambda path: json.loads(Path(path).read_text())  # noqa: E731
 percent = lambda x: "undefined" if x is None or x != x else f"{100 * x:.1f}%"  # noqa: E731 (None or NaN)
 
@@ -148,15 +140,15 @@ for artifact in artifacts:
     name, path = artifact.split("=", 1)
     print(f"{'✓' if Path(path).exists() else '✗ missing'}  {name:27} {path}")
 
-inference = load(pi_run / "persona_inference.run.json")
+inference = load(personas_run)
 print(f"\npersonas well-formed:        {inference['well_formed']}/{inference['stats']['total']}")
-for row in load(pi_run / "persona_accuracy.run.json")["summary"]:
+for row in load(accuracy_run)["summary"]:
     print(f"persona accuracy, {row['side'] + ':':9}  {percent(row['accuracy'])} of {row['valid']} valid "
           f"answers ({row['invalid']} invalid)")
-verdicts = load(comparison / "judge.run.json")["verdicts"]
+verdicts = load(judge_run)["verdicts"]
 print(f"judge invalid verdicts:      {verdicts['invalid_after_retry']}/{verdicts['total']} after one retry "
       f"({verdicts['invalid_first_attempt']} on the first attempt)")
-scores = load(comparison / "win_rate.json")
+scores = load(win_rate)
 for metric in ("personalization", "response_quality"):
     print(f"win rate, {metric + ':':18} {percent(scores[metric]['win_rate'])} (with vs without personas)")
 delta = scores["delta_pq"]["value"]

@@ -3,7 +3,7 @@
 import json
 
 from bench import pi_throughput, pt_throughput
-from tests.pi_support import write_preferences
+from tests.conftest import write_preferences
 
 
 def test_pi_throughput_runs_and_compares_outputs(tiny_model_dir, tmp_path):

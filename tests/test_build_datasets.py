@@ -10,8 +10,10 @@ from pathlib import Path
 
 import datasets
 import pytest
-from persona_core.data import load_splits, row_key
+
+from persona_core.data import load_splits
 from persona_core.errors import UsageError
+from persona_core.layout import TAILORING_SPLITS, paper_data_dir, row_key
 from persona_inference.model import build_augmented_dataset as augmentation
 from persona_inference.model import build_tailoring_dataset as tailoring
 
@@ -21,7 +23,7 @@ WORDS = (
     "forest glacier hammer igloo jacket koala lemon marble nectar oyster parrot quiver rocket signal timber "
     "urchin velvet willow xylophone yogurt zipper acorn beacon cobalt dagger"
 ).split()
-PAPER_BEAVERTAILS = Path("/work/shared/data/persona-tailoring-BeaverTails")
+PAPER_BEAVERTAILS = paper_data_dir() / "persona-tailoring-BeaverTails"
 
 
 def make_rows(n: int, twins: int = 0) -> list[dict]:
@@ -100,7 +102,8 @@ def test_missing_and_failed_personas_are_refused_with_counts_and_the_resume_comm
     # A run with a failed request keeps only its checkpoint and its run.json.
     write_jsonl(run / "persona_inference.checkpoint.jsonl", persona_records(rows, present, failed=((5, "chosen"),)))
     arguments = {"model_name": "my-model", "model_nickname": "fake-model", "model_type": "open_ai",
-                 "base_url": "http://localhost:8000/v1", "dataset_name": argv[1], "split": "train"}
+                 "base_url": "http://localhost:8000/v1", "dataset_name": argv[1], "split": "train",
+                 "max_tokens": 50, "stop_token": ["\n", "Persona:"], "temperature": 0.0}  # (the default is left out)
     (run / "persona_inference.run.json").write_text(json.dumps({"arguments": arguments}))
     with pytest.raises(UsageError) as error:
         augmentation.main(argv)
@@ -109,8 +112,8 @@ def test_missing_and_failed_personas_are_refused_with_counts_and_the_resume_comm
     assert (
         f"python -m persona_inference.model.run_model --run_name r1 --model_name my-model --model_nickname fake-model "
         f"--model_type open_ai --base_url http://localhost:8000/v1 --dataset_name {argv[1]} --inference_split Tiny "
-        f"--res_dir {tmp_path / 'res'}" in message
-    )
+        f"--res_dir {tmp_path / 'res'} --max_tokens 50 --stop_token '\n' Persona:" in message
+    )  # with the generation settings the run's fingerprint holds, so the resume is not refused
     assert not (tmp_path / "out").exists()
 
 
@@ -196,9 +199,9 @@ def source_row(persona_text: str) -> int:
 def test_tailoring_dataset_has_six_disjoint_splits_and_the_paper_columns(tmp_path):
     rows = make_rows(40)
     built = build(tmp_path, rows, "--retriever", "bm25")
-    assert set(built) == set(tailoring.SPLITS)
+    assert set(built) == set(TAILORING_SPLITS)
     assert len(built["fewshot"]) == 5
-    prompts = [set(built[name]["prompt"]) for name in tailoring.SPLITS]
+    prompts = [set(built[name]["prompt"]) for name in TAILORING_SPLITS]
     assert sum(len(p) for p in prompts) == len(set().union(*prompts)) == len(rows)
     for split in built.values():
         assert split.column_names == list(tailoring.COLUMNS)

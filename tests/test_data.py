@@ -5,8 +5,10 @@ from pathlib import Path
 
 import datasets
 import pytest
+
 from persona_core.data import PREFERENCE_COLUMNS, load_split, load_splits
 from persona_core.errors import UsageError
+from persona_core.layout import paper_data_dir
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 TAILORING = DATA / "sample-tailoring"
@@ -144,7 +146,7 @@ def test_missing_path_and_unsupported_file_are_usage_errors(tmp_path):
         load_splits(str(tmp_path / "empty"))
 
 
-PAPER_TAILORING = Path("/work/shared/data/persona-tailoring-Mnemonic")
+PAPER_TAILORING = paper_data_dir() / "persona-tailoring-Mnemonic"
 
 
 @pytest.mark.skipif(not PAPER_TAILORING.is_dir(), reason="paper data not on this machine")

@@ -1,6 +1,7 @@
 """The judge answer parser on real-looking outputs: clear picks are read, anything unclear is invalid (None)."""
 
 import pytest
+
 from persona_inference.model.judging import parse_choice, proportion_stderr
 
 

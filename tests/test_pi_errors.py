@@ -21,6 +21,9 @@ CASES = {
     "missing_model_path": (["--model_name", "{tmp}/no-such-model"], "does not exist: pass an existing folder"),
     "missing_dataset_path": (["--dataset_name", "{tmp}/no-such.jsonl"], "does not exist: pass an existing file"),
     "bad_number": (["--max_tokens", "many"], "invalid int value"),
+    "negative_temperature": (["--temperature", "-1"], "--temperature must be 0 or more"),
+    "zero_max_tokens": (["--max_tokens", "0"], "--max_tokens must be positive"),
+    "zero_judge_max_tokens": (["--judge_max_tokens", "0"], "--judge_max_tokens must be positive"),
 }
 
 

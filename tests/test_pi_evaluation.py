@@ -11,11 +11,12 @@ from __future__ import annotations
 import csv
 import json
 import re
-from pathlib import Path
 
 import pytest
+
 from persona_core.errors import run_cli
 from persona_core.io import read_records
+from persona_core.layout import paper_data_dir
 from persona_core.loopback import LoopbackLLMServer
 from persona_inference.evaluation import accuracy_plot, persona_prefs_plot, word_saliency
 from persona_inference.model import persona_accuracy, persona_prefs, run_model
@@ -280,6 +281,7 @@ def test_judgments_resume_and_rejudge_only_what_changed(tmp_path, capsys):
 
 def test_failed_judgments_leave_no_results_and_are_retried(tmp_path, capsys):
     import datasets
+
     from persona_core.prompts import load_template
     from persona_inference import PROMPT_DIR
 
@@ -436,7 +438,7 @@ def test_script_flag_errors(chain, tmp_path, capsys, script, argv, fragment):
     assert not (tmp_path / "out").exists()
 
 
-PAPER_DATA = Path("/work/shared/data/persona-tailoring-BeaverTails")
+PAPER_DATA = paper_data_dir() / "persona-tailoring-BeaverTails"
 
 
 @pytest.mark.skipif(not PAPER_DATA.is_dir(), reason="the paper's data is not on this machine")

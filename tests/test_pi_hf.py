@@ -5,10 +5,10 @@ import itertools
 import json
 
 import pytest
+
 from persona_core.llm.base import GenerationConfig, Request, cut_at_stop
 from persona_core.llm.hf import MIN_SHARED_PREFIX, HFBackend, load_model_and_tokenizer
 from persona_inference.model import run_model
-
 from tests.pi_support import read_jsonl, write_preferences
 
 PROMPTS = [
@@ -41,11 +41,11 @@ def tiny(tiny_model_dir):
 def generate(
     tiny, batch_size: int, stop: list[str] | None = None, max_tokens: int = 12, prompts: list[str] = PROMPTS) -> dict[str, str]:
     model, tokenizer = tiny
-    backend = HFBackend("tiny", GenerationConfig(max_tokens=max_tokens, stop=stop or []), batch_size, model=model,
-                        tokenizer=tokenizer)
+    backend = HFBackend("tiny", batch_size, model=model, tokenizer=tokenizer)
     requests = [Request(str(i), prompt, prefill="The user is") for i, prompt in enumerate(prompts)]
     results = {}
-    backend.generate(requests, lambda completion: results.__setitem__(completion.id, completion))
+    generation = GenerationConfig(max_tokens=max_tokens, stop=stop or [])
+    backend.generate(requests, lambda completion: results.__setitem__(completion.id, completion), generation)
     assert sorted(results) == sorted(r.id for r in requests)  # each request answered exactly once
     assert all(c.ok for c in results.values())
     return {i: c.text for i, c in results.items()}
@@ -70,7 +70,7 @@ def test_batched_greedy_equals_transformers_generate(tiny):
 
     model, tokenizer = tiny
     ours = generate(tiny, batch_size=4, prompts=PROMPTS)
-    backend = HFBackend("tiny", GenerationConfig(), model=model, tokenizer=tokenizer)
+    backend = HFBackend("tiny", model=model, tokenizer=tokenizer)
     for i, prompt in enumerate(PROMPTS):
         text = backend.render(Request(str(i), prompt, prefill="The user is"))
         ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
@@ -83,10 +83,10 @@ def test_sampling_is_seeded(tiny):
     model, tokenizer = tiny
 
     def sample(seed: int) -> dict:
-        backend = HFBackend("tiny", GenerationConfig(temperature=1.0, max_tokens=8, seed=seed), 3, model=model,
-                            tokenizer=tokenizer)
+        backend = HFBackend("tiny", 3, model=model, tokenizer=tokenizer)
         results = {}
-        backend.generate([Request(str(i), p) for i, p in enumerate(PROMPTS)], lambda c: results.__setitem__(c.id, c.text))
+        backend.generate([Request(str(i), p) for i, p in enumerate(PROMPTS)], lambda c: results.__setitem__(c.id, c.text),
+                         GenerationConfig(temperature=1.0, max_tokens=8, seed=seed))
         return results
 
     assert sample(1) == sample(1)
@@ -158,17 +158,19 @@ def generate_alone(tiny, text: str, max_tokens: int, stop: list[str], min_tokens
     return (text, len(new)) if with_length else text
 
 
-def run_recording_rounds(backend: HFBackend, requests: list[Request]) -> tuple[dict, list[list[int]]]:
+def run_recording_rounds(
+    backend: HFBackend, requests: list[Request], generation: GenerationConfig
+) -> tuple[dict, list[list[int]]]:
     """The backend's completions, and for each decoding round the tokens each of its rows had generated before it."""
     rounds, decode_round = [], backend.decode_round
 
-    def recording(active, on_finished):
+    def recording(active, on_finished, gen):
         rounds.append([len(s.generated) for s in active])
-        return decode_round(active, on_finished)
+        return decode_round(active, on_finished, gen)
 
     backend.decode_round = recording
     results = {}
-    backend.generate(requests, lambda completion: results.__setitem__(completion.id, completion))
+    backend.generate(requests, lambda completion: results.__setitem__(completion.id, completion), generation)
     assert sorted(results) == sorted(r.id for r in requests) and all(c.ok for c in results.values())
     return results, rounds
 
@@ -179,7 +181,7 @@ def staggered(tiny):
     prompts, which start decoding together, included), and what ``generate`` gives each prompt alone."""
     model, tokenizer = tiny
     requests = [Request(str(i), p, system=SYSTEM, history=FEW_SHOT, prefill="The user is") for i, p in enumerate(PROMPTS)]
-    backend = HFBackend("tiny", GenerationConfig(), model=model, tokenizer=tokenizer)
+    backend = HFBackend("tiny", model=model, tokenizer=tokenizer)
     texts = {r.id: backend.render(r) for r in requests}
     longest = sorted(texts, key=lambda i: -len(tokenizer(texts[i]).input_ids))[:2]
     unstopped = [generate_alone(tiny, t, 14, []) for t in texts.values()]
@@ -199,11 +201,10 @@ def test_continuous_batching_with_a_shared_prefix_equals_generate_alone(tiny, st
     """Rows leave and join between rounds and share the few-shot prefix, yet each output is that prompt's own."""
     model, tokenizer = tiny
     requests, stops, expected = staggered
-    backend = HFBackend("tiny", GenerationConfig(max_tokens=14, stop=stops), batch_size, round_tokens=round_tokens,
-                        model=model, tokenizer=tokenizer)
+    backend = HFBackend("tiny", batch_size, round_tokens=round_tokens, model=model, tokenizer=tokenizer)
     prefix = backend.shared_prefix([tokenizer(backend.render(r)).input_ids for r in requests])
     assert len(prefix) >= MIN_SHARED_PREFIX  # the prefix really is computed once and shared
-    results, rounds = run_recording_rounds(backend, requests)
+    results, rounds = run_recording_rounds(backend, requests, GenerationConfig(max_tokens=14, stop=stops))
     assert {i: c.text for i, c in results.items()} == expected
     if round_tokens < 14:
         assert max(max(r) for r in rounds) > 0  # some row went on after its first round
@@ -216,18 +217,18 @@ def test_one_token_prompts_and_plain_text(tiny):
     model, tokenizer = tiny
     prompts = ["a", "The user is", "Question: What is the capital of France?", "b"]
     assert len(tokenizer("a").input_ids) == 1
-    backend = HFBackend("tiny", GenerationConfig(max_tokens=9), 3, chat=False, round_tokens=2, model=model,
-                        tokenizer=tokenizer)
-    results, _ = run_recording_rounds(backend, [Request(str(i), p) for i, p in enumerate(prompts)])
+    backend = HFBackend("tiny", 3, chat=False, round_tokens=2, model=model, tokenizer=tokenizer)
+    requests = [Request(str(i), p) for i, p in enumerate(prompts)]
+    results, _ = run_recording_rounds(backend, requests, GenerationConfig(max_tokens=9))
     for i, prompt in enumerate(prompts):
         assert results[str(i)].text == generate_alone(tiny, prompt, 9, [], chat=False)
 
 
 def test_minimum_length_runs_each_batch_to_the_end(tiny):
     model, tokenizer = tiny
-    backend = HFBackend("tiny", GenerationConfig(max_tokens=10, min_tokens=6), 4, round_tokens=2, model=model,
-                        tokenizer=tokenizer)
-    results, rounds = run_recording_rounds(backend, [Request(str(i), p) for i, p in enumerate(PROMPTS)])
+    backend = HFBackend("tiny", 4, round_tokens=2, model=model, tokenizer=tokenizer)
+    requests = [Request(str(i), p) for i, p in enumerate(PROMPTS)]
+    results, rounds = run_recording_rounds(backend, requests, GenerationConfig(max_tokens=10, min_tokens=6))
     assert all(set(r) == {0} for r in rounds)  # no row is ever continued: one round per batch
     for i, prompt in enumerate(PROMPTS):
         text = backend.render(Request(str(i), prompt))
@@ -246,10 +247,11 @@ def test_sliding_window_models_fall_back_to_padded_batches(tiny, tmp_path):
 
     torch.manual_seed(0)
     model = MistralForCausalLM(config).eval()
-    backend = HFBackend("tiny-mistral", GenerationConfig(max_tokens=8), 4, model=model, tokenizer=tokenizer)
+    backend = HFBackend("tiny-mistral", 4, model=model, tokenizer=tokenizer)
     assert not backend.rows_splittable()
     results = {}
-    backend.generate([Request(str(i), p) for i, p in enumerate(PROMPTS)], lambda c: results.__setitem__(c.id, c))
+    backend.generate([Request(str(i), p) for i, p in enumerate(PROMPTS)], lambda c: results.__setitem__(c.id, c),
+                     GenerationConfig(max_tokens=8))
     for i, prompt in enumerate(PROMPTS):
         text = backend.render(Request(str(i), prompt))
         assert results[str(i)].text == generate_alone((model, tokenizer), text, 8, [])
@@ -263,7 +265,7 @@ def test_stop_string_criterion_is_built_once_for_all_rounds(tiny, monkeypatch):
     original = StopStringCriteria.__init__
     monkeypatch.setattr(StopStringCriteria, "__init__", lambda self, *a, **k: (built.append(1), original(self, *a, **k))[1])
     model, tokenizer = tiny
-    backend = HFBackend("tiny", GenerationConfig(max_tokens=12, stop=["zz"]), 2, round_tokens=2, model=model,
-                        tokenizer=tokenizer)
-    _, rounds = run_recording_rounds(backend, [Request(str(i), p) for i, p in enumerate(PROMPTS)])
+    backend = HFBackend("tiny", 2, round_tokens=2, model=model, tokenizer=tokenizer)
+    requests = [Request(str(i), p) for i, p in enumerate(PROMPTS)]
+    _, rounds = run_recording_rounds(backend, requests, GenerationConfig(max_tokens=12, stop=["zz"]))
     assert len(rounds) >= 6 and len(built) == 1

@@ -1,10 +1,10 @@
 """Partitions cover a dataset exactly once, for every partition size and odd dataset lengths."""
 
 import pytest
+
 from persona_core.data import Partition, partition_range
 from persona_core.loopback import LoopbackLLMServer
 from persona_inference.model import run_model
-
 from tests.pi_support import api_args, fake_persona, read_jsonl, write_preferences
 
 SIZES = {"half": 2, "quarter": 4, "eighth": 8}

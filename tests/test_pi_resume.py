@@ -9,7 +9,6 @@ import time
 
 from persona_core.loopback import LoopbackLLMServer
 from persona_inference.model import run_model
-
 from tests.pi_support import api_args, clean_env, fake_persona, read_jsonl, write_preferences
 
 N_ROWS = 6

@@ -1,35 +1,43 @@
-"""scripts/pipeline.sh end to end on the tiny random model: every artifact, the summary, and a rerun that skips."""
+"""scripts/pipeline.sh end to end on the tiny random model (every artifact, the summary, a rerun that skips), and
+the other scripts with a stand-in $PYTHON (which modules they start, with which flags)."""
 
 import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-
-pytestmark = pytest.mark.slow  # fifteen stages, each a fresh Python process (about 80 s on 2 cores)
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = 15
 
 
-def run_pipeline(model: Path, root: Path) -> subprocess.CompletedProcess:
-    env = os.environ | {"MODEL": str(model), "ROOT": str(root), "PYTHON": sys.executable}
+def run_pipeline(model: Path, root: Path, log: Path) -> subprocess.CompletedProcess:
+    """Run the script with $PYTHON a wrapper that logs each Python command line to ``log``, then runs it."""
+    python = log.with_suffix(".python")
+    python.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{log}"\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    env = os.environ | {"MODEL": str(model), "ROOT": str(root), "PYTHON": str(python)}
     return subprocess.run(
         ["bash", str(REPO / "scripts" / "pipeline.sh")], env=env, capture_output=True, text=True, timeout=900
     )
+
+
+def started_modules(log: Path) -> list[str]:
+    """The ``-m`` modules the logged Python command lines ran (``-`` for the summary read from stdin)."""
+    return [line.split()[1] if line.startswith("-m ") else line.split()[0] for line in log.read_text().splitlines()]
 
 
 def jsonl_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow  # fifteen stages, each a fresh Python process (about 80 s on 2 cores)
 def test_pipeline_produces_every_artifact_then_skips_every_stage(tiny_model_dir, tmp_path):
     root = tmp_path / "results"
     nickname = Path(tiny_model_dir).name
-    first = run_pipeline(tiny_model_dir, root)
+    first = run_pipeline(tiny_model_dir, root, tmp_path / "first.log")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
 
     pi_run = root / "persona-inference" / nickname / "Sample" / "default"
@@ -67,10 +75,104 @@ def test_pipeline_produces_every_artifact_then_skips_every_stage(tiny_model_dir,
     for headline in ("personas well-formed:", "persona accuracy, chosen:", "judge invalid verdicts:", "ΔPQ:"):
         assert headline in summary
     assert first.stdout.count(": done in ") == STAGES
+    stage_modules = [m for m in started_modules(tmp_path / "first.log") if m.startswith("persona_")]
+    assert len(stage_modules) == STAGES + 1  # every stage, and the layout query for the paths
 
-    start = time.perf_counter()
-    second = run_pipeline(tiny_model_dir, root)
+    second = run_pipeline(tiny_model_dir, root, tmp_path / "second.log")
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert time.perf_counter() - start < 30
-    assert second.stdout.count(": skipped (") == STAGES and ": done in " not in second.stdout
+    stage_lines = [line for line in second.stdout.splitlines() if line.startswith("== ") and "summary" not in line]
+    assert len(stage_lines) == STAGES and all(": skipped (" in line for line in stage_lines)
+    # The rerun started no stage's module: only the layout query and the summary.
+    assert started_modules(tmp_path / "second.log") == ["persona_core.layout", "-"]
     assert "== summary" in second.stdout and "missing" not in second.stdout.split("== summary", 1)[1]
+
+
+# --- the other scripts, with a stand-in $PYTHON: which modules they start, with which flags (fast) ------------
+
+
+def run_script(script: str, tmp_path: Path, **variables: str) -> list[list[str]]:
+    """Run ``scripts/{script}`` with $PYTHON a stand-in that answers layout queries with the real module and only
+    records every other command line; returns the recorded command lines, in order."""
+    log = tmp_path / f"{script}.log"
+    python = tmp_path / "python"
+    python.write_text(
+        "#!/bin/bash\n"
+        f'if [ "$1 $2" = "-m persona_core.layout" ]; then exec "{sys.executable}" "$@"; fi\n'
+        f'printf "%s\\0" "$@" >> "{log}"; printf "\\n" >> "{log}"\n'
+        '[ "$1" = - ] && cat > /dev/null\n'
+        "exit 0\n"
+    )
+    python.chmod(0o755)
+    env = os.environ | {"PYTHON": str(python), **variables}
+    done = subprocess.run(["bash", str(REPO / "scripts" / script)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [line.split("\0")[:-1] for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def flag(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_dpo_script_runs_sft_first_only_without_a_merged_sft_model(tmp_path):
+    from persona_core.layout import MODEL_CONFIG_FILE, PTModelDirs
+
+    models = tmp_path / "models"
+    variables = {"MODELS": str(models), "DATASET": "Demo", "PT_NICKNAME": "nick", "TAILORING_DATA": "some/data"}
+    commands = run_script("dpo.sh", tmp_path, **variables)
+    assert [(flag(c, "--method"), flag(c, "--stage")) for c in commands] == [
+        ("sft", "train"), ("sft", "merge"), ("sft", "infer"), ("dpo", "train"), ("dpo", "merge"), ("dpo", "infer"),
+    ]
+    for command in commands:
+        assert command[:2] == ["-m", "persona_tailoring.model.run_model"]
+        assert flag(command, "--model_save_dir") == str(models) and flag(command, "--dataset_name") == "Demo"
+        assert flag(command, "--model_nickname") == "nick" and flag(command, "--hf_dataset_name") == "some/data"
+    sft_train, dpo_train = commands[0], commands[3]
+    assert (flag(sft_train, "--learning_rate"), flag(dpo_train, "--learning_rate")) == ("1e-3", "1e-4")
+    assert (flag(sft_train, "--max_train_samples"), flag(dpo_train, "--max_train_samples")) == ("24", "16")
+    assert "--beta" in dpo_train and "--beta" not in sft_train
+
+    merged = PTModelDirs.of(models, "Demo", "nick", "sft", "chosen").merged
+    merged.mkdir(parents=True)
+    (merged / MODEL_CONFIG_FILE).write_text("{}")
+    (tmp_path / "dpo.sh.log").unlink()
+    commands = run_script("dpo.sh", tmp_path, **variables)
+    assert [(flag(c, "--method"), flag(c, "--stage")) for c in commands] == [
+        ("dpo", "train"), ("dpo", "merge"), ("dpo", "infer"),
+    ]
+
+
+def test_few_shot_and_judge_scripts_take_the_same_variables(tmp_path):
+    variables = {"DATASET": "Demo", "PT_NICKNAME": "nick", "GENERATIONS": str(tmp_path / "gen"), "LIMIT": "2"}
+    (few_shot,) = run_script("few_shot.sh", tmp_path, **variables)
+    assert (flag(few_shot, "--method"), flag(few_shot, "--stage")) == ("fewshot", "all")
+    judge, score = run_script("judge.sh", tmp_path, **variables)
+    assert judge[1] == "persona_tailoring.evaluation.run_judge" and score[1] == "persona_tailoring.evaluation.win_rate"
+    for command in (few_shot, judge, score):
+        assert flag(command, "--dataset_name") == "Demo" and flag(command, "--model_nickname") == "nick"
+        assert flag(command, "--results_save_dir") == str(tmp_path / "gen")
+    assert flag(few_shot, "--limit") == flag(judge, "--limit") == "2"
+
+
+def test_build_data_script_reads_the_augmented_dataset_where_layout_puts_it(tmp_path):
+    from persona_core.layout import augmented_dataset_dir, tailoring_dataset_dir
+
+    variables = {"DATASETS": str(tmp_path / "ds"), "DATASET": "Demo", "PI_NICKNAME": "pi", "RUN_NAME": "r1"}
+    augment, tailor = run_script("build_data.sh", tmp_path, **variables)
+    assert flag(augment, "--out_dir") == str(tmp_path / "ds") and "--new_dataset_name" not in augment
+    assert flag(tailor, "--dataset_name") == str(augmented_dataset_dir(tmp_path / "ds", "Demo", "pi", "r1"))
+    assert flag(tailor, "--output") == str(tailoring_dataset_dir(tmp_path / "ds", "Demo"))
+
+    (tmp_path / "build_data.sh.log").unlink()
+    augment, tailor = run_script("build_data.sh", tmp_path, **variables, NEW_DATASET_NAME="me/name")
+    assert flag(augment, "--new_dataset_name") == "me/name"
+    assert flag(tailor, "--dataset_name") == str(tmp_path / "ds" / "me--name")
+
+
+def test_example_script_summarises_the_file_layout_names(tmp_path):
+    from persona_core.layout import pi_files
+
+    variables = {"PI_MODEL": "org/some-model", "PI_DIR": str(tmp_path / "pi"), "DATASET": "Demo"}
+    run, summary = run_script("example.sh", tmp_path, **variables)
+    assert run[1] == "persona_inference.model.run_model" and flag(run, "--inference_split") == "Demo"
+    assert summary[0] == "-"
+    assert summary[1] == str(pi_files(tmp_path / "pi", "org--some-model", "Demo", "default").results)

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 from persona_core.errors import UsageError, run_cli
+from persona_core.layout import paper_data_dir
 from persona_core.loopback import LoopbackLLMServer
 from persona_tailoring.evaluation import run_judge, win_rate
 from persona_tailoring.evaluation.outputs import clean_response, match_rows, read_outputs
 
-PAPER = Path("/work/shared/data/paper-outputs")
+PAPER = paper_data_dir() / "paper-outputs"
 SYSTEM = "You are a fair judge assistant"
 BASE_NAME = "dpo_Persona(training_type=none, inference_type=none).jsonl"
 TEST_NAME = "dpo_Persona(training_type=chosen, inference_type=gold-chosen).jsonl"

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 from persona_core.errors import UsageError
+from persona_core.layout import paper_data_dir
 from persona_tailoring.model import templates
 from persona_tailoring.model.templates import InferenceType, PromptStyle, TrainingType
 
 from tests.pt_support import tailoring_row, write_tailoring_dataset
 
-PAPER = Path("/work/shared/data")
+PAPER = paper_data_dir()
 
 
 @pytest.fixture(scope="module")

@@ -1,20 +1,56 @@
-"""What the evaluation scripts share: finding result files, display names, and writing figures and tables."""
+"""What the evaluation scripts share: their arguments, finding and reading result files, display names, and
+writing figures and tables (atomically, through ``persona_core.io``). The two judged figures (Figures 3 and 4)
+share their whole command line: ``JudgedFigure`` holds what differs between them."""
 
 from __future__ import annotations
 
 import csv
 import glob
-import os
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from persona_core.errors import UsageError
+from persona_core.io import atomic_output
+from persona_core.layout import figure_paths, figure_table, figures_dir, pi_files
+from persona_inference.model.arguments import ResultsArguments
 
 # Datasets in the paper's order; any other dataset follows, sorted by name.
 KNOWN_DATASETS = ("BeaverTails", "Anthropic HHH", "SHP", "Mnemonic")
 SIDE_COLORS = {"chosen": "#2b7bba", "rejected": "#e0703a"}
 OUTCOME_COLORS = {"chosen": "#2b7bba", "tie": "#b8b8b8", "rejected": "#e0703a"}
+
+
+@dataclass
+class FigureArguments(ResultsArguments):
+    """Flags shared by the figure scripts (Figures 3 and 4, Table 1)."""
+
+    run_name: str = field(default="default", metadata={"help": "Run name of the results to read."})
+    models: list[str] | None = field(
+        default=None, metadata={"help": "Persona-inference models to include, in this order; default: all found."}
+    )
+    datasets: list[str] | None = field(
+        default=None, metadata={"help": "Datasets (inference splits) to include, in this order; default: all found."}
+    )
+    out_dir: str | None = field(default=None, metadata={"help": "Output folder (default: <res_dir>/figures/<run_name>)."})
+    model_names: list[str] | None = field(
+        default=None, metadata={"help": "Display names for models and judges, as NAME=DISPLAY pairs."}
+    )
+    dataset_names: list[str] | None = field(
+        default=None, metadata={"help": "Display names for datasets, as NAME=DISPLAY pairs."}
+    )
+
+    def out_folder(self) -> Path:
+        return figures_dir(self.res_dir, self.run_name) if self.out_dir is None else Path(self.out_dir)
+
+
+@dataclass
+class JudgedFigureArguments(FigureArguments):
+    """The figures of judged results also choose their judges."""
+
+    evaluator_models: list[str] | None = field(
+        default=None, metadata={"help": "Judges (result folder names) to plot; default: every judge found."}
+    )
 
 
 @dataclass(frozen=True)
@@ -25,14 +61,19 @@ class ResultFile:
     path: Path
 
 
-def find_results(res_dir: str, run_name: str, filename: str) -> list[ResultFile]:
-    """Every ``{res_dir}/{model}/{dataset}/{run_name}/{filename}``."""
+def results_pattern(run_name: str, experiment: str) -> str:
+    """A glob, relative to ``res_dir``, of one experiment's results for every model and dataset of a run."""
+    return str(pi_files(".", "*", "*", run_name, experiment).results)
+
+
+def find_results(res_dir: str, run_name: str, experiment: str) -> list[ResultFile]:
+    """Every final results file of ``experiment`` under ``res_dir`` for ``run_name`` (any model, any dataset)."""
     root = Path(res_dir)
     if not root.is_dir():
         return []
     return [
         ResultFile(path.parents[2].name, path.parents[1].name, path)
-        for path in sorted(root.glob(f"*/*/{glob.escape(run_name)}/{filename}"))
+        for path in sorted(root.glob(results_pattern(glob.escape(run_name), experiment)))
         if path.is_file()
     ]
 
@@ -48,12 +89,17 @@ def select(found: list[ResultFile], wanted: list[str] | None, attribute: str, fl
     return [f for f in found if getattr(f, attribute) in wanted]
 
 
-def no_results_error(filename: str, res_dir: str, run_name: str, how: str) -> UsageError:
-    """The error for an empty selection, naming the other run names that do have results."""
-    root = Path(res_dir)
-    others = sorted({p.parent.name for p in root.glob(f"*/*/*/{filename}")} - {run_name}) if root.is_dir() else []
-    hint = f" (--run_name values that have it: {', '.join(others)})" if others else ""
-    return UsageError(f"no {filename} under {res_dir}/<model>/<dataset>/{run_name}/{hint}: {how}")
+def find_selected(args: FigureArguments, experiment: str, models: list[str] | None, models_flag: str) -> list[ResultFile]:
+    """The results of ``experiment`` for the run, narrowed by ``--datasets`` and ``models``; none is an error."""
+    found = find_results(args.res_dir, args.run_name, experiment)
+    if not found:
+        root = Path(args.res_dir)
+        others = {p.parent.name for p in root.glob(results_pattern("*", experiment))} if root.is_dir() else set()
+        others.discard(args.run_name)
+        hint = f" (--run_name values that have it: {', '.join(sorted(others))})" if others else ""
+        raise UsageError(f"no {Path(results_pattern('*', experiment)).name} under "
+                         f"{args.res_dir}/<model>/<dataset>/{args.run_name}/{hint}: run the {experiment} experiment first")
+    return select(select(found, models, "model", models_flag), args.datasets, "dataset", "--datasets")
 
 
 def read_result_records(path: Path, required: tuple[str, ...]) -> list[dict]:
@@ -87,42 +133,21 @@ def parse_name_map(pairs: list[str] | None, flag: str) -> dict[str, str]:
     return names
 
 
-def default_out_dir(res_dir: str, run_name: str) -> Path:
-    return Path(res_dir) / "figures" / run_name
-
-
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def save_figure(fig, out_dir: Path, stem: str) -> list[Path]:
-    """The figure as PDF and PNG, each written atomically."""
-    paths = []
-    for fmt in ("pdf", "png"):
-        path = out_dir / f"{stem}.{fmt}"
-        _atomic(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=200, bbox_inches="tight"))
-        paths.append(path)
+def save_figure(fig, out_dir: Path, figure: str) -> list[Path]:
+    """The figure as PNG and PDF (``persona_core.layout.figure_paths``), each written atomically."""
+    paths = figure_paths(out_dir, figure)
+    for path in paths:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=200, bbox_inches="tight")
     return paths
 
 
 def write_csv(rows: list[dict], path: Path) -> Path:
     """The numbers behind a figure, one row per bar, written atomically."""
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["empty"])
-            writer.writeheader()
-            writer.writerows(rows)
-
-    _atomic(path, write)
+    with atomic_output(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["empty"])
+        writer.writeheader()
+        writer.writerows(rows)
     return path
 
 
@@ -152,25 +177,78 @@ def close(fig) -> None:
     plt.close(fig)
 
 
-@dataclass
-class PlotArguments:
-    """Flags shared by the figure scripts (Figures 3 and 4)."""
+@dataclass(frozen=True)
+class Panels:
+    """The grid of a judged figure: one panel per (judge, dataset), one bar (group) per persona model."""
 
-    res_dir: str = field(default="results/persona-inference", metadata={"help": "Root folder of the results."})
-    run_name: str = field(default="default", metadata={"help": "Run name of the judged results."})
-    evaluator_models: list[str] | None = field(
-        default=None, metadata={"help": "Judges (result folder names) to plot; default: every judge found."}
-    )
-    models: list[str] | None = field(
-        default=None, metadata={"help": "Persona-inference models to plot, in this order; default: all judged."}
-    )
-    datasets: list[str] | None = field(
-        default=None, metadata={"help": "Datasets (inference splits) to plot, in this order; default: all found."}
-    )
-    out_dir: str | None = field(default=None, metadata={"help": "Output folder (default: <res_dir>/figures/<run_name>)."})
-    model_names: list[str] | None = field(
-        default=None, metadata={"help": "Display names for models and judges, as NAME=DISPLAY pairs."}
-    )
-    dataset_names: list[str] | None = field(
-        default=None, metadata={"help": "Display names for datasets, as NAME=DISPLAY pairs."}
-    )
+    evaluators: list[str]
+    datasets: list[str]
+    models: list[str]
+    model_names: dict[str, str]
+    dataset_names: dict[str, str]
+
+    @classmethod
+    def of(cls, rows: list[dict], args: JudgedFigureArguments) -> Panels:
+        return cls(
+            args.evaluator_models or sorted({r["evaluator"] for r in rows}),
+            args.datasets or ordered_datasets(r["dataset"] for r in rows),
+            args.models or sorted({r["persona_model"] for r in rows}),
+            parse_name_map(args.model_names, "--model_names"),
+            parse_name_map(args.dataset_names, "--dataset_names"),
+        )
+
+    def title(self, dataset: str, evaluator: str) -> str:
+        return f"{self.dataset_names.get(dataset, dataset)}\njudge: {self.model_names.get(evaluator, evaluator)}"
+
+    def model_labels(self) -> list[str]:
+        return [self.model_names.get(m, m) for m in self.models]
+
+
+@dataclass(frozen=True)
+class JudgedFigure:
+    """What differs between the figures of the two judge experiments."""
+
+    experiment: str
+    figure: str
+    """The figure's name in ``persona_core.layout.FIGURE_NAMES``."""
+    label: str
+    required: tuple[str, ...]
+    """The record fields ``summarize`` reads."""
+    summarize: Callable[[list[dict]], list[dict]]
+    columns: list[str]
+    draw: Callable[[list[dict], Panels], object]
+    """``(rows, panels) -> figure``."""
+    invalid: str
+    """What the ``invalid`` counts count: 'invalid judge answers'."""
+
+    def collect(self, args: JudgedFigureArguments) -> list[dict]:
+        """One row per (judge, dataset, persona model[, side]) of the selected results."""
+        rows = []
+        for result in find_selected(args, self.experiment, args.evaluator_models, "--evaluator_models"):
+            records = read_result_records(result.path, self.required)
+            rows += [{"evaluator": result.model, "dataset": result.dataset, **line} for line in self.summarize(records)]
+        judged = sorted({r["persona_model"] for r in rows})
+        unknown = [m for m in args.models or [] if m not in judged]
+        if unknown:
+            raise UsageError(f"--models {', '.join(unknown)} not judged in the selected results; judged: {', '.join(judged)}")
+        return [r for r in rows if r["persona_model"] in args.models] if args.models else rows
+
+    def main(self, argv: list[str] | None = None, description: str | None = None) -> int:
+        """The figure script's command line."""
+        from persona_core.cli import parse_args
+
+        args = parse_args(JudgedFigureArguments, argv, description=description)
+        rows = self.collect(args)
+        if not rows:
+            raise UsageError("the selected results hold no judgments: check --evaluator_models/--models/--datasets")
+        out_dir = args.out_folder()
+        fig = self.draw(rows, Panels.of(rows, args))
+        figures = save_figure(fig, out_dir, self.figure)
+        close(fig)
+        table = write_csv([{c: r[c] for c in self.columns} for r in rows], figure_table(out_dir, self.figure))
+        print(format_table(rows, self.columns))
+        files = len({(r["evaluator"], r["dataset"]) for r in rows})
+        print(f"\n{self.label}: {len(rows)} bars from {files} result files; "
+              f"{sum(r['invalid'] for r in rows)} {self.invalid} left out")
+        print(f"figure: {', '.join(map(str, figures))}\nnumbers: {table}")
+        return 0

@@ -17,14 +17,13 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from persona_core.arguments import positive
 from persona_core.cli import parse_args
-from persona_core.errors import UsageError, run_cli
+from persona_core.errors import run_cli
+from persona_core.layout import PERSONA_INFERENCE, SIDES, figure_table
 from persona_inference.evaluation import common
 
-RESULT_FILE = "persona_inference.jsonl"
-LABELS = ("chosen", "rejected")
 CONTRAST = re.compile(
     r"\b(?:rather than|instead of|as opposed to|over|versus|vs\.?|compared (?:to|with)|in contrast to|"
     r"more than|but not|without)\b"
@@ -41,24 +40,12 @@ STOP_WORDS = frozenset(
 
 
 @dataclass
-class Arguments:
-    res_dir: str = field(default="results/persona-inference", metadata={"help": "Root folder of the results."})
-    run_name: str = field(default="default", metadata={"help": "Run name of the persona_inference results."})
-    models: list[str] | None = field(
-        default=None, metadata={"help": "Persona-inference models whose personas are pooled; default: all found."}
-    )
-    datasets: list[str] | None = field(
-        default=None, metadata={"help": "Datasets (inference splits), one table each, in this order; default: all found."}
-    )
+class Arguments(common.FigureArguments):
     top_k: int = field(default=10, metadata={"help": "Words listed per label."})
     min_count: int = field(default=10, metadata={"help": "Leave out words found in fewer personas than this."})
-    out_dir: str | None = field(default=None, metadata={"help": "Output folder (default: <res_dir>/figures/<run_name>)."})
-    model_names: list[str] | None = field(
-        default=None, metadata={"help": "Display names for models, as NAME=DISPLAY pairs (shown in the figure)."}
-    )
-    dataset_names: list[str] | None = field(
-        default=None, metadata={"help": "Display names for datasets, as NAME=DISPLAY pairs."}
-    )
+
+    def check(self) -> None:
+        positive(self, "top_k", "min_count")
 
 
 def cut_at_contrast(persona: str) -> str:
@@ -85,12 +72,12 @@ def persona_words(persona: str) -> set[str]:
 
 def salient_words(personas: list[tuple[str, str]], top_k: int, min_count: int) -> dict[str, list[dict]]:
     """``{label: [{word, p, count, label_count}, ...]}``: the top-k words by P(label | word) for each label."""
-    counts = {label: Counter() for label in LABELS}
+    counts = {label: Counter() for label in SIDES}
     for persona, label in personas:
         counts[label].update(persona_words(persona))
     totals = counts["chosen"] + counts["rejected"]
     table = {}
-    for label in LABELS:
+    for label in SIDES:
         scored = [
             {"word": word, "p": counts[label][word] / total, "count": total, "label_count": counts[label][word]}
             for word, total in totals.items()
@@ -103,16 +90,12 @@ def salient_words(personas: list[tuple[str, str]], top_k: int, min_count: int) -
 
 def collect(args: Arguments) -> tuple[dict[str, dict[str, list[dict]]], dict[str, int], list[str]]:
     """Per dataset: the saliency table, the number of personas per dataset, and the models pooled."""
-    found = common.find_results(args.res_dir, args.run_name, RESULT_FILE)
-    if not found:
-        raise common.no_results_error(RESULT_FILE, args.res_dir, args.run_name, "run the persona_inference experiment first")
-    found = common.select(found, args.models, "model", "--models")
-    found = common.select(found, args.datasets, "dataset", "--datasets")
+    found = common.find_selected(args, PERSONA_INFERENCE, args.models, "--models")
     by_dataset: dict[str, list[tuple[str, str]]] = {}
     for result in found:
         records = common.read_result_records(result.path, ("side", "persona"))
         by_dataset.setdefault(result.dataset, []).extend(
-            (r["persona"], r["side"]) for r in records if r["side"] in LABELS and r["persona"]
+            (r["persona"], r["side"]) for r in records if r["side"] in SIDES and r["persona"]
         )
     datasets = args.datasets or common.ordered_datasets(by_dataset)
     tables = {d: salient_words(by_dataset[d], args.top_k, args.min_count) for d in datasets}
@@ -122,9 +105,9 @@ def collect(args: Arguments) -> tuple[dict[str, dict[str, list[dict]]], dict[str
 def plot(tables: dict[str, dict[str, list[dict]]], args: Arguments, models: list[str]):
     model_names = common.parse_name_map(args.model_names, "--model_names")
     dataset_names = common.parse_name_map(args.dataset_names, "--dataset_names")
-    fig, axes = common.new_figure(len(tables), len(LABELS), 3.6, 0.28 * args.top_k + 1.2)
+    fig, axes = common.new_figure(len(tables), len(SIDES), 3.6, 0.28 * args.top_k + 1.2)
     for i, (dataset, table) in enumerate(tables.items()):
-        for j, label in enumerate(LABELS):
+        for j, label in enumerate(SIDES):
             ax = axes[i][j]
             entries = table[label]
             ys = range(len(entries))
@@ -147,7 +130,7 @@ def markdown_table(table: dict[str, list[dict]], top_k: int) -> str:
     lines = ["| rank | chosen personas | P | rejected personas | P |", "| --- | --- | --- | --- | --- |"]
     for rank in range(top_k):
         cells = []
-        for label in LABELS:
+        for label in SIDES:
             entry = table[label][rank] if rank < len(table[label]) else None
             cells += [entry["word"], f"{entry['p']:.2f}"] if entry else ["", ""]
         if any(cells):
@@ -157,20 +140,18 @@ def markdown_table(table: dict[str, list[dict]], top_k: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
-    if args.top_k < 1 or args.min_count < 1:
-        raise UsageError("--top_k and --min_count must be at least 1")
     tables, sizes, models = collect(args)
-    out_dir = common.default_out_dir(args.res_dir, args.run_name) if args.out_dir is None else Path(args.out_dir)
+    out_dir = args.out_folder()
     fig = plot(tables, args, models)
-    figures = common.save_figure(fig, out_dir, "word_saliency")
+    figures = common.save_figure(fig, out_dir, "saliency")
     common.close(fig)
     rows = [
         {"dataset": dataset, "label": label, "rank": rank + 1, **entry}
         for dataset, table in tables.items()
-        for label in LABELS
+        for label in SIDES
         for rank, entry in enumerate(table[label])
     ]
-    csv_path = common.write_csv(rows, out_dir / "word_saliency.csv")
+    csv_path = common.write_csv(rows, figure_table(out_dir, "saliency"))
     for dataset, table in tables.items():
         print(f"\n{dataset} ({sizes[dataset]} personas from {', '.join(models)})\n{markdown_table(table, args.top_k)}")
     empty = [d for d, t in tables.items() if not any(t.values())]

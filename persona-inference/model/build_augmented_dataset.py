@@ -17,51 +17,40 @@ Examples::
 from __future__ import annotations
 
 import json
-import os
-import re
 import shlex
-import shutil
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from persona_core.arguments import GenerationArguments
 from persona_core.cli import parse_args, public_args
-from persona_core.data import (
-    PREFERENCE_COLUMNS,
-    Partition,
-    check_columns,
-    load_split,
-    partition_range,
-    row_key,
-)
+from persona_core.data import PREFERENCE_COLUMNS, Partition, check_columns, load_split, partition_range
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import UsageError, run_cli
-from persona_inference.model.run_model import SAMPLE_DATA, nickname
-from persona_inference.model.run_model import Arguments as RunArguments
+from persona_core.layout import (
+    DATASET_DICT_FILE,
+    GOLD_PERSONA_COLUMNS,
+    PERSONA_INFERENCE,
+    StageFiles,
+    augmented_dataset_dir,
+    nickname,
+    parse_persona_id,
+    pi_files,
+    pi_run_dir,
+    row_key,
+)
+from persona_inference.model.arguments import DataArguments, ResultsArguments
+from persona_inference.model.run_model import Arguments as RunModelArguments
 
-RESULTS_FILE = "persona_inference.jsonl"
-CHECKPOINT_FILE = "persona_inference.checkpoint.jsonl"
-RUN_FILE = "persona_inference.run.json"
-PERSONA_COLUMNS = {"chosen": "chosen_persona_gold", "rejected": "rejected_persona_gold"}
-_RECORD_ID = re.compile(r"^(\d+)-(chosen|rejected)-([0-9a-f]+)$")
 _SHOWN = 5  # how many row numbers or commands an error message lists
+GENERATION_OPTIONS = tuple(f.name for f in fields(GenerationArguments))
 
 
 @dataclass
-class Arguments:
-    dataset_name: str = field(
-        default=SAMPLE_DATA,
-        metadata={"help": "The dataset persona inference ran on: Hub id, save_to_disk folder, or data file."},
-    )
-    inference_split: str = field(
-        default="Sample", metadata={"help": "Dataset name used for the run (Hub config, results folder)."}
-    )
-    split: str = field(default="train", metadata={"help": "Split inside the dataset; also the saved split's name."})
+class Arguments(ResultsArguments, DataArguments):
     run_name: str = field(default="default", metadata={"help": "Run name of the persona inference run."})
     model: str = field(
         default=EMBEDDED_MODEL_NAME, metadata={"help": "Model nickname: the results folder under --res_dir."}
     )
-    res_dir: str = field(default="results/persona-inference", metadata={"help": "Root folder of persona inference results."})
     new_dataset_name: str | None = field(
         default=None,
         metadata={"help": "Name of the new dataset (Hub repo id 'owner/name' with --push_to_hub); "
@@ -75,54 +64,46 @@ class Arguments:
 
 
 def run_folder(args: Arguments) -> Path:
-    return Path(args.res_dir) / args.model / args.inference_split / args.run_name
+    return pi_run_dir(args.res_dir, args.model, args.inference_split, args.run_name)
+
+
+def run_files(args: Arguments, partition: Partition = Partition.full) -> StageFiles:
+    return pi_files(args.res_dir, args.model, args.inference_split, args.run_name, PERSONA_INFERENCE, partition.value)
 
 
 def output_folder(args: Arguments) -> Path:
-    name = args.new_dataset_name or f"augmented-{args.inference_split}-{args.model}-{args.run_name}"
-    return Path(args.out_dir) / nickname(name)
+    return augmented_dataset_dir(args.out_dir, args.inference_split, args.model, args.run_name, args.new_dataset_name)
 
 
-def result_folders(folder: Path) -> list[Path]:
-    """The folders whose results make up the run: the run folder, plus its partition subfolders without a full file."""
-    if (folder / RESULTS_FILE).is_file():
-        return [folder]
-    return [folder, *(folder / p.value for p in Partition if p != Partition.full and (folder / p.value).is_dir())]
+def result_files(args: Arguments) -> list[StageFiles]:
+    """The stages whose results make up the run: the full run, plus its partitions when it has no final file."""
+    full = run_files(args)
+    if full.results.is_file():
+        return [full]
+    return [full, *(run_files(args, p) for p in Partition if p != Partition.full and run_files(args, p).folder.is_dir())]
 
 
-def read_results(folders: list[Path]) -> dict[str, dict]:
-    """Records by id: each folder's final file, else its checkpoint (a run with failures only has that)."""
+def read_results(stages: list[StageFiles]) -> dict[str, dict]:
+    """Records by id: each stage's final file, else its checkpoint (a run with failures only has that)."""
     from persona_core.io import read_records
 
     records = {}
-    for folder in folders:
-        if (folder / RESULTS_FILE).is_file():
-            records.update({r["id"]: r for r in read_records(folder / RESULTS_FILE)})
-        elif (folder / CHECKPOINT_FILE).is_file():
-            records.update({r["id"]: r for r in read_checkpoint(folder / CHECKPOINT_FILE)})
-    return records
-
-
-def read_checkpoint(path: Path) -> list[dict]:
-    """A checkpoint's whole lines, read only (a run may still be appending; its torn last line is skipped)."""
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
-        if line.endswith("\n") and line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
+    for files in stages:
+        if files.results.is_file():
+            records.update({r["id"]: r for r in read_records(files.results)})
+        elif files.checkpoint.is_file():  # read only: a run may still be appending (its torn last line is skipped)
+            records.update({r["id"]: r for r in read_records(files.checkpoint, skip_torn_tail=True)})
     return records
 
 
 def parse_record_id(record_id: str, where: Path) -> tuple[int, str, str]:
-    match = _RECORD_ID.match(str(record_id))
-    if match is None:
+    parsed = parse_persona_id(record_id)
+    if parsed is None:
         raise UsageError(
             f"'{where}' holds a record with id '{record_id}', not '<row>-<side>-<key>': "
             "point --res_dir/--model/--run_name at a persona inference run"
         )
-    return int(match[1]), match[2], match[3]
+    return parsed
 
 
 def match_personas(dataset, records: dict[str, dict], where: Path) -> dict[tuple[int, str], str]:
@@ -144,18 +125,19 @@ def match_personas(dataset, records: dict[str, dict], where: Path) -> dict[tuple
     return personas
 
 
-def run_arguments(folder: Path, partition: Partition | None) -> dict:
-    """The arguments of the run that wrote ``folder`` (from its run.json, else a sibling's), for a resume command."""
-    own = folder / partition.value if partition else folder
-    for path in [own / RUN_FILE, folder / RUN_FILE, *sorted(folder.glob(f"*/{RUN_FILE}"))]:
+def run_arguments(args: Arguments, partition: Partition | None) -> dict:
+    """The arguments of the run (from its run record, else a partition's), for a resume command."""
+    full = run_files(args)
+    siblings = sorted(full.folder.glob(f"*/{full.run_record.name}"))
+    for path in [run_files(args, partition or Partition.full).run_record, full.run_record, *siblings]:
         if path.is_file():
             return json.loads(path.read_text(encoding="utf-8")).get("arguments", {})
     return {}
 
 
-def resume_command(args: Arguments, folder: Path, partition: Partition | None) -> str:
+def resume_command(args: Arguments, partition: Partition | None) -> str:
     """The run_model command that resumes (or starts) the run, with the options that identify it."""
-    recorded = run_arguments(folder, partition)
+    recorded = run_arguments(args, partition)
     options = {
         "run_name": args.run_name,
         "model_name": recorded.get("model_name", args.model),
@@ -167,20 +149,23 @@ def resume_command(args: Arguments, folder: Path, partition: Partition | None) -
         "split": recorded.get("split", args.split),
         "res_dir": args.res_dir,
         "partition": partition.value if partition else None,
+        # what the run's fingerprint holds: a resume with other values would be refused
+        **{name: recorded.get(name) for name in ("prompt_dir", "persona_prefix", *GENERATION_OPTIONS)},
     }
     if nickname(options["model_name"]) != args.model and not options["model_nickname"]:
         options["model_nickname"] = args.model
-    defaults = public_args(RunArguments())  # options equal to run_model's defaults are left out
+    defaults = public_args(RunModelArguments())  # options equal to run_model's defaults are left out
     words = ["python", "-m", "persona_inference.model.run_model"]
     for name, value in options.items():
         if value is not None and defaults.get(name) != value:
-            words += [f"--{name}", str(value)]
+            words += [f"--{name}", *map(str, value if isinstance(value, list) else [value])]
     return shlex.join(words)
 
 
-def partitions_to_resume(folders: list[Path], rows: list[int], n: int) -> list[Partition | None]:
+def partitions_to_resume(stages: list[StageFiles], rows: list[int], n: int) -> list[Partition | None]:
     """The partitions holding ``rows``, as fine as the finest partition folder there (``[None]``: the full run)."""
-    sizes = {f.name.split("_")[1] for f in folders if f.name in Partition.__members__ and f.name != "full"}
+    names = {files.folder.name for files in stages}
+    sizes = {name.split("_")[1] for name in names if name in Partition.__members__ and name != Partition.full.value}
     if not sizes:
         return [None]
     size = max(sizes, key=lambda s: {"half": 2, "quarter": 4, "eighth": 8}[s])
@@ -188,12 +173,12 @@ def partitions_to_resume(folders: list[Path], rows: list[int], n: int) -> list[P
     return [p for p in parts if any(row in partition_range(p, n) for row in rows)]
 
 
-def check_complete(args: Arguments, n: int, personas: dict, failed_rows: set[int], folders: list[Path]) -> None:
+def check_complete(args: Arguments, n: int, personas: dict, failed_rows: set[int], stages: list[StageFiles]) -> None:
     """Refuse unless every row has both personas, naming the counts and the command that finishes the run."""
     counts = {"missing": 0, "failed": 0, "empty": 0}
     incomplete = []
     for row in range(n):
-        found = [personas.get((row, side)) for side in PERSONA_COLUMNS]
+        found = [personas.get((row, side)) for side in GOLD_PERSONA_COLUMNS]
         if all(found):
             continue
         incomplete.append(row)
@@ -203,7 +188,7 @@ def check_complete(args: Arguments, n: int, personas: dict, failed_rows: set[int
         return
     rows = ", ".join(str(r) for r in incomplete[:_SHOWN]) + (", ..." if len(incomplete) > _SHOWN else "")
     folder = run_folder(args)
-    commands = [resume_command(args, folder, p) for p in partitions_to_resume(folders, incomplete, n)]
+    commands = [resume_command(args, p) for p in partitions_to_resume(stages, incomplete, n)]
     listed = "; ".join(f"`{c}`" for c in commands[:_SHOWN])
     if len(commands) > _SHOWN:
         listed += f" and {len(commands) - _SHOWN} more partitions"
@@ -220,47 +205,37 @@ def augment(args: Arguments):
     dataset = load_split(args.dataset_name, args.inference_split, args.split, args.cache_dir)
     check_columns(dataset, PREFERENCE_COLUMNS, f"dataset '{args.dataset_name}'")
     folder = run_folder(args)
-    folders = result_folders(folder)
-    records = read_results(folders)
+    stages = result_files(args)
+    records = read_results(stages)
     if not records:
         found = sorted(p.name for p in folder.parent.iterdir()) if folder.parent.is_dir() else []
         hint = f" (runs found there: {', '.join(found)})" if found else ""
         raise UsageError(
             f"no persona inference results in '{folder}'{hint}: run "
-            f"`{resume_command(args, folder, None)}` first, or pass the right --res_dir/--model/--run_name"
+            f"`{resume_command(args, None)}` first, or pass the right --res_dir/--model/--run_name"
         )
     personas = match_personas(dataset, records, folder)
     failed_rows = {int(r["id"].split("-")[0]) for r in records.values() if r.get("status", "ok") != "ok"}
-    check_complete(args, len(dataset), personas, failed_rows, folders)
-    dataset = dataset.remove_columns([c for c in PERSONA_COLUMNS.values() if c in dataset.column_names])
-    for side, column in PERSONA_COLUMNS.items():
+    check_complete(args, len(dataset), personas, failed_rows, stages)
+    dataset = dataset.remove_columns([c for c in GOLD_PERSONA_COLUMNS.values() if c in dataset.column_names])
+    for side, column in GOLD_PERSONA_COLUMNS.items():
         dataset = dataset.add_column(column, [personas[(row, side)] for row in range(len(dataset))])
     return dataset
 
 
 def check_output_folder(folder: Path) -> None:
     """Only a saved dataset may be replaced, so a mistyped output path never deletes other files."""
-    if folder.exists() and not ((folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file()):
+    if folder.exists() and not ((folder / DATASET_DICT_FILE).is_file() or (folder / "state.json").is_file()):
         raise UsageError(f"'{folder}' exists and is not a saved dataset: pass another output folder")
 
 
 def save_dataset_atomic(dataset_dict, folder: Path) -> None:
-    """``save_to_disk`` into a temporary sibling folder, then rename: an error never leaves a partial folder."""
+    """``save_to_disk`` through ``persona_core.io.atomic_output``: an error never leaves a partial folder."""
+    from persona_core.io import atomic_output
+
     check_output_folder(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
-    old = tmp.with_suffix(".old")
-    try:
+    with atomic_output(folder, folder=True) as tmp:
         dataset_dict.save_to_disk(str(tmp))
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not folder.exists():
-            os.replace(old, folder)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def push(dataset_dict, args: Arguments, saved: Path) -> None:

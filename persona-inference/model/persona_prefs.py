@@ -17,18 +17,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from persona_core.errors import UsageError
 from persona_core.llm.base import Request
 from persona_core.prompts import fill
-from persona_inference.model.judging import (
-    RUN_PERSONA_INFERENCE_FIRST,
-    digest,
-    find_persona_results,
-    load_personas,
-    parse_choice,
-)
+from persona_core.runs import digest
+from persona_inference.model.experiment import model_folder
+from persona_inference.model.judging import RUN_PERSONA_INFERENCE_FIRST, JudgeExperiment, parse_choice
 
-EXPERIMENT = "persona_prefs"
 ORDERS = ("chosen_first", "rejected_first")
 OUTCOMES = ("chosen", "tie", "rejected")
 
@@ -104,51 +98,21 @@ def summarize(records: list[dict]) -> list[dict]:
     return table
 
 
-def run(args) -> int:
-    """The ``persona_prefs`` experiment of ``run_model``: by default the judge compares its own personas."""
-    from persona_core.prompts import load_template
-    from persona_core.runner import run_requests
-    from persona_inference import PROMPT_DIR
-    from persona_inference.model.judging import judge_backend
-    from persona_inference.model.run_model import load_rows, nickname, run_dir, save_results
+class PersonaPrefs(JudgeExperiment):
+    """By default the judge compares its own personas."""
 
-    own = args.model_nickname or nickname(args.model_name)
-    fix = RUN_PERSONA_INFERENCE_FIRST if args.persona_models else (
-        f"persona_prefs judges the judge's own personas ({own}) unless --persona_model names others; "
-        "pass it, or run persona_inference with this model first"
-    )
-    paths = find_persona_results(
-        args.res_dir, args.inference_split, args.run_name, args.partition.value, args.persona_models or [own], fix
-    )
-    dataset, rows = load_rows(args)
-    personas = {model: load_personas(path, dataset, args.dataset_name, rows) for model, path in paths.items()}
-    template, template_path = load_template(EXPERIMENT, args.inference_split, args.prompt_dir or PROMPT_DIR)
-    requests, meta = build_requests(dataset, personas, template)
-    if not requests:
-        raise UsageError(
-            f"the persona results of {', '.join(paths)} have no row with both a chosen and a rejected persona in rows "
-            f"{rows.start}-{rows.stop - 1}: use the --partition/--limit that persona inference used"
-        )
-    folder = run_dir(args)
-    final_path = folder / f"{EXPERIMENT}.jsonl"
-    if args.dry_run:
-        print(f"[dry run] template: {template_path}\n[dry run] {len(requests)} requests "
-              f"({len(requests) // 2} persona pairs x 2 orders) from {', '.join(paths)}")
-        print(f"[dry run] results would go to {final_path}\n[dry run] first prompt:\n{requests[0].prompt}")
-        return 0
-    llm = judge_backend(args)
-    records, stats = run_requests(llm, requests, meta, folder / f"{EXPERIMENT}.checkpoint.jsonl", finish_record,
-                                  desc="persona preferences")
-    ordered = [records[r.id] for r in requests]
-    table = summarize([r for r in ordered if r["status"] == "ok"])
-    extra = {"template": str(template_path), "persona_results": {m: str(p) for m, p in paths.items()}, "summary": table}
-    run_json = save_results(folder, EXPERIMENT, args, ordered, stats, extra, "persona preferences")
-    if run_json is None:
-        return 1
-    print(f"persona preferences: {len(ordered)} judgments by {llm.model_name} "
-          f"({stats.reused} reused, {stats.ok} new) in {stats.seconds:.1f}s")
-    for line in table:
-        print(f"  {line['persona_model']:<28} chosen {line['chosen_share']:.2f}  tie {line['tie_share']:.2f}  "
-              f"rejected {line['rejected_share']:.2f}  ({line['valid']} rows, {line['invalid']} invalid)")
-    print(f"results: {final_path}\nrun record: {run_json}")
-    return 0
+    name, label, unit = "persona_prefs", "persona preferences", "persona pairs"
+    nothing_to_judge = "have no row with both a chosen and a rejected persona in rows"
+
+    def persona_models(self, args) -> tuple[list[str], str]:
+        if args.persona_models:
+            return args.persona_models, RUN_PERSONA_INFERENCE_FIRST
+        own = model_folder(args)
+        return [own], (f"persona_prefs judges the judge's own personas ({own}) unless --persona_model names others; "
+                       "pass it, or run persona_inference with this model first")
+
+    build_requests, finish, table = staticmethod(build_requests), staticmethod(finish_record), staticmethod(summarize)
+
+    def table_line(self, line: dict) -> str:
+        return (f"{line['persona_model']:<28} chosen {line['chosen_share']:.2f}  tie {line['tie_share']:.2f}  "
+                f"rejected {line['rejected_share']:.2f}  ({line['valid']} rows, {line['invalid']} invalid)")
