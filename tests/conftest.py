@@ -196,13 +196,17 @@ def make_args(tmp_path: Path, model_dir: Path, data_dir: Path, **overrides):
         hf_dataset_name=str(data_dir),
         model_save_dir=str(tmp_path / "models"),
         results_save_dir=str(tmp_path / "results"),
-        num_train_epochs=1,
-        learning_rate=1e-3,
-        per_device_train_batch_size=2,
-        gradient_accumulation_steps=1,
-        max_length=128,
-        max_new_tokens=8,
+        max_tokens=8,
         batch_size=2,
     )
     values.update(overrides)
     return Arguments(**values)
+
+
+TINY_TRAINING = {"num_train_epochs": 1, "learning_rate": 1e-3, "per_device_train_batch_size": 2,
+                 "gradient_accumulation_steps": 1, "max_length": 128}
+
+
+def training_flags(**overrides) -> list[str]:
+    """SFTConfig/DPOConfig flags for a fast run on the tiny model (as ``run_model`` passes them to TRL)."""
+    return [part for key, value in (TINY_TRAINING | overrides).items() for part in (f"--{key}", str(value))]

@@ -4,7 +4,7 @@ import io
 
 import pytest
 from persona_core.errors import run_cli
-from persona_tailoring.model import chat
+from persona_tailoring.model import chat, generate
 from persona_tailoring.model.templates import PromptStyle, TrainingType
 
 
@@ -18,14 +18,25 @@ def test_user_persona_takes_the_training_format():
     assert text == "Prompt: negligible I am a visual learner\nResponse:" and prefill == " Negligible sounds like"
 
 
+def expected_answer(model_dir, prompt: str) -> str:
+    """What the tiny model says, greedily, to ``prompt`` in the training format for the test's persona."""
+    style = PromptStyle.for_run(TrainingType.chosen, "Sample")
+    text = style.model_input(prompt, "The user is a beginner cook")
+    llm = generate.load_generator(str(model_dir))
+    return generate.generate_texts(llm, [text], generate.tailored_generation(max_tokens=5))[0]
+
+
 def test_one_answer_and_an_interactive_session(tiny_model_dir, capsys, monkeypatch):
     base = ["--model", str(tiny_model_dir), "--persona", "I am a beginner cook", "--max_new_tokens", "5"]
+    boil, fry = (expected_answer(tiny_model_dir, q) for q in ("How do I boil an egg?", "And fry one?"))
+    assert boil.strip()
     assert chat.main([*base, "--prompt", "How do I boil an egg?"]) == 0
-    assert capsys.readouterr().out.strip()
+    assert capsys.readouterr().out.strip() == boil
     monkeypatch.setattr("sys.stdin", io.StringIO("How do I boil an egg?\nAnd fry one?\n\n"))
     assert chat.main(base) == 0
-    out = capsys.readouterr().out
-    assert "persona: The user is a beginner cook" in out and "2 answer(s)" in out
+    lines = capsys.readouterr().out.replace("prompt> ", "").splitlines()
+    assert lines[0] == "persona: The user is a beginner cook"
+    assert lines[2:4] == [boil, fry] and lines[4].startswith("2 answer(s)")
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -10,12 +10,14 @@ import time
 from pathlib import Path
 
 import pytest
+from persona_core.errors import UsageError
 from persona_core.io import read_records
 from persona_core.loopback import LoopbackLLMServer
+from persona_core.layout import PT_OUTPUT_FIELDS, pt_files, pt_output_name
 from persona_tailoring.model import generate
 from persona_tailoring.model.run_model import main
 
-from tests.pt_support import make_args, write_tailoring_dataset
+from tests.conftest import make_args, write_tailoring_dataset
 
 EGG = "Prompt: How do I boil an egg?\nResponse:"
 ABC = "Prompt: abc\nResponse:"
@@ -59,31 +61,44 @@ def test_generation_stops_at_the_next_prompt_and_at_end_of_sequence(parrot_model
         unconstrained = tokenizer.decode(model.generate(ids, max_new_tokens=24, do_sample=False)[0, ids.shape[1] :])
     assert unconstrained.startswith(" Put it in boiling water.\nPrompt:")  # the model itself runs on
 
-    llm = generate.load_generator(str(parrot_model_dir), max_new_tokens=30, batch_size=2)
-    completions = generate.generate_completions(llm, [EGG, ABC])
+    llm = generate.load_generator(str(parrot_model_dir), generate.GeneratorArguments(batch_size=2))
+    generation = generate.tailored_generation(max_tokens=30)
+    completions = generate.generate_completions(llm, [EGG, ABC], generation)
     assert [c.text.strip() for c in completions] == ["Put it in boiling water.", "Done"]
     assert all(c.usage["completion_tokens"] < 30 for c in completions)
-    assert generate.generate_texts(llm, [ABC, EGG]) == ["Done", "Put it in boiling water."]
+    assert generate.generate_texts(llm, [ABC, EGG], generation) == ["Done", "Put it in boiling water."]
+    # the same backend serves calls with other settings: a 3-token budget cuts the answer short
+    short = generate.generate_completions(llm, [EGG], generate.tailored_generation(max_tokens=3))[0]
+    assert short.usage["completion_tokens"] == 3 and "Put it in boiling water." not in short.text
 
 
-def test_infer_writes_one_documented_record_per_test_row(tmp_path, tiny_model_dir):
+def test_infer_writes_one_documented_record_per_test_row(tmp_path, tiny_model_dir, monkeypatch):
     data = write_tailoring_dataset(tmp_path / "data")
-    args = make_args(tmp_path, tiny_model_dir, data, model_path=str(tiny_model_dir), max_new_tokens=4)
+    args = make_args(tmp_path, tiny_model_dir, data, model_path=str(tiny_model_dir), max_tokens=4)
     args.inference_type = [generate.templates.InferenceType.gold_chosen, generate.templates.InferenceType.none]
     assert generate.infer(args, "sft") == 0
     folder = tmp_path / "results" / "Handmade" / "tiny"
     records = read_records(folder / OUTPUT_NAME)
-    assert [list(r) for r in records] == [list(generate.OUTPUT_FIELDS)] * 3
+    assert [list(r) for r in records] == [list(PT_OUTPUT_FIELDS)] * 3
     assert [r["index"] for r in records] == [0, 1, 2] and len({r["id"] for r in records}) == 3
     assert records[1]["prompt"] == "question test1?" and records[1]["persona"].startswith("The user is CG-test1")
     assert records[1]["model_input"] == f"Prompt: question test1?\nPersona: {records[1]['persona']}\nResponse:"
-    plain = read_records(folder / "sft_Persona(training_type=chosen, inference_type=none).jsonl")
+    plain = read_records(folder / plain_name())
     assert plain[0]["persona"] == "" and plain[0]["model_input"] == "Prompt: question test0?\nResponse:"
-    run = json.loads((folder / OUTPUT_NAME.replace(".jsonl", ".run.json")).read_text())
-    assert run["stats"]["ok"] == 3 and not (folder / ".checkpoints").exists()
-    # a finished file is kept on a rerun (no model is even loaded)
-    args.model_path = str(tmp_path / "no-such-model")
+    run = json.loads(pt_files(folder / OUTPUT_NAME).run_record.read_text())
+    assert run["stats"]["ok"] == 3 and run["fingerprint"]["generation"]["max_tokens"] == 4
+    assert sorted(p.name for p in folder.glob("*.json*")) == sorted([OUTPUT_NAME, plain_name()])
+    # a finished file is kept on a rerun with the same settings (no model is even loaded) ...
+    monkeypatch.setattr(generate, "load_generator", lambda *a: pytest.fail("loaded a model for finished outputs"))
     assert generate.infer(args, "sft") == 0
+    # ... and another model's outputs never replace it silently
+    args.model_path = str(tmp_path / "another-model")
+    with pytest.raises(UsageError, match=r"model\.name.*--overwrite"):
+        generate.infer(args, "sft")
+
+
+def plain_name() -> str:
+    return pt_output_name("sft", "chosen", "none")
 
 
 def loopback_answer(prompt: str, body: dict) -> str:
@@ -132,7 +147,7 @@ def test_sigkill_midway_then_rerun_gives_the_uninterrupted_result(tmp_path):
     reference = read_records(final)
     shutil.rmtree(tmp_path / "results")
 
-    checkpoint = generate.checkpoint_path(final)
+    checkpoint = pt_files(final).checkpoint
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "OPEN_AI"))}
     with LoopbackLLMServer(loopback_answer, latency=0.25) as server:
         process = subprocess.Popen(
@@ -154,4 +169,24 @@ def test_sigkill_midway_then_rerun_gives_the_uninterrupted_result(tmp_path):
         assert main(api_argv(data, tmp_path, server.url + "/v1")) == 0
     assert len(server.calls) == n_rows - done  # nothing generated twice
     assert read_records(final) == reference
-    assert not checkpoint.exists()
+
+
+def test_rerun_with_other_generation_settings_is_refused_and_overwrite_redoes(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    data = write_tailoring_dataset(tmp_path / "data", {"test": 2})
+    final = tmp_path / "results" / "Handmade" / "tiny" / OUTPUT_NAME
+    with LoopbackLLMServer(loopback_answer) as server:
+        url = server.url + "/v1"
+        assert main(api_argv(data, tmp_path, url, "--max_new_tokens", "16")) == 0
+        first = final.read_bytes()
+        assert main(api_argv(data, tmp_path, url, "--max_new_tokens", "16")) == 0  # same settings: kept
+        assert len(server.calls) == 2
+        for changed in (["--max_new_tokens", "32"], ["--temperature", "0.7"]):
+            with pytest.raises(UsageError) as err:
+                main(api_argv(data, tmp_path, url, *changed))
+            assert "--overwrite" in str(err.value) and changed[0].lstrip("-").split("_")[0] in str(err.value)
+            assert final.read_bytes() == first and len(server.calls) == 2
+        assert main(api_argv(data, tmp_path, url, "--max_new_tokens", "32", "--overwrite")) == 0
+        assert len(server.calls) == 4 and {c["body"]["max_tokens"] for c in server.calls[2:]} == {32}
+    run = json.loads(pt_files(final).run_record.read_text())
+    assert run["fingerprint"]["generation"]["max_tokens"] == 32

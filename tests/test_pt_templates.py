@@ -11,7 +11,7 @@ from persona_core.layout import paper_data_dir
 from persona_tailoring.model import templates
 from persona_tailoring.model.templates import InferenceType, PromptStyle, TrainingType
 
-from tests.pt_support import tailoring_row, write_tailoring_dataset
+from tests.conftest import tailoring_row, write_tailoring_dataset
 
 PAPER = paper_data_dir()
 
@@ -23,48 +23,49 @@ def splits(tmp_path_factory):
     return load_splits(str(write_tailoring_dataset(tmp_path_factory.mktemp("data"))))
 
 
-# training type -> [(persona column or None, preferred column, dispreferred column)] per output row of a dataset row
-TRAINING_TABLE = {
-    TrainingType.chosen: [("chosen_persona_gold", "chosen", "rejected")],
-    TrainingType.rejected: [("rejected_persona_gold", "rejected", "chosen")],
-    TrainingType.all: [("chosen_persona_gold", "chosen", "rejected"), ("rejected_persona_gold", "rejected", "chosen")],
-    TrainingType.none: [(None, "chosen", "rejected")],
+# What each training type makes of the first row of a split, written out by hand: the persona a model is shown and
+# the response it learns to prefer (and, for DPO, the one it learns to avoid).
+SFT_FIRST_ROWS = {
+    TrainingType.chosen: [
+        ("Prompt: question sft_train0?\nPersona: The user is CG-sft_train0 and prefers detail.\nResponse:",
+         " chosen answer sft_train0."),
+    ],
+    TrainingType.rejected: [
+        ("Prompt: question sft_train0?\nPersona: The user is RG-sft_train0 and prefers brevity.\nResponse:",
+         " rejected answer sft_train0."),
+    ],
+    TrainingType.all: [
+        ("Prompt: question sft_train0?\nPersona: The user is CG-sft_train0 and prefers detail.\nResponse:",
+         " chosen answer sft_train0."),
+        ("Prompt: question sft_train0?\nPersona: The user is RG-sft_train0 and prefers brevity.\nResponse:",
+         " rejected answer sft_train0."),
+    ],
+    TrainingType.none: [("Prompt: question sft_train0?\nResponse:", " chosen answer sft_train0.")],
 }
-
-
-def expected_prompt(row, persona_column, persona_trained=True):
-    if persona_column is None:
-        return f"Prompt: {row['prompt']}\nResponse:"
-    persona = row[persona_column]
-    if persona_trained:
-        return f"Prompt: {row['prompt']}\nPersona: {persona}\nResponse:"
-    return f"Prompt: {row['prompt']} I am {persona[len('The user is '):]}\nResponse:"
 
 
 @pytest.mark.parametrize("training_type", list(TrainingType))
 def test_sft_examples_pick_the_training_columns(splits, training_type):
     style = PromptStyle.for_run(training_type, "Handmade")
     examples = templates.sft_examples(splits["sft_train"], training_type, style, "sft_train")
-    expected = [
-        {"prompt": expected_prompt(row, persona), "completion": " " + row[preferred]}
-        for row in splits["sft_train"]
-        for persona, preferred, _ in TRAINING_TABLE[training_type]
-    ]
-    assert examples == expected
+    per_row = len(SFT_FIRST_ROWS[training_type])
+    assert len(examples) == per_row * len(splits["sft_train"])
+    assert [(e["prompt"], e["completion"]) for e in examples[:per_row]] == SFT_FIRST_ROWS[training_type]
+    assert all(e["completion"].endswith(e["prompt"].split("?")[0][len("Prompt: question"):] + ".") for e in examples)
 
 
 @pytest.mark.parametrize("training_type", list(TrainingType))
 def test_dpo_examples_prefer_the_response_of_the_persona(splits, training_type):
     style = PromptStyle.for_run(training_type, "Handmade")
     examples = templates.dpo_examples(splits["dpo_train"], training_type, style, "dpo_train")
-    expected = [
-        {"prompt": expected_prompt(row, persona), "chosen": " " + row[good], "rejected": " " + row[bad]}
-        for row in splits["dpo_train"]
-        for persona, good, bad in TRAINING_TABLE[training_type]
-    ]
-    assert examples == expected
+    first = [(e["prompt"], e["chosen"], e["rejected"]) for e in examples[: len(SFT_FIRST_ROWS[training_type])]]
+    expected = [(p.replace("sft_train", "dpo_train"), g.replace("sft_train", "dpo_train")) for p, g in SFT_FIRST_ROWS[training_type]]
+    assert [(prompt, good) for prompt, good, _ in first] == expected
+    # the dispreferred response is always the row's other one
+    assert all({good.split()[0], bad.split()[0]} == {"chosen", "rejected"} for _, good, bad in first)
     if training_type == TrainingType.rejected:  # the paper's rejected-persona DPO: the rejected response wins
-        assert examples[0]["chosen"] == " rejected answer dpo_train0."
+        assert first == [("Prompt: question dpo_train0?\nPersona: The user is RG-dpo_train0 and prefers brevity.\n"
+                          "Response:", " rejected answer dpo_train0.", " chosen answer dpo_train0.")]
 
 
 INFERENCE_TABLE = {

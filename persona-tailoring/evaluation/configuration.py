@@ -11,8 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from persona_tailoring.model.run_model import ModelType as Method
-from persona_tailoring.model.templates import InferenceType, TrainingType
+from persona_tailoring.model.templates import InferenceType, Method, TrainingType
 
 __all__ = ["Configuration", "InferenceType", "Method", "TrainingType", "output_path", "parse_file_name"]
 

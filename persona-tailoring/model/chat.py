@@ -21,17 +21,19 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from persona_core import layout
 from persona_core.cli import parse_args
 from persona_core.errors import UsageError, run_cli
 from persona_tailoring.model import config
+from persona_tailoring.model.generate import Backend, GeneratorArguments
 from persona_tailoring.model.templates import THIRD_PERSON_START, PromptStyle, TrainingType
 
-SAMPLE_MODEL = f"{config.model_save_dir}/{config.dataset_name}/{config.model_nickname}/sft_chosen/merged"
+SAMPLE_MODEL = str(layout.PTModelDirs.of(config.model_save_dir, config.dataset_name, config.model_nickname, "sft", "chosen").merged)
 _FIRST_PERSON = re.compile(r"^(?:I am|I'm|Im)\s+", re.IGNORECASE)
 
 
 @dataclass
-class Arguments:
+class Arguments(GeneratorArguments):
     persona: str = field(
         default="", metadata={"help": "Who is asking, e.g. 'I am a busy nurse who wants short answers'."}
     )
@@ -43,14 +45,6 @@ class Arguments:
     )
     dataset_name: str = field(default=config.dataset_name, metadata={"help": "Picks the response primer (Mnemonic)."})
     response_prefix: str | None = field(default=None, metadata={"help": "Override the primer ('' for none)."})
-    max_new_tokens: int = field(default=256, metadata={"help": "Longest answer in tokens."})
-    temperature: float = field(default=0.0, metadata={"help": "Sampling temperature (0 = greedy)."})
-    backend: str = field(default="hf", metadata={"help": "hf (in-process) or open_ai (a completions server)."})
-    base_url: str | None = field(default=None, metadata={"help": "Server URL for --backend open_ai."})
-    device_map: str = field(default=config.device_map, metadata={"help": "Device map for local models."})
-    load_in_4bit: bool = field(default=False, metadata={"help": "4-bit weights (CUDA + bitsandbytes)."})
-    load_in_8bit: bool = field(default=False, metadata={"help": "8-bit weights (CUDA + bitsandbytes)."})
-    cache_dir: str | None = field(default=config.cache_dir, metadata={"help": "Hugging Face cache folder."})
 
 
 def third_person(persona: str) -> str:
@@ -65,11 +59,11 @@ def model_input(style: PromptStyle, prompt: str, persona: str) -> tuple[str, str
     return style.model_input(prompt, third_person(persona)), f" {prefix}" if prefix else ""
 
 
-def answer(llm, style: PromptStyle, prompt: str, persona: str) -> str:
+def answer(llm, generation, style: PromptStyle, prompt: str, persona: str) -> str:
     from persona_tailoring.model.generate import generate_texts
 
     text, prefill = model_input(style, prompt.strip(), persona)
-    return generate_texts(llm, [text], [prefill])[0]
+    return generate_texts(llm, [text], generation, [prefill])[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.prompt is not None and not args.prompt.strip():
         raise UsageError("--prompt is empty: pass a question, or omit --prompt to chat interactively")
     looks_local = args.model.startswith((".", "/", "~")) or args.model.count("/") > 1
-    if args.backend == "hf" and looks_local and not Path(args.model).expanduser().exists():
+    if args.backend == Backend.hf and looks_local and not Path(args.model).expanduser().exists():
         raise UsageError(
             f"no model in '{args.model}': train and merge one (python -m persona_tailoring.model.run_model "
             "--method sft --training_type chosen --stage all) or pass --model"
@@ -89,19 +83,9 @@ def main(argv: list[str] | None = None) -> int:
 
     load_env()
     style = PromptStyle.for_run(args.training_type, args.dataset_name, args.response_prefix)
-    llm = load_generator(
-        args.model,
-        backend=args.backend,
-        base_url=args.base_url,
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        device_map=args.device_map,
-        load_in_4bit=args.load_in_4bit,
-        load_in_8bit=args.load_in_8bit,
-        cache_dir=args.cache_dir,
-    )
+    llm = load_generator(args.model, args)
     if args.prompt is not None:
-        print(answer(llm, style, args.prompt, args.persona))
+        print(answer(llm, args.generation(), style, args.prompt, args.persona))
         return 0
     print(f"persona: {third_person(args.persona)}\n(one prompt per line; an empty line or Ctrl-D ends)")
     turns = 0
@@ -112,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             break
         if not prompt:
             break
-        print(answer(llm, style, prompt, args.persona))
+        print(answer(llm, args.generation(), style, prompt, args.persona))
         turns += 1
     print(f"{turns} answer(s) from {args.model}")
     return 0

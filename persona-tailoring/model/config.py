@@ -7,48 +7,21 @@ flag. Keys never live here: they come from the environment or ``.env`` (see ``.e
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from pathlib import Path
 
-from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT
+from persona_core.embedded import EMBEDDED_MODEL_NAME
+from persona_core.layout import SAMPLE_TAILORING
 
 model_nickname = "smollm2-135m"  # folder name for this model's checkpoints and results
 base_model_name = EMBEDDED_MODEL_NAME  # Hub id or local folder (e.g. meta-llama/Llama-3.1-8B)
 use_wandb = False  # log training to Weights & Biases (needs WANDB_API_KEY or WANDB_KEY)
 dataset_name = "Sample"  # dataset name: Hub config, results folder, per-dataset persona and primer
-hf_dataset_name = str(REPO_ROOT / "data" / "sample-tailoring")  # Hub id (e.g. nbalepur/persona-tailoring) or folder
+hf_dataset_name = str(SAMPLE_TAILORING)  # Hub id (e.g. nbalepur/persona-tailoring) or folder
 load_in_8bit = False  # CUDA + bitsandbytes only
 load_in_4bit = False  # CUDA + bitsandbytes only
 cache_dir = None  # Hugging Face cache for models and datasets
 model_save_dir = "models/persona-tailoring"  # adapters, checkpoints and merged models
 results_save_dir = "results/persona-tailoring"  # generations
 device_map = "auto"
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    """Where one (dataset, model, method, training type) keeps its files."""
-
-    model_save_dir: str
-    results_save_dir: str
-    dataset_name: str
-    model_nickname: str
-
-    def method_dir(self, method: str, training_type: str) -> Path:
-        return Path(self.model_save_dir) / self.dataset_name / self.model_nickname / f"{method}_{training_type}"
-
-    def checkpoints_dir(self, method: str, training_type: str) -> Path:
-        return self.method_dir(method, training_type) / "checkpoints"
-
-    def adapter_dir(self, method: str, training_type: str) -> Path:
-        return self.method_dir(method, training_type) / "adapter"
-
-    def merged_dir(self, method: str, training_type: str) -> Path:
-        return self.method_dir(method, training_type) / "merged"
-
-    def results_path(self, method: str, training_type: str, inference_type: str) -> Path:
-        name = f"{method}_Persona(training_type={training_type}, inference_type={inference_type}).jsonl"
-        return Path(self.results_save_dir) / self.dataset_name / self.model_nickname / name
 
 
 def wandb_enabled(requested: bool) -> bool:

@@ -5,93 +5,89 @@ Public API (for benchmarks, chat scripts, judges)::
     from persona_tailoring.model.generate import load_generator, generate_texts
     from persona_tailoring.model.templates import PromptStyle, TrainingType
 
-    llm = load_generator("models/persona-tailoring/Sample/smollm2-135m/sft_chosen/merged", max_new_tokens=128)
+    llm = load_generator("models/persona-tailoring/Sample/smollm2-135m/sft_chosen/merged")
     style = PromptStyle.for_run(TrainingType.chosen, "Sample")
-    texts = generate_texts(llm, [style.model_input("How do I boil an egg?", "The user is a beginner cook.")])
+    prompt = style.model_input("How do I boil an egg?", "The user is a beginner cook.")
+    texts = generate_texts(llm, [prompt], tailored_generation(max_tokens=128))
 
-``load_generator(..., backend="open_ai", base_url="http://localhost:8000/v1")`` sends the same raw text to
-an OpenAI-compatible completions endpoint instead (e.g. ``vllm serve <merged folder>``).
+``load_generator(model, GeneratorArguments(backend=Backend.open_ai, base_url="http://localhost:8000/v1"))`` sends
+the same raw text to an OpenAI-compatible completions endpoint instead (e.g. ``vllm serve <merged folder>``).
 
 The infer stage writes one JSON line per test row to
 ``{results_save_dir}/{dataset_name}/{model_nickname}/{method}_Persona(training_type=T, inference_type=I).jsonl``:
 ``id`` (stable row id), ``index`` (row number in the test split), ``prompt`` (the test prompt as in the
 dataset), ``persona`` (the persona given, '' for none), ``response`` (the generation, primer included, cut at
 the stop strings) and ``model_input`` (the exact text the model continued). The paper's released outputs are
-JSON arrays whose ``prompt`` is the model input; ``persona_core.io.read_records`` reads both.
+JSON arrays whose ``prompt`` is the model input; ``persona_core.io.read_records`` reads both. Checkpoints, run
+records and fingerprints sit in the hidden ``.runs/`` folder beside the outputs (``persona_core.layout.pt_files``).
 """
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
+from persona_core import layout
+from persona_core.arguments import BackendArguments, GenerationArguments
 from persona_core.errors import UsageError
-from persona_core.llm.api import OpenAIBackend
 from persona_core.llm.base import LLM, Completion, GenerationConfig, Request
 from persona_tailoring.model import templates
 
-BACKENDS = ("hf", "open_ai")
-OUTPUT_FIELDS = ("id", "index", "prompt", "persona", "response", "model_input")
+KEEP_BOTH = "--results_save_dir (or --model_nickname)"
 
 
-class OpenAICompletionsBackend(OpenAIBackend):
-    """Raw-text continuation through ``/v1/completions`` (the chat endpoint would wrap prompts in a template)."""
+class Backend(str, Enum):
+    """Where tailored models run: in process, or behind an OpenAI-compatible completions server."""
 
-    async def complete(self, client, request: Request) -> tuple[str, dict | None]:
-        gen = self.generation
-        kwargs = {"stop": gen.stop[:4]} if gen.stop else {}
-        if gen.seed is not None:
-            kwargs["seed"] = gen.seed
-        response = await client.completions.create(
-            model=self.model_name,
-            prompt=request.prompt + request.prefill,
-            temperature=gen.temperature,
-            max_tokens=gen.max_tokens,
-            **kwargs,
-        )
-        usage = response.usage.model_dump() if response.usage else None
-        return request.prefill + (response.choices[0].text or ""), usage
+    hf = "hf"
+    open_ai = "open_ai"
 
 
-def load_generator(
-    model: str,
-    *,
-    backend: str = "hf",
-    base_url: str | None = None,
-    max_new_tokens: int = 256,
-    temperature: float = 0.0,
-    stop: list[str] | None = None,
-    seed: int | None = 0,
-    batch_size: int = 8,
-    concurrency: int = 8,
-    device_map: str | None = "auto",
-    load_in_4bit: bool = False,
-    load_in_8bit: bool = False,
-    cache_dir: str | None = None,
-) -> LLM:
+@dataclass
+class GeneratorArguments(BackendArguments, GenerationArguments):
+    """How tailored responses are generated: shared by ``run_model --stage infer``, ``chat`` and the benchmark."""
+
+    backend: Backend = field(default=Backend.hf, metadata={"help": "hf (in process) or open_ai (a completions server)."})
+    max_tokens: int = field(
+        default=256, metadata={"help": "Maximum new tokens per response.", "aliases": ["--max_new_tokens"]}
+    )
+    stop_token: list[str] = field(
+        default_factory=list, metadata={"help": "Stop strings besides the next '\\nPrompt:' (always a stop)."}
+    )
+
+    def check(self) -> None:
+        if self.backend == Backend.open_ai and not self.base_url:
+            from persona_core.secrets import base_url_from_env
+
+            if not base_url_from_env("open_ai"):
+                raise UsageError("--backend open_ai needs --base_url (e.g. http://localhost:8000/v1 for `vllm serve`)")
+
+    def generation(self, **changes) -> GenerationConfig:
+        return tailored_generation(**(dict(temperature=self.temperature, max_tokens=self.max_tokens,
+                                            min_tokens=self.min_tokens, stop=self.stop_token, seed=self.seed) | changes))
+
+
+def tailored_generation(stop=(), **settings) -> GenerationConfig:
+    """Generation settings of a tailored model: the next ``\\nPrompt:`` always ends a response."""
+    stops = templates.STOP_STRINGS + [s for s in stop if s not in templates.STOP_STRINGS]
+    return GenerationConfig(stop=stops, **settings)
+
+
+def load_generator(model: str, options: GeneratorArguments | None = None) -> LLM:
     """A backend that continues raw text (no chat template), stopping at ``\\nPrompt:`` and end of sequence.
 
     ``model``: a local folder (e.g. a merged model), a Hub id, or the embedded model's name; with
-    ``backend="open_ai"`` it is the name the server serves (``vllm serve`` uses the folder path).
-    ``stop`` adds stop strings to ``\\nPrompt:``.
+    ``Backend.open_ai`` it is the name the server serves (``vllm serve`` uses the folder path).
     """
-    stops = templates.STOP_STRINGS + [s for s in (stop or []) if s not in templates.STOP_STRINGS]
-    generation = GenerationConfig(temperature=temperature, max_tokens=max_new_tokens, stop=stops, seed=seed)
-    if backend == "open_ai":
-        from persona_core.secrets import base_url_from_env, get_key
+    from persona_core.llm import ModelType, make_llm
 
-        base_url = base_url or base_url_from_env("open_ai")
-        key = get_key("open_ai", required=not base_url) or "EMPTY"  # local servers usually need no key
-        return OpenAICompletionsBackend(model, generation, api_key=key, base_url=base_url, concurrency=concurrency)
-    if backend != "hf":
-        raise UsageError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
-    from persona_core.llm.hf import HFBackend, load_model_and_tokenizer
-
-    hf_model, tokenizer = load_model_and_tokenizer(
-        model, device_map=device_map, load_in_4bit=load_in_4bit, load_in_8bit=load_in_8bit, cache_dir=cache_dir
-    )
-    stop_at_tokenizer_eos(hf_model, tokenizer)
-    return HFBackend(model, generation, batch_size=batch_size, chat=False, model=hf_model, tokenizer=tokenizer)
+    options = options or GeneratorArguments()
+    model_type = ModelType.hf_chat if options.backend == Backend.hf else ModelType.open_ai
+    llm = make_llm(model_type, model, chat=False, **options.backend_options())
+    if options.backend == Backend.hf:
+        stop_at_tokenizer_eos(llm.model, llm.tokenizer)
+    return llm
 
 
 def stop_at_tokenizer_eos(model, tokenizer) -> None:
@@ -102,18 +98,22 @@ def stop_at_tokenizer_eos(model, tokenizer) -> None:
         model.generation_config.eos_token_id = [*eos_ids, tokenizer.eos_token_id]
 
 
-def generate_completions(llm: LLM, prompts: list[str], prefills: list[str] | None = None) -> list[Completion]:
+def generate_completions(
+    llm: LLM, prompts: list[str], generation: GenerationConfig, prefills: list[str] | None = None
+) -> list[Completion]:
     """Continue each prompt (in batches or concurrently); completions in prompt order, ``text`` includes the prefill."""
     prefills = prefills or [""] * len(prompts)
     requests = [Request(id=str(i), prompt=p, prefill=f) for i, (p, f) in enumerate(zip(prompts, prefills, strict=True))]
     results: dict[str, Completion] = {}
-    llm.generate(requests, lambda completion: results.__setitem__(completion.id, completion))
+    llm.generate(requests, lambda completion: results.__setitem__(completion.id, completion), generation)
     return [results[r.id] for r in requests]
 
 
-def generate_texts(llm: LLM, prompts: list[str], prefills: list[str] | None = None) -> list[str]:
+def generate_texts(
+    llm: LLM, prompts: list[str], generation: GenerationConfig, prefills: list[str] | None = None
+) -> list[str]:
     """Like ``generate_completions`` but plain stripped strings; a failed request raises RuntimeError."""
-    completions = generate_completions(llm, prompts, prefills)
+    completions = generate_completions(llm, prompts, generation, prefills)
     failed = [c for c in completions if not c.ok]
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(completions)} generations failed (first: {failed[0].error})")
@@ -122,11 +122,9 @@ def generate_texts(llm: LLM, prompts: list[str], prefills: list[str] | None = No
 
 def build_requests(test, personas: list[str], style: templates.PromptStyle, demonstrations: str = ""):
     """One request per test row (id: row number + content digest) and the metadata kept with its output."""
-    from persona_core.data import row_key
-
     requests, meta = [], {}
     for index, (row, persona) in enumerate(zip(test, personas, strict=True)):
-        row_id = f"{index:05d}-{row_key(row)}"
+        row_id = f"{index:05d}-{layout.row_key(row)}"
         prefix = style.prefix_for(row["prompt"])
         prompt = demonstrations + style.model_input(row["prompt"], persona)
         requests.append(Request(id=row_id, prompt=prompt, prefill=f" {prefix}" if prefix else ""))
@@ -148,31 +146,46 @@ def output_record(record: dict) -> dict:
     }
 
 
-def checkpoint_path(final_path: Path) -> Path:
-    """Checkpoints sit in a hidden sibling folder, so globbing ``*.jsonl`` finds only finished outputs."""
-    return final_path.parent / ".checkpoints" / final_path.name
-
-
 def inference_model(args, method: str) -> str:
     """What to generate from: --model_path, else the base model (few-shot) or the merged model of the method."""
     if args.model_path:
         return args.model_path
     if method == "fewshot":
         return args.base_model_name
-    from persona_tailoring.model.train import run_paths
+    from persona_tailoring.model.train import model_dirs
 
-    merged = run_paths(args).merged_dir(method, args.training_type.value)
-    if args.backend == "hf" and not (merged / "config.json").exists():
+    merged = model_dirs(args, method).merged
+    if args.backend == Backend.hf and not (merged / layout.MODEL_CONFIG_FILE).exists():
         raise UsageError(f"no merged {method} model in {merged}: run --stage train and --stage merge first (same flags)")
     return str(merged)
 
 
+def model_identity(model: str) -> dict:
+    """What identifies the weights: the name, and for a local folder the size and time of each weight file."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return {"name": model}
+    weights = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".json"))
+    return {"name": str(folder.resolve()), "files": {p.name: [p.stat().st_size, int(p.stat().st_mtime)] for p in weights}}
+
+
+def generation_fingerprint(model: str, args, requests: list[Request], generation: GenerationConfig) -> dict:
+    from dataclasses import asdict
+
+    from persona_core.runs import digest
+
+    inputs = [(r.id, r.prompt, r.prefill) for r in requests]
+    return {"model": model_identity(model), "backend": args.backend.value, "inputs": digest(inputs),
+            "generation": asdict(generation)}
+
+
 def infer(args, method: str) -> int:
-    """Generate for every requested inference type; resumable, each final file written atomically."""
+    """Generate for every requested inference type; resumable, fingerprinted, each final file written atomically."""
     from persona_core.cli import public_args
-    from persona_core.io import write_json_atomic, write_jsonl_atomic
+    from persona_core.io import write_jsonl_atomic
     from persona_core.runner import run_requests
-    from persona_tailoring.model.train import load_tailoring_splits, pick_split, run_paths
+    from persona_core.runs import check_fingerprint, open_run, write_run_record
+    from persona_tailoring.model.train import load_tailoring_splits, pick_split
 
     splits = load_tailoring_splits(args)
     test = pick_split(splits, "test", args.hf_dataset_name, args.limit)
@@ -181,54 +194,41 @@ def infer(args, method: str) -> int:
     if method == "fewshot":
         fewshot = pick_split(splits, "fewshot", args.hf_dataset_name)
         demonstrations = templates.fewshot_demonstrations(fewshot, args.training_type, style)
+    model = inference_model(args, method)
+    served = model if args.backend == Backend.hf else (args.server_model_name or model)
+    generation = args.generation()
     plans = []
     for inference_type in args.inference_type:
-        final = run_paths(args).results_path(method, args.training_type.value, inference_type.value)
-        if final.exists() and not args.overwrite:
-            print(f"{final} exists (pass --overwrite to regenerate)")
-            continue
+        final = layout.pt_output_path(args.results_save_dir, args.dataset_name, args.model_nickname, method,
+                                      args.training_type.value, inference_type.value)
         personas = templates.inference_personas(test, inference_type, args.dataset_name, "test", args.system_persona)
-        plans.append((inference_type, final, *build_requests(test, personas, style, demonstrations)))
+        requests, meta = build_requests(test, personas, style, demonstrations)
+        files = layout.pt_files(final)
+        fingerprint = generation_fingerprint(served, args, requests, generation)
+        check_fingerprint(files, fingerprint, args.overwrite, KEEP_BOTH)  # refuse stale settings before any model loads
+        if final.exists() and not args.overwrite:
+            print(f"{final} exists (same settings; pass --overwrite to regenerate)")
+            continue
+        plans.append((inference_type, files, fingerprint, requests, meta))
     if not plans:
         return 0
-    model = inference_model(args, method)
-    llm = load_generator(
-        model if args.backend == "hf" else (args.server_model_name or model),
-        backend=args.backend,
-        base_url=args.base_url,
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        concurrency=args.concurrency,
-        device_map=args.device_map,
-        load_in_4bit=args.load_in_4bit,
-        load_in_8bit=args.load_in_8bit,
-        cache_dir=args.cache_dir,
-    )
+    llm = load_generator(served, args)
     status = 0
-    for inference_type, final, requests, meta in plans:
-        checkpoint = checkpoint_path(final)
-        if args.overwrite:
-            checkpoint.unlink(missing_ok=True)
-        records, stats = run_requests(llm, requests, meta, checkpoint, output_record, desc=inference_type.value)
-        ordered = [records[r.id] for r in requests]
-        failed = [r for r in ordered if r["status"] != "ok"]
-        if failed:
-            print(f"{inference_type.value}: {len(failed)} of {len(ordered)} generations failed (first: {failed[0]['error']})")
-            print(f"checkpoint kept in {checkpoint}; rerun the same command to retry the failed ones")
-            status = 1
-            continue
-        write_jsonl_atomic(final, [{k: r[k] for k in OUTPUT_FIELDS} for r in ordered])
-        write_json_atomic(final.with_suffix(".run.json"), {
-            "method": method, "model": model, "arguments": public_args(args), "stats": stats.as_dict(),
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        })
-        checkpoint.unlink(missing_ok=True)
-        if not any(checkpoint.parent.iterdir()):
-            checkpoint.parent.rmdir()
+    for inference_type, files, fingerprint, requests, meta in plans:
+        with open_run(files, fingerprint, args.overwrite, KEEP_BOTH):
+            records, stats = run_requests(llm, requests, meta, files.checkpoint, generation, output_record,
+                                          desc=inference_type.value)
+            ordered = [records[r.id] for r in requests]
+            failed = [r for r in ordered if r["status"] != "ok"]
+            write_run_record(files, public_args(args), stats.as_dict(), method=method, model=served)
+            if failed:
+                print(f"{inference_type.value}: {len(failed)} of {len(ordered)} generations failed "
+                      f"(first: {failed[0]['error']}); rerun the same command to retry them")
+                status = 1
+                continue
+            write_jsonl_atomic(files.results, [{k: r[k] for k in layout.PT_OUTPUT_FIELDS} for r in ordered])
         print(
             f"{method} {args.training_type.value}/{inference_type.value}: {len(ordered)} responses "
-            f"({stats.reused} resumed, {stats.ok} new) in {stats.seconds:.1f}s -> {final}"
+            f"({stats.reused} resumed, {stats.ok} new) in {stats.seconds:.1f}s -> {files.results}"
         )
     return status

@@ -18,12 +18,21 @@ from dataclasses import dataclass
 from enum import Enum
 
 from persona_core.errors import UsageError
+from persona_core.layout import GOLD_PERSONA_COLUMNS, RETRIEVED_PERSONA_COLUMNS
 from persona_core.prompts import dataset_slug, fill
 
 STOP_STRINGS = ["\nPrompt:"]
 EXAMPLE_SEPARATOR = "\n\n"
 THIRD_PERSON_START = "The user is "
 FIRST_PERSON_START = "I am "
+
+
+class Method(str, Enum):
+    """The tailoring method (``ModelType`` in the paper's code; here that word names a backend)."""
+
+    fewshot = "fewshot"
+    sft = "sft"
+    dpo = "dpo"
 
 
 class TrainingType(str, Enum):
@@ -47,18 +56,20 @@ class InferenceType(str, Enum):
 
 
 INFERENCE_COLUMNS = {
-    InferenceType.gold_chosen: "chosen_persona_gold",
-    InferenceType.gold_rejected: "rejected_persona_gold",
-    InferenceType.retr_chosen: "chosen_persona_retr",
-    InferenceType.retr_rejected: "rejected_persona_retr",
+    InferenceType.gold_chosen: GOLD_PERSONA_COLUMNS["chosen"],
+    InferenceType.gold_rejected: GOLD_PERSONA_COLUMNS["rejected"],
+    InferenceType.retr_chosen: RETRIEVED_PERSONA_COLUMNS["chosen"],
+    InferenceType.retr_rejected: RETRIEVED_PERSONA_COLUMNS["rejected"],
 }
 
 # (persona column, preferred response column, dispreferred response column) per training side. With a
 # rejected persona, the rejected response is the one that user prefers.
+_CHOSEN_SIDE = (GOLD_PERSONA_COLUMNS["chosen"], "chosen", "rejected")
+_REJECTED_SIDE = (GOLD_PERSONA_COLUMNS["rejected"], "rejected", "chosen")
 TRAINING_SIDES = {
-    TrainingType.chosen: [("chosen_persona_gold", "chosen", "rejected")],
-    TrainingType.rejected: [("rejected_persona_gold", "rejected", "chosen")],
-    TrainingType.all: [("chosen_persona_gold", "chosen", "rejected"), ("rejected_persona_gold", "rejected", "chosen")],
+    TrainingType.chosen: [_CHOSEN_SIDE],
+    TrainingType.rejected: [_REJECTED_SIDE],
+    TrainingType.all: [_CHOSEN_SIDE, _REJECTED_SIDE],
     TrainingType.none: [(None, "chosen", "rejected")],
 }
 

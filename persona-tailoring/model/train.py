@@ -1,7 +1,9 @@
 """LoRA training with TRL: SFT on persona-augmented responses, then DPO from the merged SFT model.
 
-Both evaluate every epoch and keep the checkpoint with the lowest eval loss; a rerun resumes from the last
-checkpoint in ``checkpoints/``; the finished adapter lands atomically in ``adapter/``. Runs unchanged under
+The trainers take TRL's own ``SFTConfig`` / ``DPOConfig``: every field is a command-line flag of ``run_model``
+(parsed by ``transformers.HfArgumentParser``), with the paper's values as defaults (``PAPER_TRAINING``). Both
+evaluate every epoch and keep the checkpoint with the lowest eval loss; a rerun resumes from the last checkpoint
+in ``checkpoints/``; the finished adapter lands atomically in ``adapter/``. Runs unchanged under
 ``accelerate launch`` (DDP, DeepSpeed): every process trains, the main one writes the adapter.
 """
 
@@ -10,22 +12,83 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
+from persona_core import layout
 from persona_core.cli import public_args
 from persona_core.embedded import resolve_model_name
 from persona_core.errors import UsageError
+from persona_core.io import atomic_output
 from persona_tailoring.model import templates
-from persona_tailoring.model.config import RunPaths, wandb_enabled
+from persona_tailoring.model.config import wandb_enabled
 
 SPLITS = {"sft": ("sft_train", "sft_val"), "dpo": ("dpo_train", "dpo_val")}
-DEFAULT_LEARNING_RATES = {"sft": 2e-5, "dpo": 5e-6}
-TRAINING_SUMMARY = "training_summary.json"
+PAPER_TRAINING = {
+    "num_train_epochs": 10,
+    "per_device_train_batch_size": 4,
+    "per_device_eval_batch_size": 4,
+    "gradient_accumulation_steps": 2,
+    "max_length": 512,
+    "save_strategy": "epoch",
+    "save_total_limit": 2,  # the best and the latest, so a rerun can resume
+    "logging_steps": 10,
+    "ddp_find_unused_parameters": False,  # every LoRA weight is used in each step
+    "activation_checkpointing": False,  # TRL turns it on by default; on, it trades speed for memory
+}
+"""The paper's training settings, the defaults of the SFTConfig/DPOConfig flags (the method's own below)."""
+PAPER_BY_METHOD = {"sft": {"learning_rate": 2e-5, "completion_only_loss": True}, "dpo": {"learning_rate": 5e-6, "beta": 0.1}}
+EVALUATED = {"eval_strategy": "epoch", "load_best_model_at_end": True, "metric_for_best_model": "eval_loss",
+             "greater_is_better": False}
+"""With a validation split: evaluate each epoch and keep the checkpoint with the lowest eval loss (the paper's)."""
 
 
-def run_paths(args) -> RunPaths:
-    return RunPaths(args.model_save_dir, args.results_save_dir, args.dataset_name, args.model_nickname)
+def model_dirs(args, method: str) -> layout.PTModelDirs:
+    return layout.PTModelDirs.of(args.model_save_dir, args.dataset_name, args.model_nickname, method,
+                                 args.training_type.value)
+
+
+def config_class(method: str):
+    from trl import DPOConfig, SFTConfig
+
+    return SFTConfig if method == "sft" else DPOConfig
+
+
+def training_parser(args, method: str, has_eval: bool = True):
+    """``HfArgumentParser`` of the method's TRL config, its defaults set to the paper's and to this run's folders."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(config_class(method), prog=f"run_model --method {method} (training flags)")
+
+    def one_line_error(message: str):
+        raise UsageError(f"{message} (training flags are {config_class(method).__name__} fields; see --help_training)")
+
+    parser.error = one_line_error
+    parser.set_defaults(
+        **PAPER_TRAINING,
+        **PAPER_BY_METHOD[method],
+        **(EVALUATED if has_eval else {"eval_strategy": "no"}),
+        output_dir=str(model_dirs(args, method).checkpoints),
+        run_name=f"{args.dataset_name}-{args.model_nickname}-{method}-{args.training_type.value}",
+        seed=args.seed,
+        bf16=use_bf16(),
+        report_to="wandb" if wandb_enabled(args.use_wandb) else "none",
+    )
+    return parser
+
+
+def parse_training_config(args, method: str, flags: list[str], has_eval: bool = True):
+    """The method's ``SFTConfig``/``DPOConfig`` from the training flags; a bad flag or value is one line."""
+    try:
+        (config,) = training_parser(args, method, has_eval).parse_args_into_dataclasses(flags)
+    except ValueError as err:
+        raise UsageError(f"bad training flag: {str(err).splitlines()[0][:200]} (see --help_training)") from None
+    return config
+
+
+def print_training_help(args, method: str) -> None:
+    training_parser(args, method).print_help(sys.stdout)
 
 
 def load_tailoring_splits(args):
@@ -67,8 +130,8 @@ def base_model_for(args, method: str) -> str:
     """SFT starts from the base model, DPO from the merged SFT model of the same training type."""
     if method == "sft":
         return absolute_if_local(resolve_model_name(args.base_model_name))
-    sft_merged = run_paths(args).merged_dir("sft", args.training_type.value)
-    if not (sft_merged / "config.json").exists():
+    sft_merged = model_dirs(args, "sft").merged
+    if not (sft_merged / layout.MODEL_CONFIG_FILE).exists():
         flags = (
             f"--method sft --training_type {args.training_type.value} --dataset_name '{args.dataset_name}' "
             f"--hf_dataset_name '{args.hf_dataset_name}' --model_nickname '{args.model_nickname}' "
@@ -103,7 +166,7 @@ def training_device_map(args):
     return None
 
 
-def load_for_training(model_name: str, args):
+def load_for_training(model_name: str, args, config):
     """Model and tokenizer with a pad token and an end-of-sequence token, quantized only where supported."""
     from persona_core.llm.hf import load_model_and_tokenizer
 
@@ -120,7 +183,8 @@ def load_for_training(model_name: str, args):
     if args.load_in_4bit or args.load_in_8bit:
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=args.gradient_checkpointing)
+        checkpointing = bool(config.gradient_checkpointing or config.activation_checkpointing)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
     return model, tokenizer
 
 
@@ -136,72 +200,41 @@ def lora_config(args):
     )
 
 
-def trainer_arguments(args, method: str, output_dir: Path, has_eval: bool) -> dict:
-    """Arguments shared by SFTConfig and DPOConfig (the paper's: eval each epoch, best checkpoint by eval loss)."""
-    report_to = "wandb" if wandb_enabled(args.use_wandb) else "none"
-    learning_rate = args.learning_rate if args.learning_rate is not None else DEFAULT_LEARNING_RATES[method]
-    per_epoch = "epoch" if has_eval else "no"
-    return dict(
-        output_dir=str(output_dir),
-        run_name=f"{args.dataset_name}-{args.model_nickname}-{method}-{args.training_type.value}",
-        num_train_epochs=args.num_train_epochs,
-        learning_rate=learning_rate,
-        per_device_train_batch_size=args.per_device_train_batch_size,
-        per_device_eval_batch_size=args.per_device_train_batch_size,
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        activation_checkpointing=args.gradient_checkpointing,  # transformers 5's name for gradient checkpointing
-        ddp_find_unused_parameters=False,  # every LoRA weight is used in each step
-        max_length=args.max_length,
-        eval_strategy=per_epoch,
-        save_strategy="epoch",
-        load_best_model_at_end=has_eval,
-        metric_for_best_model="eval_loss" if has_eval else None,
-        greater_is_better=False if has_eval else None,
-        save_total_limit=2,  # the best and the latest, so a rerun can resume
-        logging_steps=1 if args.num_train_epochs <= 2 else 10,
-        report_to=report_to,
-        bf16=use_bf16(),
-        seed=args.seed,
-    )
-
-
 def is_main_process() -> bool:
     """Rank 0 (or no distributed launch); read from the environment so no process group is created early."""
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def train(args, method: str) -> Path:
-    """Train the LoRA adapter of ``method`` ('sft' or 'dpo') for ``args.training_type``; return the adapter folder."""
-    paths = run_paths(args)
-    adapter_dir = paths.adapter_dir(method, args.training_type.value)
-    if (adapter_dir / "adapter_config.json").exists() and not args.overwrite:
+def train(args, method: str, flags: list[str]) -> Path:
+    """Train the LoRA adapter of ``method`` ('sft' or 'dpo') for ``args.training_type``; return the adapter folder.
+
+    ``flags`` are the SFTConfig/DPOConfig flags of the command line.
+    """
+    dirs = model_dirs(args, method)
+    if (dirs.adapter / layout.ADAPTER_CONFIG_FILE).exists() and not args.overwrite:
         if is_main_process():
-            print(f"{method} adapter already trained: {adapter_dir} (pass --overwrite to retrain)")
-        return adapter_dir
-    trainer = build_trainer(args, method)
+            print(f"{method} adapter already trained: {dirs.adapter} (pass --overwrite to retrain)")
+        return dirs.adapter
+    trainer = build_trainer(args, method, flags)
     if args.overwrite:  # drop this method's checkpoints, adapter and merged model (never another method's)
         if trainer.accelerator.is_main_process:
-            shutil.rmtree(paths.method_dir(method, args.training_type.value), ignore_errors=True)
+            shutil.rmtree(dirs.root, ignore_errors=True)
         trainer.accelerator.wait_for_everyone()
     return fit_and_save(trainer, args, method)
 
 
-def build_trainer(args, method: str):
+def build_trainer(args, method: str, flags: list[str] = ()):
     """An SFTTrainer or DPOTrainer with a fresh LoRA adapter on the method's base model."""
     train_dataset, eval_dataset = training_datasets(args, method)
+    config = parse_training_config(args, method, list(flags), eval_dataset is not None)
     base = base_model_for(args, method)
-    model, tokenizer = load_for_training(base, args)
-    checkpoints = run_paths(args).checkpoints_dir(method, args.training_type.value)
-    common = trainer_arguments(args, method, checkpoints, eval_dataset is not None)
+    model, tokenizer = load_for_training(base, args, config)
     data = dict(train_dataset=train_dataset, eval_dataset=eval_dataset, processing_class=tokenizer)
-    if method == "sft":
-        from trl import SFTConfig, SFTTrainer
+    from trl import DPOTrainer, SFTTrainer
 
-        return SFTTrainer(model=model, args=SFTConfig(**common, completion_only_loss=True), peft_config=lora_config(args), **data)
-    from trl import DPOConfig, DPOTrainer
-
-    # With a PEFT adapter the reference model is the policy with the adapter off: the merged SFT model.
-    return DPOTrainer(model=model, args=DPOConfig(**common, beta=args.beta), peft_config=lora_config(args), **data)
+    # With a PEFT adapter, DPO's reference model is the policy with the adapter off: the merged SFT model.
+    trainer_class = SFTTrainer if method == "sft" else DPOTrainer
+    return trainer_class(model=model, args=config, peft_config=lora_config(args), **data)
 
 
 def fit_and_save(trainer, args, method: str) -> Path:
@@ -209,12 +242,11 @@ def fit_and_save(trainer, args, method: str) -> Path:
     from transformers.trainer_utils import get_last_checkpoint
 
     training_type = args.training_type.value
-    paths = run_paths(args)
-    checkpoints, adapter_dir = paths.checkpoints_dir(method, training_type), paths.adapter_dir(method, training_type)
-    resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    dirs = model_dirs(args, method)
+    resume = get_last_checkpoint(str(dirs.checkpoints)) if dirs.checkpoints.is_dir() else None
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
-    save_adapter(trainer, adapter_dir, {
+    save_adapter(trainer, dirs.adapter, {
         "method": method,
         "training_type": training_type,
         "base_model": base_model_for(args, method),
@@ -227,24 +259,31 @@ def fit_and_save(trainer, args, method: str) -> Path:
         "train_loss": result.training_loss,
         "seconds": round(time.perf_counter() - start, 1),
         "arguments": public_args(args),
+        "training_config": trainer.args.to_dict(),
     })
     if trainer.accelerator.is_main_process:
         print(
             f"{method} ({training_type}): {len(trainer.train_dataset)} training examples, {trainer.state.global_step} steps, "
-            f"train loss {result.training_loss:.4f}, best eval loss {trainer.state.best_metric}, adapter: {adapter_dir}"
+            f"train loss {result.training_loss:.4f}, best eval loss {trainer.state.best_metric}, adapter: {dirs.adapter}"
         )
-    return adapter_dir
+    return dirs.adapter
 
 
 def save_adapter(trainer, adapter_dir: Path, summary: dict) -> None:
-    """Save the (best) adapter and tokenizer into ``adapter_dir`` via a temporary folder and a rename."""
-    tmp = adapter_dir.with_name(adapter_dir.name + ".tmp")
+    """Save the (best) adapter, tokenizer and training summary into ``adapter_dir`` atomically.
+
+    Every process joins ``save_model`` (DeepSpeed ZeRO-3 gathers the weights); only the main one writes, into a
+    shared temporary folder that then replaces ``adapter_dir`` in one rename.
+    """
+    shared_tmp = adapter_dir.with_name(adapter_dir.name + ".saving")
     if trainer.accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(shared_tmp, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
-    trainer.save_model(str(tmp))  # every process joins (DeepSpeed ZeRO-3 gathers); only the main one writes
+    trainer.save_model(str(shared_tmp))
     if trainer.accelerator.is_main_process:
-        (tmp / TRAINING_SUMMARY).write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-        shutil.rmtree(adapter_dir, ignore_errors=True)
-        os.replace(tmp, adapter_dir)
+        with atomic_output(adapter_dir, folder=True) as tmp:
+            for item in shared_tmp.iterdir():
+                os.replace(item, tmp / item.name)
+            (tmp / layout.TRAINING_SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+        shutil.rmtree(shared_tmp, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
