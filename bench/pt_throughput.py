@@ -114,6 +114,7 @@ def gold_chosen_inputs(path: str, dataset_name: str, count: int) -> tuple[list[s
 
 def bench_generation(args: Arguments, path: str, dataset_name: str) -> dict:
     import torch
+
     from persona_tailoring.model.generate import (
         GeneratorArguments,
         generate_completions,
@@ -186,9 +187,10 @@ def time_training(args: Arguments, path: str, dataset_name: str, batch_size: int
 
     Both variants get the same rows in the same (seeded) order; the first optimizer step is the warm-up.
     """
+    from transformers import PrinterCallback, ProgressCallback
+
     from persona_tailoring.model.run_model import Arguments as RunArguments
     from persona_tailoring.model.train import build_trainer
-    from transformers import PrinterCallback, ProgressCallback
 
     with tempfile.TemporaryDirectory(prefix="pt-bench-") as folder:
         run_args = RunArguments(

@@ -210,3 +210,21 @@ TINY_TRAINING = {"num_train_epochs": 1, "learning_rate": 1e-3, "per_device_train
 def training_flags(**overrides) -> list[str]:
     """SFTConfig/DPOConfig flags for a fast run on the tiny model (as ``run_model`` passes them to TRL)."""
     return [part for key, value in (TINY_TRAINING | overrides).items() for part in (f"--{key}", str(value))]
+
+
+def count_lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def sigkill_after(command: list[str], checkpoint: Path, lines: int, env: dict, cwd: Path, timeout: float = 90) -> int:
+    """Start ``command``, SIGKILL it once ``checkpoint`` holds ``lines`` records; return the lines it left."""
+    import signal
+    import time
+
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while count_lines(checkpoint) < lines and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    assert process.wait(timeout=30) == -signal.SIGKILL, "the process ended before it was killed"
+    return count_lines(checkpoint)

@@ -15,7 +15,7 @@ from persona_core.loopback import LoopbackLLMServer
 from persona_core.prompts import load_template
 from persona_inference.model import run_model
 from persona_inference.model.inference import PERSONA_PREFIX, build_requests
-from tests.pi_support import (
+from tests.conftest import (
     KEY_VARIABLES,
     api_args,
     clean_env,

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.pi_support import clean_env, run_module, write_preferences
+from tests.conftest import clean_env, run_module, write_preferences
 
 CASES = {
     "unknown_model_type": (["--model_type", "gpt5"], "choose one of: hf_chat, open_ai, anthropic, cohere"),

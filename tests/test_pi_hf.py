@@ -9,7 +9,7 @@ import pytest
 from persona_core.llm.base import GenerationConfig, Request, cut_at_stop
 from persona_core.llm.hf import MIN_SHARED_PREFIX, HFBackend, load_model_and_tokenizer
 from persona_inference.model import run_model
-from tests.pi_support import read_jsonl, write_preferences
+from tests.conftest import read_jsonl, write_preferences
 
 PROMPTS = [
     "Hi",

@@ -5,7 +5,7 @@ import pytest
 from persona_core.data import Partition, partition_range
 from persona_core.loopback import LoopbackLLMServer
 from persona_inference.model import run_model
-from tests.pi_support import api_args, fake_persona, read_jsonl, write_preferences
+from tests.conftest import api_args, fake_persona, read_jsonl, write_preferences
 
 SIZES = {"half": 2, "quarter": 4, "eighth": 8}
 

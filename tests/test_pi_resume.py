@@ -1,21 +1,13 @@
 """Kill a persona-inference run with SIGKILL midway, tear its last checkpoint line, rerun: exactly the clean result."""
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 
 from persona_core.loopback import LoopbackLLMServer
 from persona_inference.model import run_model
-from tests.pi_support import api_args, clean_env, fake_persona, read_jsonl, write_preferences
+from tests.conftest import api_args, clean_env, fake_persona, read_jsonl, sigkill_after, write_preferences
 
 N_ROWS = 6
-
-
-def count_lines(path) -> int:
-    return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
 def test_sigkill_midway_then_rerun_gives_the_uninterrupted_result(tmp_path, monkeypatch):
@@ -32,17 +24,8 @@ def test_sigkill_midway_then_rerun_gives_the_uninterrupted_result(tmp_path, monk
     checkpoint = folder / "killed" / "persona_inference.checkpoint.jsonl"
     with LoopbackLLMServer(fake_persona, latency=0.25) as server:
         args = api_args(data, res, "open_ai", server.url + "/v1", "--run_name", "killed", "--concurrency", "1")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "persona_inference.model.run_model", *args],
-            env=clean_env(OPENAI_API_KEY="test-key"), cwd=tmp_path,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 90
-        while count_lines(checkpoint) < 4 and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        os.kill(process.pid, signal.SIGKILL)
-        assert process.wait(timeout=30) == -signal.SIGKILL
-    done_before_kill = count_lines(checkpoint)
+        command = [sys.executable, "-m", "persona_inference.model.run_model", *args]
+        done_before_kill = sigkill_after(command, checkpoint, 4, clean_env(OPENAI_API_KEY="test-key"), tmp_path)
     assert 4 <= done_before_kill < 2 * N_ROWS
     assert not (folder / "killed" / "persona_inference.jsonl").exists()
 

@@ -13,7 +13,7 @@ from persona_core.loopback import LoopbackLLMServer
 from persona_core.runs import open_run
 from persona_inference import PROMPT_DIR
 from persona_inference.model import run_model
-from tests.pi_support import api_args, clean_env, fake_persona, read_jsonl, run_module, write_preferences
+from tests.conftest import api_args, clean_env, fake_persona, read_jsonl, run_module, write_preferences
 
 N_ROWS = 4
 SPLIT = "Sample"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pt_support import write_tailoring_dataset
+from tests.conftest import write_tailoring_dataset
 
 CONFIGS = Path(__file__).resolve().parents[1] / "scripts" / "accelerate"
 

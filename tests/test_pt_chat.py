@@ -3,6 +3,7 @@
 import io
 
 import pytest
+
 from persona_core.errors import run_cli
 from persona_tailoring.model import chat, generate
 from persona_tailoring.model.templates import PromptStyle, TrainingType

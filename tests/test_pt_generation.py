@@ -3,21 +3,18 @@
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
 from persona_core.errors import UsageError
 from persona_core.io import read_records
-from persona_core.loopback import LoopbackLLMServer
 from persona_core.layout import PT_OUTPUT_FIELDS, pt_files, pt_output_name
+from persona_core.loopback import LoopbackLLMServer
 from persona_tailoring.model import generate
 from persona_tailoring.model.run_model import main
-
-from tests.conftest import make_args, write_tailoring_dataset
+from tests.conftest import make_args, sigkill_after, write_tailoring_dataset
 
 EGG = "Prompt: How do I boil an egg?\nResponse:"
 ABC = "Prompt: abc\nResponse:"
@@ -133,10 +130,6 @@ def test_openai_completions_backend_sends_raw_text_and_cuts_at_the_stop(tmp_path
     assert first["response"] == "Question Test0? sounds like Answer to question test0?"
 
 
-def count_lines(path: Path) -> int:
-    return path.read_bytes().count(b"\n") if path.exists() else 0
-
-
 @pytest.mark.slow
 def test_sigkill_midway_then_rerun_gives_the_uninterrupted_result(tmp_path):
     n_rows = 8
@@ -150,17 +143,9 @@ def test_sigkill_midway_then_rerun_gives_the_uninterrupted_result(tmp_path):
     checkpoint = pt_files(final).checkpoint
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "OPEN_AI"))}
     with LoopbackLLMServer(loopback_answer, latency=0.25) as server:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "persona_tailoring.model.run_model",
-             *api_argv(data, tmp_path, server.url + "/v1", "--concurrency", "1")],
-            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 120
-        while count_lines(checkpoint) < 3 and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        os.kill(process.pid, signal.SIGKILL)
-        assert process.wait(timeout=30) == -signal.SIGKILL
-    done = count_lines(checkpoint)
+        command = [sys.executable, "-m", "persona_tailoring.model.run_model",
+                   *api_argv(data, tmp_path, server.url + "/v1", "--concurrency", "1")]
+        done = sigkill_after(command, checkpoint, 3, env, tmp_path, timeout=120)
     assert 3 <= done < n_rows and not final.exists()
     with open(checkpoint, "a", encoding="utf-8") as handle:  # a kill mid-write leaves half a line
         handle.write('{"id": "00007-')

@@ -3,13 +3,19 @@
 import json
 import re
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from persona_core import layout
 from persona_core.errors import UsageError, run_cli
 from persona_core.layout import paper_data_dir
 from persona_core.loopback import LoopbackLLMServer
-from persona_tailoring.evaluation import run_judge, win_rate
+from persona_core.runs import open_run
+from persona_tailoring.evaluation import configuration, run_judge, win_rate
 from persona_tailoring.evaluation.outputs import clean_response, match_rows, read_outputs
 
 PAPER = paper_data_dir() / "paper-outputs"
@@ -47,12 +53,16 @@ def verdict(letter: str) -> str:
     return f"Response {letter} follows the rubric more closely. [RESULT] {letter}"
 
 
-def run(server, folder: Path, *extra: str) -> int:
-    return run_judge.main([
+def run_argv(server, folder: Path, *extra: str) -> list[str]:
+    return [
         "--base_file", str(folder / "base.jsonl"), "--test_file", str(folder / "test.jsonl"),
         "--judge_model_type", "open_ai", "--judge_model_name", "prometheus-eval/prometheus-7b-v2.0",
         "--base_url", server.url, "--output_dir", str(folder / "out"), *extra,
-    ])
+    ]
+
+
+def run(server, folder: Path, *extra: str) -> int:
+    return run_judge.main(run_argv(server, folder, *extra))
 
 
 def judgments(folder: Path) -> list[dict]:
@@ -140,17 +150,85 @@ def test_invalid_verdicts_are_retried_once_then_recorded_invalid(tmp_path):
     assert run_info["verdicts"] == {"total": 12, "invalid_first_attempt": 3, "invalid_after_retry": 1}
 
 
-def test_rerun_resumes_from_the_checkpoint_and_a_new_judge_asks_again(tmp_path, monkeypatch):
+def judgments_file(folder: Path) -> Path:
+    (path,) = (folder / "out" / "comparisons").rglob(layout.JUDGMENTS_FILE)
+    return path
+
+
+def test_unchanged_rerun_resumes_changed_settings_are_refused_and_overwrite_redoes(tmp_path, monkeypatch, capsys):
     toolkit_outputs(tmp_path, n=2)
     with LoopbackLLMServer(lambda p, b: verdict("A")) as server:
         assert run(server, tmp_path) == 0
-        first = judgments(tmp_path)
+        path = judgments_file(tmp_path)
+        before = path.read_bytes()
         with monkeypatch.context() as patch:  # a finished comparison builds no judge backend at all
-            patch.setattr(run_judge.LazyJudge, "backend", lambda self: pytest.fail("judge built on a full resume"))
+            patch.setattr("persona_core.llm.make_llm", lambda *a, **k: pytest.fail("judge built on a full resume"))
             assert run(server, tmp_path) == 0
-        assert len(server.calls) == 8 and judgments(tmp_path) == first
-        assert run(server, tmp_path, "--judge_model_name", "another-judge") == 0
-        assert len(server.calls) == 16
+        assert len(server.calls) == 8 and path.read_bytes() == before
+        for changed in (["--max_tokens", "7"], ["--judge_model_name", "another-judge"], ["--retry_temperature", "0.5"],
+                        ["--merge_system_prompt"], ["--task_instruction", "Answer briefly."]):
+            capsys.readouterr()
+            err = one_line_error(capsys, [*run_argv(server, tmp_path), *changed])
+            assert "other settings" in err and "--overwrite" in err and "--output_dir" in err, changed
+            assert len(server.calls) == 8 and path.read_bytes() == before  # nothing asked, old verdicts untouched
+        assert run(server, tmp_path, "--max_tokens", "7", "--overwrite") == 0
+        assert len(server.calls) == 16 and {c["body"]["max_tokens"] for c in server.calls[8:]} == {7}
+        record = json.loads(layout.judge_files(path.parent).run_record.read_text())
+        assert record["fingerprint"]["generation"]["max_tokens"] == 7 and record["stats"]["first_attempts"]["reused"] == 0
+        assert run(server, tmp_path, "--max_tokens", "7") == 0 and len(server.calls) == 16  # the new settings resume
+        assert run(server, tmp_path, "--max_tokens", "7", "--output_dir", str(tmp_path / "other")) == 0
+        assert len(server.calls) == 24 and len(list((tmp_path / "other").rglob(path.name))) == 1
+
+
+def test_changed_outputs_are_refused(tmp_path, capsys):
+    base, _ = toolkit_outputs(tmp_path, n=2)
+    with LoopbackLLMServer(lambda p, b: verdict("A")) as server:
+        assert run(server, tmp_path) == 0
+        base.write_text(base.read_text().replace("BASE answer 1", "BASE answer 1, edited"))
+        assert "other settings" in one_line_error(capsys, run_argv(server, tmp_path))
+        assert len(server.calls) == 8
+
+
+def test_a_second_process_on_the_same_comparison_is_refused(tmp_path):
+    toolkit_outputs(tmp_path, n=1)
+    folder = layout.comparison_dir(tmp_path / "out", None, None, "base", "test")
+    with LoopbackLLMServer(lambda p, b: verdict("A")) as server, open_run(layout.judge_files(folder), {"held": 1}):
+        done = subprocess.run([sys.executable, "-m", "persona_tailoring.evaluation.run_judge", *run_argv(server, tmp_path)],
+                              capture_output=True, text=True, timeout=60)
+        assert server.calls == []
+    assert done.returncode == 2, done.stderr
+    err = done.stderr.strip()
+    assert err.startswith("error: ") and "\n" not in err and "another process" in err and "--output_dir" in err
+    assert not layout.judge_files(folder).results.exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--max_tokens", "0"], "--max_tokens must be positive"),
+    (["--temperature", "-1"], "--temperature must be 0 or more"),
+    (["--retry_temperature", "-0.5"], "--retry_temperature must be 0 or more"),
+    (["--limit", "0"], "--limit must be positive"),
+    (["--concurrency", "0"], "--concurrency must be positive"),
+])
+def test_bad_values_are_refused_when_parsed(tmp_path, capsys, flags, message):
+    toolkit_outputs(tmp_path, n=1)
+    argv = ["--base_file", str(tmp_path / "base.jsonl"), "--test_file", str(tmp_path / "test.jsonl"),
+            "--judge_model_type", "open_ai", "--base_url", "http://127.0.0.1:9", "--output_dir", str(tmp_path / "out")]
+    assert message in one_line_error(capsys, [*argv, *flags])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("how", ["module", "path"])
+@pytest.mark.parametrize("script", ["run_judge", "win_rate"])
+def test_every_script_runs_both_ways(script, how):
+    command = ["-m", f"persona_tailoring.evaluation.{script}"] if how == "module" else [
+        str(Path("persona-tailoring") / "evaluation" / f"{script}.py")]
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, *command, "--help"], cwd=layout.REPO_ROOT, capture_output=True, text=True,
+                          timeout=60)
+    seconds = time.perf_counter() - start
+    assert done.returncode == 0, done.stderr
+    assert "--output_dir" in done.stdout and "--model_type_base" in done.stdout
+    assert seconds < 4, f"{script} --help took {seconds:.1f}s"
 
 
 def test_delta_pq_matches_a_hand_computed_value(tmp_path):
@@ -184,19 +262,22 @@ def test_delta_pq_matches_a_hand_computed_value(tmp_path):
 def test_configuration_paths_come_from_each_sides_own_flags(tmp_path):
     args = run_judge.Arguments(
         results_save_dir=str(tmp_path), dataset_name="BeaverTails", model_nickname="llama",
-        model_type_base=run_judge.Method.sft, training_type_base=run_judge.TrainingType.none,
-        inference_type_base=run_judge.InferenceType.none,
-        model_type_test=run_judge.Method.dpo, training_type_test=run_judge.TrainingType.chosen,
-        inference_type_test=run_judge.InferenceType.retr_chosen,
+        output_dir=str(tmp_path / "judge"), model_type_base=configuration.Method.sft, training_type_base=configuration.TrainingType.none,
+        inference_type_base=configuration.InferenceType.none,
+        model_type_test=configuration.Method.dpo, training_type_test=configuration.TrainingType.chosen,
+        inference_type_test=configuration.InferenceType.retr_chosen,
     )
-    base, test = run_judge.resolve_sides(args)
+    base, test = configuration.resolve_sides(args)
     assert base.path == tmp_path / "BeaverTails" / "llama" / "sft_Persona(training_type=none, inference_type=none).jsonl"
     assert test.path == tmp_path / "BeaverTails" / "llama" / "dpo_Persona(training_type=chosen, inference_type=retr-chosen).jsonl"
-    folder = run_judge.comparison_folder(args, base, test)
-    assert folder.name == "sft-none-none_vs_dpo-chosen-retr-chosen"
+    folder = configuration.comparison_folder(args, base, test)
+    assert folder == tmp_path / "judge" / "comparisons" / "BeaverTails" / "llama" / "sft-none-none_vs_dpo-chosen-retr-chosen"
+    assert configuration.parse_file_name(test.path) == configuration.Configuration(
+        configuration.Method.dpo, configuration.TrainingType.chosen, configuration.InferenceType.retr_chosen)
+    assert configuration.label_for_file(tmp_path / "my outputs.jsonl") == "my-outputs"
     args.model_type_test = args.training_type_test = args.inference_type_test = None
     with pytest.raises(UsageError, match="no test outputs"):
-        run_judge.resolve_sides(args)
+        configuration.resolve_sides(args)
 
 
 def paper_array(path: Path, rows: list[tuple[str, str]]) -> Path:
@@ -329,7 +410,7 @@ def test_local_judge_records_unparsable_verdicts_as_invalid(tmp_path, tiny_model
     assert len(rows) == 4 and {r["outcome"] for r in rows} == {"invalid"}
     assert all(r[o]["attempts"] == 2 and r[o]["verdict"] is None for r in rows for o in ("base_first", "test_first"))
     run_info = json.loads(next((tmp_path / "out").rglob("judge.run.json")).read_text())
-    assert run_info["verdicts"]["invalid_after_retry"] == 8 and run_info["retries"]["ok"] == 8
+    assert run_info["verdicts"]["invalid_after_retry"] == 8 and run_info["stats"]["retries"]["ok"] == 8
 
 
 def test_a_local_judge_without_a_system_role_asks_for_merging(tmp_path, tiny_model_dir, capsys):

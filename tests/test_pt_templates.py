@@ -6,11 +6,11 @@ import re
 from pathlib import Path
 
 import pytest
+
 from persona_core.errors import UsageError
 from persona_core.layout import paper_data_dir
 from persona_tailoring.model import templates
 from persona_tailoring.model.templates import InferenceType, PromptStyle, TrainingType
-
 from tests.conftest import tailoring_row, write_tailoring_dataset
 
 PAPER = paper_data_dir()
@@ -132,6 +132,7 @@ COLUMNS = {"gold-chosen": "chosen_persona_gold", "gold-rejected": "rejected_pers
 @pytest.mark.skipif(not (PAPER / "paper-outputs").is_dir(), reason="paper data not on this machine")
 def test_model_inputs_reproduce_the_papers_released_prompts():
     import datasets
+
     from persona_core.io import read_records
 
     files = sorted(glob.glob(str(PAPER / "paper-outputs" / "*" / "*.jsonl")))

@@ -1,18 +1,18 @@
 """LoRA SFT and DPO with TRL on the tiny random model: what trains, what stays frozen, merging, resuming."""
 
 import json
+import shutil
 import subprocess
 import sys
-import shutil
 
 import pytest
 import torch
+
 from persona_core.errors import UsageError
+from persona_core.layout import TRAINING_SUMMARY_FILE
 from persona_tailoring.model import merge, train
 from persona_tailoring.model.run_model import main
 from persona_tailoring.model.templates import TrainingType
-
-from persona_core.layout import TRAINING_SUMMARY_FILE
 from tests.conftest import make_args, training_flags, write_tailoring_dataset
 
 pytestmark = pytest.mark.slow  # each case trains a model with TRL (a few seconds each)

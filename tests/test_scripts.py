@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.pi_support import REPO_ROOT
+from tests.conftest import REPO_ROOT
 
 SCRIPTS = [
     "persona-inference/model/run_model.py",

@@ -2,9 +2,11 @@
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
+
 from persona_core.errors import run_cli
 from persona_tailoring.evaluation import win_rate
 
@@ -73,6 +75,10 @@ def test_cli_scores_every_comparison_and_writes_json_csv_and_plots(tmp_path, cap
     assert table[0]["personalization_win_rate"] == "0.75" and table[1]["personalization_win_rate"] == ""
     for suffix, magic in ((".png", b"\x89PNG"), (".pdf", b"%PDF")):
         assert (first / f"win_rate{suffix}").read_bytes().startswith(magic)
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (*first.iterdir(), root / "win_rates.csv"):  # atomic writes: the usual permissions, no temp files
+        assert not path.name.startswith(".") and path.stat().st_mode & 0o777 == 0o666 & ~umask, path
 
 
 def test_cli_finds_one_comparison_by_configuration_flags(tmp_path):
@@ -103,6 +109,7 @@ def test_bad_comparison_input_is_one_line(tmp_path, capsys):
         return err
 
     assert "does not exist" in error(["--comparison_dir", str(tmp_path / "missing")])
+    assert "--resamples must be at least 1" in error(["--comparison_dir", str(tmp_path), "--resamples", "0"])
     assert "not both" in error(["--comparison_dir", str(tmp_path), "--base_file", "x.jsonl"])
     assert "no test outputs" in error(["--base_file", "x.jsonl"])
     (tmp_path / "judgments.jsonl").write_text(json.dumps({"id": "p0", "metric": "style", "outcome": "test"}) + "\n")

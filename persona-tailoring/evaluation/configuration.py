@@ -1,21 +1,25 @@
-"""Persona-tailoring configurations (method, training type, inference type) and where their outputs live.
+"""Persona-tailoring configurations (method, training type, inference type), and the two sides of a comparison.
 
-PT inference writes ``{results_save_dir}/{dataset_name}/{model_nickname}/{method}_Persona(training_type=T,
-inference_type=I).jsonl``; the paper's released outputs use the same file names without the nickname folder.
-The enums are PT training's own (``persona_tailoring.model``), so both sides accept the same values.
+Where PT outputs live and how they are named is ``persona_core.layout``'s (``pt_output_path``); the paper's
+released outputs use the same file names without the nickname folder. The enums are PT's own
+(``persona_tailoring.model.templates``), so generation and the judge accept the same values. ``run_judge`` and
+``win_rate`` name a comparison with the same flags (``ComparisonArguments``), so both find the same folder.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from persona_core import layout
+from persona_core.errors import UsageError
 from persona_tailoring.model.templates import InferenceType, Method, TrainingType
 
-__all__ = ["Configuration", "InferenceType", "Method", "TrainingType", "output_path", "parse_file_name"]
+__all__ = ["ComparisonArguments", "Configuration", "InferenceType", "Method", "Side", "TrainingType",
+           "comparison_folder", "parse_file_name", "resolve_sides"]
 
-_FILE_NAME = re.compile(r"^(\w+)_Persona\(training_type=([\w-]+), inference_type=([\w-]+)\)$")
+SIDES = ("base", "test")
+
 
 @dataclass(frozen=True)
 class Configuration:
@@ -24,38 +28,104 @@ class Configuration:
     inference_type: InferenceType
 
     @property
-    def file_name(self) -> str:
-        return (
-            f"{self.method.value}_Persona(training_type={self.training_type.value}, "
-            f"inference_type={self.inference_type.value}).jsonl"
-        )
-
-    @property
     def label(self) -> str:
         """Short file-safe name: 'dpo-chosen-gold-chosen'."""
         return f"{self.method.value}-{self.training_type.value}-{self.inference_type.value}"
 
-def output_path(results_save_dir: str, dataset_name: str, model_nickname: str | None, config: Configuration) -> Path:
-    folder = Path(results_save_dir) / dataset_name
-    if model_nickname:
-        folder = folder / model_nickname
-    return folder / config.file_name
+    def output_path(self, results_save_dir, dataset_name: str, model_nickname: str | None) -> Path:
+        return layout.pt_output_path(results_save_dir, dataset_name, model_nickname, self.method.value,
+                                     self.training_type.value, self.inference_type.value)
+
 
 def parse_file_name(path: str | Path) -> Configuration | None:
-    """The configuration a file is named after (``dpo_Persona(training_type=..., inference_type=...).jsonl``)."""
-    stem = Path(path).name.removesuffix(".jsonl").removesuffix(".json")
-    match = _FILE_NAME.match(stem)
-    if not match:
+    """The configuration a file is named after (``layout.pt_output_name``), else None."""
+    parts = layout.parse_pt_output_name(path)
+    if parts is None:
         return None
     try:
-        return Configuration(Method(match[1]), TrainingType(match[2]), InferenceType(match[3]))
+        return Configuration(Method(parts[0]), TrainingType(parts[1]), InferenceType(parts[2]))
     except ValueError:
         return None
+
 
 def label_for_file(path: str | Path) -> str:
     """The configuration label when the file follows the naming scheme, else a file-safe form of its stem."""
     config = parse_file_name(path)
-    if config:
-        return config.label
-    stem = Path(path).name.removesuffix(".jsonl").removesuffix(".json")
-    return re.sub(r"[^A-Za-z0-9._=-]+", "-", stem).strip("-") or "outputs"
+    return config.label if config else layout.nickname(layout.pt_output_stem(path))
+
+
+def _flag(help_text: str, side: str):
+    who = "the baseline" if side == "base" else "the configuration under test"
+    return field(default=None, metadata={"help": help_text.format(who=who)})
+
+
+@dataclass
+class ComparisonArguments:
+    """The flags that name a comparison; shared by run_judge and win_rate so both find the same folder."""
+
+    base_file: str | None = _flag("Outputs of {who} (JSONL records or a JSON array); or the next three flags.", "base")
+    model_type_base: Method | None = _flag("Method of {who}.", "base")
+    training_type_base: TrainingType | None = _flag("Training type of {who}.", "base")
+    inference_type_base: InferenceType | None = _flag("Inference type of {who}.", "base")
+    test_file: str | None = _flag("Outputs of {who} (JSONL records or a JSON array); or the next three flags.", "test")
+    model_type_test: Method | None = _flag("Method of {who}.", "test")
+    training_type_test: TrainingType | None = _flag("Training type of {who}.", "test")
+    inference_type_test: InferenceType | None = _flag("Inference type of {who}.", "test")
+    results_save_dir: str = field(
+        default="results/persona-tailoring", metadata={"help": "Root of PT outputs (for the configuration flags)."}
+    )
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "Dataset (BeaverTails, Anthropic HHH, Mnemonic, ...): output folder and judge task wording."},
+    )
+    model_nickname: str | None = field(
+        default=None, metadata={"help": "Model folder inside the dataset folder (omit for the paper's released outputs)."}
+    )
+    output_dir: str = field(
+        default="results/persona-tailoring/judge", metadata={"help": "Comparisons go to <output_dir>/comparisons/."}
+    )
+
+
+@dataclass(frozen=True)
+class Side:
+    name: str
+    path: Path
+    label: str
+    has_persona: bool | None
+
+
+def resolve_side(args: ComparisonArguments, side: str) -> Side:
+    """One side's file, from that side's own flags only."""
+    file = getattr(args, f"{side}_file")
+    parts = {key: getattr(args, f"{key}_{side}") for key in ("model_type", "training_type", "inference_type")}
+    given = [key for key, value in parts.items() if value is not None]
+    if file and given:
+        raise UsageError(f"pass either --{side}_file or --{given[0]}_{side} (and its companions), not both")
+    if file:
+        config = parse_file_name(file)
+        has_persona = None if config is None else config.inference_type != InferenceType.none
+        return Side(side, Path(file), label_for_file(file), has_persona)
+    if not given:
+        raise UsageError(
+            f"no {side} outputs: pass --{side}_file, or --model_type_{side}, --training_type_{side} "
+            f"and --inference_type_{side}"
+        )
+    if len(given) < 3:
+        missing = ", ".join(f"--{key}_{side}" for key in parts if key not in given)
+        raise UsageError(f"incomplete {side} configuration: also pass {missing}")
+    if not args.dataset_name:
+        raise UsageError("--dataset_name is needed to find configuration outputs (e.g. --dataset_name BeaverTails)")
+    config = Configuration(parts["model_type"], parts["training_type"], parts["inference_type"])
+    path = config.output_path(args.results_save_dir, args.dataset_name, args.model_nickname)
+    return Side(side, path, config.label, config.inference_type != InferenceType.none)
+
+
+def resolve_sides(args: ComparisonArguments) -> tuple[Side, Side]:
+    base, test = (resolve_side(args, side) for side in SIDES)
+    if base.path.resolve() == test.path.resolve():
+        raise UsageError(f"base and test are the same file ({base.path}): compare two different configurations")
+    return base, test
+
+
+def comparison_folder(args: ComparisonArguments, base: Side, test: Side) -> Path:
+    return layout.comparison_dir(args.output_dir, args.dataset_name, args.model_nickname, base.label, test.label)

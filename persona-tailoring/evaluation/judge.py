@@ -8,11 +8,11 @@ they disagree, and invalid when either order has no parsable verdict after its r
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from enum import Enum
 
 from persona_core.llm.base import Request
+from persona_core.runs import digest
 from persona_tailoring.evaluation.outputs import Pair
 
 
@@ -43,6 +43,14 @@ def task_instruction(dataset_slug: str) -> str:
 def instruction_for(pair: Pair, metric: Metric, task: str) -> str:
     text = f"{task} Prompt: {pair.question}"
     return f"{text} Persona: {pair.persona}" if metric == Metric.personalization else text
+
+
+def templates(task: str) -> dict:
+    """Every text the judge prompts are made of besides the pairs: its part of the run fingerprint."""
+    from prometheus_eval.prompts import REL_SYSTEM_PROMPT, RELATIVE_PROMPT_WO_REF
+
+    return {"system": REL_SYSTEM_PROMPT, "user": RELATIVE_PROMPT_WO_REF,
+            "rubrics": {m.value: r for m, r in RUBRICS.items()}, "task": task}
 
 
 def judge_messages(instruction: str, response_a: str, response_b: str, rubric: str) -> tuple[str, str]:
@@ -78,15 +86,14 @@ def outcome(base_first: str | None, test_first: str | None) -> str:
 
 @dataclass
 class JudgeJob:
-    """Everything that identifies the judge, so a change of judge or input never reuses an old verdict."""
+    """What shapes the judge prompts beyond the pairs (the judge model and settings are the run fingerprint's)."""
 
-    identity: str
     task: str
     merge_system_prompt: bool = False
 
 
 def build_requests(pairs: list[Pair], metrics: list[Metric], job: JudgeJob) -> tuple[list[Request], dict[str, dict]]:
-    """Two requests (both orders) per pair and metric; ids carry a digest of judge and prompt."""
+    """Two requests (both orders) per pair and metric; ids carry a digest of the prompt."""
     requests, meta = [], {}
     for pair in pairs:
         for metric in metrics:
@@ -96,8 +103,7 @@ def build_requests(pairs: list[Pair], metrics: list[Metric], job: JudgeJob) -> t
                 system, user = judge_messages(instruction, a.response, b.response, RUBRICS[metric])
                 if job.merge_system_prompt:  # as prometheus-eval's Mistral conversation template does
                     system, user = None, f"{system}\n{user}"
-                digest = hashlib.sha1(f"{job.identity}\x1f{system}\x1f{user}".encode()).hexdigest()[:10]
-                request_id = f"{pair.id}.{metric.value}.{order.value}.{digest}"
+                request_id = f"{pair.id}.{metric.value}.{order.value}.{digest([system, user])[:10]}"
                 requests.append(Request(request_id, user, system=system))
                 meta[request_id] = {"pair": pair.id, "metric": metric.value, "order": order.value, "attempt": 1}
     return requests, meta

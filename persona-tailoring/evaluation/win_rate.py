@@ -6,7 +6,7 @@ win rate = test wins / (test wins + base wins), undefined (null) without decisiv
 
 Examples::
 
-    # every comparison under a judge output folder (a table, and win_rate.json/.csv in each comparison)
+    # every comparison under a judge output folder (a table, and a JSON and CSV summary in each comparison)
     python -m persona_tailoring.evaluation.win_rate --comparison_dir results/persona-tailoring/judge --plot
 
     # one comparison, named by the same flags as run_judge
@@ -17,20 +17,13 @@ Examples::
 
 from __future__ import annotations
 
-import csv
-import io
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from persona_core import layout
 from persona_core.cli import parse_args
 from persona_core.errors import UsageError, run_cli
-from persona_tailoring.evaluation.run_judge import (
-    JUDGMENTS_FILE,
-    ComparisonArguments,
-    comparison_folder,
-    resolve_sides,
-)
+from persona_tailoring.evaluation.configuration import ComparisonArguments, comparison_folder, resolve_sides
 
 METRICS = ("personalization", "response_quality")
 OUTCOME_CODES = {"base": 0, "tie": 1, "test": 2, "invalid": 3}
@@ -45,7 +38,11 @@ class Arguments(ComparisonArguments):
     )
     resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples over prompts."})
     seed: int = field(default=0, metadata={"help": "Bootstrap seed."})
-    plot: bool = field(default=False, metadata={"help": "Also draw paper-style bars (win_rate.png and .pdf)."})
+    plot: bool = field(default=False, metadata={"help": "Also draw paper-style bars (PNG and PDF)."})
+
+    def check(self) -> None:
+        if self.resamples < 1:
+            raise UsageError("--resamples must be at least 1")
 
 
 def delta_pq(p_win: float | None, q_win: float | None) -> float | None:
@@ -122,6 +119,8 @@ def summarize(codes_by_metric: dict[str, list[int]], resamples: int = 1000, seed
 
 
 def find_comparisons(args: Arguments) -> tuple[Path, list[Path]]:
+    """The folder the comparisons were looked for in, and every comparison folder holding judgments."""
+    judgments = layout.JUDGMENTS_FILE
     if args.comparison_dir:
         flags = [f for f in ("base_file", "test_file", "model_type_base", "model_type_test") if getattr(args, f)]
         if flags:
@@ -129,22 +128,15 @@ def find_comparisons(args: Arguments) -> tuple[Path, list[Path]]:
         root = Path(args.comparison_dir)
         if not root.is_dir():
             raise UsageError(f"--comparison_dir '{root}' does not exist: pass run_judge's --output_dir")
-        found = [root] if (root / JUDGMENTS_FILE).is_file() else sorted(p.parent for p in root.rglob(JUDGMENTS_FILE))
+        found = [root] if layout.judge_files(root).results.is_file() else sorted(
+            p.parent for p in root.rglob(judgments))
     else:
         base, test = resolve_sides(args)
         root = comparison_folder(args, base, test)
-        found = [root] if (root / JUDGMENTS_FILE).is_file() else []
+        found = [root] if layout.judge_files(root).results.is_file() else []
     if not found:
-        raise UsageError(f"no {JUDGMENTS_FILE} in or under '{root}': run persona_tailoring.evaluation.run_judge first")
+        raise UsageError(f"no {judgments} in or under '{root}': run persona_tailoring.evaluation.run_judge first")
     return root, found
-
-
-def comparison_name(root: Path, folder: Path) -> str:
-    """What follows the last ``comparisons/`` in the path, e.g. 'BeaverTails/dpo-none-none_vs_dpo-chosen-gold-chosen'."""
-    parts = folder.resolve().parts
-    if "comparisons" in parts:
-        return "/".join(parts[len(parts) - parts[::-1].index("comparisons") :])
-    return str(folder.relative_to(root)) if folder != root else folder.name
 
 
 def fmt_rate(value: float | None, interval: list[float] | None, undefined: str = "no decisive verdicts") -> str:
@@ -173,18 +165,21 @@ def csv_row(name: str, summary: dict) -> dict:
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, CSV_COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(buffer.getvalue(), encoding="utf-8")
-    os.replace(tmp, path)
+    import csv
+
+    from persona_core.io import atomic_output
+
+    with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
-def plot(summary: dict, title: str, folder: Path) -> list[Path]:
+def plot(summary: dict, title: str, paths: list[Path]) -> list[Path]:
     """Stacked horizontal bars per metric, base wins | ties | test wins | invalid, as in the paper's figures."""
     import matplotlib
+
+    from persona_core.io import atomic_output
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -213,9 +208,9 @@ def plot(summary: dict, title: str, folder: Path) -> list[Path]:
     ax.set_title(f"{title}  (ΔPQ = {'n/a' if value is None else f'{value:+.3f}'})", fontsize=9)
     ax.legend(ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False, fontsize=8)
     fig.tight_layout()
-    paths = [folder / "win_rate.png", folder / "win_rate.pdf"]
     for path in paths:
-        fig.savefig(path, dpi=200, bbox_inches="tight")
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=200, bbox_inches="tight")
     plt.close(fig)
     return paths
 
@@ -224,22 +219,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
     from persona_core.io import read_records, write_json_atomic
 
-    if args.resamples < 1:
-        raise UsageError("--resamples must be at least 1")
     root, folders = find_comparisons(args)
     rows, written = [], []
-    names = [comparison_name(root, folder) for folder in folders]
+    names = [layout.comparison_name(folder) for folder in folders]
     width = max(len("comparison"), *map(len, names))
     print(f"{'comparison':<{width}} {'metric':<17} {'n':>4} {'base':>6} {'tie':>6} {'test':>6} {'inv':>6}  win rate [95% CI]")
     for folder, name in zip(folders, names, strict=True):
-        where = str(folder / JUDGMENTS_FILE)
+        where = str(layout.judge_files(folder).results)
         summary = summarize(outcome_codes(read_records(where), where), args.resamples, args.seed)
         summary = {"comparison": name, "judgments": where, **summary}
-        write_json_atomic(folder / "win_rate.json", summary)
-        write_csv(folder / "win_rate.csv", [csv_row(name, summary)])
-        written += [folder / "win_rate.json", folder / "win_rate.csv"]
+        outputs = layout.win_rate_files(folder)
+        write_json_atomic(outputs["json"], summary)
+        write_csv(outputs["csv"], [csv_row(name, summary)])
+        written += [outputs["json"], outputs["csv"]]
         if args.plot:
-            written += plot(summary, name, folder)
+            written += plot(summary, name, [outputs["png"], outputs["pdf"]])
         rows.append(csv_row(name, summary))
         for metric in METRICS:
             if metric in summary:
@@ -251,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<{width}} {'ΔPQ':<17} {'':>4} {'':>6} {'':>6} {'':>6} {'':>6}  "
               f"{fmt_rate(summary['delta_pq']['value'], summary['delta_pq']['ci95'], 'needs both win rates')}")
     if len(folders) > 1:
-        write_csv(root / "win_rates.csv", rows)
-        written.append(root / "win_rates.csv")
+        write_csv(root / layout.WIN_RATE_TABLE, rows)
+        written.append(root / layout.WIN_RATE_TABLE)
     print(f"{len(folders)} comparison(s) scored ({args.resamples} bootstrap resamples); wrote {len(written)} files, e.g.:")
     for path in written[:4]:
         print(f"  {path}")
