@@ -38,21 +38,31 @@ PAPER_DATA = paper_data_dir() / "persona-inference-BeaverTails"
 @dataclass
 class Arguments:
     dataset_name: str | None = field(
-        default=None, metadata={"help": "Preference data (default: BeaverTails paper data if present, else the sample)."}
+        default=None,
+        metadata={"help": "Preference data (default: BeaverTails paper data if present, else the sample)."},
     )
     requests: int = field(default=96, metadata={"help": "API requests per mode."})
     latency: float = field(default=0.2, metadata={"help": "Seconds the loopback server takes per request."})
     concurrency: int = field(default=16, metadata={"help": "Requests in flight in the concurrent mode."})
     prompts: int = field(default=64, metadata={"help": "Prompts generated per mode on the local model."})
     batch_size: int = field(default=16, metadata={"help": "Rows decoding together in the batched mode."})
-    round_tokens: int = field(default=ROUND_TOKENS, metadata={"help": "New tokens per generate call (HFBackend)."})
+    round_tokens: int = field(
+        default=ROUND_TOKENS, metadata={"help": "New tokens per generate call (HFBackend)."}
+    )
     time_batch_size_1: bool = field(
-        default=False, metadata={"help": "Also time the backend at batch size 1: its shared prefix without batching."}
+        default=False,
+        metadata={"help": "Also time the backend at batch size 1: its shared prefix without batching."},
     )
     max_tokens: int = field(default=96, metadata={"help": "Maximum new tokens (run_model's default)."})
-    model_name: str = field(default=EMBEDDED_MODEL_NAME, metadata={"help": "Local model for the generation part."})
-    device_map: str = field(default="auto", metadata={"help": "Device map of the local model (CUDA when present)."})
-    threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's own choice)."})
+    model_name: str = field(
+        default=EMBEDDED_MODEL_NAME, metadata={"help": "Local model for the generation part."}
+    )
+    device_map: str = field(
+        default="auto", metadata={"help": "Device map of the local model (CUDA when present)."}
+    )
+    threads: int | None = field(
+        default=None, metadata={"help": "torch CPU threads (default: torch's own choice)."}
+    )
     skip_api: bool = field(default=False, metadata={"help": "Skip the API part."})
     skip_local: bool = field(default=False, metadata={"help": "Skip the local generation part."})
     json: str | None = field(default=None, metadata={"help": "Also write the figures to this JSON file."})
@@ -100,7 +110,9 @@ def time_api(requests, meta, server_url: str, concurrency: int, args: Arguments)
     from persona_core.llm.base import GenerationConfig
     from persona_core.runner import run_requests
 
-    llm = make_llm(ModelType.open_ai, "loopback", base_url=server_url, concurrency=concurrency, request_timeout=30)
+    llm = make_llm(
+        ModelType.open_ai, "loopback", base_url=server_url, concurrency=concurrency, request_timeout=30
+    )
     generation = GenerationConfig(max_tokens=args.max_tokens, stop=("\n",))
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
@@ -123,7 +135,9 @@ def bench_api(args: Arguments) -> dict:
     server.start()
     try:
         url = ours.recv() + "/v1"
-        time_api(requests[:1], meta, url, 1, args)  # warm-up: SDK import and first-call setup stay out of the timings
+        time_api(
+            requests[:1], meta, url, 1, args
+        )  # warm-up: SDK import and first-call setup stay out of the timings
         sequential, seq_texts = time_api(requests, meta, url, 1, args)
         ours.send("peak")
         seq_peak = ours.recv()
@@ -136,9 +150,14 @@ def bench_api(args: Arguments) -> dict:
     if seq_texts != conc_texts:
         raise RuntimeError("concurrent answers differ from one-at-a-time answers")
     return {
-        "data": path, "requests": len(requests), "latency_s": args.latency, "concurrency": args.concurrency,
-        "sequential_s": round(sequential, 2), "concurrent_s": round(concurrent, 2),
-        "speedup": round(sequential / concurrent, 2), "peak_in_flight": {"sequential": seq_peak, "concurrent": conc_peak},
+        "data": path,
+        "requests": len(requests),
+        "latency_s": args.latency,
+        "concurrency": args.concurrency,
+        "sequential_s": round(sequential, 2),
+        "concurrent_s": round(concurrent, 2),
+        "speedup": round(sequential / concurrent, 2),
+        "peak_in_flight": {"sequential": seq_peak, "concurrent": conc_peak},
         "target": 12.0,
     }
 
@@ -164,11 +183,17 @@ def time_alone(backend, requests, generation) -> tuple[float, dict]:
     completions = {}
     start = time.perf_counter()
     for request in requests:
-        ids = tokenizer(backend.render(request), add_special_tokens=not backend.chat, return_tensors="pt").input_ids
+        ids = tokenizer(
+            backend.render(request), add_special_tokens=not backend.chat, return_tensors="pt"
+        ).input_ids
         ids = ids.to(model.device)
         with torch.inference_mode():
-            output = model.generate(ids, attention_mask=torch.ones_like(ids),
-                                    max_new_tokens=generation.max_tokens, **backend.generate_kwargs(generation))
+            output = model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=generation.max_tokens,
+                **backend.generate_kwargs(generation),
+            )
         new = output[0, ids.shape[1] :].tolist()
         n_new = answer_length(new, ends)
         text = cut_at_stop(tokenizer.decode(new[:n_new], skip_special_tokens=True), generation.stop)
@@ -191,29 +216,52 @@ def bench_local(args: Arguments) -> dict:
     generation = GenerationConfig(max_tokens=args.max_tokens, stop=("\n",))
 
     def backend(batch_size: int) -> HFBackend:
-        return HFBackend(args.model_name, batch_size=batch_size, round_tokens=args.round_tokens, model=model,
-                         tokenizer=tokenizer)
+        return HFBackend(
+            args.model_name,
+            batch_size=batch_size,
+            round_tokens=args.round_tokens,
+            model=model,
+            tokenizer=tokenizer,
+        )
 
     # Warm-up of both paths (kernels, stop-string tables, and the allocator's pools for batch-sized caches), untimed.
     time_backend(backend(args.batch_size), requests[: args.batch_size], generation)
     time_alone(backend(1), requests[:1], generation)
-    timings = {"batched": time_backend(backend(args.batch_size), requests, generation),
-               "alone": time_alone(backend(1), requests, generation)}
+    timings = {
+        "batched": time_backend(backend(args.batch_size), requests, generation),
+        "alone": time_alone(backend(1), requests, generation),
+    }
     if args.time_batch_size_1:
         timings["batch_size_1"] = time_backend(backend(1), requests, generation)
-    figures = {"data": path, "model": args.model_name, "device": str(model.device), "dtype": str(model.dtype),
-               "threads": torch.get_num_threads(), "prompts": len(requests), "batch_size": args.batch_size,
-               "round_tokens": args.round_tokens, "max_tokens": args.max_tokens}
+    figures = {
+        "data": path,
+        "model": args.model_name,
+        "device": str(model.device),
+        "dtype": str(model.dtype),
+        "threads": torch.get_num_threads(),
+        "prompts": len(requests),
+        "batch_size": args.batch_size,
+        "round_tokens": args.round_tokens,
+        "max_tokens": args.max_tokens,
+    }
     alone = timings["alone"][1]
-    figures["prompt_tokens_mean"] = round(sum(c.usage["prompt_tokens"] for c in alone.values()) / len(requests), 1)
+    figures["prompt_tokens_mean"] = round(
+        sum(c.usage["prompt_tokens"] for c in alone.values()) / len(requests), 1
+    )
     for mode, (seconds, completions) in timings.items():
         tokens = sum(c.usage["completion_tokens"] for c in completions.values())
         same = [r.id for r in requests if completions[r.id].text == alone[r.id].text]
-        figures[mode] = {"seconds": round(seconds, 2), "tokens": tokens, "tokens_per_s": round(tokens / seconds, 2),
-                         "same_output_as_alone": round(len(same) / len(requests), 4),
-                         "differing_ids": [r.id for r in requests if r.id not in set(same)][:10]}
+        figures[mode] = {
+            "seconds": round(seconds, 2),
+            "tokens": tokens,
+            "tokens_per_s": round(tokens / seconds, 2),
+            "same_output_as_alone": round(len(same) / len(requests), 4),
+            "differing_ids": [r.id for r in requests if r.id not in set(same)][:10],
+        }
     for mode in figures.keys() & {"batched", "batch_size_1"}:
-        figures[mode]["speedup_tokens_per_s"] = round(figures[mode]["tokens_per_s"] / figures["alone"]["tokens_per_s"], 2)
+        figures[mode]["speedup_tokens_per_s"] = round(
+            figures[mode]["tokens_per_s"] / figures["alone"]["tokens_per_s"], 2
+        )
     figures.update(target_speedup=3.0, target_same_output=0.95)
     return figures
 
@@ -244,8 +292,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         if "batch_size_1" in local:
             one = local["batch_size_1"]
-            print(f"      the backend at batch size 1 (shared prefix, no batching): {one['tokens_per_s']} tok/s "
-                  f"({one['seconds']}s) -> {one['speedup_tokens_per_s']}x; same output {one['same_output_as_alone']:.0%}")
+            print(
+                f"      the backend at batch size 1 (shared prefix, no batching): {one['tokens_per_s']} tok/s "
+                f"({one['seconds']}s) -> {one['speedup_tokens_per_s']}x; same output {one['same_output_as_alone']:.0%}"
+            )
     if args.json:
         write_json_atomic(args.json, figures)
         print(f"figures: {args.json}")

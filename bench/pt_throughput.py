@@ -43,23 +43,35 @@ PAPER_TRAIN_BATCH_SIZE = 1
 @dataclass
 class Arguments:
     hf_dataset_name: str | None = field(
-        default=None, metadata={"help": "Tailoring splits (default: BeaverTails paper data if present, else the sample)."}
+        default=None,
+        metadata={"help": "Tailoring splits (default: BeaverTails paper data if present, else the sample)."},
     )
     dataset_name: str | None = field(
-        default=None, metadata={"help": "Dataset name for primers (default: BeaverTails or Sample, matching the data)."}
+        default=None,
+        metadata={"help": "Dataset name for primers (default: BeaverTails or Sample, matching the data)."},
     )
-    model_name: str = field(default=EMBEDDED_MODEL_NAME, metadata={"help": "Model to generate from and train."})
+    model_name: str = field(
+        default=EMBEDDED_MODEL_NAME, metadata={"help": "Model to generate from and train."}
+    )
     device_map: str = field(default="auto", metadata={"help": "Device map of the model (CUDA when present)."})
     threads: int = field(
         default=1,
-        metadata={"help": "torch CPU threads (0: torch's own choice); on cores busy with other jobs, more threads stall."},
+        metadata={
+            "help": "torch CPU threads (0: torch's own choice); on cores busy with other jobs, more threads stall."
+        },
     )
-    rounds: int = field(default=1, metadata={"help": "Times each variant runs; the order alternates each round."})
+    rounds: int = field(
+        default=1, metadata={"help": "Times each variant runs; the order alternates each round."}
+    )
     prompts: int = field(default=16, metadata={"help": "Test prompts generated per variant."})
     batch_size: int = field(default=16, metadata={"help": "Prompts per batch in the batched variant."})
     max_new_tokens: int = field(default=64, metadata={"help": "Maximum new tokens per response."})
-    train_examples: int = field(default=24, metadata={"help": "SFT examples per variant (the first step is the warm-up)."})
-    train_batch_size: int = field(default=8, metadata={"help": "per_device_train_batch_size of the larger variant."})
+    train_examples: int = field(
+        default=24, metadata={"help": "SFT examples per variant (the first step is the warm-up)."}
+    )
+    train_batch_size: int = field(
+        default=8, metadata={"help": "per_device_train_batch_size of the larger variant."}
+    )
     max_length: int = field(default=256, metadata={"help": "Maximum tokens per training sequence."})
     skip_generation: bool = field(default=False, metadata={"help": "Skip the generation part."})
     skip_training: bool = field(default=False, metadata={"help": "Skip the training part."})
@@ -76,7 +88,15 @@ def data_source(args: Arguments) -> tuple[str, str]:
 def check_arguments(args: Arguments) -> None:
     if args.threads < 0:
         raise UsageError("--threads must be 0 (torch's choice) or positive")
-    for name in ("rounds", "prompts", "batch_size", "max_new_tokens", "train_examples", "train_batch_size", "max_length"):
+    for name in (
+        "rounds",
+        "prompts",
+        "batch_size",
+        "max_new_tokens",
+        "train_examples",
+        "train_batch_size",
+        "max_length",
+    ):
         if getattr(args, name) <= 0:
             raise UsageError(f"--{name} must be positive")
     if args.train_examples < 2 * args.train_batch_size:
@@ -123,9 +143,13 @@ def bench_generation(args: Arguments, path: str, dataset_name: str) -> dict:
     )
 
     prompts, prefills = gold_chosen_inputs(path, dataset_name, args.prompts)
-    llm = load_generator(args.model_name, GeneratorArguments(batch_size=args.batch_size, device_map=args.device_map))
+    llm = load_generator(
+        args.model_name, GeneratorArguments(batch_size=args.batch_size, device_map=args.device_map)
+    )
     generation = tailored_generation(max_tokens=args.max_new_tokens)
-    generate_completions(llm, prompts[:2], generation, prefills[:2])  # warm-up: kernels, allocator, stop strings
+    generate_completions(
+        llm, prompts[:2], generation, prefills[:2]
+    )  # warm-up: kernels, allocator, stop strings
     seconds = {"single": 0.0, "batched": 0.0}
     tokens = {"single": 0, "batched": 0}
     texts = {}
@@ -143,13 +167,21 @@ def bench_generation(args: Arguments, path: str, dataset_name: str) -> dict:
     rate = {v: tokens[v] / seconds[v] for v in seconds}
     same = sum(a == b for a, b in zip(texts["batched"], texts["single"], strict=True))
     return {
-        "data": path, "model": args.model_name, "device": str(llm.model.device), "dtype": str(llm.model.dtype),
-        "threads": torch.get_num_threads(), "rounds": args.rounds, "prompts": len(prompts),
-        "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
+        "data": path,
+        "model": args.model_name,
+        "device": str(llm.model.device),
+        "dtype": str(llm.model.dtype),
+        "threads": torch.get_num_threads(),
+        "rounds": args.rounds,
+        "prompts": len(prompts),
+        "batch_size": args.batch_size,
+        "max_new_tokens": args.max_new_tokens,
         "prompt_tokens_mean": round(sum(len(llm.tokenizer(p).input_ids) for p in prompts) / len(prompts), 1),
         "completion_tokens_mean": round(tokens["single"] / args.rounds / len(prompts), 1),
-        "single_s": round(seconds["single"], 2), "batched_s": round(seconds["batched"], 2),
-        "single_tokens_per_s": round(rate["single"], 2), "batched_tokens_per_s": round(rate["batched"], 2),
+        "single_s": round(seconds["single"], 2),
+        "batched_s": round(seconds["batched"], 2),
+        "single_tokens_per_s": round(rate["single"], 2),
+        "batched_tokens_per_s": round(rate["batched"], 2),
         "speedup_tokens_per_s": round(rate["batched"] / rate["single"], 2),
         "speedup_wall": round(seconds["single"] / seconds["batched"], 2),
         "same_output": round(same / len(prompts), 4),
@@ -170,7 +202,9 @@ def step_clock():
             self.bar = None
 
         def on_train_begin(self, args, state, control, **kwargs):
-            self.bar = tqdm(total=state.max_steps, desc=f"SFT batch {args.per_device_train_batch_size}", leave=False)
+            self.bar = tqdm(
+                total=state.max_steps, desc=f"SFT batch {args.per_device_train_batch_size}", leave=False
+            )
 
         def on_step_end(self, args, state, control, **kwargs):
             self.stamps.append(time.perf_counter())
@@ -194,12 +228,26 @@ def time_training(args: Arguments, path: str, dataset_name: str, batch_size: int
 
     with tempfile.TemporaryDirectory(prefix="pt-bench-") as folder:
         run_args = RunArguments(
-            base_model_name=args.model_name, model_nickname="bench", dataset_name=dataset_name, hf_dataset_name=path,
-            model_save_dir=folder, results_save_dir=folder, device_map=args.device_map,
-            max_train_samples=args.train_examples, max_eval_samples=0,
+            base_model_name=args.model_name,
+            model_nickname="bench",
+            dataset_name=dataset_name,
+            hf_dataset_name=path,
+            model_save_dir=folder,
+            results_save_dir=folder,
+            device_map=args.device_map,
+            max_train_samples=args.train_examples,
+            max_eval_samples=0,
         )
-        flags = ["--num_train_epochs", "1", "--per_device_train_batch_size", str(batch_size),
-                 "--gradient_accumulation_steps", "1", "--max_length", str(args.max_length)]
+        flags = [
+            "--num_train_epochs",
+            "1",
+            "--per_device_train_batch_size",
+            str(batch_size),
+            "--gradient_accumulation_steps",
+            "1",
+            "--max_length",
+            str(args.max_length),
+        ]
         trainer = build_trainer(run_args, "sft", flags)
         kept = len(trainer.train_dataset)  # rows whose completion max_length cuts off entirely are dropped
         if kept < 2 * batch_size:
@@ -214,9 +262,11 @@ def time_training(args: Arguments, path: str, dataset_name: str, batch_size: int
         padding = count_padding(trainer)
         result = trainer.train()
     return {
-        "seconds": clock.stamps[-1] - clock.stamps[0], "examples": kept - batch_size,
+        "seconds": clock.stamps[-1] - clock.stamps[0],
+        "examples": kept - batch_size,
         "tokens": sum(len(ids) for ids in trainer.train_dataset["input_ids"]) / kept,
-        "padding_share": 1 - padding["real"] / padding["total"], "train_loss": result.training_loss,
+        "padding_share": 1 - padding["real"] / padding["total"],
+        "train_loss": result.training_loss,
     }
 
 
@@ -250,12 +300,21 @@ def bench_training(args: Arguments, path: str, dataset_name: str) -> dict:
             padding[variant], tokens = timed["padding_share"], timed["tokens"]
     rate = {v: examples[v] / seconds[v] for v in sizes}
     return {
-        "data": path, "model": args.model_name, "threads": torch.get_num_threads(), "rounds": args.rounds,
-        "examples": args.train_examples, "max_length": args.max_length, "tokens_per_example": round(tokens, 1),
-        "paper_batch_size": sizes["paper"], "larger_batch_size": sizes["larger"],
-        "paper_timed_examples": examples["paper"] // args.rounds, "larger_timed_examples": examples["larger"] // args.rounds,
-        "paper_s": round(seconds["paper"], 2), "larger_s": round(seconds["larger"], 2),
-        "paper_examples_per_s": round(rate["paper"], 3), "larger_examples_per_s": round(rate["larger"], 3),
+        "data": path,
+        "model": args.model_name,
+        "threads": torch.get_num_threads(),
+        "rounds": args.rounds,
+        "examples": args.train_examples,
+        "max_length": args.max_length,
+        "tokens_per_example": round(tokens, 1),
+        "paper_batch_size": sizes["paper"],
+        "larger_batch_size": sizes["larger"],
+        "paper_timed_examples": examples["paper"] // args.rounds,
+        "larger_timed_examples": examples["larger"] // args.rounds,
+        "paper_s": round(seconds["paper"], 2),
+        "larger_s": round(seconds["larger"], 2),
+        "paper_examples_per_s": round(rate["paper"], 3),
+        "larger_examples_per_s": round(rate["larger"], 3),
         "speedup_examples_per_s": round(rate["larger"] / rate["paper"], 2),
         "larger_padding_share": round(padding["larger"], 3),
     }
@@ -267,15 +326,31 @@ def print_table(figures: dict) -> None:
         g = figures["generation"]
         rows += [
             ("generation", "one at a time", f"{g['single_tokens_per_s']} tok/s", f"{g['single_s']}", ""),
-            ("generation", f"batch {g['batch_size']}", f"{g['batched_tokens_per_s']} tok/s", f"{g['batched_s']}",
-             f"{g['speedup_tokens_per_s']}x"),
+            (
+                "generation",
+                f"batch {g['batch_size']}",
+                f"{g['batched_tokens_per_s']} tok/s",
+                f"{g['batched_s']}",
+                f"{g['speedup_tokens_per_s']}x",
+            ),
         ]
     if "training" in figures:
         t = figures["training"]
         rows += [
-            ("SFT+LoRA", f"batch {t['paper_batch_size']} (paper)", f"{t['paper_examples_per_s']} ex/s", f"{t['paper_s']}", ""),
-            ("SFT+LoRA", f"batch {t['larger_batch_size']}", f"{t['larger_examples_per_s']} ex/s", f"{t['larger_s']}",
-             f"{t['speedup_examples_per_s']}x"),
+            (
+                "SFT+LoRA",
+                f"batch {t['paper_batch_size']} (paper)",
+                f"{t['paper_examples_per_s']} ex/s",
+                f"{t['paper_s']}",
+                "",
+            ),
+            (
+                "SFT+LoRA",
+                f"batch {t['larger_batch_size']}",
+                f"{t['larger_examples_per_s']} ex/s",
+                f"{t['larger_s']}",
+                f"{t['speedup_examples_per_s']}x",
+            ),
         ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -298,7 +373,9 @@ def main(argv: list[str] | None = None) -> int:
         figures["training"] = bench_training(args, path, dataset_name)
     figures["load_average"] = {"start": load_start, "end": load_loads(), "cpus": os.cpu_count()}
     figures["wall_s"] = round(time.perf_counter() - start, 1)
-    print(f"\n{dataset_name} data ({path}), model {args.model_name}, {args.rounds} round(s) per variant, order alternating")
+    print(
+        f"\n{dataset_name} data ({path}), model {args.model_name}, {args.rounds} round(s) per variant, order alternating"
+    )
     print_table(figures)
     if "generation" in figures:
         g = figures["generation"]
@@ -316,8 +393,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{t['larger_batch_size']} steps: {t['larger_padding_share']:.0%} of tokens"
         )
     loads = figures["load_average"]
-    print(f"load average (1, 5, 15 min) on {loads['cpus']} CPUs: start {loads['start']}, end {loads['end']}; "
-          f"wall time {figures['wall_s']}s")
+    print(
+        f"load average (1, 5, 15 min) on {loads['cpus']} CPUs: start {loads['start']}, end {loads['end']}; "
+        f"wall time {figures['wall_s']}s"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
         print(f"figures: {args.json}")

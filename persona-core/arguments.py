@@ -28,7 +28,9 @@ class BackendArguments:
 
     base_url: str | None = field(
         default=None,
-        metadata={"help": "Base URL of an OpenAI/Anthropic/Cohere-compatible server (vLLM, Ollama, llama.cpp, ...)."},
+        metadata={
+            "help": "Base URL of an OpenAI/Anthropic/Cohere-compatible server (vLLM, Ollama, llama.cpp, ...)."
+        },
     )
     concurrency: int = field(default=8, metadata={"help": "Requests in flight at once (API backends)."})
     request_timeout: float = field(
@@ -36,13 +38,23 @@ class BackendArguments:
     )
     max_retries: int = field(
         default=5,
-        metadata={"help": "Retries of a failed API request (429, 5xx, timeouts) before it is recorded as failed."},
+        metadata={
+            "help": "Retries of a failed API request (429, 5xx, timeouts) before it is recorded as failed."
+        },
     )
     batch_size: int = field(default=16, metadata={"help": "Requests decoding together (local models)."})
-    device_map: str = field(default="auto", metadata={"help": "Device map for local models (CPU when no GPU)."})
-    load_in_4bit: bool = field(default=False, metadata={"help": "Load local models in 4-bit (CUDA + bitsandbytes)."})
-    load_in_8bit: bool = field(default=False, metadata={"help": "Load local models in 8-bit (CUDA + bitsandbytes)."})
-    cache_dir: str | None = field(default=None, metadata={"help": "Cache folder for Hub models and datasets."})
+    device_map: str = field(
+        default="auto", metadata={"help": "Device map for local models (CPU when no GPU)."}
+    )
+    load_in_4bit: bool = field(
+        default=False, metadata={"help": "Load local models in 4-bit (CUDA + bitsandbytes)."}
+    )
+    load_in_8bit: bool = field(
+        default=False, metadata={"help": "Load local models in 8-bit (CUDA + bitsandbytes)."}
+    )
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "Cache folder for Hub models and datasets."}
+    )
 
     def check(self) -> None:
         positive(self, "concurrency", "batch_size", "request_timeout")
@@ -52,8 +64,17 @@ class BackendArguments:
 
     def backend_options(self) -> dict:
         """The keyword arguments of ``persona_core.llm.make_llm``."""
-        names = ("base_url", "concurrency", "request_timeout", "max_retries", "batch_size", "device_map",
-                 "load_in_4bit", "load_in_8bit", "cache_dir")
+        names = (
+            "base_url",
+            "concurrency",
+            "request_timeout",
+            "max_retries",
+            "batch_size",
+            "device_map",
+            "load_in_4bit",
+            "load_in_8bit",
+            "cache_dir",
+        )
         return {name: getattr(self, name) for name in names}
 
 
@@ -71,11 +92,18 @@ class GenerationArguments:
         positive(self, "temperature", "min_tokens", allow_zero=True)
         positive(self, "max_tokens")
         if self.min_tokens > self.max_tokens:
-            raise UsageError(f"--min_tokens ({self.min_tokens}) must not exceed --max_tokens ({self.max_tokens})")
+            raise UsageError(
+                f"--min_tokens ({self.min_tokens}) must not exceed --max_tokens ({self.max_tokens})"
+            )
 
     def generation(self, **changes) -> GenerationConfig:
-        values = dict(temperature=self.temperature, max_tokens=self.max_tokens, min_tokens=self.min_tokens,
-                      stop=self.stop_token, seed=self.seed)
+        values = dict(
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            min_tokens=self.min_tokens,
+            stop=self.stop_token,
+            seed=self.seed,
+        )
         return GenerationConfig(**(values | changes))
 
 
@@ -97,14 +125,18 @@ class LimitArguments:
 
 @dataclass
 class DryRunArguments:
-    dry_run: bool = field(default=False, metadata={"help": "Print the first prompt and the request count; call nothing."})
+    dry_run: bool = field(
+        default=False, metadata={"help": "Print the first prompt and the request count; call nothing."}
+    )
 
 
 @dataclass
 class RunArguments(OverwriteArguments, LimitArguments, DryRunArguments):
     """Naming a run, what happens to an earlier one of the same name, and how much of the data it covers."""
 
-    run_name: str = field(default="default", metadata={"help": "Name of this run; results go to a folder of this name."})
+    run_name: str = field(
+        default="default", metadata={"help": "Name of this run; results go to a folder of this name."}
+    )
 
     def check(self) -> None:
         if not self.run_name or "/" in self.run_name:

@@ -42,7 +42,9 @@ def partition_range(partition: Partition, n: int) -> range:
     return range(index * n // parts, (index + 1) * n // parts)
 
 
-def load_split(dataset_name: str, config: str | None = None, split: str = "train", cache_dir: str | None = None):
+def load_split(
+    dataset_name: str, config: str | None = None, split: str = "train", cache_dir: str | None = None
+):
     """Load one split as a ``datasets.Dataset``.
 
     ``dataset_name`` may be a local file (.jsonl/.json/.csv/.parquet), a ``save_to_disk`` folder (a Dataset or a
@@ -73,7 +75,9 @@ def load_splits(dataset_name: str, config: str | None = None, cache_dir: str | N
     if path.is_dir():
         jsonl_splits = _jsonl_split_files(path)
         if jsonl_splits:
-            return datasets.DatasetDict({name: _load_file(file, cache_dir) for name, file in jsonl_splits.items()})
+            return datasets.DatasetDict(
+                {name: _load_file(file, cache_dir) for name, file in jsonl_splits.items()}
+            )
         loaded = _load_from_disk(path)
         return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict({"train": loaded})
     return _load_hub(dataset_name, config, cache_dir)
@@ -98,7 +102,9 @@ def _load_file(path: Path, cache_dir: str | None):
         while err.__cause__ is not None:
             err = err.__cause__
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
-        raise UsageError(f"could not read '{path}' as {builder} ({reason}): fix the file or pass another dataset") from None
+        raise UsageError(
+            f"could not read '{path}' as {builder} ({reason}): fix the file or pass another dataset"
+        ) from None
     finally:
         datasets.logging.set_verbosity(verbosity)
         if bars_were_on:
@@ -128,11 +134,15 @@ def _load_hub(dataset_name: str, config: str | None, cache_dir: str | None):
     import datasets
 
     if dataset_name.startswith((".", "/", "~")) or dataset_name.count("/") > 1:
-        raise UsageError(f"dataset path '{dataset_name}' does not exist: pass an existing file or folder, or a Hub id")
+        raise UsageError(
+            f"dataset path '{dataset_name}' does not exist: pass an existing file or folder, or a Hub id"
+        )
     try:
         return datasets.load_dataset(dataset_name, config, cache_dir=cache_dir)
     except ValueError as err:
-        raise UsageError(f"could not load '{dataset_name}' config '{config}': {str(err).splitlines()[0][:200]}") from None
+        raise UsageError(
+            f"could not load '{dataset_name}' config '{config}': {str(err).splitlines()[0][:200]}"
+        ) from None
     except Exception as err:  # the Hub unreachable, unknown repo: name the offline alternative
         raise UsageError(
             f"could not load dataset '{dataset_name}' from the Hub ({type(err).__name__}): "

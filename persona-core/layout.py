@@ -111,13 +111,17 @@ FULL_PARTITION = "full"
 FIGURE_NAMES = {"accuracy": "persona_accuracy", "prefs": "persona_prefs", "saliency": "word_saliency"}
 
 
-def pi_run_dir(res_dir, model_nickname: str, inference_split: str, run_name: str, partition: str = FULL_PARTITION) -> Path:
+def pi_run_dir(
+    res_dir, model_nickname: str, inference_split: str, run_name: str, partition: str = FULL_PARTITION
+) -> Path:
     """``{res_dir}/{model_nickname}/{inference_split}/{run_name}[/{partition}]``."""
     folder = Path(res_dir) / model_nickname / inference_split / run_name
     return folder if partition == FULL_PARTITION else folder / partition
 
 
-def pi_files(res_dir, model_nickname, inference_split, run_name, experiment=PERSONA_INFERENCE, partition=FULL_PARTITION):
+def pi_files(
+    res_dir, model_nickname, inference_split, run_name, experiment=PERSONA_INFERENCE, partition=FULL_PARTITION
+):
     return StageFiles(pi_run_dir(res_dir, model_nickname, inference_split, run_name, partition), experiment)
 
 
@@ -150,7 +154,9 @@ def figure_table(folder: Path, figure: str) -> Path:
 # --- datasets built from personas -------------------------------------------------------------------------------
 
 
-def augmented_dataset_dir(out_dir, inference_split: str, model_nickname: str, run_name: str, name: str | None = None) -> Path:
+def augmented_dataset_dir(
+    out_dir, inference_split: str, model_nickname: str, run_name: str, name: str | None = None
+) -> Path:
     """``{out_dir}/augmented-{split}-{nickname}-{run}``, or ``{out_dir}/{name}`` (``--new_dataset_name``), file-system safe."""
     return Path(out_dir) / nickname(name or f"augmented-{inference_split}-{model_nickname}-{run_name}")
 
@@ -202,7 +208,9 @@ def pt_output_name(method: str, training_type: str, inference_type: str) -> str:
     return f"{method}_Persona(training_type={training_type}, inference_type={inference_type}).jsonl"
 
 
-def pt_output_path(results_save_dir, dataset_name: str, model_nickname: str | None, method, training_type, inference_type):
+def pt_output_path(
+    results_save_dir, dataset_name: str, model_nickname: str | None, method, training_type, inference_type
+):
     """``{results_save_dir}/{dataset}/[{nickname}/]{pt_output_name}`` (the paper's released outputs have no nickname)."""
     folder = Path(results_save_dir) / dataset_name
     if model_nickname:
@@ -240,7 +248,9 @@ WIN_RATE = "win_rate"
 WIN_RATE_TABLE = "win_rates.csv"
 
 
-def comparison_dir(output_dir, dataset_name: str | None, model_nickname: str | None, base_label: str, test_label: str):
+def comparison_dir(
+    output_dir, dataset_name: str | None, model_nickname: str | None, base_label: str, test_label: str
+):
     """``{output_dir}/comparisons/[{dataset}/][{nickname}/]{base}_vs_{test}``."""
     folder = Path(output_dir) / COMPARISONS
     for part in (dataset_name, model_nickname):
@@ -269,7 +279,9 @@ def win_rate_files(folder: Path) -> dict[str, Path]:
 # --- the pipeline's folders (scripts/pipeline.sh) ---------------------------------------------------------------
 
 
-def pipeline_paths(root, dataset: str, pi_nickname: str, pt_nickname: str, method: str = "dpo") -> dict[str, Path]:
+def pipeline_paths(
+    root, dataset: str, pi_nickname: str, pt_nickname: str, method: str = "dpo"
+) -> dict[str, Path]:
     """Every folder and file ``scripts/pipeline.sh`` reads or checks, below one results root."""
     root = Path(root)
     pi_dir = root / "persona-inference"
@@ -294,7 +306,8 @@ def pipeline_paths(root, dataset: str, pi_nickname: str, pt_nickname: str, metho
         "FIGURES": figures,
         "DATASETS": root / "datasets",
         "AUGMENTED": augmented_dataset_dir(root / "datasets", dataset, pi_nickname, "default"),
-        "AUGMENTED_DONE": augmented_dataset_dir(root / "datasets", dataset, pi_nickname, "default") / DATASET_DICT_FILE,
+        "AUGMENTED_DONE": augmented_dataset_dir(root / "datasets", dataset, pi_nickname, "default")
+        / DATASET_DICT_FILE,
         "TAILORING": tailoring_dataset_dir(root / "datasets", dataset),
         "MODELS": root / "models",
         "GENERATIONS": generations,
@@ -338,28 +351,41 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("--out_dir", "--inference_split", "--model_nickname", "--run_name"):
         datasets.add_argument(flag, required=True)
     datasets.add_argument("--new_dataset_name")
-    pt_model = sub.add_parser("pt_model", help="ADAPTER_DONE=, MERGED= and MERGED_DONE= of one trained PT model")
+    pt_model = sub.add_parser(
+        "pt_model", help="ADAPTER_DONE=, MERGED= and MERGED_DONE= of one trained PT model"
+    )
     for flag in ("--model_save_dir", "--dataset_name", "--model_nickname", "--method", "--training_type"):
         pt_model.add_argument(flag, required=True)
     args = parser.parse_args(argv)
     if args.what == "pi_results":
-        files = pi_files(args.res_dir, args.model_nickname or nickname(args.model_name), args.inference_split,
-                         args.run_name, args.experiment, args.partition)
+        files = pi_files(
+            args.res_dir,
+            args.model_nickname or nickname(args.model_name),
+            args.inference_split,
+            args.run_name,
+            args.experiment,
+            args.partition,
+        )
         print(files.results)
         return 0
     if args.what == "pipeline":
         paths = pipeline_paths(args.root, args.dataset, args.pi_nickname, args.pt_nickname)
     elif args.what == "datasets":
         paths = {
-            "AUGMENTED": augmented_dataset_dir(args.out_dir, args.inference_split, args.model_nickname, args.run_name,
-                                               args.new_dataset_name),
+            "AUGMENTED": augmented_dataset_dir(
+                args.out_dir, args.inference_split, args.model_nickname, args.run_name, args.new_dataset_name
+            ),
             "TAILORING": tailoring_dataset_dir(args.out_dir, args.inference_split),
         }
     else:
-        dirs = PTModelDirs.of(args.model_save_dir, args.dataset_name, args.model_nickname, args.method,
-                              args.training_type)
-        paths = {"ADAPTER_DONE": dirs.adapter / ADAPTER_CONFIG_FILE, "MERGED": dirs.merged,
-                 "MERGED_DONE": dirs.merged / MODEL_CONFIG_FILE}
+        dirs = PTModelDirs.of(
+            args.model_save_dir, args.dataset_name, args.model_nickname, args.method, args.training_type
+        )
+        paths = {
+            "ADAPTER_DONE": dirs.adapter / ADAPTER_CONFIG_FILE,
+            "MERGED": dirs.merged,
+            "MERGED_DONE": dirs.merged / MODEL_CONFIG_FILE,
+        }
     print("\n".join(f"{name}={shlex.quote(str(path))}" for name, path in paths.items()))
     return 0
 

@@ -109,7 +109,9 @@ class LoopbackLLMServer:
                 prompt = body["prompt"] if isinstance(body.get("prompt"), str) else _last_user_text(body)
                 with server._lock:
                     server.calls.append({"path": self.path, "body": body})
-                    server.auth_headers.append(self.headers.get("Authorization") or self.headers.get("x-api-key") or "")
+                    server.auth_headers.append(
+                        self.headers.get("Authorization") or self.headers.get("x-api-key") or ""
+                    )
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
@@ -136,35 +138,72 @@ class LoopbackLLMServer:
                 messages = body.get("messages") or [{}]
                 prefill = messages[-1].get("content") if messages[-1].get("role") == "assistant" else None
                 if isinstance(prefill, str) and text.startswith(prefill):
-                    text = text[len(prefill):]  # Anthropic-style prefill: answer with the continuation only
+                    text = text[len(prefill) :]  # Anthropic-style prefill: answer with the continuation only
                 usage_in, usage_out = len(prompt.split()), len(text.split())
                 if self.path.endswith("/chat/completions"):
-                    return self._send(200, {
-                        "id": "cmpl-1", "object": "chat.completion", "created": 0, "model": body.get("model", ""),
-                        "choices": [{"index": 0, "finish_reason": "stop",
-                                     "message": {"role": "assistant", "content": text}}],
-                        "usage": {"prompt_tokens": usage_in, "completion_tokens": usage_out,
-                                  "total_tokens": usage_in + usage_out},
-                    })
+                    return self._send(
+                        200,
+                        {
+                            "id": "cmpl-1",
+                            "object": "chat.completion",
+                            "created": 0,
+                            "model": body.get("model", ""),
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": text},
+                                }
+                            ],
+                            "usage": {
+                                "prompt_tokens": usage_in,
+                                "completion_tokens": usage_out,
+                                "total_tokens": usage_in + usage_out,
+                            },
+                        },
+                    )
                 if self.path.endswith("/completions"):
-                    return self._send(200, {
-                        "id": "cmpl-2", "object": "text_completion", "created": 0, "model": body.get("model", ""),
-                        "choices": [{"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}],
-                        "usage": {"prompt_tokens": usage_in, "completion_tokens": usage_out,
-                                  "total_tokens": usage_in + usage_out},
-                    })
+                    return self._send(
+                        200,
+                        {
+                            "id": "cmpl-2",
+                            "object": "text_completion",
+                            "created": 0,
+                            "model": body.get("model", ""),
+                            "choices": [
+                                {"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}
+                            ],
+                            "usage": {
+                                "prompt_tokens": usage_in,
+                                "completion_tokens": usage_out,
+                                "total_tokens": usage_in + usage_out,
+                            },
+                        },
+                    )
                 if self.path.endswith("/messages"):
-                    return self._send(200, {
-                        "id": "msg_1", "type": "message", "role": "assistant", "model": body.get("model", ""),
-                        "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
-                        "stop_sequence": None, "usage": {"input_tokens": usage_in, "output_tokens": usage_out},
-                    })
+                    return self._send(
+                        200,
+                        {
+                            "id": "msg_1",
+                            "type": "message",
+                            "role": "assistant",
+                            "model": body.get("model", ""),
+                            "content": [{"type": "text", "text": text}],
+                            "stop_reason": "end_turn",
+                            "stop_sequence": None,
+                            "usage": {"input_tokens": usage_in, "output_tokens": usage_out},
+                        },
+                    )
                 if self.path.endswith("/chat"):
-                    return self._send(200, {
-                        "id": "co-1", "finish_reason": "COMPLETE",
-                        "message": {"role": "assistant", "content": [{"type": "text", "text": text}]},
-                        "usage": {"tokens": {"input_tokens": usage_in, "output_tokens": usage_out}},
-                    })
+                    return self._send(
+                        200,
+                        {
+                            "id": "co-1",
+                            "finish_reason": "COMPLETE",
+                            "message": {"role": "assistant", "content": [{"type": "text", "text": text}]},
+                            "usage": {"tokens": {"input_tokens": usage_in, "output_tokens": usage_out}},
+                        },
+                    )
                 return self._send(404, {"error": {"message": f"unknown path {self.path}"}})
 
         return Handler

@@ -27,7 +27,9 @@ def fill(template: str, **values: str) -> str:
     """Fill ``{name}`` slots; values may contain braces (only the template's own slots are replaced)."""
     missing = [k for k in re.findall(r"\{(\w+)\}", template) if k not in values]
     if missing:
-        raise UsageError(f"prompt template needs {', '.join(sorted(set(missing)))}; it offers {', '.join(values)}")
+        raise UsageError(
+            f"prompt template needs {', '.join(sorted(set(missing)))}; it offers {', '.join(values)}"
+        )
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template)
 
 

@@ -26,7 +26,17 @@ from persona_core.errors import UsageError
 from persona_core.io import write_json_atomic
 from persona_core.layout import StageFiles
 
-VERSIONED_PACKAGES = ("torch", "transformers", "trl", "peft", "datasets", "openai", "anthropic", "cohere", "vllm")
+VERSIONED_PACKAGES = (
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "datasets",
+    "openai",
+    "anthropic",
+    "cohere",
+    "vllm",
+)
 
 
 def digest(obj) -> str:
@@ -43,7 +53,9 @@ def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
         if isinstance(a, dict) and isinstance(b, dict):
             found += differences(a, b, f"{prefix}{key}.")
         elif a != b:
-            found.append(f"{prefix}{key}: {json.dumps(a, default=str)[:40]} -> {json.dumps(b, default=str)[:40]}")
+            found.append(
+                f"{prefix}{key}: {json.dumps(a, default=str)[:40]} -> {json.dumps(b, default=str)[:40]}"
+            )
     return found
 
 
@@ -72,7 +84,9 @@ def open_run(
         lock.write(str(os.getpid()))
         lock.flush()
         try:
-            _check_fingerprint(files, json.loads(json.dumps(fingerprint, default=str)), overwrite, keep_both=keep_both)
+            _check_fingerprint(
+                files, json.loads(json.dumps(fingerprint, default=str)), overwrite, keep_both=keep_both
+            )
             yield files
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
@@ -85,7 +99,11 @@ def check_fingerprint(
     a stage can call it before loading a model, so a refused rerun stops at once (``open_run`` checks again)."""
     if not overwrite:
         _check_fingerprint(
-            files, json.loads(json.dumps(fingerprint, default=str)), overwrite, write=False, keep_both=keep_both
+            files,
+            json.loads(json.dumps(fingerprint, default=str)),
+            overwrite,
+            write=False,
+            keep_both=keep_both,
         )
 
 
@@ -93,7 +111,9 @@ def _check_fingerprint(
     files: StageFiles, fingerprint: dict, overwrite: bool, write: bool = True, keep_both: str = "--run_name"
 ) -> None:
     outputs = [files.results, files.checkpoint, files.run_record]
-    recorded = json.loads(files.fingerprint.read_text(encoding="utf-8")) if files.fingerprint.exists() else None
+    recorded = (
+        json.loads(files.fingerprint.read_text(encoding="utf-8")) if files.fingerprint.exists() else None
+    )
     has_outputs = any(path.exists() for path in outputs)
     if overwrite:
         for path in outputs:
@@ -123,7 +143,9 @@ def versions() -> dict:
 
 def write_run_record(files: StageFiles, arguments: dict, stats: dict, **extra) -> Path:
     """``{stage}.run.json``: the arguments (never secrets), versions, fingerprint, finish time, stats and ``extra``."""
-    fingerprint = json.loads(files.fingerprint.read_text(encoding="utf-8")) if files.fingerprint.exists() else None
+    fingerprint = (
+        json.loads(files.fingerprint.read_text(encoding="utf-8")) if files.fingerprint.exists() else None
+    )
     write_json_atomic(
         files.run_record,
         {

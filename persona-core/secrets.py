@@ -39,7 +39,9 @@ def get_key(service: str, required: bool = True) -> str | None:
         if os.environ.get(name):
             return os.environ[name]
     if required:
-        raise UsageError(f"missing API key for {service}: set {names[0]} (or {names[1]}) in the environment or .env")
+        raise UsageError(
+            f"missing API key for {service}: set {names[0]} (or {names[1]}) in the environment or .env"
+        )
     return None
 
 

@@ -46,7 +46,11 @@ def build_tiny_model(folder: str | Path, seed: int = 0) -> Path:
     )
     raw.train_from_iterator(CORPUS * 4, trainer)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=raw, bos_token="<s>", eos_token="</s>", pad_token="<pad>", chat_template=CHAT_TEMPLATE
+        tokenizer_object=raw,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        chat_template=CHAT_TEMPLATE,
     )
     torch.manual_seed(seed)
     config = LlamaConfig(
@@ -77,7 +81,14 @@ def tiny_model_dir(tmp_path_factory):
 
 # --- persona inference: a tiny preference dataset, a fake LLM answer, runs against the loopback server ---------
 
-KEY_VARIABLES = ("OPENAI_API_KEY", "OPEN_AI_TOKEN", "ANTHROPIC_API_KEY", "ANTHROPIC_TOKEN", "CO_API_KEY", "COHERE_TOKEN")
+KEY_VARIABLES = (
+    "OPENAI_API_KEY",
+    "OPEN_AI_TOKEN",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_TOKEN",
+    "CO_API_KEY",
+    "COHERE_TOKEN",
+)
 
 
 TEMPLATE = "Question: {prompt}\nAnswer A: {preferred}\nAnswer B: {other}\nPersona:"
@@ -125,14 +136,22 @@ def api_args(data: Path, res_dir: Path, model_type: str, base_url: str, *extra: 
     """Command-line arguments of a persona-inference run against the loopback server, with TEMPLATE."""
     prompt_dir = write_template(Path(res_dir).parent / "prompts")
     return [
-        "--prompt_dir", str(prompt_dir),
-        "--model_type", model_type,
-        "--model_name", "loopback-model",
-        "--base_url", base_url,
-        "--dataset_name", str(data),
-        "--res_dir", str(res_dir),
-        "--request_timeout", "2",
-        "--max_retries", "3",
+        "--prompt_dir",
+        str(prompt_dir),
+        "--model_type",
+        model_type,
+        "--model_name",
+        "loopback-model",
+        "--base_url",
+        base_url,
+        "--dataset_name",
+        str(data),
+        "--res_dir",
+        str(res_dir),
+        "--request_timeout",
+        "2",
+        "--max_retries",
+        "3",
         *extra,
     ]
 
@@ -149,13 +168,22 @@ def run_module(args: list[str], env: dict, cwd: Path, timeout: float = 120) -> s
     """``python -m persona_inference.model.run_model ARGS`` in a fresh process."""
     return subprocess.run(
         [sys.executable, "-m", "persona_inference.model.run_model", *args],
-        env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
 # --- persona tailoring: a hand-made tailoring dataset and run arguments -----------------------------------------
 
-PERSONA_COLUMNS = ("chosen_persona_gold", "rejected_persona_gold", "chosen_persona_retr", "rejected_persona_retr")
+PERSONA_COLUMNS = (
+    "chosen_persona_gold",
+    "rejected_persona_gold",
+    "chosen_persona_retr",
+    "rejected_persona_retr",
+)
 SPLITS = {"fewshot": 2, "sft_train": 4, "sft_val": 2, "dpo_train": 4, "dpo_val": 2, "test": 3}
 
 
@@ -173,7 +201,9 @@ def tailoring_row(split: str, i: int) -> dict:
     }
 
 
-def write_tailoring_dataset(folder: Path, splits: dict[str, int] = SPLITS, blank: dict[str, list[str]] | None = None) -> Path:
+def write_tailoring_dataset(
+    folder: Path, splits: dict[str, int] = SPLITS, blank: dict[str, list[str]] | None = None
+) -> Path:
     """A per-split JSONL folder; ``blank[split]`` lists columns to leave empty in that split."""
     folder.mkdir(parents=True, exist_ok=True)
     for split, n in splits.items():
@@ -203,8 +233,13 @@ def make_args(tmp_path: Path, model_dir: Path, data_dir: Path, **overrides):
     return Arguments(**values)
 
 
-TINY_TRAINING = {"num_train_epochs": 1, "learning_rate": 1e-3, "per_device_train_batch_size": 2,
-                 "gradient_accumulation_steps": 1, "max_length": 128}
+TINY_TRAINING = {
+    "num_train_epochs": 1,
+    "learning_rate": 1e-3,
+    "per_device_train_batch_size": 2,
+    "gradient_accumulation_steps": 1,
+    "max_length": 128,
+}
 
 
 def training_flags(**overrides) -> list[str]:
@@ -216,12 +251,16 @@ def count_lines(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
-def sigkill_after(command: list[str], checkpoint: Path, lines: int, env: dict, cwd: Path, timeout: float = 90) -> int:
+def sigkill_after(
+    command: list[str], checkpoint: Path, lines: int, env: dict, cwd: Path, timeout: float = 90
+) -> int:
     """Start ``command``, SIGKILL it once ``checkpoint`` holds ``lines`` records; return the lines it left."""
     import signal
     import time
 
-    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + timeout
     while count_lines(checkpoint) < lines and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -9,11 +9,32 @@ from tests.conftest import write_preferences
 def test_pi_throughput_runs_and_compares_outputs(tiny_model_dir, tmp_path):
     data = write_preferences(tmp_path / "prefs.jsonl", 3)
     figures_file = tmp_path / "figures.json"
-    assert pi_throughput.main([
-        "--dataset_name", str(data), "--model_name", str(tiny_model_dir), "--requests", "6", "--latency", "0.05",
-        "--concurrency", "4", "--prompts", "6", "--batch_size", "3", "--max_tokens", "5", "--time_batch_size_1",
-        "--json", str(figures_file),
-    ]) == 0
+    assert (
+        pi_throughput.main(
+            [
+                "--dataset_name",
+                str(data),
+                "--model_name",
+                str(tiny_model_dir),
+                "--requests",
+                "6",
+                "--latency",
+                "0.05",
+                "--concurrency",
+                "4",
+                "--prompts",
+                "6",
+                "--batch_size",
+                "3",
+                "--max_tokens",
+                "5",
+                "--time_batch_size_1",
+                "--json",
+                str(figures_file),
+            ]
+        )
+        == 0
+    )
     figures = json.loads(figures_file.read_text())
     assert figures["api"]["requests"] == 6 and figures["api"]["peak_in_flight"]["concurrent"] > 1
     local = figures["local"]
@@ -26,10 +47,24 @@ def test_pi_throughput_runs_and_compares_outputs(tiny_model_dir, tmp_path):
 
 def test_pt_throughput_generation_runs(tiny_model_dir, tmp_path):
     figures_file = tmp_path / "figures.json"
-    assert pt_throughput.main([
-        "--model_name", str(tiny_model_dir), "--skip_training", "--prompts", "4", "--batch_size", "2",
-        "--max_new_tokens", "4", "--json", str(figures_file),
-    ]) == 0
+    assert (
+        pt_throughput.main(
+            [
+                "--model_name",
+                str(tiny_model_dir),
+                "--skip_training",
+                "--prompts",
+                "4",
+                "--batch_size",
+                "2",
+                "--max_new_tokens",
+                "4",
+                "--json",
+                str(figures_file),
+            ]
+        )
+        == 0
+    )
     generation = json.loads(figures_file.read_text())["generation"]
     assert generation["prompts"] == 4 and generation["prompt_tokens_mean"] > 0
     assert generation["same_output"] == 1.0

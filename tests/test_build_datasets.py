@@ -32,7 +32,9 @@ def make_rows(n: int, twins: int = 0) -> list[dict]:
     for i in range(n):
         source = i - (n - twins) if i >= n - twins else i
         prompt = f"Tell me about {WORDS[source % len(WORDS)]} {WORDS[(3 * source + 1) % len(WORDS)]}?"
-        rows.append({"prompt": prompt, "chosen": f"Short answer {i}.", "rejected": f"A long answer number {i}."})
+        rows.append(
+            {"prompt": prompt, "chosen": f"Short answer {i}.", "rejected": f"A long answer number {i}."}
+        )
     return rows
 
 
@@ -65,8 +67,20 @@ def sample(tmp_path):
     """A 16-row dataset file and the arguments that point at its (not yet written) persona inference run."""
     rows = make_rows(16)
     data = write_jsonl(tmp_path / "prefs.jsonl", rows)
-    argv = ["--dataset_name", str(data), "--inference_split", "Tiny", "--run_name", "r1", "--model", "fake-model",
-            "--res_dir", str(tmp_path / "res"), "--out_dir", str(tmp_path / "out")]
+    argv = [
+        "--dataset_name",
+        str(data),
+        "--inference_split",
+        "Tiny",
+        "--run_name",
+        "r1",
+        "--model",
+        "fake-model",
+        "--res_dir",
+        str(tmp_path / "res"),
+        "--out_dir",
+        str(tmp_path / "out"),
+    ]
     run = tmp_path / "res" / "fake-model" / "Tiny" / "r1"
     return rows, argv, run
 
@@ -100,10 +114,20 @@ def test_missing_and_failed_personas_are_refused_with_counts_and_the_resume_comm
     rows, argv, run = sample
     present = [i for i in range(len(rows)) if i != 9]
     # A run with a failed request keeps only its checkpoint and its run.json.
-    write_jsonl(run / "persona_inference.checkpoint.jsonl", persona_records(rows, present, failed=((5, "chosen"),)))
-    arguments = {"model_name": "my-model", "model_nickname": "fake-model", "model_type": "open_ai",
-                 "base_url": "http://localhost:8000/v1", "dataset_name": argv[1], "split": "train",
-                 "max_tokens": 50, "stop_token": ["\n", "Persona:"], "temperature": 0.0}  # (the default is left out)
+    write_jsonl(
+        run / "persona_inference.checkpoint.jsonl", persona_records(rows, present, failed=((5, "chosen"),))
+    )
+    arguments = {
+        "model_name": "my-model",
+        "model_nickname": "fake-model",
+        "model_type": "open_ai",
+        "base_url": "http://localhost:8000/v1",
+        "dataset_name": argv[1],
+        "split": "train",
+        "max_tokens": 50,
+        "stop_token": ["\n", "Persona:"],
+        "temperature": 0.0,
+    }  # (the default is left out)
     (run / "persona_inference.run.json").write_text(json.dumps({"arguments": arguments}))
     with pytest.raises(UsageError) as error:
         augmentation.main(argv)
@@ -156,7 +180,9 @@ def test_push_to_hub_uses_the_write_token_from_the_environment(sample, tmp_path,
     rows, argv, run = sample
     write_jsonl(run / "persona_inference.jsonl", persona_records(rows, range(len(rows))))
     pushed = []
-    monkeypatch.setattr(datasets.DatasetDict, "push_to_hub", lambda self, repo, **kw: pushed.append((repo, kw)))
+    monkeypatch.setattr(
+        datasets.DatasetDict, "push_to_hub", lambda self, repo, **kw: pushed.append((repo, kw))
+    )
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_WRITE_TOKEN", "hf_write_test")
     assert augmentation.main([*argv, "--new_dataset_name", "me/augmented", "--push_to_hub"]) == 0
@@ -168,7 +194,9 @@ def test_cli_error_is_one_line_with_exit_status_2(sample, tmp_path):
     _, argv, _ = sample
     done = subprocess.run(
         [sys.executable, "-m", "persona_inference.model.build_augmented_dataset", *argv],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 2
     assert done.stderr.splitlines()[-1].startswith("error: no persona inference results")
@@ -216,9 +244,15 @@ def test_tailoring_dataset_has_six_disjoint_splits_and_the_paper_columns(tmp_pat
 def test_retrieval_searches_training_rows_and_never_the_row_itself(tmp_path, retriever):
     rows = make_rows(40)
     built = build(tmp_path, rows, "--retriever", retriever)
-    train_rows = {name: {rows.index(dict(prompt=p, chosen=c, rejected=r)) for p, c, r in
-                         zip(built[name]["prompt"], built[name]["chosen"], built[name]["rejected"], strict=True)}
-                  for name in ("sft_train", "dpo_train")}
+    train_rows = {
+        name: {
+            rows.index(dict(prompt=p, chosen=c, rejected=r))
+            for p, c, r in zip(
+                built[name]["prompt"], built[name]["chosen"], built[name]["rejected"], strict=True
+            )
+        }
+        for name in ("sft_train", "dpo_train")
+    }
     for name, split in built.items():
         pool = set().union(*(train_rows[source] for source in tailoring.RETRIEVAL_POOLS[name]))
         for row in split:
@@ -256,7 +290,14 @@ def test_splits_keep_duplicated_prompts_together_and_follow_the_seed(tmp_path):
 
 def test_default_sizes_match_the_paper_on_beavertails_sized_data():
     sizes = tailoring.split_sizes(2948, tailoring.Arguments())
-    assert sizes == {"fewshot": 5, "test": 500, "sft_val": 244, "dpo_val": 244, "sft_train": 978, "dpo_train": 977}
+    assert sizes == {
+        "fewshot": 5,
+        "test": 500,
+        "sft_val": 244,
+        "dpo_val": 244,
+        "sft_train": 978,
+        "dpo_train": 977,
+    }
 
 
 def test_too_few_rows_is_a_clear_error(tmp_path):
@@ -274,7 +315,14 @@ def test_a_failed_save_leaves_no_partial_folder_and_keeps_the_previous_one(tmp_p
         raise OSError("disk full")
 
     monkeypatch.setattr(datasets.DatasetDict, "save_to_disk", fail_halfway)
-    argv = ["--dataset_name", str(tmp_path / "augmented"), "--output", str(tmp_path / "fresh"), "--retriever", "bm25"]
+    argv = [
+        "--dataset_name",
+        str(tmp_path / "augmented"),
+        "--output",
+        str(tmp_path / "fresh"),
+        "--retriever",
+        "bm25",
+    ]
     with pytest.raises(OSError):
         tailoring.main(argv)
     with pytest.raises(OSError):

@@ -74,10 +74,18 @@ def test_a_second_process_on_the_same_folder_is_refused(tmp_path):
         "run_cli(main)\n"
     )
     with open_run(files, FINGERPRINT):
-        held = subprocess.run([sys.executable, "-c", script, str(files.folder)], capture_output=True, text=True)
+        held = subprocess.run(
+            [sys.executable, "-c", script, str(files.folder)], capture_output=True, text=True
+        )
     assert held.returncode == 2
-    assert held.stderr.count("\n") == 1 and f"pid {os.getpid()}" in held.stderr and "Traceback" not in held.stderr
-    free = subprocess.run([sys.executable, "-c", script, str(tmp_path / "other")], capture_output=True, text=True)
+    assert (
+        held.stderr.count("\n") == 1
+        and f"pid {os.getpid()}" in held.stderr
+        and "Traceback" not in held.stderr
+    )
+    free = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "other")], capture_output=True, text=True
+    )
     assert free.returncode == 0, free.stderr
 
 
@@ -156,12 +164,28 @@ def test_composed_arguments_give_generation_settings_and_backend_options():
 
 def test_layout_cli_prints_pipeline_paths_for_bash(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "persona_core.layout", "pipeline", "--root", str(tmp_path / "r o"), "--dataset",
-         "Sample", "--pi_nickname", "pi", "--pt_nickname", "pt"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "persona_core.layout",
+            "pipeline",
+            "--root",
+            str(tmp_path / "r o"),
+            "--dataset",
+            "Sample",
+            "--pi_nickname",
+            "pi",
+            "--pt_nickname",
+            "pt",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     script = out + '\nprintf "%s\\n" "$PERSONAS" "$WITH_PERSONA"'
-    printed = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout.splitlines()
+    printed = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     paths = pipeline_paths(tmp_path / "r o", "Sample", "pi", "pt")
     assert printed == [str(paths["PERSONAS"]), str(paths["WITH_PERSONA"])]
     assert printed[1].endswith("dpo_Persona(training_type=chosen, inference_type=gold-chosen).jsonl")

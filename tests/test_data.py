@@ -13,11 +13,17 @@ from persona_core.layout import paper_data_dir
 DATA = Path(__file__).resolve().parents[1] / "data"
 TAILORING = DATA / "sample-tailoring"
 TAILORING_COLUMNS = PREFERENCE_COLUMNS + (
-    "chosen_persona_gold", "rejected_persona_gold", "chosen_persona_retr", "rejected_persona_retr",
+    "chosen_persona_gold",
+    "rejected_persona_gold",
+    "chosen_persona_retr",
+    "rejected_persona_retr",
 )
 TAILORING_SIZES = {"fewshot": 5, "sft_train": 24, "sft_val": 8, "dpo_train": 24, "dpo_val": 8, "test": 12}
 PERSONA_COLUMNS = TAILORING_COLUMNS[3:]
-ROWS = [{"prompt": "p1", "chosen": "c1", "rejected": "r1"}, {"prompt": "p2", "chosen": "c2", "rejected": "r2"}]
+ROWS = [
+    {"prompt": "p1", "chosen": "c1", "rejected": "r1"},
+    {"prompt": "p2", "chosen": "c2", "rejected": "r2"},
+]
 
 
 def assert_all_nonempty_strings(dataset, where):
@@ -65,11 +71,15 @@ def test_sample_tailoring_personas_are_one_sentence_of_the_expected_shape(tailor
 
 def test_retrieved_personas_come_from_another_training_row(tailoring):
     train = [row for name in ("sft_train", "dpo_train") for row in tailoring[name]]
-    pair_of_gold = {(row["chosen_persona_gold"], row["rejected_persona_gold"]): row["prompt"] for row in train}
+    pair_of_gold = {
+        (row["chosen_persona_gold"], row["rejected_persona_gold"]): row["prompt"] for row in train
+    }
     for split in tailoring.values():
         for row in split:
             source = pair_of_gold.get((row["chosen_persona_retr"], row["rejected_persona_retr"]))
-            assert source is not None, f"retrieved personas of {row['prompt']!r} are not one training row's gold pair"
+            assert source is not None, (
+                f"retrieved personas of {row['prompt']!r} are not one training row's gold pair"
+            )
             assert source != row["prompt"]
             assert row["chosen_persona_retr"] != row["chosen_persona_gold"]
             assert row["rejected_persona_retr"] != row["rejected_persona_gold"]
@@ -99,9 +109,9 @@ def test_unknown_split_names_the_available_ones(tmp_path):
     with pytest.raises(UsageError, match="split 'dev' not found.*available splits: test, train"):
         load_split(str(tmp_path), split="dev")
     saved = tmp_path / "saved"
-    datasets.DatasetDict({"train": datasets.Dataset.from_list(ROWS), "test": datasets.Dataset.from_list(ROWS)}).save_to_disk(
-        str(saved)
-    )
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(ROWS), "test": datasets.Dataset.from_list(ROWS)}
+    ).save_to_disk(str(saved))
     with pytest.raises(UsageError, match="available splits: train, test"):
         load_split(str(saved), split="dev")
 
@@ -128,7 +138,9 @@ def test_save_to_disk_dataset_and_single_split_dict(tmp_path):
 def test_single_files_load_as_train(tmp_path, suffix):
     path = tmp_path / f"rows{suffix}"
     frame = datasets.Dataset.from_list(ROWS)
-    {".csv": frame.to_csv, ".parquet": frame.to_parquet}.get(suffix, lambda p: write_jsonl(Path(p), ROWS))(str(path))
+    {".csv": frame.to_csv, ".parquet": frame.to_parquet}.get(suffix, lambda p: write_jsonl(Path(p), ROWS))(
+        str(path)
+    )
     assert load_split(str(path))["rejected"] == ["r1", "r2"]
     loaded = load_splits(str(path))
     assert list(loaded) == ["train"] and loaded["train"].column_names == list(PREFERENCE_COLUMNS)
@@ -142,7 +154,9 @@ def test_missing_path_and_unsupported_file_are_usage_errors(tmp_path):
     with pytest.raises(UsageError, match="unsupported data file"):
         load_splits(str(tmp_path / "rows.txt"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UsageError, match="neither a datasets.save_to_disk folder nor a folder of <split>.jsonl"):
+    with pytest.raises(
+        UsageError, match="neither a datasets.save_to_disk folder nor a folder of <split>.jsonl"
+    ):
         load_splits(str(tmp_path / "empty"))
 
 

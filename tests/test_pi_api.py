@@ -80,7 +80,16 @@ def test_every_row_gets_two_personas_despite_faults(model_type, data, tmp_path, 
     base = "/v1" if model_type == "open_ai" else ""
     with LoopbackLLMServer(fake_persona, faults=faults, timeout_sleep=10) as server:
         status = run_model.main(
-            api_args(data, tmp_path / "res", model_type, server.url + base, "--request_timeout", "0.5", "--concurrency", "4")
+            api_args(
+                data,
+                tmp_path / "res",
+                model_type,
+                server.url + base,
+                "--request_timeout",
+                "0.5",
+                "--concurrency",
+                "4",
+            )
         )
     assert status == 0
     check_complete(tmp_path / "res")
@@ -102,7 +111,9 @@ def test_every_row_gets_two_personas_despite_faults(model_type, data, tmp_path, 
 def test_concurrency_is_bounded_and_used(data, tmp_path, isolated):
     isolated.setenv("OPENAI_API_KEY", "test-key")
     with LoopbackLLMServer(fake_persona, latency=0.2) as server:
-        status = run_model.main(api_args(data, tmp_path / "res", "open_ai", server.url + "/v1", "--concurrency", "3"))
+        status = run_model.main(
+            api_args(data, tmp_path / "res", "open_ai", server.url + "/v1", "--concurrency", "3")
+        )
     assert status == 0
     assert server.max_in_flight == 3
     check_complete(tmp_path / "res")
@@ -119,7 +130,9 @@ def test_failed_request_is_recorded_and_retried_by_a_rerun(data, tmp_path, isola
         out = capsys.readouterr().out
         assert f"1 of {2 * N_ROWS} requests failed" in out
         assert not (folder / "persona_inference.jsonl").exists()
-        failed = [r for r in read_jsonl(folder / "persona_inference.checkpoint.jsonl") if r["status"] == "failed"]
+        failed = [
+            r for r in read_jsonl(folder / "persona_inference.checkpoint.jsonl") if r["status"] == "failed"
+        ]
         assert [(r["row"], r["side"]) for r in failed] == [(2, "chosen")]
         assert prompts[2] in failed[0]["prompt"]
         assert "500" in failed[0]["error"]
@@ -141,7 +154,11 @@ def test_api_key_never_leaks(model_type, data, tmp_path):
     # One request fails for good, so error texts (checkpoint, run record, console) are checked too.
     with LoopbackLLMServer(fake_persona, faults={prompts[1]: [500, 500]}) as server:
         env = clean_env(**{BACKENDS[model_type]: canary})
-        result = run_module(api_args(data, tmp_path / "res", model_type, server.url + base, "--max_retries", "1"), env, tmp_path)
+        result = run_module(
+            api_args(data, tmp_path / "res", model_type, server.url + base, "--max_retries", "1"),
+            env,
+            tmp_path,
+        )
     assert result.returncode == 1, result.stderr
     assert any(canary in header for header in server.auth_headers)  # the key was really used
     assert canary not in result.stdout + result.stderr

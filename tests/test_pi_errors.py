@@ -18,8 +18,14 @@ CASES = {
     "missing_split": (["--dataset_name", "{splits}", "--split", "dev"], "available splits: test, train"),
     "missing_api_key": (["--model_type", "anthropic", "--model_name", "claude-x"], "set ANTHROPIC_API_KEY"),
     "missing_openai_key": (["--model_type", "open_ai", "--model_name", "gpt-4o-mini"], "set OPENAI_API_KEY"),
-    "missing_model_path": (["--model_name", "{tmp}/no-such-model"], "does not exist: pass an existing folder"),
-    "missing_dataset_path": (["--dataset_name", "{tmp}/no-such.jsonl"], "does not exist: pass an existing file"),
+    "missing_model_path": (
+        ["--model_name", "{tmp}/no-such-model"],
+        "does not exist: pass an existing folder",
+    ),
+    "missing_dataset_path": (
+        ["--dataset_name", "{tmp}/no-such.jsonl"],
+        "does not exist: pass an existing file",
+    ),
     "bad_number": (["--max_tokens", "many"], "invalid int value"),
     "negative_temperature": (["--temperature", "-1"], "--temperature must be 0 or more"),
     "zero_max_tokens": (["--max_tokens", "0"], "--max_tokens must be positive"),
@@ -31,7 +37,9 @@ CASES = {
 def inputs(tmp_path) -> dict:
     write_preferences(tmp_path / "splits" / "train.jsonl", 2)
     write_preferences(tmp_path / "splits" / "test.jsonl", 2)
-    (tmp_path / "no_prompt.jsonl").write_text(json.dumps({"question": "q", "chosen": "c", "rejected": "r"}) + "\n")
+    (tmp_path / "no_prompt.jsonl").write_text(
+        json.dumps({"question": "q", "chosen": "c", "rejected": "r"}) + "\n"
+    )
     (tmp_path / "empty.jsonl").write_text("")
     (tmp_path / "header_only.csv").write_text("prompt,chosen,rejected\n")
     return {

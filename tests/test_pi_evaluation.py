@@ -63,8 +63,22 @@ def respond(prompt: str, body: dict) -> str:
 
 
 def base_args(res_dir, dataset, server, run_name="r1") -> list[str]:
-    return ["--res_dir", str(res_dir), "--dataset_name", dataset, "--inference_split", SPLIT, "--run_name", run_name,
-            "--model_type", "open_ai", "--base_url", f"{server.url}/v1", "--concurrency", "4"]
+    return [
+        "--res_dir",
+        str(res_dir),
+        "--dataset_name",
+        dataset,
+        "--inference_split",
+        SPLIT,
+        "--run_name",
+        run_name,
+        "--model_type",
+        "open_ai",
+        "--base_url",
+        f"{server.url}/v1",
+        "--concurrency",
+        "4",
+    ]
 
 
 def run_model_cli(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -80,7 +94,9 @@ def run_script(main, argv, capsys) -> tuple[int, str, str]:
 
 
 def infer_personas(args: list[str], model: str, capsys) -> None:
-    status, out, err = run_model_cli([*args, "--model_name", model, "--experiments", "persona_inference"], capsys)
+    status, out, err = run_model_cli(
+        [*args, "--model_name", model, "--experiments", "persona_inference"], capsys
+    )
     assert status == 0, err
 
 
@@ -100,7 +116,10 @@ def chain(tmp_path_factory):
         for model in ("pi-a", "pi-b"):
             infer_personas(args, model, capsys)
         for judge_name in ("judge-ones", "judge-gold", "judge-flaky"):
-            for experiment, extra in (("persona_accuracy", []), ("persona_prefs", ["--persona_model", "pi-a", "pi-b"])):
+            for experiment, extra in (
+                ("persona_accuracy", []),
+                ("persona_prefs", ["--persona_model", "pi-a", "pi-b"]),
+            ):
                 status, _, err = judge(args, judge_name, experiment, capsys, *extra)
                 assert status == 0, err
     return res_dir
@@ -132,7 +151,10 @@ def test_accuracy_records_carry_their_own_key(chain):
         assert record["persona_model"] in ("pi-a", "pi-b")
         assert record["side"] in ("chosen", "rejected") and record["order"] in persona_accuracy.ORDERS
         assert record["gold"] == persona_accuracy.gold_position(record["side"], record["order"])
-        assert record["persona_id"] == f"{record['row']}-{record['side']}-{record['persona_id'].rsplit('-', 1)[1]}"
+        assert (
+            record["persona_id"]
+            == f"{record['row']}-{record['side']}-{record['persona_id'].rsplit('-', 1)[1]}"
+        )
     # each persona is asked in both orders, and the gold answer moves with the chosen response
     by_persona = {}
     for record in records:
@@ -147,7 +169,10 @@ def test_accuracy_records_carry_their_own_key(chain):
 def test_accuracy_numbers(chain, judge_name, accuracy, invalid, first_share):
     table = persona_accuracy.summarize(results(chain, judge_name, "persona_accuracy"))
     assert [(t["persona_model"], t["side"]) for t in table] == [
-        ("pi-a", "chosen"), ("pi-a", "rejected"), ("pi-b", "chosen"), ("pi-b", "rejected")
+        ("pi-a", "chosen"),
+        ("pi-a", "rejected"),
+        ("pi-b", "chosen"),
+        ("pi-b", "rejected"),
     ]
     for line in table:
         assert line["accuracy"] == accuracy
@@ -192,8 +217,22 @@ def assert_real_figures(out_dir, stem):
 
 def test_accuracy_plot(chain, tmp_path, capsys):
     out_dir = tmp_path / "figs"
-    status, out, err = run_script(accuracy_plot.main, ["--res_dir", str(chain), "--run_name", "r1", "--out_dir", str(out_dir),
-                                                       "--model_names", "pi-a=Model A", "--dataset_names", "Tiny=Tiny set"], capsys)
+    status, out, err = run_script(
+        accuracy_plot.main,
+        [
+            "--res_dir",
+            str(chain),
+            "--run_name",
+            "r1",
+            "--out_dir",
+            str(out_dir),
+            "--model_names",
+            "pi-a=Model A",
+            "--dataset_names",
+            "Tiny=Tiny set",
+        ],
+        capsys,
+    )
     assert status == 0, err
     assert_real_figures(out_dir, "persona_accuracy")
     rows = read_csv(out_dir / "persona_accuracy.csv")
@@ -205,8 +244,20 @@ def test_accuracy_plot(chain, tmp_path, capsys):
 
 
 def test_accuracy_plot_selects_judges_models_and_datasets(chain, tmp_path, capsys):
-    argv = ["--res_dir", str(chain), "--run_name", "r1", "--out_dir", str(tmp_path),
-            "--evaluator_models", "judge-gold", "--models", "pi-b", "--datasets", SPLIT]
+    argv = [
+        "--res_dir",
+        str(chain),
+        "--run_name",
+        "r1",
+        "--out_dir",
+        str(tmp_path),
+        "--evaluator_models",
+        "judge-gold",
+        "--models",
+        "pi-b",
+        "--datasets",
+        SPLIT,
+    ]
     status, _, err = run_script(accuracy_plot.main, argv, capsys)
     assert status == 0, err
     rows = read_csv(tmp_path / "persona_accuracy.csv")
@@ -214,7 +265,11 @@ def test_accuracy_plot_selects_judges_models_and_datasets(chain, tmp_path, capsy
 
 
 def test_persona_prefs_plot(chain, tmp_path, capsys):
-    status, _, err = run_script(persona_prefs_plot.main, ["--res_dir", str(chain), "--run_name", "r1", "--out_dir", str(tmp_path)], capsys)
+    status, _, err = run_script(
+        persona_prefs_plot.main,
+        ["--res_dir", str(chain), "--run_name", "r1", "--out_dir", str(tmp_path)],
+        capsys,
+    )
     assert status == 0, err
     assert_real_figures(tmp_path, "persona_prefs")
     shares = {(r["evaluator"], r["persona_model"]): r for r in read_csv(tmp_path / "persona_prefs.csv")}
@@ -224,14 +279,32 @@ def test_persona_prefs_plot(chain, tmp_path, capsys):
 
 
 def test_word_saliency(chain, tmp_path, capsys):
-    argv = ["--res_dir", str(chain), "--run_name", "r1", "--out_dir", str(tmp_path), "--min_count", "3", "--top_k", "5"]
+    argv = [
+        "--res_dir",
+        str(chain),
+        "--run_name",
+        "r1",
+        "--out_dir",
+        str(tmp_path),
+        "--min_count",
+        "3",
+        "--top_k",
+        "5",
+    ]
     status, out, err = run_script(word_saliency.main, argv, capsys)
     assert status == 0, err
     assert_real_figures(tmp_path, "word_saliency")
     rows = read_csv(tmp_path / "word_saliency.csv")
-    words = {label: {r["word"]: float(r["p"]) for r in rows if r["label"] == label} for label in ("chosen", "rejected")}
-    assert {"busy", "reader", "brief"} <= set(words["chosen"]) and {"thorough", "learner", "detailed"} <= set(words["rejected"])
-    assert all(p == 1.0 for p in words["chosen"].values()) and all(p == 1.0 for p in words["rejected"].values())
+    words = {
+        label: {r["word"]: float(r["p"]) for r in rows if r["label"] == label}
+        for label in ("chosen", "rejected")
+    }
+    assert {"busy", "reader", "brief"} <= set(words["chosen"]) and {"thorough", "learner", "detailed"} <= set(
+        words["rejected"]
+    )
+    assert all(p == 1.0 for p in words["chosen"].values()) and all(
+        p == 1.0 for p in words["rejected"].values()
+    )
     # cut at "rather than" / "over": the words naming what a user does not want never count
     assert not {"long", "essay", "one"} & (set(words["chosen"]) | set(words["rejected"]))
     assert "| 1 |" in out
@@ -240,9 +313,14 @@ def test_word_saliency(chain, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("persona", "words"),
     [
-        ("The user is a busy parent who prefers short answers rather than long explanations.", {"busy", "parent", "short"}),
-        ("The user is an expert who prefers detailed, step-by-step guides instead of summaries.",
-         {"expert", "detailed", "step-by-step", "guide"}),
+        (
+            "The user is a busy parent who prefers short answers rather than long explanations.",
+            {"busy", "parent", "short"},
+        ),
+        (
+            "The user is an expert who prefers detailed, step-by-step guides instead of summaries.",
+            {"expert", "detailed", "step-by-step", "guide"},
+        ),
         ("The user is a student who values examples over theory.", {"student", "example"}),
         ("The user prefers concise answers without unnecessary caveats.", {"concise"}),
     ],
@@ -252,7 +330,9 @@ def test_persona_words_cut_and_lemmatize(persona, words):
 
 
 def test_salient_words_ranks_by_label_probability():
-    personas = [("The user is a calm reader.", "chosen")] * 3 + [("The user is a calm writer.", "rejected")] * 1
+    personas = [("The user is a calm reader.", "chosen")] * 3 + [
+        ("The user is a calm writer.", "rejected")
+    ] * 1
     table = word_saliency.salient_words(personas, top_k=5, min_count=2)
     assert table["chosen"][0] == {"word": "reader", "p": 1.0, "count": 3, "label_count": 3}
     assert table["chosen"][1]["word"] == "calm" and table["chosen"][1]["p"] == 0.75
@@ -311,7 +391,9 @@ def test_dry_run_prints_the_prompt_and_calls_nothing(tmp_path, capsys):
         args = base_args(tmp_path / "res", dataset, server)
         infer_personas(args, "pi-a", capsys)
         calls = len(server.calls)
-        status, out, _ = judge(args, "judge-gold", "persona_prefs", capsys, "--persona_model", "pi-a", "--dry_run")
+        status, out, _ = judge(
+            args, "judge-gold", "persona_prefs", capsys, "--persona_model", "pi-a", "--dry_run"
+        )
     assert status == 0 and len(server.calls) == calls
     assert "Person 1: The user is" in out and f"{2 * N_ROWS} requests" in out
 
@@ -321,9 +403,29 @@ def test_tiny_local_judge_counts_unparsable_answers(tmp_path, capsys, tiny_model
     dataset = write_dataset(tmp_path / "tiny.jsonl", tiny_rows()[:2])
     with LoopbackLLMServer(respond) as server:
         infer_personas(base_args(tmp_path / "res", dataset, server), "pi-a", capsys)
-    argv = ["--res_dir", str(tmp_path / "res"), "--dataset_name", dataset, "--inference_split", SPLIT, "--run_name", "r1",
-            "--model_type", "hf_chat", "--model_name", str(tiny_model_dir), "--model_nickname", "tiny-judge",
-            "--experiments", "persona_accuracy", "persona_prefs", "--persona_model", "pi-a", "--judge_max_tokens", "4"]
+    argv = [
+        "--res_dir",
+        str(tmp_path / "res"),
+        "--dataset_name",
+        dataset,
+        "--inference_split",
+        SPLIT,
+        "--run_name",
+        "r1",
+        "--model_type",
+        "hf_chat",
+        "--model_name",
+        str(tiny_model_dir),
+        "--model_nickname",
+        "tiny-judge",
+        "--experiments",
+        "persona_accuracy",
+        "persona_prefs",
+        "--persona_model",
+        "pi-a",
+        "--judge_max_tokens",
+        "4",
+    ]
     status, out, err = run_model_cli(argv, capsys)
     assert status == 0, err
     accuracy = results(tmp_path / "res", "tiny-judge", "persona_accuracy")
@@ -333,7 +435,9 @@ def test_tiny_local_judge_counts_unparsable_answers(tmp_path, capsys, tiny_model
     table = persona_accuracy.summarize(accuracy)
     assert sum(t["valid"] + t["invalid"] for t in table) == len(accuracy)
     assert sum(r["choice"] is None for r in accuracy) == sum(t["invalid"] for t in table)
-    run_record = json.loads((tmp_path / "res" / "tiny-judge" / SPLIT / "r1" / "persona_accuracy.run.json").read_text())
+    run_record = json.loads(
+        (tmp_path / "res" / "tiny-judge" / SPLIT / "r1" / "persona_accuracy.run.json").read_text()
+    )
     assert run_record["summary"] == json.loads(json.dumps(table))
 
 
@@ -342,7 +446,9 @@ def test_tiny_local_judge_counts_unparsable_answers(tmp_path, capsys, tiny_model
 
 def assert_one_line_error(status, err, *fragments):
     assert status == 2
-    lines = [line for line in err.strip().splitlines() if "error" in line.lower()]  # progress bars may precede it
+    lines = [
+        line for line in err.strip().splitlines() if "error" in line.lower()
+    ]  # progress bars may precede it
     assert len(lines) == 1 and lines[0].startswith("error: ") and err.strip().endswith(lines[0]), err
     assert "Traceback" not in err
     for fragment in fragments:
@@ -352,7 +458,9 @@ def assert_one_line_error(status, err, *fragments):
 def test_missing_persona_results(tmp_path, capsys):
     dataset = write_dataset(tmp_path / "tiny.jsonl", tiny_rows())
     with LoopbackLLMServer(respond) as server:
-        status, _, err = judge(base_args(tmp_path / "res", dataset, server), "judge-gold", "persona_accuracy", capsys)
+        status, _, err = judge(
+            base_args(tmp_path / "res", dataset, server), "judge-gold", "persona_accuracy", capsys
+        )
     assert_one_line_error(status, err, "no persona inference results for any model", "persona_inference")
     assert not (tmp_path / "res").exists()
 
@@ -384,7 +492,9 @@ def test_unfinished_persona_inference_is_named(tmp_path, capsys):
     folder.mkdir(parents=True)
     (folder / "persona_inference.checkpoint.jsonl").write_text("", encoding="utf-8")
     with LoopbackLLMServer(respond) as server:
-        status, _, err = judge(base_args(tmp_path / "res", dataset, server), "judge-gold", "persona_accuracy", capsys)
+        status, _, err = judge(
+            base_args(tmp_path / "res", dataset, server), "judge-gold", "persona_accuracy", capsys
+        )
     assert_one_line_error(status, err, "unfinished", "pi-a")
 
 
@@ -397,7 +507,9 @@ def test_results_from_another_dataset(tmp_path, capsys, other_rows, fragment):
     other = write_dataset(tmp_path / "other.jsonl", other_rows)
     with LoopbackLLMServer(respond) as server:
         infer_personas(base_args(tmp_path / "res", dataset, server), "pi-a", capsys)
-        status, _, err = judge(base_args(tmp_path / "res", other, server), "judge-gold", "persona_accuracy", capsys)
+        status, _, err = judge(
+            base_args(tmp_path / "res", other, server), "judge-gold", "persona_accuracy", capsys
+        )
     assert_one_line_error(status, err, fragment, "--dataset_name")
     assert not (tmp_path / "res" / "judge-gold").exists()
 
@@ -408,13 +520,17 @@ def test_persona_results_that_are_not_persona_results(tmp_path, capsys):
     folder.mkdir(parents=True)
     (folder / "persona_inference.jsonl").write_text('{"id": "x", "text": "hello"}\n', encoding="utf-8")
     with LoopbackLLMServer(respond) as server:
-        status, _, err = judge(base_args(tmp_path / "res", dataset, server), "judge-gold", "persona_accuracy", capsys)
+        status, _, err = judge(
+            base_args(tmp_path / "res", dataset, server), "judge-gold", "persona_accuracy", capsys
+        )
     assert_one_line_error(status, err, "not a persona inference results file")
 
 
 @pytest.mark.parametrize("script", [accuracy_plot, persona_prefs_plot, word_saliency])
 def test_scripts_without_results(tmp_path, capsys, script):
-    status, _, err = run_script(script.main, ["--res_dir", str(tmp_path / "nothing"), "--out_dir", str(tmp_path / "out")], capsys)
+    status, _, err = run_script(
+        script.main, ["--res_dir", str(tmp_path / "nothing"), "--out_dir", str(tmp_path / "out")], capsys
+    )
     assert_one_line_error(status, err, "no ", "first")
     assert not (tmp_path / "out").exists()
 

@@ -39,7 +39,8 @@ def tiny(tiny_model_dir):
 
 
 def generate(
-    tiny, batch_size: int, stop: list[str] | None = None, max_tokens: int = 12, prompts: list[str] = PROMPTS) -> dict[str, str]:
+    tiny, batch_size: int, stop: list[str] | None = None, max_tokens: int = 12, prompts: list[str] = PROMPTS
+) -> dict[str, str]:
     model, tokenizer = tiny
     backend = HFBackend("tiny", batch_size, model=model, tokenizer=tokenizer)
     requests = [Request(str(i), prompt, prefill="The user is") for i, prompt in enumerate(prompts)]
@@ -75,8 +76,12 @@ def test_batched_greedy_equals_transformers_generate(tiny):
         text = backend.render(Request(str(i), prompt, prefill="The user is"))
         ids = tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids
         with torch.inference_mode():
-            output = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False)
-        assert ours[str(i)] == "The user is" + tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True)
+            output = model.generate(
+                ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False
+            )
+        assert ours[str(i)] == "The user is" + tokenizer.decode(
+            output[0, ids.shape[1] :], skip_special_tokens=True
+        )
 
 
 def test_sampling_is_seeded(tiny):
@@ -85,8 +90,11 @@ def test_sampling_is_seeded(tiny):
     def sample(seed: int) -> dict:
         backend = HFBackend("tiny", 3, model=model, tokenizer=tokenizer)
         results = {}
-        backend.generate([Request(str(i), p) for i, p in enumerate(PROMPTS)], lambda c: results.__setitem__(c.id, c.text),
-                         GenerationConfig(temperature=1.0, max_tokens=8, seed=seed))
+        backend.generate(
+            [Request(str(i), p) for i, p in enumerate(PROMPTS)],
+            lambda c: results.__setitem__(c.id, c.text),
+            GenerationConfig(temperature=1.0, max_tokens=8, seed=seed),
+        )
         return results
 
     assert sample(1) == sample(1)
@@ -111,13 +119,27 @@ def test_run_model_hf_chat_end_to_end_and_resume(tiny_model_dir, tmp_path, monke
     monkeypatch.chdir(tmp_path)
     data = write_preferences(tmp_path / "prefs.jsonl", 3)
     args = [
-        "--model_type", "hf_chat", "--model_name", str(tiny_model_dir), "--model_nickname", "tiny",
-        "--dataset_name", str(data), "--res_dir", str(tmp_path / "res"), "--max_tokens", "6", "--batch_size", "4",
+        "--model_type",
+        "hf_chat",
+        "--model_name",
+        str(tiny_model_dir),
+        "--model_nickname",
+        "tiny",
+        "--dataset_name",
+        str(data),
+        "--res_dir",
+        str(tmp_path / "res"),
+        "--max_tokens",
+        "6",
+        "--batch_size",
+        "4",
     ]
     assert run_model.main(args) == 0
     folder = tmp_path / "res" / "tiny" / "Sample" / "default"
     records = read_jsonl(folder / "persona_inference.jsonl")
-    assert [(r["row"], r["side"]) for r in records] == [(i, s) for s in ("chosen", "rejected") for i in range(3)]
+    assert [(r["row"], r["side"]) for r in records] == [
+        (i, s) for s in ("chosen", "rejected") for i in range(3)
+    ]
     for record in records:
         assert record["status"] == "ok"
         assert record["raw_text"].startswith("The user is")
@@ -131,15 +153,27 @@ def test_run_model_hf_chat_end_to_end_and_resume(tiny_model_dir, tmp_path, monke
     assert json.loads((folder / "persona_inference.run.json").read_text())["stats"]["reused"] == 6
 
 
-SYSTEM = "You infer personas. Write one sentence that starts with 'The user is' and says what the user prefers."
+SYSTEM = (
+    "You infer personas. Write one sentence that starts with 'The user is' and says what the user prefers."
+)
 FEW_SHOT = [
-    {"role": "user", "content": "Prompt: How do I boil an egg?\nResponse A: Put it in boiling water.\nResponse B: I am not sure."},
+    {
+        "role": "user",
+        "content": "Prompt: How do I boil an egg?\nResponse A: Put it in boiling water.\nResponse B: I am not sure.",
+    },
     {"role": "assistant", "content": "The user is a beginner cook who prefers short, practical answers."},
 ]
 
 
-def generate_alone(tiny, text: str, max_tokens: int, stop: list[str], min_tokens: int = 0, chat: bool = True,
-                   with_length: bool = False):
+def generate_alone(
+    tiny,
+    text: str,
+    max_tokens: int,
+    stop: list[str],
+    min_tokens: int = 0,
+    chat: bool = True,
+    with_length: bool = False,
+):
     """What ``model.generate`` gives one prompt on its own, cut at the first end token and stop string (and how many
     tokens it generated)."""
     import torch
@@ -148,10 +182,16 @@ def generate_alone(tiny, text: str, max_tokens: int, stop: list[str], min_tokens
     ids = tokenizer(text, add_special_tokens=not chat, return_tensors="pt").input_ids
     with torch.inference_mode():
         output = model.generate(
-            ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_tokens, min_new_tokens=min_tokens or None,
-            do_sample=False, pad_token_id=tokenizer.pad_token_id, stop_strings=stop or None, tokenizer=tokenizer,
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=max_tokens,
+            min_new_tokens=min_tokens or None,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            stop_strings=stop or None,
+            tokenizer=tokenizer,
         )
-    new = output[0, ids.shape[1]:].tolist()
+    new = output[0, ids.shape[1] :].tolist()
     ends = {tokenizer.pad_token_id, tokenizer.eos_token_id}
     new = new[: next((i for i, t in enumerate(new) if t in ends), len(new))]
     text = cut_at_stop(tokenizer.decode(new, skip_special_tokens=True), stop)
@@ -180,7 +220,10 @@ def staggered(tiny):
     """Few-shot requests, stop strings that end their answers after different numbers of tokens (the longest two
     prompts, which start decoding together, included), and what ``generate`` gives each prompt alone."""
     model, tokenizer = tiny
-    requests = [Request(str(i), p, system=SYSTEM, history=FEW_SHOT, prefill="The user is") for i, p in enumerate(PROMPTS)]
+    requests = [
+        Request(str(i), p, system=SYSTEM, history=FEW_SHOT, prefill="The user is")
+        for i, p in enumerate(PROMPTS)
+    ]
     backend = HFBackend("tiny", model=model, tokenizer=tokenizer)
     texts = {r.id: backend.render(r) for r in requests}
     longest = sorted(texts, key=lambda i: -len(tokenizer(texts[i]).input_ids))[:2]
@@ -189,15 +232,22 @@ def staggered(tiny):
     for stop in sorted({u[j : j + 2] for u in unstopped for j in range(len(u) - 1)} - {""}):
         single[stop] = {i: generate_alone(tiny, t, 14, [stop], with_length=True)[1] for i, t in texts.items()}
     for stops in itertools.combinations(single, 2):
-        lengths = {i: min(single[s][i] for s in stops) for i in texts}  # the first stop string to appear ends it
+        lengths = {
+            i: min(single[s][i] for s in stops) for i in texts
+        }  # the first stop string to appear ends it
         if len(set(lengths.values())) >= 3 and lengths[longest[0]] != lengths[longest[1]]:
-            return requests, list(stops), {i: "The user is" + generate_alone(tiny, t, 14, list(stops))
-                                           for i, t in texts.items()}
+            return (
+                requests,
+                list(stops),
+                {i: "The user is" + generate_alone(tiny, t, 14, list(stops)) for i, t in texts.items()},
+            )
     raise AssertionError("no pair of stop strings staggers the tiny model's answers")
 
 
 @pytest.mark.parametrize("batch_size, round_tokens", [(1, 2), (2, 3), (3, 1), (4, 5), (8, 16)])
-def test_continuous_batching_with_a_shared_prefix_equals_generate_alone(tiny, staggered, batch_size, round_tokens):
+def test_continuous_batching_with_a_shared_prefix_equals_generate_alone(
+    tiny, staggered, batch_size, round_tokens
+):
     """Rows leave and join between rounds and share the few-shot prefix, yet each output is that prompt's own."""
     model, tokenizer = tiny
     requests, stops, expected = staggered
@@ -240,9 +290,17 @@ def test_sliding_window_models_fall_back_to_padded_batches(tiny, tmp_path):
     from transformers import MistralConfig, MistralForCausalLM
 
     _, tokenizer = tiny
-    config = MistralConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=4, num_key_value_heads=2, sliding_window=8,
-                           pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = MistralConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        sliding_window=8,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     import torch
 
     torch.manual_seed(0)
@@ -250,8 +308,11 @@ def test_sliding_window_models_fall_back_to_padded_batches(tiny, tmp_path):
     backend = HFBackend("tiny-mistral", 4, model=model, tokenizer=tokenizer)
     assert not backend.rows_splittable()
     results = {}
-    backend.generate([Request(str(i), p) for i, p in enumerate(PROMPTS)], lambda c: results.__setitem__(c.id, c),
-                     GenerationConfig(max_tokens=8))
+    backend.generate(
+        [Request(str(i), p) for i, p in enumerate(PROMPTS)],
+        lambda c: results.__setitem__(c.id, c),
+        GenerationConfig(max_tokens=8),
+    )
     for i, prompt in enumerate(PROMPTS):
         text = backend.render(Request(str(i), prompt))
         assert results[str(i)].text == generate_alone((model, tokenizer), text, 8, [])
@@ -263,7 +324,9 @@ def test_stop_string_criterion_is_built_once_for_all_rounds(tiny, monkeypatch):
 
     built = []
     original = StopStringCriteria.__init__
-    monkeypatch.setattr(StopStringCriteria, "__init__", lambda self, *a, **k: (built.append(1), original(self, *a, **k))[1])
+    monkeypatch.setattr(
+        StopStringCriteria, "__init__", lambda self, *a, **k: (built.append(1), original(self, *a, **k))[1]
+    )
     model, tokenizer = tiny
     backend = HFBackend("tiny", 2, round_tokens=2, model=model, tokenizer=tokenizer)
     requests = [Request(str(i), p) for i, p in enumerate(PROMPTS)]

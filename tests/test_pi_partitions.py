@@ -42,6 +42,8 @@ def test_quarter_runs_together_equal_the_full_run(tmp_path, monkeypatch):
     full = read_jsonl(folder / "persona_inference.jsonl")
     by_part = [read_jsonl(folder / part.value / "persona_inference.jsonl") for part in parts_of("quarter")]
     assert [len(records) // 2 for records in by_part] == [1, 2, 2, 2]
-    combined = sorted((r for records in by_part for r in records), key=lambda r: (r["side"] == "rejected", r["row"]))
+    combined = sorted(
+        (r for records in by_part for r in records), key=lambda r: (r["side"] == "rejected", r["row"])
+    )
     assert combined == full
     assert len(server.calls) == 2 * 7 * 2  # the full run, then each row once more across the quarters

@@ -23,9 +23,13 @@ def test_sigkill_midway_then_rerun_gives_the_uninterrupted_result(tmp_path, monk
 
     checkpoint = folder / "killed" / "persona_inference.checkpoint.jsonl"
     with LoopbackLLMServer(fake_persona, latency=0.25) as server:
-        args = api_args(data, res, "open_ai", server.url + "/v1", "--run_name", "killed", "--concurrency", "1")
+        args = api_args(
+            data, res, "open_ai", server.url + "/v1", "--run_name", "killed", "--concurrency", "1"
+        )
         command = [sys.executable, "-m", "persona_inference.model.run_model", *args]
-        done_before_kill = sigkill_after(command, checkpoint, 4, clean_env(OPENAI_API_KEY="test-key"), tmp_path)
+        done_before_kill = sigkill_after(
+            command, checkpoint, 4, clean_env(OPENAI_API_KEY="test-key"), tmp_path
+        )
     assert 4 <= done_before_kill < 2 * N_ROWS
     assert not (folder / "killed" / "persona_inference.jsonl").exists()
 

@@ -30,7 +30,9 @@ def setup(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     data = write_preferences(tmp_path / "prefs.jsonl", N_ROWS)
-    shutil.copytree(PROMPT_DIR, tmp_path / "prompts")  # api_args then writes the tests' persona template into it
+    shutil.copytree(
+        PROMPT_DIR, tmp_path / "prompts"
+    )  # api_args then writes the tests' persona template into it
     with LoopbackLLMServer(respond) as server:
         yield data, server, api_args(data, tmp_path / "res", "open_ai", server.url + "/v1", "--run_name", "r")
 
@@ -71,7 +73,9 @@ def with_flag(argv: list[str], flag: str, value: str) -> list[str]:
     return argv
 
 
-def test_template_then_generation_change_is_refused_and_overwrite_redoes(setup, tmp_path, capsys, monkeypatch):
+def test_template_then_generation_change_is_refused_and_overwrite_redoes(
+    setup, tmp_path, capsys, monkeypatch
+):
     data, server, args = setup
     import persona_core.llm
 
@@ -126,7 +130,9 @@ def test_judges_are_refused_on_another_template_or_token_budget(setup, tmp_path,
         results = files_of(tmp_path, "judge", experiment).results.read_bytes()
         status, out, _ = cli(argv, capsys)
         assert status == 0 and len(server.calls) == calls and "0 new" in out
-        prompts = edited_prompts(tmp_path, experiment, "Reply with the number only", "Answer with the number only")
+        prompts = edited_prompts(
+            tmp_path, experiment, "Reply with the number only", "Answer with the number only"
+        )
         assert_refused(*cli(with_flag(argv, "--prompt_dir", str(prompts)), capsys)[::2])
         assert_refused(*cli([*argv, "--judge_max_tokens", "16"], capsys)[::2])
         assert cli([*argv, "--max_tokens", "50"], capsys)[0] == 0  # not the judge's setting: it resumes
@@ -147,5 +153,7 @@ def test_a_second_process_on_a_held_folder_is_refused(setup, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "another process" in lines[0], result.stderr
     assert server.calls == [] and not files.checkpoint.exists() and not files.results.exists()
-    assert run_module(args, clean_env(OPENAI_API_KEY="test-key"), tmp_path).returncode == 0  # free again: it runs
+    assert (
+        run_module(args, clean_env(OPENAI_API_KEY="test-key"), tmp_path).returncode == 0
+    )  # free again: it runs
     assert len(read_jsonl(files.results)) == 2 * N_ROWS

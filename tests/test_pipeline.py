@@ -26,7 +26,10 @@ def run_pipeline(model: Path, root: Path, log: Path) -> subprocess.CompletedProc
 
 def started_modules(log: Path) -> list[str]:
     """The ``-m`` modules the logged Python command lines ran (``-`` for the summary read from stdin)."""
-    return [line.split()[1] if line.startswith("-m ") else line.split()[0] for line in log.read_text().splitlines()]
+    return [
+        line.split()[1] if line.startswith("-m ") else line.split()[0]
+        for line in log.read_text().splitlines()
+    ]
 
 
 def jsonl_rows(path: Path) -> list[dict]:
@@ -44,17 +47,26 @@ def test_pipeline_produces_every_artifact_then_skips_every_stage(tiny_model_dir,
     figures = root / "persona-inference" / "figures" / "default"
     models = root / "models" / "Sample" / nickname
     generations = root / "persona-tailoring" / "Sample" / nickname
-    comparison = root / "judge" / "comparisons" / "Sample" / nickname / "dpo-chosen-none_vs_dpo-chosen-gold-chosen"
+    comparison = (
+        root / "judge" / "comparisons" / "Sample" / nickname / "dpo-chosen-none_vs_dpo-chosen-gold-chosen"
+    )
     with_persona = generations / "dpo_Persona(training_type=chosen, inference_type=gold-chosen).jsonl"
     without_persona = generations / "dpo_Persona(training_type=chosen, inference_type=none).jsonl"
 
-    assert len(jsonl_rows(pi_run / "persona_inference.jsonl")) == 32  # 16 sample rows, chosen and rejected side
+    assert (
+        len(jsonl_rows(pi_run / "persona_inference.jsonl")) == 32
+    )  # 16 sample rows, chosen and rejected side
     assert len(jsonl_rows(pi_run / "persona_accuracy.jsonl")) == 64  # both response orders
     assert (pi_run / "persona_prefs.jsonl").is_file()
     assert (root / "datasets" / f"augmented-Sample-{nickname}-default" / "dataset_dict.json").is_file()
     tailoring = root / "datasets" / "persona-tailoring-Sample"
     assert {p.name for p in tailoring.iterdir() if p.is_dir()} == {
-        "fewshot", "sft_train", "sft_val", "dpo_train", "dpo_val", "test"
+        "fewshot",
+        "sft_train",
+        "sft_val",
+        "dpo_train",
+        "dpo_val",
+        "test",
     }
     for method in ("sft", "dpo"):
         assert (models / f"{method}_chosen" / "merged" / "model.safetensors").is_file()
@@ -80,7 +92,9 @@ def test_pipeline_produces_every_artifact_then_skips_every_stage(tiny_model_dir,
 
     second = run_pipeline(tiny_model_dir, root, tmp_path / "second.log")
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    stage_lines = [line for line in second.stdout.splitlines() if line.startswith("== ") and "summary" not in line]
+    stage_lines = [
+        line for line in second.stdout.splitlines() if line.startswith("== ") and "summary" not in line
+    ]
     assert len(stage_lines) == STAGES and all(": skipped (" in line for line in stage_lines)
     # The rerun started no stage's module: only the layout query and the summary.
     assert started_modules(tmp_path / "second.log") == ["persona_core.layout", "-"]
@@ -104,7 +118,9 @@ def run_script(script: str, tmp_path: Path, **variables: str) -> list[list[str]]
     )
     python.chmod(0o755)
     env = os.environ | {"PYTHON": str(python), **variables}
-    done = subprocess.run(["bash", str(REPO / "scripts" / script)], env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / script)], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return [line.split("\0")[:-1] for line in log.read_text().splitlines()] if log.exists() else []
 
@@ -117,15 +133,27 @@ def test_dpo_script_runs_sft_first_only_without_a_merged_sft_model(tmp_path):
     from persona_core.layout import MODEL_CONFIG_FILE, PTModelDirs
 
     models = tmp_path / "models"
-    variables = {"MODELS": str(models), "DATASET": "Demo", "PT_NICKNAME": "nick", "TAILORING_DATA": "some/data"}
+    variables = {
+        "MODELS": str(models),
+        "DATASET": "Demo",
+        "PT_NICKNAME": "nick",
+        "TAILORING_DATA": "some/data",
+    }
     commands = run_script("dpo.sh", tmp_path, **variables)
     assert [(flag(c, "--method"), flag(c, "--stage")) for c in commands] == [
-        ("sft", "train"), ("sft", "merge"), ("sft", "infer"), ("dpo", "train"), ("dpo", "merge"), ("dpo", "infer"),
+        ("sft", "train"),
+        ("sft", "merge"),
+        ("sft", "infer"),
+        ("dpo", "train"),
+        ("dpo", "merge"),
+        ("dpo", "infer"),
     ]
     for command in commands:
         assert command[:2] == ["-m", "persona_tailoring.model.run_model"]
         assert flag(command, "--model_save_dir") == str(models) and flag(command, "--dataset_name") == "Demo"
-        assert flag(command, "--model_nickname") == "nick" and flag(command, "--hf_dataset_name") == "some/data"
+        assert (
+            flag(command, "--model_nickname") == "nick" and flag(command, "--hf_dataset_name") == "some/data"
+        )
     sft_train, dpo_train = commands[0], commands[3]
     assert (flag(sft_train, "--learning_rate"), flag(dpo_train, "--learning_rate")) == ("1e-3", "1e-4")
     assert (flag(sft_train, "--max_train_samples"), flag(dpo_train, "--max_train_samples")) == ("24", "16")
@@ -137,7 +165,9 @@ def test_dpo_script_runs_sft_first_only_without_a_merged_sft_model(tmp_path):
     (tmp_path / "dpo.sh.log").unlink()
     commands = run_script("dpo.sh", tmp_path, **variables)
     assert [(flag(c, "--method"), flag(c, "--stage")) for c in commands] == [
-        ("dpo", "train"), ("dpo", "merge"), ("dpo", "infer"),
+        ("dpo", "train"),
+        ("dpo", "merge"),
+        ("dpo", "infer"),
     ]
 
 
@@ -146,7 +176,10 @@ def test_few_shot_and_judge_scripts_take_the_same_variables(tmp_path):
     (few_shot,) = run_script("few_shot.sh", tmp_path, **variables)
     assert (flag(few_shot, "--method"), flag(few_shot, "--stage")) == ("fewshot", "all")
     judge, score = run_script("judge.sh", tmp_path, **variables)
-    assert judge[1] == "persona_tailoring.evaluation.run_judge" and score[1] == "persona_tailoring.evaluation.win_rate"
+    assert (
+        judge[1] == "persona_tailoring.evaluation.run_judge"
+        and score[1] == "persona_tailoring.evaluation.win_rate"
+    )
     for command in (few_shot, judge, score):
         assert flag(command, "--dataset_name") == "Demo" and flag(command, "--model_nickname") == "nick"
         assert flag(command, "--results_save_dir") == str(tmp_path / "gen")

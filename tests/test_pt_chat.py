@@ -11,12 +11,19 @@ from persona_tailoring.model.templates import PromptStyle, TrainingType
 
 def test_user_persona_takes_the_training_format():
     trained = PromptStyle.for_run(TrainingType.chosen, "Sample")
-    text, prefill = chat.model_input(trained, "How do I sleep after nights?", "I am a busy nurse who wants short answers")
-    assert text == "Prompt: How do I sleep after nights?\nPersona: The user is a busy nurse who wants short answers\nResponse:"
+    text, prefill = chat.model_input(
+        trained, "How do I sleep after nights?", "I am a busy nurse who wants short answers"
+    )
+    assert (
+        text
+        == "Prompt: How do I sleep after nights?\nPersona: The user is a busy nurse who wants short answers\nResponse:"
+    )
     assert prefill == ""
     untrained = PromptStyle.for_run(TrainingType.none, "Mnemonic")
     text, prefill = chat.model_input(untrained, "negligible", "I'm  a visual learner")
-    assert text == "Prompt: negligible I am a visual learner\nResponse:" and prefill == " Negligible sounds like"
+    assert (
+        text == "Prompt: negligible I am a visual learner\nResponse:" and prefill == " Negligible sounds like"
+    )
 
 
 def expected_answer(model_dir, prompt: str) -> str:
@@ -40,11 +47,14 @@ def test_one_answer_and_an_interactive_session(tiny_model_dir, capsys, monkeypat
     assert lines[2:4] == [boil, fry] and lines[4].startswith("2 answer(s)")
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--prompt", "hi"], "pass --persona"),
-    (["--persona", "I am x", "--model", "./no/such/model"], "no model in"),
-    (["--persona", "I am x", "--training_type", "both"], "chosen, rejected, all, none"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--prompt", "hi"], "pass --persona"),
+        (["--persona", "I am x", "--model", "./no/such/model"], "no model in"),
+        (["--persona", "I am x", "--training_type", "both"], "chosen, rejected, all, none"),
+    ],
+)
 def test_bad_input_is_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_cli(lambda: chat.main(argv))

@@ -55,7 +55,9 @@ def test_generation_stops_at_the_next_prompt_and_at_end_of_sequence(parrot_model
     model = AutoModelForCausalLM.from_pretrained(parrot_model_dir)
     ids = tokenizer(EGG, return_tensors="pt").input_ids
     with torch.no_grad():
-        unconstrained = tokenizer.decode(model.generate(ids, max_new_tokens=24, do_sample=False)[0, ids.shape[1] :])
+        unconstrained = tokenizer.decode(
+            model.generate(ids, max_new_tokens=24, do_sample=False)[0, ids.shape[1] :]
+        )
     assert unconstrained.startswith(" Put it in boiling water.\nPrompt:")  # the model itself runs on
 
     llm = generate.load_generator(str(parrot_model_dir), generate.GeneratorArguments(batch_size=2))
@@ -72,21 +74,30 @@ def test_generation_stops_at_the_next_prompt_and_at_end_of_sequence(parrot_model
 def test_infer_writes_one_documented_record_per_test_row(tmp_path, tiny_model_dir, monkeypatch):
     data = write_tailoring_dataset(tmp_path / "data")
     args = make_args(tmp_path, tiny_model_dir, data, model_path=str(tiny_model_dir), max_tokens=4)
-    args.inference_type = [generate.templates.InferenceType.gold_chosen, generate.templates.InferenceType.none]
+    args.inference_type = [
+        generate.templates.InferenceType.gold_chosen,
+        generate.templates.InferenceType.none,
+    ]
     assert generate.infer(args, "sft") == 0
     folder = tmp_path / "results" / "Handmade" / "tiny"
     records = read_records(folder / OUTPUT_NAME)
     assert [list(r) for r in records] == [list(PT_OUTPUT_FIELDS)] * 3
     assert [r["index"] for r in records] == [0, 1, 2] and len({r["id"] for r in records}) == 3
-    assert records[1]["prompt"] == "question test1?" and records[1]["persona"].startswith("The user is CG-test1")
-    assert records[1]["model_input"] == f"Prompt: question test1?\nPersona: {records[1]['persona']}\nResponse:"
+    assert records[1]["prompt"] == "question test1?" and records[1]["persona"].startswith(
+        "The user is CG-test1"
+    )
+    assert (
+        records[1]["model_input"] == f"Prompt: question test1?\nPersona: {records[1]['persona']}\nResponse:"
+    )
     plain = read_records(folder / plain_name())
     assert plain[0]["persona"] == "" and plain[0]["model_input"] == "Prompt: question test0?\nResponse:"
     run = json.loads(pt_files(folder / OUTPUT_NAME).run_record.read_text())
     assert run["stats"]["ok"] == 3 and run["fingerprint"]["generation"]["max_tokens"] == 4
     assert sorted(p.name for p in folder.glob("*.json*")) == sorted([OUTPUT_NAME, plain_name()])
     # a finished file is kept on a rerun with the same settings (no model is even loaded) ...
-    monkeypatch.setattr(generate, "load_generator", lambda *a: pytest.fail("loaded a model for finished outputs"))
+    monkeypatch.setattr(
+        generate, "load_generator", lambda *a: pytest.fail("loaded a model for finished outputs")
+    )
     assert generate.infer(args, "sft") == 0
     # ... and another model's outputs never replace it silently
     args.model_path = str(tmp_path / "another-model")
@@ -106,10 +117,27 @@ def loopback_answer(prompt: str, body: dict) -> str:
 
 def api_argv(data: Path, tmp_path: Path, url: str, *extra: str) -> list[str]:
     return [
-        "--method", "sft", "--stage", "infer", "--backend", "open_ai", "--base_url", url,
-        "--server_model_name", "served-model", "--hf_dataset_name", str(data), "--dataset_name", "Handmade",
-        "--model_nickname", "tiny", "--model_save_dir", str(tmp_path / "models"),
-        "--results_save_dir", str(tmp_path / "results"), *extra,
+        "--method",
+        "sft",
+        "--stage",
+        "infer",
+        "--backend",
+        "open_ai",
+        "--base_url",
+        url,
+        "--server_model_name",
+        "served-model",
+        "--hf_dataset_name",
+        str(data),
+        "--dataset_name",
+        "Handmade",
+        "--model_nickname",
+        "tiny",
+        "--model_save_dir",
+        str(tmp_path / "models"),
+        "--results_save_dir",
+        str(tmp_path / "results"),
+        *extra,
     ]
 
 
@@ -143,8 +171,12 @@ def test_sigkill_midway_then_rerun_gives_the_uninterrupted_result(tmp_path):
     checkpoint = pt_files(final).checkpoint
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "OPEN_AI"))}
     with LoopbackLLMServer(loopback_answer, latency=0.25) as server:
-        command = [sys.executable, "-m", "persona_tailoring.model.run_model",
-                   *api_argv(data, tmp_path, server.url + "/v1", "--concurrency", "1")]
+        command = [
+            sys.executable,
+            "-m",
+            "persona_tailoring.model.run_model",
+            *api_argv(data, tmp_path, server.url + "/v1", "--concurrency", "1"),
+        ]
         done = sigkill_after(command, checkpoint, 3, env, tmp_path, timeout=120)
     assert 3 <= done < n_rows and not final.exists()
     with open(checkpoint, "a", encoding="utf-8") as handle:  # a kill mid-write leaves half a line

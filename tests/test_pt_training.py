@@ -38,7 +38,9 @@ def adapter_and_merged_logits(adapter_dir, merged_dir, tokenizer_text="Prompt: q
     base_name = json.loads((adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"]
     tokenizer = AutoTokenizer.from_pretrained(merged_dir)
     inputs = tokenizer(tokenizer_text, return_tensors="pt")
-    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_name), str(adapter_dir)).eval()
+    adapted = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base_name), str(adapter_dir)
+    ).eval()
     merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
     with torch.no_grad():
         adapted_logits = adapted(**inputs).logits
@@ -64,7 +66,9 @@ def train_check_and_merge(args, method):
 
 
 @pytest.mark.parametrize("training_type", list(TrainingType))
-def test_sft_trains_lora_only_on_responses_and_merges_exactly(tmp_path, tiny_model_dir, data_dir, training_type):
+def test_sft_trains_lora_only_on_responses_and_merges_exactly(
+    tmp_path, tiny_model_dir, data_dir, training_type
+):
     args = make_args(tmp_path, tiny_model_dir, data_dir, training_type=training_type)
     trainer, adapter_dir, merged_dir = train_check_and_merge(args, "sft")
     rows_per_example = 2 if training_type == TrainingType.all else 1
@@ -79,27 +83,49 @@ def test_sft_trains_lora_only_on_responses_and_merges_exactly(tmp_path, tiny_mod
     assert "answer sft_train0." in tokenizer.decode(ids[first:])
     summary = json.loads((adapter_dir / TRAINING_SUMMARY_FILE).read_text())
     assert summary["best_eval_loss"] is not None and summary["best_checkpoint"]
-    assert (merged_dir / "tokenizer_config.json").exists() and not (merged_dir / "adapter_config.json").exists()
+    assert (merged_dir / "tokenizer_config.json").exists() and not (
+        merged_dir / "adapter_config.json"
+    ).exists()
 
 
 @pytest.mark.parametrize("training_type", list(TrainingType))
-def test_dpo_trains_lora_from_the_sft_model_and_merges_exactly(tmp_path, tiny_model_dir, data_dir, training_type):
+def test_dpo_trains_lora_from_the_sft_model_and_merges_exactly(
+    tmp_path, tiny_model_dir, data_dir, training_type
+):
     args = make_args(tmp_path, tiny_model_dir, data_dir, training_type=training_type)
     sft_merged = train.model_dirs(args, "sft").merged
     shutil.copytree(tiny_model_dir, sft_merged)  # stands in for the merged SFT model
     trainer, adapter_dir, _ = train_check_and_merge(args, "dpo")
-    assert json.loads((adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"] == str(sft_merged.resolve())
+    assert json.loads((adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"] == str(
+        sft_merged.resolve()
+    )
     first = trainer.train_dataset[0]
     decode = trainer.processing_class.decode
-    preferred = "rejected" if training_type == TrainingType.rejected else "chosen"  # a rejected persona prefers it
+    preferred = (
+        "rejected" if training_type == TrainingType.rejected else "chosen"
+    )  # a rejected persona prefers it
     assert decode(first["chosen_ids"]) == f" {preferred} answer dpo_train0.</s>"
     assert decode(first["prompt_ids"]).endswith("\nResponse:")
 
 
 def test_dpo_refuses_without_the_merged_sft_model(tmp_path, tiny_model_dir, data_dir):
-    argv = ["--method", "dpo", "--stage", "train", "--training_type", "rejected", "--base_model_name", str(tiny_model_dir),
-            "--hf_dataset_name", str(data_dir), "--model_save_dir", str(tmp_path / "models")]
-    with pytest.raises(UsageError, match=r"merged SFT model.*--method sft --training_type rejected.*--stage train"):
+    argv = [
+        "--method",
+        "dpo",
+        "--stage",
+        "train",
+        "--training_type",
+        "rejected",
+        "--base_model_name",
+        str(tiny_model_dir),
+        "--hf_dataset_name",
+        str(data_dir),
+        "--model_save_dir",
+        str(tmp_path / "models"),
+    ]
+    with pytest.raises(
+        UsageError, match=r"merged SFT model.*--method sft --training_type rejected.*--stage train"
+    ):
         main(argv)
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").rglob("adapter_config.json"))
 
@@ -133,7 +159,9 @@ def test_training_config_is_trls_own_with_the_papers_defaults(tmp_path, tiny_mod
     assert (sft.gradient_accumulation_steps, sft.max_length, sft.completion_only_loss) == (2, 512, True)
     assert sft.load_best_model_at_end and sft.metric_for_best_model == "eval_loss"
     assert sft.output_dir == str(train.model_dirs(args, "sft").checkpoints)
-    dpo = train.parse_training_config(args, "dpo", ["--beta", "0.3", "--lr_scheduler_type", "cosine"], has_eval=False)
+    dpo = train.parse_training_config(
+        args, "dpo", ["--beta", "0.3", "--lr_scheduler_type", "cosine"], has_eval=False
+    )
     assert type(dpo) is DPOConfig and (dpo.learning_rate, dpo.beta) == (5e-6, 0.3)
     assert dpo.lr_scheduler_type.value == "cosine" and dpo.eval_strategy.value == "no"
 
@@ -144,23 +172,43 @@ def test_training_config_is_trls_own_with_the_papers_defaults(tmp_path, tiny_mod
         (["--method", "sft", "--stage", "train", "--no_such_flag", "1"], "no_such_flag"),
         (["--method", "sft", "--stage", "train", "--num_train_epochs", "many"], "num_train_epochs"),
         (["--method", "sft", "--stage", "infer", "--learning_rate", "1e-3"], "training flags apply only to"),
-        (["--method", "fewshot", "--stage", "all", "--learning_rate", "1e-3"], "training flags apply only to"),
+        (
+            ["--method", "fewshot", "--stage", "all", "--learning_rate", "1e-3"],
+            "training flags apply only to",
+        ),
         (["--max_new_tokens", "0"], "--max_tokens must be positive"),
         (["--temperature", "-1"], "--temperature must be 0 or more"),
     ],
 )
-def test_bad_training_and_generation_flags_are_one_line_errors(tmp_path, tiny_model_dir, data_dir, argv, message):
-    common = ["--base_model_name", str(tiny_model_dir), "--hf_dataset_name", str(data_dir),
-              "--model_save_dir", str(tmp_path / "models"), "--results_save_dir", str(tmp_path / "results")]
-    result = subprocess.run([sys.executable, "-m", "persona_tailoring.model.run_model", *argv, *common],
-                            capture_output=True, text=True)
+def test_bad_training_and_generation_flags_are_one_line_errors(
+    tmp_path, tiny_model_dir, data_dir, argv, message
+):
+    common = [
+        "--base_model_name",
+        str(tiny_model_dir),
+        "--hf_dataset_name",
+        str(data_dir),
+        "--model_save_dir",
+        str(tmp_path / "models"),
+        "--results_save_dir",
+        str(tmp_path / "results"),
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "persona_tailoring.model.run_model", *argv, *common],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert not (tmp_path / "models").exists() and not (tmp_path / "results").exists()
 
 
 def test_help_training_lists_every_trl_field():
-    result = subprocess.run([sys.executable, "-m", "persona_tailoring.model.run_model", "--method", "dpo",
-                             "--help_training"], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "persona_tailoring.model.run_model", "--method", "dpo", "--help_training"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     for flag in ("--beta", "--lr_scheduler_type", "--warmup_steps", "--padding_free", "--num_train_epochs"):
         assert flag in result.stdout

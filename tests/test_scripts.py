@@ -23,7 +23,11 @@ SCRIPTS = [
     "bench/pi_throughput.py",
     "bench/pt_throughput.py",
 ]
-PACKAGES = {"persona-inference": "persona_inference", "persona-tailoring": "persona_tailoring", "persona-core": "persona_core"}
+PACKAGES = {
+    "persona-inference": "persona_inference",
+    "persona-tailoring": "persona_tailoring",
+    "persona-core": "persona_core",
+}
 
 
 def module_of(path: str) -> str:
@@ -51,6 +55,8 @@ def test_help_loads_no_heavy_library(script):
         "    pass\n"
         "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'matplotlib', 'trl') if m in sys.modules))\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -13,18 +13,27 @@ from persona_tailoring.evaluation import win_rate
 
 def write_judgments(folder: Path, outcomes: dict[str, list[str]]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    rows = [{"id": f"p{i}", "metric": metric, "outcome": outcome}
-            for metric, values in outcomes.items() for i, outcome in enumerate(values)]
+    rows = [
+        {"id": f"p{i}", "metric": metric, "outcome": outcome}
+        for metric, values in outcomes.items()
+        for i, outcome in enumerate(values)
+    ]
     (folder / "judgments.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return folder
 
 
 def test_shares_win_rate_and_delta_pq_by_hand():
     codes = win_rate.outcome_codes(
-        [{"id": f"p{i}", "metric": m, "outcome": o} for m, values in {
-            "personalization": ["test", "test", "tie", "base", "test"],
-            "response_quality": ["base", "test", "invalid", "base", "tie"],
-        }.items() for i, o in enumerate(values)], "fixture")
+        [
+            {"id": f"p{i}", "metric": m, "outcome": o}
+            for m, values in {
+                "personalization": ["test", "test", "tie", "base", "test"],
+                "response_quality": ["base", "test", "invalid", "base", "tie"],
+            }.items()
+            for i, o in enumerate(values)
+        ],
+        "fixture",
+    )
     summary = win_rate.summarize(codes, resamples=500, seed=1)
     p, q = summary["personalization"], summary["response_quality"]
     assert (p["base_wins"], p["ties"], p["test_wins"], p["invalid"]) == (0.2, 0.2, 0.6, 0.0)
@@ -54,10 +63,17 @@ def test_delta_pq_formula():
 
 def test_cli_scores_every_comparison_and_writes_json_csv_and_plots(tmp_path, capsys):
     root = tmp_path / "judge"
-    write_judgments(root / "comparisons" / "A" / "x_vs_y", {"personalization": ["test", "base", "test", "test"],
-                                                            "response_quality": ["test", "tie", "base", "test"]})
-    write_judgments(root / "comparisons" / "A" / "x_vs_z", {"personalization": ["tie", "tie"],
-                                                            "response_quality": ["tie", "invalid"]})
+    write_judgments(
+        root / "comparisons" / "A" / "x_vs_y",
+        {
+            "personalization": ["test", "base", "test", "test"],
+            "response_quality": ["test", "tie", "base", "test"],
+        },
+    )
+    write_judgments(
+        root / "comparisons" / "A" / "x_vs_z",
+        {"personalization": ["tie", "tie"], "response_quality": ["tie", "invalid"]},
+    )
     assert win_rate.main(["--comparison_dir", str(root), "--resamples", "100", "--plot"]) == 0
     out = capsys.readouterr().out
     assert "undefined (no decisive verdicts)" in out and "0.750" in out and "ΔPQ" in out
@@ -66,7 +82,9 @@ def test_cli_scores_every_comparison_and_writes_json_csv_and_plots(tmp_path, cap
     assert set(summary) >= {"personalization", "response_quality", "delta_pq", "prompts"}
     for metric in ("personalization", "response_quality"):
         assert set(summary[metric]) >= {"base_wins", "ties", "test_wins", "invalid", "win_rate", "ci95"}
-    assert summary["delta_pq"]["value"] == pytest.approx(0.5 * ((0.75 - 0.5) / 0.5 + (2 / 3 - 0.5) / 0.5), abs=1e-3)
+    assert summary["delta_pq"]["value"] == pytest.approx(
+        0.5 * ((0.75 - 0.5) / 0.5 + (2 / 3 - 0.5) / 0.5), abs=1e-3
+    )
     undefined = json.loads((root / "comparisons" / "A" / "x_vs_z" / "win_rate.json").read_text())
     assert undefined["personalization"]["win_rate"] is None and undefined["delta_pq"]["value"] is None
     with open(root / "win_rates.csv", newline="") as handle:
@@ -77,18 +95,41 @@ def test_cli_scores_every_comparison_and_writes_json_csv_and_plots(tmp_path, cap
         assert (first / f"win_rate{suffix}").read_bytes().startswith(magic)
     umask = os.umask(0)
     os.umask(umask)
-    for path in (*first.iterdir(), root / "win_rates.csv"):  # atomic writes: the usual permissions, no temp files
+    for path in (
+        *first.iterdir(),
+        root / "win_rates.csv",
+    ):  # atomic writes: the usual permissions, no temp files
         assert not path.name.startswith(".") and path.stat().st_mode & 0o777 == 0o666 & ~umask, path
 
 
 def test_cli_finds_one_comparison_by_configuration_flags(tmp_path):
     folder = tmp_path / "comparisons" / "BeaverTails" / "dpo-none-none_vs_dpo-chosen-gold-chosen"
     write_judgments(folder, {"personalization": ["test", "test"], "response_quality": ["base", "test"]})
-    assert win_rate.main([
-        "--output_dir", str(tmp_path), "--dataset_name", "BeaverTails", "--resamples", "20",
-        "--model_type_base", "dpo", "--training_type_base", "none", "--inference_type_base", "none",
-        "--model_type_test", "dpo", "--training_type_test", "chosen", "--inference_type_test", "gold-chosen",
-    ]) == 0
+    assert (
+        win_rate.main(
+            [
+                "--output_dir",
+                str(tmp_path),
+                "--dataset_name",
+                "BeaverTails",
+                "--resamples",
+                "20",
+                "--model_type_base",
+                "dpo",
+                "--training_type_base",
+                "none",
+                "--inference_type_base",
+                "none",
+                "--model_type_test",
+                "dpo",
+                "--training_type_test",
+                "chosen",
+                "--inference_type_test",
+                "gold-chosen",
+            ]
+        )
+        == 0
+    )
     assert json.loads((folder / "win_rate.json").read_text())["delta_pq"]["value"] == 0.5
 
 
@@ -112,5 +153,7 @@ def test_bad_comparison_input_is_one_line(tmp_path, capsys):
     assert "--resamples must be at least 1" in error(["--comparison_dir", str(tmp_path), "--resamples", "0"])
     assert "not both" in error(["--comparison_dir", str(tmp_path), "--base_file", "x.jsonl"])
     assert "no test outputs" in error(["--base_file", "x.jsonl"])
-    (tmp_path / "judgments.jsonl").write_text(json.dumps({"id": "p0", "metric": "style", "outcome": "test"}) + "\n")
+    (tmp_path / "judgments.jsonl").write_text(
+        json.dumps({"id": "p0", "metric": "style", "outcome": "test"}) + "\n"
+    )
     assert "known metric" in error(["--comparison_dir", str(tmp_path)])

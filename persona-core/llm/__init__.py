@@ -53,13 +53,23 @@ def make_llm(
         )
     from persona_core.llm.api import AnthropicBackend, CohereBackend, OpenAIBackend, OpenAICompletionsBackend
 
-    backends = {ModelType.open_ai: OpenAIBackend, ModelType.anthropic: AnthropicBackend, ModelType.cohere: CohereBackend}
-    backend = OpenAICompletionsBackend if model_type == ModelType.open_ai and not chat else backends[model_type]
+    backends = {
+        ModelType.open_ai: OpenAIBackend,
+        ModelType.anthropic: AnthropicBackend,
+        ModelType.cohere: CohereBackend,
+    }
+    backend = (
+        OpenAICompletionsBackend if model_type == ModelType.open_ai and not chat else backends[model_type]
+    )
     base_url = base_url or base_url_from_env(model_type.value)
     # A local OpenAI-compatible server (vLLM, Ollama, llama.cpp) usually needs no key.
     key = get_key(model_type.value, required=not (model_type == ModelType.open_ai and base_url)) or "EMPTY"
     return backend(
-        model_name, api_key=key, base_url=base_url, concurrency=concurrency, max_retries=max_retries,
+        model_name,
+        api_key=key,
+        base_url=base_url,
+        concurrency=concurrency,
+        max_retries=max_retries,
         timeout=request_timeout,
     )
 

@@ -23,7 +23,11 @@ class OpenAIBackend(APIBackend):
         if gen.seed is not None:
             kwargs["seed"] = gen.seed
         response = await client.chat.completions.create(
-            model=self.model_name, messages=messages, temperature=gen.temperature, max_tokens=gen.max_tokens, **kwargs
+            model=self.model_name,
+            messages=messages,
+            temperature=gen.temperature,
+            max_tokens=gen.max_tokens,
+            **kwargs,
         )
         usage = response.usage.model_dump() if response.usage else None
         return response.choices[0].message.content or "", usage
@@ -68,7 +72,10 @@ class AnthropicBackend(APIBackend):
             **kwargs,
         )
         text = "".join(block.text for block in response.content if block.type == "text")
-        usage = {"prompt_tokens": response.usage.input_tokens, "completion_tokens": response.usage.output_tokens}
+        usage = {
+            "prompt_tokens": response.usage.input_tokens,
+            "completion_tokens": response.usage.output_tokens,
+        }
         return request.prefill + text if request.prefill else text, usage
 
 

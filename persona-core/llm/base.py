@@ -69,7 +69,9 @@ class LLM:
     def __init__(self, model_name: str):
         self.model_name = model_name
 
-    def generate(self, requests: list[Request], on_result: ResultCallback, generation: GenerationConfig) -> None:
+    def generate(
+        self, requests: list[Request], on_result: ResultCallback, generation: GenerationConfig
+    ) -> None:
         raise NotImplementedError
 
     def render(self, request: Request) -> str:
@@ -104,10 +106,14 @@ class APIBackend(LLM):
         """Return (text, usage) for one request; raise on failure (after the SDK's retries)."""
         raise NotImplementedError
 
-    def generate(self, requests: list[Request], on_result: ResultCallback, generation: GenerationConfig) -> None:
+    def generate(
+        self, requests: list[Request], on_result: ResultCallback, generation: GenerationConfig
+    ) -> None:
         asyncio.run(self._generate(requests, on_result, generation))
 
-    async def _generate(self, requests: list[Request], on_result: ResultCallback, gen: GenerationConfig) -> None:
+    async def _generate(
+        self, requests: list[Request], on_result: ResultCallback, gen: GenerationConfig
+    ) -> None:
         client = self.make_client()
         semaphore = asyncio.Semaphore(self.concurrency)
 

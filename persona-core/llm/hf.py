@@ -33,7 +33,9 @@ def quantization_config(load_in_4bit: bool, load_in_8bit: bool):
     from transformers import BitsAndBytesConfig
 
     if load_in_4bit:
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_type="nf4")
+        return BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_type="nf4"
+        )
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
@@ -106,11 +108,17 @@ def join_rows(rows: list[list[tuple]], gaps: list[int]) -> list[tuple]:
     joined = []
     for layer in range(layers):
         empty = next(states[layer] for states in rows if states)
-        joined.append(tuple(
-            torch.cat([pad(states[layer][part] if states else empty[part][:1, :, :0], (0, 0, gap, 0))
-                       for states, gap in zip(rows, gaps, strict=True)])
-            for part in (0, 1)
-        ))
+        joined.append(
+            tuple(
+                torch.cat(
+                    [
+                        pad(states[layer][part] if states else empty[part][:1, :, :0], (0, 0, gap, 0))
+                        for states, gap in zip(rows, gaps, strict=True)
+                    ]
+                )
+                for part in (0, 1)
+            )
+        )
     return joined
 
 
@@ -157,10 +165,14 @@ class HFBackend(LLM):
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return text + request.prefill
 
-    def generate(self, requests: list[Request], on_result: ResultCallback, generation: GenerationConfig) -> None:
+    def generate(
+        self, requests: list[Request], on_result: ResultCallback, generation: GenerationConfig
+    ) -> None:
         import torch
 
-        tokens = {r.id: self.tokenizer(self.render(r), add_special_tokens=not self.chat).input_ids for r in requests}
+        tokens = {
+            r.id: self.tokenizer(self.render(r), add_special_tokens=not self.chat).input_ids for r in requests
+        }
         # Longest first: similar lengths decode together, and memory errors show up at once.
         queue = deque(sorted(requests, key=lambda r: -len(tokens[r.id])))
         if generation.seed is not None:
@@ -174,7 +186,9 @@ class HFBackend(LLM):
             if not self.rows_splittable():
                 while queue:
                     batch = [queue.popleft() for _ in range(min(self.batch_size, len(queue)))]
-                    for request, completion in zip(batch, self.generate_padded(batch, tokens, generation), strict=True):
+                    for request, completion in zip(
+                        batch, self.generate_padded(batch, tokens, generation), strict=True
+                    ):
                         finish(request, completion)
                 return
             prefix = self.shared_prefix(list(tokens.values()))
@@ -184,7 +198,9 @@ class HFBackend(LLM):
                 while queue and len(active) < self.batch_size:
                     request = queue.popleft()
                     ids = tokens[request.id]
-                    active.append(ActiveRequest(request, ids, len(ids), self.prefill(ids[:-1], prefix_states)))
+                    active.append(
+                        ActiveRequest(request, ids, len(ids), self.prefill(ids[:-1], prefix_states))
+                    )
                 active = self.decode_round(active, lambda s, c: finish(s.request, c), generation)
 
     def rows_splittable(self) -> bool:
@@ -197,7 +213,9 @@ class HFBackend(LLM):
             with torch.inference_mode():
                 token = torch.tensor([[self.tokenizer.pad_token_id]], device=self.model.device)
                 cache = self.model(token, use_cache=True).past_key_values
-            self._rows_splittable = type(cache) is DynamicCache and all(type(x) is DynamicLayer for x in cache.layers)
+            self._rows_splittable = type(cache) is DynamicCache and all(
+                type(x) is DynamicLayer for x in cache.layers
+            )
         return self._rows_splittable
 
     def shared_prefix(self, token_lists: list[list[int]]) -> list[int]:
@@ -218,11 +236,17 @@ class HFBackend(LLM):
         new = ids[cache.get_seq_length() :]
         if not new:
             return prefix_states
-        cache = self.model(torch.tensor([new], device=self.model.device), past_key_values=cache, use_cache=True,
-                           logits_to_keep=1).past_key_values
+        cache = self.model(
+            torch.tensor([new], device=self.model.device),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).past_key_values
         return [(layer.keys, layer.values) for layer in cache.layers]
 
-    def decode_round(self, active: list[ActiveRequest], on_finished, gen: GenerationConfig) -> list[ActiveRequest]:
+    def decode_round(
+        self, active: list[ActiveRequest], on_finished, gen: GenerationConfig
+    ) -> list[ActiveRequest]:
         """Decode up to ``round_tokens`` tokens for every active sequence; return those not finished."""
         import torch
         from transformers import StaticCache
@@ -231,10 +255,12 @@ class HFBackend(LLM):
         width = max(len(s.tokens) for s in active)
         gaps = [width - len(s.tokens) for s in active]  # left padding of each row
         device = self.model.device
-        input_ids = torch.tensor([[tok.pad_token_id] * g + s.tokens for g, s in zip(gaps, active, strict=True)],
-                                 device=device)
-        attention_mask = torch.tensor([[0] * g + [1] * len(s.tokens) for g, s in zip(gaps, active, strict=True)],
-                                      device=device)
+        input_ids = torch.tensor(
+            [[tok.pad_token_id] * g + s.tokens for g, s in zip(gaps, active, strict=True)], device=device
+        )
+        attention_mask = torch.tensor(
+            [[0] * g + [1] * len(s.tokens) for g, s in zip(gaps, active, strict=True)], device=device
+        )
         budget = max(gen.max_tokens - len(s.generated) for s in active)
         # With a minimum length every row must start together, so the round runs to the end.
         steps = budget if gen.min_tokens else min(self.round_tokens, budget)
@@ -247,7 +273,10 @@ class HFBackend(LLM):
             cache.update(keys, values, layer)
         del joined
         output = self.model.generate(
-            input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, max_new_tokens=steps,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            past_key_values=cache,
+            max_new_tokens=steps,
             **self.generate_kwargs(gen, min_new_tokens=gen.min_tokens or None),
         )
         new_tokens = output[:, width:].tolist()
@@ -264,8 +293,13 @@ class HFBackend(LLM):
             else:
                 # All ``steps`` tokens are this row's own: its states are the cache row without its padding.
                 end = len(sequence.tokens) - 1 + gaps[row]
-                sequence.states = [(layer.keys[row : row + 1, :, gaps[row] : end],
-                                    layer.values[row : row + 1, :, gaps[row] : end]) for layer in cache.layers]
+                sequence.states = [
+                    (
+                        layer.keys[row : row + 1, :, gaps[row] : end],
+                        layer.values[row : row + 1, :, gaps[row] : end],
+                    )
+                    for layer in cache.layers
+                ]
                 remaining.append(sequence)
         return remaining
 
@@ -274,9 +308,13 @@ class HFBackend(LLM):
     ) -> list[Completion]:
         """One static batch of left-padded prompts, for models whose cache cannot be split into rows."""
         tok = self.tokenizer
-        encoded = tok.pad({"input_ids": [tokens[r.id] for r in batch]}, return_tensors="pt").to(self.model.device)
+        encoded = tok.pad({"input_ids": [tokens[r.id] for r in batch]}, return_tensors="pt").to(
+            self.model.device
+        )
         output = self.model.generate(
-            **encoded, max_new_tokens=gen.max_tokens, **self.generate_kwargs(gen, min_new_tokens=gen.min_tokens or None)
+            **encoded,
+            max_new_tokens=gen.max_tokens,
+            **self.generate_kwargs(gen, min_new_tokens=gen.min_tokens or None),
         )
         ends = self.end_ids()
         results = []

@@ -27,20 +27,40 @@ def plot(rows: list[dict], panels: common.Panels):
         for j, dataset in enumerate(datasets):
             ax = axes[i][j]
             for k, side in enumerate(SIDES):
-                by_model = {r["persona_model"]: r for r in rows
-                            if (r["evaluator"], r["dataset"], r["side"]) == (evaluator, dataset, side)}
+                by_model = {
+                    r["persona_model"]: r
+                    for r in rows
+                    if (r["evaluator"], r["dataset"], r["side"]) == (evaluator, dataset, side)
+                }
                 xs = [x + (k - 0.5) * width for x, m in enumerate(models) if m in by_model]
                 acc = [by_model[m]["accuracy"] for m in models if m in by_model]
                 err = [by_model[m]["stderr"] for m in models if m in by_model]
-                ax.bar(xs, acc, width, yerr=err, capsize=3, color=common.SIDE_COLORS[side],
-                              hatch="//" if side == "rejected" else None, edgecolor="white",
-                              label=f"{side} personas" if (i, j) == (0, 0) else None)
+                ax.bar(
+                    xs,
+                    acc,
+                    width,
+                    yerr=err,
+                    capsize=3,
+                    color=common.SIDE_COLORS[side],
+                    hatch="//" if side == "rejected" else None,
+                    edgecolor="white",
+                    label=f"{side} personas" if (i, j) == (0, 0) else None,
+                )
                 for x, a, e in zip(xs, acc, err, strict=True):
                     ax.text(x, a + e + 0.02, f"{a:.2f}", ha="center", va="bottom", fontsize=7)
-            ax.axhline(0.5, linestyle="--", color="#555555", linewidth=1,
-                       label="random (0.5)" if (i, j) == (0, 0) else None)
-            ax.set_xticks(range(len(models)), panels.model_labels(),
-                          rotation=25 if len(models) > 2 else 0, ha="right" if len(models) > 2 else "center")
+            ax.axhline(
+                0.5,
+                linestyle="--",
+                color="#555555",
+                linewidth=1,
+                label="random (0.5)" if (i, j) == (0, 0) else None,
+            )
+            ax.set_xticks(
+                range(len(models)),
+                panels.model_labels(),
+                rotation=25 if len(models) > 2 else 0,
+                ha="right" if len(models) > 2 else "center",
+            )
             ax.set_ylim(0, 1.12)
             ax.set_title(panels.title(dataset, evaluator), fontsize=10)
             if j == 0:
@@ -51,9 +71,25 @@ def plot(rows: list[dict], panels: common.Panels):
 
 
 FIGURE = common.JudgedFigure(
-    "persona_accuracy", "accuracy", "persona accuracy", ("persona_model", "side", "correct"), summarize,
-    ["evaluator", "dataset", "persona_model", "side", "questions", "valid", "invalid", "accuracy", "stderr", "first_share"],
-    plot, invalid="invalid judge answers",
+    "persona_accuracy",
+    "accuracy",
+    "persona accuracy",
+    ("persona_model", "side", "correct"),
+    summarize,
+    [
+        "evaluator",
+        "dataset",
+        "persona_model",
+        "side",
+        "questions",
+        "valid",
+        "invalid",
+        "accuracy",
+        "stderr",
+        "first_share",
+    ],
+    plot,
+    invalid="invalid judge answers",
 )
 main = functools.partial(FIGURE.main, description=__doc__.split("\n\n")[0])
 

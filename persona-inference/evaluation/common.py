@@ -27,12 +27,16 @@ class FigureArguments(ResultsArguments):
 
     run_name: str = field(default="default", metadata={"help": "Run name of the results to read."})
     models: list[str] | None = field(
-        default=None, metadata={"help": "Persona-inference models to include, in this order; default: all found."}
+        default=None,
+        metadata={"help": "Persona-inference models to include, in this order; default: all found."},
     )
     datasets: list[str] | None = field(
-        default=None, metadata={"help": "Datasets (inference splits) to include, in this order; default: all found."}
+        default=None,
+        metadata={"help": "Datasets (inference splits) to include, in this order; default: all found."},
     )
-    out_dir: str | None = field(default=None, metadata={"help": "Output folder (default: <res_dir>/figures/<run_name>)."})
+    out_dir: str | None = field(
+        default=None, metadata={"help": "Output folder (default: <res_dir>/figures/<run_name>)."}
+    )
     model_names: list[str] | None = field(
         default=None, metadata={"help": "Display names for models and judges, as NAME=DISPLAY pairs."}
     )
@@ -85,20 +89,28 @@ def select(found: list[ResultFile], wanted: list[str] | None, attribute: str, fl
         return found
     unknown = [w for w in wanted if w not in available]
     if unknown:
-        raise UsageError(f"{flag} {', '.join(unknown)} not found; available: {', '.join(available) or 'none'}")
+        raise UsageError(
+            f"{flag} {', '.join(unknown)} not found; available: {', '.join(available) or 'none'}"
+        )
     return [f for f in found if getattr(f, attribute) in wanted]
 
 
-def find_selected(args: FigureArguments, experiment: str, models: list[str] | None, models_flag: str) -> list[ResultFile]:
+def find_selected(
+    args: FigureArguments, experiment: str, models: list[str] | None, models_flag: str
+) -> list[ResultFile]:
     """The results of ``experiment`` for the run, narrowed by ``--datasets`` and ``models``; none is an error."""
     found = find_results(args.res_dir, args.run_name, experiment)
     if not found:
         root = Path(args.res_dir)
-        others = {p.parent.name for p in root.glob(results_pattern("*", experiment))} if root.is_dir() else set()
+        others = (
+            {p.parent.name for p in root.glob(results_pattern("*", experiment))} if root.is_dir() else set()
+        )
         others.discard(args.run_name)
         hint = f" (--run_name values that have it: {', '.join(sorted(others))})" if others else ""
-        raise UsageError(f"no {Path(results_pattern('*', experiment)).name} under "
-                         f"{args.res_dir}/<model>/<dataset>/{args.run_name}/{hint}: run the {experiment} experiment first")
+        raise UsageError(
+            f"no {Path(results_pattern('*', experiment)).name} under "
+            f"{args.res_dir}/<model>/<dataset>/{args.run_name}/{hint}: run the {experiment} experiment first"
+        )
     return select(select(found, models, "model", models_flag), args.datasets, "dataset", "--datasets")
 
 
@@ -109,11 +121,15 @@ def read_result_records(path: Path, required: tuple[str, ...]) -> list[dict]:
     try:
         records = read_records(path)
     except (OSError, ValueError) as err:
-        raise UsageError(f"cannot read {path} ({type(err).__name__}): rerun the experiment that writes it") from None
+        raise UsageError(
+            f"cannot read {path} ({type(err).__name__}): rerun the experiment that writes it"
+        ) from None
     for record in records:
         missing = [k for k in required if k not in record]
         if missing:
-            raise UsageError(f"{path} lacks {', '.join(missing)} in record {record.get('id')!r}: rerun the experiment that writes it")
+            raise UsageError(
+                f"{path} lacks {', '.join(missing)} in record {record.get('id')!r}: rerun the experiment that writes it"
+            )
     return records
 
 
@@ -128,7 +144,9 @@ def parse_name_map(pairs: list[str] | None, flag: str) -> dict[str, str]:
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key or not value:
-            raise UsageError(f"{flag} takes NAME=DISPLAY pairs, e.g. {flag} 'gpt-4o-mini=GPT-4o mini'; got '{pair}'")
+            raise UsageError(
+                f"{flag} takes NAME=DISPLAY pairs, e.g. {flag} 'gpt-4o-mini=GPT-4o mini'; got '{pair}'"
+            )
         names[key] = value
     return names
 
@@ -154,7 +172,9 @@ def write_csv(rows: list[dict], path: Path) -> Path:
 def format_table(rows: list[dict], columns: list[str]) -> str:
     """A plain text table (floats to three places) for the terminal."""
     cells = [[f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    widths = [
+        max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)
+    ]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(lines)
@@ -198,7 +218,9 @@ class Panels:
         )
 
     def title(self, dataset: str, evaluator: str) -> str:
-        return f"{self.dataset_names.get(dataset, dataset)}\njudge: {self.model_names.get(evaluator, evaluator)}"
+        return (
+            f"{self.dataset_names.get(dataset, dataset)}\njudge: {self.model_names.get(evaluator, evaluator)}"
+        )
 
     def model_labels(self) -> list[str]:
         return [self.model_names.get(m, m) for m in self.models]
@@ -226,11 +248,16 @@ class JudgedFigure:
         rows = []
         for result in find_selected(args, self.experiment, args.evaluator_models, "--evaluator_models"):
             records = read_result_records(result.path, self.required)
-            rows += [{"evaluator": result.model, "dataset": result.dataset, **line} for line in self.summarize(records)]
+            rows += [
+                {"evaluator": result.model, "dataset": result.dataset, **line}
+                for line in self.summarize(records)
+            ]
         judged = sorted({r["persona_model"] for r in rows})
         unknown = [m for m in args.models or [] if m not in judged]
         if unknown:
-            raise UsageError(f"--models {', '.join(unknown)} not judged in the selected results; judged: {', '.join(judged)}")
+            raise UsageError(
+                f"--models {', '.join(unknown)} not judged in the selected results; judged: {', '.join(judged)}"
+            )
         return [r for r in rows if r["persona_model"] in args.models] if args.models else rows
 
     def main(self, argv: list[str] | None = None, description: str | None = None) -> int:
@@ -240,7 +267,9 @@ class JudgedFigure:
         args = parse_args(JudgedFigureArguments, argv, description=description)
         rows = self.collect(args)
         if not rows:
-            raise UsageError("the selected results hold no judgments: check --evaluator_models/--models/--datasets")
+            raise UsageError(
+                "the selected results hold no judgments: check --evaluator_models/--models/--datasets"
+            )
         out_dir = args.out_folder()
         fig = self.draw(rows, Panels.of(rows, args))
         figures = save_figure(fig, out_dir, self.figure)
@@ -248,7 +277,9 @@ class JudgedFigure:
         table = write_csv([{c: r[c] for c in self.columns} for r in rows], figure_table(out_dir, self.figure))
         print(format_table(rows, self.columns))
         files = len({(r["evaluator"], r["dataset"]) for r in rows})
-        print(f"\n{self.label}: {len(rows)} bars from {files} result files; "
-              f"{sum(r['invalid'] for r in rows)} {self.invalid} left out")
+        print(
+            f"\n{self.label}: {len(rows)} bars from {files} result files; "
+            f"{sum(r['invalid'] for r in rows)} {self.invalid} left out"
+        )
         print(f"figure: {', '.join(map(str, figures))}\nnumbers: {table}")
         return 0

@@ -24,14 +24,23 @@ def plot(rows: list[dict], panels: common.Panels):
     for i, evaluator in enumerate(evaluators):
         for j, dataset in enumerate(datasets):
             ax = axes[i][j]
-            by_model = {r["persona_model"]: r for r in rows if (r["evaluator"], r["dataset"]) == (evaluator, dataset)}
+            by_model = {
+                r["persona_model"]: r for r in rows if (r["evaluator"], r["dataset"]) == (evaluator, dataset)
+            }
             shown = [m for m in models if m in by_model and by_model[m]["valid"]]
             left = [0.0] * len(shown)
             ys = [models.index(m) for m in shown]
             for outcome in OUTCOMES:
                 shares = [by_model[m][f"{outcome}_share"] for m in shown]
                 label = (f"{outcome} persona" if outcome != "tie" else "tie") if (i, j) == (0, 0) else None
-                ax.barh(ys, shares, left=left, color=common.OUTCOME_COLORS[outcome], edgecolor="white", label=label)
+                ax.barh(
+                    ys,
+                    shares,
+                    left=left,
+                    color=common.OUTCOME_COLORS[outcome],
+                    edgecolor="white",
+                    label=label,
+                )
                 for y, start, share in zip(ys, left, shares, strict=True):
                     if share >= 0.08:
                         ax.text(start + share / 2, y, f"{share:.0%}", ha="center", va="center", fontsize=7)
@@ -49,10 +58,27 @@ def plot(rows: list[dict], panels: common.Panels):
 
 
 FIGURE = common.JudgedFigure(
-    "persona_prefs", "prefs", "persona preferences", ("persona_model", "row", "order", "preferred"), summarize,
-    ["evaluator", "dataset", "persona_model", "rows", "valid", "invalid", "chosen", "tie", "rejected", "chosen_share",
-     "tie_share", "rejected_share"],
-    plot, invalid="rows with an invalid judge answer",
+    "persona_prefs",
+    "prefs",
+    "persona preferences",
+    ("persona_model", "row", "order", "preferred"),
+    summarize,
+    [
+        "evaluator",
+        "dataset",
+        "persona_model",
+        "rows",
+        "valid",
+        "invalid",
+        "chosen",
+        "tie",
+        "rejected",
+        "chosen_share",
+        "tie_share",
+        "rejected_share",
+    ],
+    plot,
+    invalid="rows with an invalid judge answer",
 )
 main = functools.partial(FIGURE.main, description=__doc__.split("\n\n")[0])
 

@@ -36,13 +36,28 @@ STOP_WORDS = frozenset(
     or other our ours out own same she should so some such than that the their theirs them then there these
     they this those through to too under until up very was we were what when where which while who whom whose
     why will with would you your yours s t""".split()
-) | {"user", "prefer", "preference", "person", "someone", "individual", "response", "answer", "value", "seek", "like", "want"}
+) | {
+    "user",
+    "prefer",
+    "preference",
+    "person",
+    "someone",
+    "individual",
+    "response",
+    "answer",
+    "value",
+    "seek",
+    "like",
+    "want",
+}
 
 
 @dataclass
 class Arguments(common.FigureArguments):
     top_k: int = field(default=10, metadata={"help": "Words listed per label."})
-    min_count: int = field(default=10, metadata={"help": "Leave out words found in fewer personas than this."})
+    min_count: int = field(
+        default=10, metadata={"help": "Leave out words found in fewer personas than this."}
+    )
 
     def check(self) -> None:
         positive(self, "top_k", "min_count")
@@ -79,7 +94,12 @@ def salient_words(personas: list[tuple[str, str]], top_k: int, min_count: int) -
     table = {}
     for label in SIDES:
         scored = [
-            {"word": word, "p": counts[label][word] / total, "count": total, "label_count": counts[label][word]}
+            {
+                "word": word,
+                "p": counts[label][word] / total,
+                "count": total,
+                "label_count": counts[label][word],
+            }
             for word, total in totals.items()
             if total >= min_count and counts[label][word]
         ]
@@ -119,7 +139,9 @@ def plot(tables: dict[str, dict[str, list[dict]]], args: Arguments, models: list
             ax.set_xlabel(f"P({label} | word)")
             ax.set_title(f"{dataset_names.get(dataset, dataset)}: {label} personas", fontsize=10)
             if not entries:
-                ax.text(0.5, args.top_k / 2, f"no word in {args.min_count}+ personas", ha="center", fontsize=8)
+                ax.text(
+                    0.5, args.top_k / 2, f"no word in {args.min_count}+ personas", ha="center", fontsize=8
+                )
     pooled = ", ".join(model_names.get(m, m) for m in models)
     fig.suptitle(f"Personas from {pooled}; words in at least {args.min_count} personas", fontsize=9, y=1.0)
     fig.tight_layout()
@@ -153,10 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     ]
     csv_path = common.write_csv(rows, figure_table(out_dir, "saliency"))
     for dataset, table in tables.items():
-        print(f"\n{dataset} ({sizes[dataset]} personas from {', '.join(models)})\n{markdown_table(table, args.top_k)}")
+        print(
+            f"\n{dataset} ({sizes[dataset]} personas from {', '.join(models)})\n{markdown_table(table, args.top_k)}"
+        )
     empty = [d for d, t in tables.items() if not any(t.values())]
     if empty:
-        print(f"\nno word reaches --min_count {args.min_count} in: {', '.join(empty)} (lower it for small runs)")
+        print(
+            f"\nno word reaches --min_count {args.min_count} in: {', '.join(empty)} (lower it for small runs)"
+        )
     print(f"\nword saliency: {len(tables)} dataset(s), {sum(sizes.values())} personas")
     print(f"figure: {', '.join(map(str, figures))}\nnumbers: {csv_path}")
     return 0

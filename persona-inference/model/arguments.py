@@ -17,11 +17,15 @@ class DataArguments:
 
     dataset_name: str = field(
         default=str(SAMPLE_PREFERENCES),
-        metadata={"help": "Hub id (config = --inference_split), a save_to_disk folder, or a .jsonl/.json/.csv/.parquet file."},
+        metadata={
+            "help": "Hub id (config = --inference_split), a save_to_disk folder, or a .jsonl/.json/.csv/.parquet file."
+        },
     )
     inference_split: str = field(
         default="Sample",
-        metadata={"help": "Dataset name (Hub config, e.g. BeaverTails); picks the prompt template and results folder."},
+        metadata={
+            "help": "Dataset name (Hub config, e.g. BeaverTails); picks the prompt template and results folder."
+        },
     )
     split: str = field(default="train", metadata={"help": "Split to read inside the dataset."})
 
@@ -37,4 +41,6 @@ class PartitionArguments:
 class ResultsArguments:
     """Where persona-inference results live: run_model writes them, the later scripts read them."""
 
-    res_dir: str = field(default="results/persona-inference", metadata={"help": "Root folder of persona-inference results."})
+    res_dir: str = field(
+        default="results/persona-inference", metadata={"help": "Root folder of persona-inference results."}
+    )

@@ -53,12 +53,15 @@ class Arguments(ResultsArguments, DataArguments):
     )
     new_dataset_name: str | None = field(
         default=None,
-        metadata={"help": "Name of the new dataset (Hub repo id 'owner/name' with --push_to_hub); "
-                  "default: augmented-<inference_split>-<model>-<run_name>."},
+        metadata={
+            "help": "Name of the new dataset (Hub repo id 'owner/name' with --push_to_hub); "
+            "default: augmented-<inference_split>-<model>-<run_name>."
+        },
     )
     out_dir: str = field(default="results/datasets", metadata={"help": "Folder for the saved dataset."})
     push_to_hub: bool = field(
-        default=False, metadata={"help": "Also push to the Hub as --new_dataset_name, config --inference_split."}
+        default=False,
+        metadata={"help": "Also push to the Hub as --new_dataset_name, config --inference_split."},
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Cache folder for Hub datasets."})
 
@@ -68,11 +71,15 @@ def run_folder(args: Arguments) -> Path:
 
 
 def run_files(args: Arguments, partition: Partition = Partition.full) -> StageFiles:
-    return pi_files(args.res_dir, args.model, args.inference_split, args.run_name, PERSONA_INFERENCE, partition.value)
+    return pi_files(
+        args.res_dir, args.model, args.inference_split, args.run_name, PERSONA_INFERENCE, partition.value
+    )
 
 
 def output_folder(args: Arguments) -> Path:
-    return augmented_dataset_dir(args.out_dir, args.inference_split, args.model, args.run_name, args.new_dataset_name)
+    return augmented_dataset_dir(
+        args.out_dir, args.inference_split, args.model, args.run_name, args.new_dataset_name
+    )
 
 
 def result_files(args: Arguments) -> list[StageFiles]:
@@ -80,7 +87,14 @@ def result_files(args: Arguments) -> list[StageFiles]:
     full = run_files(args)
     if full.results.is_file():
         return [full]
-    return [full, *(run_files(args, p) for p in Partition if p != Partition.full and run_files(args, p).folder.is_dir())]
+    return [
+        full,
+        *(
+            run_files(args, p)
+            for p in Partition
+            if p != Partition.full and run_files(args, p).folder.is_dir()
+        ),
+    ]
 
 
 def read_results(stages: list[StageFiles]) -> dict[str, dict]:
@@ -91,7 +105,9 @@ def read_results(stages: list[StageFiles]) -> dict[str, dict]:
     for files in stages:
         if files.results.is_file():
             records.update({r["id"]: r for r in read_records(files.results)})
-        elif files.checkpoint.is_file():  # read only: a run may still be appending (its torn last line is skipped)
+        elif (
+            files.checkpoint.is_file()
+        ):  # read only: a run may still be appending (its torn last line is skipped)
             records.update({r["id"]: r for r in read_records(files.checkpoint, skip_torn_tail=True)})
     return records
 
@@ -165,7 +181,9 @@ def resume_command(args: Arguments, partition: Partition | None) -> str:
 def partitions_to_resume(stages: list[StageFiles], rows: list[int], n: int) -> list[Partition | None]:
     """The partitions holding ``rows``, as fine as the finest partition folder there (``[None]``: the full run)."""
     names = {files.folder.name for files in stages}
-    sizes = {name.split("_")[1] for name in names if name in Partition.__members__ and name != Partition.full.value}
+    sizes = {
+        name.split("_")[1] for name in names if name in Partition.__members__ and name != Partition.full.value
+    }
     if not sizes:
         return [None]
     size = max(sizes, key=lambda s: {"half": 2, "quarter": 4, "eighth": 8}[s])
@@ -173,7 +191,9 @@ def partitions_to_resume(stages: list[StageFiles], rows: list[int], n: int) -> l
     return [p for p in parts if any(row in partition_range(p, n) for row in rows)]
 
 
-def check_complete(args: Arguments, n: int, personas: dict, failed_rows: set[int], stages: list[StageFiles]) -> None:
+def check_complete(
+    args: Arguments, n: int, personas: dict, failed_rows: set[int], stages: list[StageFiles]
+) -> None:
     """Refuse unless every row has both personas, naming the counts and the command that finishes the run."""
     counts = {"missing": 0, "failed": 0, "empty": 0}
     incomplete = []
@@ -193,7 +213,9 @@ def check_complete(args: Arguments, n: int, personas: dict, failed_rows: set[int
     if len(commands) > _SHOWN:
         listed += f" and {len(commands) - _SHOWN} more partitions"
     summary = ", ".join(f"{count} {kind}" for kind, count in counts.items() if count)
-    empty = " (empty personas are kept on resume: redo them under a new --run_name)" if counts["empty"] else ""
+    empty = (
+        " (empty personas are kept on resume: redo them under a new --run_name)" if counts["empty"] else ""
+    )
     raise UsageError(
         f"personas are incomplete for {len(incomplete)} of {n} rows ({summary}; rows {rows}) in run '{folder}': "
         f"finish it with {listed}, then rerun this command{empty}"
@@ -269,7 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     save_dataset_atomic(dataset_dict, folder)
     if args.push_to_hub:
         push(dataset_dict, args, folder)
-    pushed = f"; pushed to the Hub as {args.new_dataset_name} (config {args.inference_split})" if args.push_to_hub else ""
+    pushed = (
+        f"; pushed to the Hub as {args.new_dataset_name} (config {args.inference_split})"
+        if args.push_to_hub
+        else ""
+    )
     print(f"augmented {len(dataset)} rows of '{args.dataset_name}' with personas from '{run_folder(args)}'")
     print(f"saved: {folder} (split '{args.split}'){pushed}")
     return 0

@@ -68,19 +68,35 @@ class Arguments:
     )
     split: str = field(default="train", metadata={"help": "Split of the augmented dataset to use."})
     config: str | None = field(default=None, metadata={"help": "Hub config name, for a Hub dataset."})
-    output: str = field(default=str(tailoring_dataset_dir(DATASETS_DIR, "Sample")), metadata={"help": "Output folder."})
-    retriever: Retriever = field(default=Retriever.embedding, metadata={"help": "How similar prompts are found."})
+    output: str = field(
+        default=str(tailoring_dataset_dir(DATASETS_DIR, "Sample")), metadata={"help": "Output folder."}
+    )
+    retriever: Retriever = field(
+        default=Retriever.embedding, metadata={"help": "How similar prompts are found."}
+    )
     embedding_model: str = field(
         default=EMBEDDED_RETRIEVER,
-        metadata={"help": "Sentence-transformers model: the offline all-MiniLM-L6-v2, a local folder or a Hub id."},
+        metadata={
+            "help": "Sentence-transformers model: the offline all-MiniLM-L6-v2, a local folder or a Hub id."
+        },
     )
-    device: str | None = field(default=None, metadata={"help": "Device for the embedding model (default: GPU if any)."})
+    device: str | None = field(
+        default=None, metadata={"help": "Device for the embedding model (default: GPU if any)."}
+    )
     batch_size: int = field(default=32, metadata={"help": "Prompts per embedding batch."})
     fewshot_rows: int = field(default=5, metadata={"help": "Rows in the fewshot split."})
-    test_fraction: float = field(default=0.2, metadata={"help": "Share of rows in test (capped by --max_test_rows)."})
-    max_test_rows: int = field(default=500, metadata={"help": "At most this many test rows (the paper: 500)."})
-    sft_fraction: float = field(default=0.5, metadata={"help": "Share of the training rows for SFT; the rest for DPO."})
-    val_fraction: float = field(default=0.2, metadata={"help": "Share of the SFT (and of the DPO) rows for validation."})
+    test_fraction: float = field(
+        default=0.2, metadata={"help": "Share of rows in test (capped by --max_test_rows)."}
+    )
+    max_test_rows: int = field(
+        default=500, metadata={"help": "At most this many test rows (the paper: 500)."}
+    )
+    sft_fraction: float = field(
+        default=0.5, metadata={"help": "Share of the training rows for SFT; the rest for DPO."}
+    )
+    val_fraction: float = field(
+        default=0.2, metadata={"help": "Share of the SFT (and of the DPO) rows for validation."}
+    )
     seed: int = field(default=0, metadata={"help": "Shuffling seed."})
     cache_dir: str | None = field(default=None, metadata={"help": "Cache folder for Hub datasets."})
 
@@ -95,7 +111,9 @@ def split_sizes(n: int, args: Arguments) -> dict[str, int]:
     """Target rows per split; ``dpo_train`` takes whatever is left."""
     minimum = args.fewshot_rows + 7  # one row per val/test split, two per train split (one to retrieve)
     if n < minimum:
-        raise UsageError(f"{n} rows are too few for the six splits: use at least {minimum} rows, or lower --fewshot_rows")
+        raise UsageError(
+            f"{n} rows are too few for the six splits: use at least {minimum} rows, or lower --fewshot_rows"
+        )
     test = max(1, min(args.max_test_rows, round(args.test_fraction * n)))
     training = n - args.fewshot_rows - test
     sft = round(args.sft_fraction * training)
@@ -130,7 +148,9 @@ def assign_splits(prompts: list[str], sizes: dict[str, int], seed: int) -> dict[
                 left.append(group)
         assigned[name] = sorted(taken)
         order = left
-    too_small = [name for name in TAILORING_SPLITS if len(assigned[name]) < (2 if name.endswith("_train") else 1)]
+    too_small = [
+        name for name in TAILORING_SPLITS if len(assigned[name]) < (2 if name.endswith("_train") else 1)
+    ]
     if too_small:
         raise UsageError(
             f"{len(prompts)} rows with {len(grouped)} distinct prompts leave {', '.join(too_small)} too small "
@@ -153,7 +173,10 @@ class PromptScorer:
         if args.retriever == Retriever.embedding:
             model = load_embedder(args.embedding_model, args.device)
             self.embeddings = model.encode(
-                prompts, batch_size=args.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                prompts,
+                batch_size=args.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
                 show_progress_bar=len(prompts) > args.batch_size,
             )
 
@@ -238,8 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     dataset_dict = build(dataset, args)
     save_dataset_atomic(dataset_dict, output)
     sizes = ", ".join(f"{name} {len(split)}" for name, split in dataset_dict.items())
-    print(f"persona tailoring dataset from {len(dataset)} rows ({args.retriever.value} retrieval, seed {args.seed}, "
-          f"{time.perf_counter() - start:.1f}s): {sizes}")
+    print(
+        f"persona tailoring dataset from {len(dataset)} rows ({args.retriever.value} retrieval, seed {args.seed}, "
+        f"{time.perf_counter() - start:.1f}s): {sizes}"
+    )
     print(f"saved: {output}")
     return 0
 

@@ -70,7 +70,9 @@ def load_rows(args):
     if args.limit is not None:
         rows = rows[: args.limit]
     if len(rows) == 0:
-        raise UsageError(f"partition '{args.partition.value}' of '{args.dataset_name}' has no rows: use a larger dataset")
+        raise UsageError(
+            f"partition '{args.partition.value}' of '{args.dataset_name}' has no rows: use a larger dataset"
+        )
     return dataset, rows
 
 
@@ -81,7 +83,9 @@ def data_digest(dataset) -> str:
     return digest([row_key(row) for row in dataset.select_columns(list(PREFERENCE_COLUMNS))])
 
 
-def fingerprint(experiment: Experiment, args, plan: Plan, template: str, dataset, generation: GenerationConfig) -> dict:
+def fingerprint(
+    experiment: Experiment, args, plan: Plan, template: str, dataset, generation: GenerationConfig
+) -> dict:
     """What determines the outputs: model, template, data, generation settings (never batch size or concurrency)."""
     from persona_core.runs import digest
 
@@ -105,13 +109,23 @@ def run(experiment: Experiment, args, backend: Callable[[], LLM]) -> int:
     from persona_inference import PROMPT_DIR
 
     dataset, rows = load_rows(args)
-    template, template_path = load_template(experiment.name, args.inference_split, args.prompt_dir or PROMPT_DIR)
+    template, template_path = load_template(
+        experiment.name, args.inference_split, args.prompt_dir or PROMPT_DIR
+    )
     plan = experiment.plan(args, dataset, rows, template)
-    files = pi_files(args.res_dir, model_folder(args), args.inference_split, args.run_name, experiment.name,
-                     args.partition.value)
+    files = pi_files(
+        args.res_dir,
+        model_folder(args),
+        args.inference_split,
+        args.run_name,
+        experiment.name,
+        args.partition.value,
+    )
     generation = experiment.generation(args)
     if args.dry_run:
-        first = "\n".join(f"[{m['role']}] {m['content']}" for m in messages_for(plan.requests[0], with_prefill=True))
+        first = "\n".join(
+            f"[{m['role']}] {m['content']}" for m in messages_for(plan.requests[0], with_prefill=True)
+        )
         print(f"[dry run] template: {template_path}\n[dry run] {len(plan.requests)} requests {plan.counted}")
         print(f"[dry run] results would go to {files.results}\n[dry run] first prompt:\n{first}")
         return 0
@@ -122,15 +136,24 @@ def run(experiment: Experiment, args, backend: Callable[[], LLM]) -> int:
         for request in plan.requests:
             plan.meta[request.id]["prompt"] = llm.render(request)
     with open_run(files, settings, args.overwrite):
-        records, stats = run_requests(llm, plan.requests, plan.meta, files.checkpoint, generation, experiment.finish,
-                                      desc=experiment.label)
+        records, stats = run_requests(
+            llm,
+            plan.requests,
+            plan.meta,
+            files.checkpoint,
+            generation,
+            experiment.finish,
+            desc=experiment.label,
+        )
         ordered = [records[r.id] for r in plan.requests]
         summary = experiment.summarize([r for r in ordered if r["status"] == "ok"], template)
         extra = {"experiment": experiment.name, "template": str(template_path), **plan.record, **summary}
         run_record = write_run_record(files, public_args(args), stats.as_dict(), **extra)
         failed = [r for r in ordered if r["status"] != "ok"]
         if failed:
-            print(f"{experiment.label}: {len(failed)} of {len(ordered)} requests failed (first: {failed[0]['error']})")
+            print(
+                f"{experiment.label}: {len(failed)} of {len(ordered)} requests failed (first: {failed[0]['error']})"
+            )
             print(f"checkpoint kept in {files.folder}; rerun the same command to retry the failed requests")
             return 1
         write_jsonl_atomic(files.results, ordered)

@@ -28,7 +28,11 @@ def build_requests(
         for index in rows:
             row = dataset[index]
             request_id = persona_id(index, side, row)
-            values = {"prompt": row["prompt"].strip(), "preferred": row[side].strip(), "other": row[other].strip()}
+            values = {
+                "prompt": row["prompt"].strip(),
+                "preferred": row[side].strip(),
+                "other": row[other].strip(),
+            }
             requests.append(chat_request(request_id, template, prefix, **values))
             meta[request_id] = {"row": index, "side": side}
     return requests, meta
@@ -85,20 +89,32 @@ class PersonaInference(Experiment):
     label = "persona inference"
 
     def plan(self, args, dataset, rows: range, template: str) -> Plan:
-        prefix = args.persona_prefix or (GUIDED_PREFIX if args.model_type == ModelType.hf_chat else PERSONA_PREFIX)
+        prefix = args.persona_prefix or (
+            GUIDED_PREFIX if args.model_type == ModelType.hf_chat else PERSONA_PREFIX
+        )
         requests, meta = build_requests(dataset, rows, template, prefix)
-        return Plan(requests, meta, f"({len(rows)} rows x 2 sides)", fingerprint={"persona_prefix": prefix},
-                    record={"rows": len(rows)}, record_model_input=True)
+        return Plan(
+            requests,
+            meta,
+            f"({len(rows)} rows x 2 sides)",
+            fingerprint={"persona_prefix": prefix},
+            record={"rows": len(rows)},
+            record_model_input=True,
+        )
 
     finish = staticmethod(finish_record)
 
     def summarize(self, records: list[dict], template: str) -> dict:
         personas = [r["persona"] for r in records]
         examples = example_personas(template)
-        return {"well_formed": sum(map(is_well_formed, personas)),
-                "copied_example": sum(copies_example(p, examples) for p in personas)}
+        return {
+            "well_formed": sum(map(is_well_formed, personas)),
+            "copied_example": sum(copies_example(p, examples) for p in personas),
+        }
 
     def report(self, records: list[dict], stats, summary: dict, llm) -> str:
-        return (f"{len(records)} personas for {len({r['row'] for r in records})} rows ({stats.reused} reused, "
-                f"{stats.ok} new; {summary['well_formed']} well-formed, {summary['copied_example']} copying a prompt "
-                f"example) in {stats.seconds:.1f}s")
+        return (
+            f"{len(records)} personas for {len({r['row'] for r in records})} rows ({stats.reused} reused, "
+            f"{stats.ok} new; {summary['well_formed']} well-formed, {summary['copied_example']} copying a prompt "
+            f"example) in {stats.seconds:.1f}s"
+        )

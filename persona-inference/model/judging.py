@@ -64,7 +64,9 @@ def proportion_stderr(successes: int, total: int) -> float:
     return math.sqrt(p * (1 - p) / total)
 
 
-RUN_PERSONA_INFERENCE_FIRST = "run the persona_inference experiment with the same --inference_split/--run_name first"
+RUN_PERSONA_INFERENCE_FIRST = (
+    "run the persona_inference experiment with the same --inference_split/--run_name first"
+)
 
 
 def find_persona_results(
@@ -115,7 +117,9 @@ def load_personas(path: Path, dataset, dataset_name: str, rows: range) -> list[d
     kept = []
     for record in records:
         if not {"id", "row", "side", "persona"} <= record.keys() or record["side"] not in SIDES:
-            raise UsageError(f"{path} is not a persona inference results file (record {record.get('id')!r}): rerun persona inference")
+            raise UsageError(
+                f"{path} is not a persona inference results file (record {record.get('id')!r}): rerun persona inference"
+            )
         row = record["row"]
         if not isinstance(row, int) or not 0 <= row < len(dataset):
             raise UsageError(
@@ -130,8 +134,6 @@ def load_personas(path: Path, dataset, dataset_name: str, rows: range) -> list[d
         if row in rows:
             kept.append(record)
     return kept
-
-
 
 
 class JudgeExperiment(Experiment):
@@ -163,17 +165,25 @@ class JudgeExperiment(Experiment):
 
     def plan(self, args, dataset, rows: range, template: str) -> Plan:
         models, fix = self.persona_models(args)
-        paths = find_persona_results(args.res_dir, args.inference_split, args.run_name, args.partition.value, models, fix)
-        personas = {model: load_personas(path, dataset, args.dataset_name, rows) for model, path in paths.items()}
+        paths = find_persona_results(
+            args.res_dir, args.inference_split, args.run_name, args.partition.value, models, fix
+        )
+        personas = {
+            model: load_personas(path, dataset, args.dataset_name, rows) for model, path in paths.items()
+        }
         requests, meta = self.build_requests(dataset, personas, template)
         if not requests:
             raise UsageError(
                 f"the persona results of {', '.join(paths)} {self.nothing_to_judge} {rows.start}-{rows.stop - 1}: "
                 "use the --partition/--limit that persona inference used"
             )
-        return Plan(requests, meta, f"({len(requests) // 2} {self.unit} x 2 orders) from {', '.join(paths)}",
-                    fingerprint={"persona_models": list(paths)},
-                    record={"persona_results": {m: str(p) for m, p in paths.items()}})
+        return Plan(
+            requests,
+            meta,
+            f"({len(requests) // 2} {self.unit} x 2 orders) from {', '.join(paths)}",
+            fingerprint={"persona_models": list(paths)},
+            record={"persona_results": {m: str(p) for m, p in paths.items()}},
+        )
 
     def summarize(self, records: list[dict], template: str) -> dict:
         return {"summary": self.table(records)}

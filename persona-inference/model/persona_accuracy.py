@@ -37,7 +37,9 @@ def gold_position(side: str, order: str) -> int:
     return 1 if (side == "chosen") == (order == "chosen_first") else 2
 
 
-def build_requests(dataset, personas_by_model: dict[str, list[dict]], template: str) -> tuple[list[Request], dict]:
+def build_requests(
+    dataset, personas_by_model: dict[str, list[dict]], template: str
+) -> tuple[list[Request], dict]:
     """Two requests (both orders) per persona; ids carry a digest of the prompt so any change is judged anew."""
     requests, meta = [], {}
     for model, personas in personas_by_model.items():
@@ -104,8 +106,14 @@ class PersonaAccuracy(JudgeExperiment):
     name, label, unit = "persona_accuracy", "persona accuracy", "personas"
     nothing_to_judge = "cover none of the rows"
 
-    build_requests, finish, table = staticmethod(build_requests), staticmethod(finish_record), staticmethod(summarize)
+    build_requests, finish, table = (
+        staticmethod(build_requests),
+        staticmethod(finish_record),
+        staticmethod(summarize),
+    )
 
     def table_line(self, line: dict) -> str:
-        return (f"{line['persona_model']:<28} {line['side']:<8} accuracy {line['accuracy']:.3f} ± {line['stderr']:.3f}  "
-                f"({line['valid']} valid, {line['invalid']} invalid, {line['first_share']:.0%} answered 1)")
+        return (
+            f"{line['persona_model']:<28} {line['side']:<8} accuracy {line['accuracy']:.3f} ± {line['stderr']:.3f}  "
+            f"({line['valid']} valid, {line['invalid']} invalid, {line['first_share']:.0%} answered 1)"
+        )

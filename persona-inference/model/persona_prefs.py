@@ -35,7 +35,9 @@ def pair_personas(personas: list[dict]) -> dict[int, dict[str, dict]]:
     return {row: sides for row, sides in sorted(by_row.items()) if len(sides) == 2}
 
 
-def build_requests(dataset, personas_by_model: dict[str, list[dict]], template: str) -> tuple[list[Request], dict]:
+def build_requests(
+    dataset, personas_by_model: dict[str, list[dict]], template: str
+) -> tuple[list[Request], dict]:
     """Two requests (both orders) per row and persona model."""
     requests, meta = [], {}
     for model, personas in personas_by_model.items():
@@ -45,7 +47,9 @@ def build_requests(dataset, personas_by_model: dict[str, list[dict]], template: 
             for order in ORDERS:
                 first, second = (chosen, rejected) if order == "chosen_first" else (rejected, chosen)
                 prompt = fill(template, prompt=row["prompt"].strip(), persona_1=first, persona_2=second)
-                request_id = f"{model}/{row_index}-{sides['chosen']['id'].rsplit('-', 1)[-1]}/{order}/{digest(prompt)}"
+                request_id = (
+                    f"{model}/{row_index}-{sides['chosen']['id'].rsplit('-', 1)[-1]}/{order}/{digest(prompt)}"
+                )
                 requests.append(Request(request_id, prompt))
                 meta[request_id] = {
                     "persona_model": model,
@@ -94,7 +98,9 @@ def summarize(records: list[dict]) -> list[dict]:
     for model, count in sorted(counts.items()):
         valid = sum(count[o] for o in OUTCOMES)
         shares = {f"{o}_share": count[o] / valid if valid else float("nan") for o in OUTCOMES}
-        table.append({"persona_model": model, "rows": valid + count["invalid"], "valid": valid, **count, **shares})
+        table.append(
+            {"persona_model": model, "rows": valid + count["invalid"], "valid": valid, **count, **shares}
+        )
     return table
 
 
@@ -108,11 +114,19 @@ class PersonaPrefs(JudgeExperiment):
         if args.persona_models:
             return args.persona_models, RUN_PERSONA_INFERENCE_FIRST
         own = model_folder(args)
-        return [own], (f"persona_prefs judges the judge's own personas ({own}) unless --persona_model names others; "
-                       "pass it, or run persona_inference with this model first")
+        return [own], (
+            f"persona_prefs judges the judge's own personas ({own}) unless --persona_model names others; "
+            "pass it, or run persona_inference with this model first"
+        )
 
-    build_requests, finish, table = staticmethod(build_requests), staticmethod(finish_record), staticmethod(summarize)
+    build_requests, finish, table = (
+        staticmethod(build_requests),
+        staticmethod(finish_record),
+        staticmethod(summarize),
+    )
 
     def table_line(self, line: dict) -> str:
-        return (f"{line['persona_model']:<28} chosen {line['chosen_share']:.2f}  tie {line['tie_share']:.2f}  "
-                f"rejected {line['rejected_share']:.2f}  ({line['valid']} rows, {line['invalid']} invalid)")
+        return (
+            f"{line['persona_model']:<28} chosen {line['chosen_share']:.2f}  tie {line['tie_share']:.2f}  "
+            f"rejected {line['rejected_share']:.2f}  ({line['valid']} rows, {line['invalid']} invalid)"
+        )

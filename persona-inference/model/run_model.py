@@ -38,20 +38,27 @@ class PromptType(str, Enum):
 
 
 @dataclass
-class Arguments(RunArguments, BackendArguments, GenerationArguments, ResultsArguments, PartitionArguments, DataArguments):
+class Arguments(
+    RunArguments, BackendArguments, GenerationArguments, ResultsArguments, PartitionArguments, DataArguments
+):
     model_name: str = field(
         default=EMBEDDED_MODEL_NAME,
-        metadata={"help": "Model: a Hub id, a local folder, an API model name, or the embedded SmolLM2-135M-Instruct."},
+        metadata={
+            "help": "Model: a Hub id, a local folder, an API model name, or the embedded SmolLM2-135M-Instruct."
+        },
     )
     model_nickname: str | None = field(
-        default=None, metadata={"help": "Folder name for this model's results (default: a file-safe model name)."}
+        default=None,
+        metadata={"help": "Folder name for this model's results (default: a file-safe model name)."},
     )
     model_type: ModelType = field(default=ModelType.hf_chat, metadata={"help": "Backend."})
     experiments: list[PromptType] = field(
         default_factory=lambda: [PromptType.persona_inference],
         metadata={"help": "Experiments to run, in order.", "aliases": ["--prompt_types"]},
     )
-    prompt_dir: str | None = field(default=None, metadata={"help": "Folder of prompt templates (default: built-in)."})
+    prompt_dir: str | None = field(
+        default=None, metadata={"help": "Folder of prompt templates (default: built-in)."}
+    )
     persona_prefix: str | None = field(
         default=None,
         metadata={
@@ -71,7 +78,9 @@ class Arguments(RunArguments, BackendArguments, GenerationArguments, ResultsArgu
     )
     judge_max_tokens: int = field(
         default=8,
-        metadata={"help": "Maximum new tokens of a judge's answer (persona_accuracy, persona_prefs); raise it for reasoning models."},
+        metadata={
+            "help": "Maximum new tokens of a judge's answer (persona_accuracy, persona_prefs); raise it for reasoning models."
+        },
     )
 
     def check(self) -> None:

@@ -15,8 +15,17 @@ from persona_core import layout
 from persona_core.errors import UsageError
 from persona_tailoring.model.templates import InferenceType, Method, TrainingType
 
-__all__ = ["ComparisonArguments", "Configuration", "InferenceType", "Method", "Side", "TrainingType",
-           "comparison_folder", "parse_file_name", "resolve_sides"]
+__all__ = [
+    "ComparisonArguments",
+    "Configuration",
+    "InferenceType",
+    "Method",
+    "Side",
+    "TrainingType",
+    "comparison_folder",
+    "parse_file_name",
+    "resolve_sides",
+]
 
 SIDES = ("base", "test")
 
@@ -33,8 +42,14 @@ class Configuration:
         return f"{self.method.value}-{self.training_type.value}-{self.inference_type.value}"
 
     def output_path(self, results_save_dir, dataset_name: str, model_nickname: str | None) -> Path:
-        return layout.pt_output_path(results_save_dir, dataset_name, model_nickname, self.method.value,
-                                     self.training_type.value, self.inference_type.value)
+        return layout.pt_output_path(
+            results_save_dir,
+            dataset_name,
+            model_nickname,
+            self.method.value,
+            self.training_type.value,
+            self.inference_type.value,
+        )
 
 
 def parse_file_name(path: str | Path) -> Configuration | None:
@@ -63,26 +78,35 @@ def _flag(help_text: str, side: str):
 class ComparisonArguments:
     """The flags that name a comparison; shared by run_judge and win_rate so both find the same folder."""
 
-    base_file: str | None = _flag("Outputs of {who} (JSONL records or a JSON array); or the next three flags.", "base")
+    base_file: str | None = _flag(
+        "Outputs of {who} (JSONL records or a JSON array); or the next three flags.", "base"
+    )
     model_type_base: Method | None = _flag("Method of {who}.", "base")
     training_type_base: TrainingType | None = _flag("Training type of {who}.", "base")
     inference_type_base: InferenceType | None = _flag("Inference type of {who}.", "base")
-    test_file: str | None = _flag("Outputs of {who} (JSONL records or a JSON array); or the next three flags.", "test")
+    test_file: str | None = _flag(
+        "Outputs of {who} (JSONL records or a JSON array); or the next three flags.", "test"
+    )
     model_type_test: Method | None = _flag("Method of {who}.", "test")
     training_type_test: TrainingType | None = _flag("Training type of {who}.", "test")
     inference_type_test: InferenceType | None = _flag("Inference type of {who}.", "test")
     results_save_dir: str = field(
-        default="results/persona-tailoring", metadata={"help": "Root of PT outputs (for the configuration flags)."}
+        default="results/persona-tailoring",
+        metadata={"help": "Root of PT outputs (for the configuration flags)."},
     )
     dataset_name: str | None = field(
         default=None,
-        metadata={"help": "Dataset (BeaverTails, Anthropic HHH, Mnemonic, ...): output folder and judge task wording."},
+        metadata={
+            "help": "Dataset (BeaverTails, Anthropic HHH, Mnemonic, ...): output folder and judge task wording."
+        },
     )
     model_nickname: str | None = field(
-        default=None, metadata={"help": "Model folder inside the dataset folder (omit for the paper's released outputs)."}
+        default=None,
+        metadata={"help": "Model folder inside the dataset folder (omit for the paper's released outputs)."},
     )
     output_dir: str = field(
-        default="results/persona-tailoring/judge", metadata={"help": "Comparisons go to <output_dir>/comparisons/."}
+        default="results/persona-tailoring/judge",
+        metadata={"help": "Comparisons go to <output_dir>/comparisons/."},
     )
 
 
@@ -114,7 +138,9 @@ def resolve_side(args: ComparisonArguments, side: str) -> Side:
         missing = ", ".join(f"--{key}_{side}" for key in parts if key not in given)
         raise UsageError(f"incomplete {side} configuration: also pass {missing}")
     if not args.dataset_name:
-        raise UsageError("--dataset_name is needed to find configuration outputs (e.g. --dataset_name BeaverTails)")
+        raise UsageError(
+            "--dataset_name is needed to find configuration outputs (e.g. --dataset_name BeaverTails)"
+        )
     config = Configuration(parts["model_type"], parts["training_type"], parts["inference_type"])
     path = config.output_path(args.results_save_dir, args.dataset_name, args.model_nickname)
     return Side(side, path, config.label, config.inference_type != InferenceType.none)
@@ -123,9 +149,13 @@ def resolve_side(args: ComparisonArguments, side: str) -> Side:
 def resolve_sides(args: ComparisonArguments) -> tuple[Side, Side]:
     base, test = (resolve_side(args, side) for side in SIDES)
     if base.path.resolve() == test.path.resolve():
-        raise UsageError(f"base and test are the same file ({base.path}): compare two different configurations")
+        raise UsageError(
+            f"base and test are the same file ({base.path}): compare two different configurations"
+        )
     return base, test
 
 
 def comparison_folder(args: ComparisonArguments, base: Side, test: Side) -> Path:
-    return layout.comparison_dir(args.output_dir, args.dataset_name, args.model_nickname, base.label, test.label)
+    return layout.comparison_dir(
+        args.output_dir, args.dataset_name, args.model_nickname, base.label, test.label
+    )

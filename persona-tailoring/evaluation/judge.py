@@ -31,7 +31,9 @@ RUBRICS = {
     Metric.personalization: "Does the response answer the prompt and align with the user's specified persona?",
 }
 # What the models were asked to do, by dataset slug; the judge sees it before the prompt.
-TASK_INSTRUCTIONS = {"mnemonic": "Write a keyword mnemonic that helps the user remember the vocabulary term below."}
+TASK_INSTRUCTIONS = {
+    "mnemonic": "Write a keyword mnemonic that helps the user remember the vocabulary term below."
+}
 DEFAULT_TASK_INSTRUCTION = "Respond to the user's prompt below."
 OUTCOMES = ("base", "tie", "test", "invalid")
 
@@ -49,8 +51,12 @@ def templates(task: str) -> dict:
     """Every text the judge prompts are made of besides the pairs: its part of the run fingerprint."""
     from prometheus_eval.prompts import REL_SYSTEM_PROMPT, RELATIVE_PROMPT_WO_REF
 
-    return {"system": REL_SYSTEM_PROMPT, "user": RELATIVE_PROMPT_WO_REF,
-            "rubrics": {m.value: r for m, r in RUBRICS.items()}, "task": task}
+    return {
+        "system": REL_SYSTEM_PROMPT,
+        "user": RELATIVE_PROMPT_WO_REF,
+        "rubrics": {m.value: r for m, r in RUBRICS.items()},
+        "task": task,
+    }
 
 
 def judge_messages(instruction: str, response_a: str, response_b: str, rubric: str) -> tuple[str, str]:
@@ -92,7 +98,9 @@ class JudgeJob:
     merge_system_prompt: bool = False
 
 
-def build_requests(pairs: list[Pair], metrics: list[Metric], job: JudgeJob) -> tuple[list[Request], dict[str, dict]]:
+def build_requests(
+    pairs: list[Pair], metrics: list[Metric], job: JudgeJob
+) -> tuple[list[Request], dict[str, dict]]:
     """Two requests (both orders) per pair and metric; ids carry a digest of the prompt."""
     requests, meta = [], {}
     for pair in pairs:
@@ -105,7 +113,12 @@ def build_requests(pairs: list[Pair], metrics: list[Metric], job: JudgeJob) -> t
                     system, user = None, f"{system}\n{user}"
                 request_id = f"{pair.id}.{metric.value}.{order.value}.{digest([system, user])[:10]}"
                 requests.append(Request(request_id, user, system=system))
-                meta[request_id] = {"pair": pair.id, "metric": metric.value, "order": order.value, "attempt": 1}
+                meta[request_id] = {
+                    "pair": pair.id,
+                    "metric": metric.value,
+                    "order": order.value,
+                    "attempt": 1,
+                }
     return requests, meta
 
 
@@ -148,18 +161,22 @@ def judgments(
     for pair in pairs:
         for metric in metrics:
             verdicts = {order: final[(pair.id, metric.value, order.value)] for order in Order}
-            out.append({
-                "id": pair.id,
-                "metric": metric.value,
-                "prompt": pair.question,
-                "persona": pair.persona,
-                "instruction": instruction_for(pair, metric, task),
-                "base_response": pair.base.response,
-                "test_response": pair.test.response,
-                "base_row": pair.base.row_id if pair.base.row_id is not None else pair.base.position,
-                "test_row": pair.test.row_id if pair.test.row_id is not None else pair.test.position,
-                Order.base_first.value: verdicts[Order.base_first],
-                Order.test_first.value: verdicts[Order.test_first],
-                "outcome": outcome(verdicts[Order.base_first]["verdict"], verdicts[Order.test_first]["verdict"]),
-            })
+            out.append(
+                {
+                    "id": pair.id,
+                    "metric": metric.value,
+                    "prompt": pair.question,
+                    "persona": pair.persona,
+                    "instruction": instruction_for(pair, metric, task),
+                    "base_response": pair.base.response,
+                    "test_response": pair.test.response,
+                    "base_row": pair.base.row_id if pair.base.row_id is not None else pair.base.position,
+                    "test_row": pair.test.row_id if pair.test.row_id is not None else pair.test.position,
+                    Order.base_first.value: verdicts[Order.base_first],
+                    Order.test_first.value: verdicts[Order.test_first],
+                    "outcome": outcome(
+                        verdicts[Order.base_first]["verdict"], verdicts[Order.test_first]["verdict"]
+                    ),
+                }
+            )
     return out

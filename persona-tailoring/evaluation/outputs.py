@@ -90,14 +90,20 @@ def read_outputs(path: str | Path, has_persona: bool | None = None, flag: str = 
     """Rows of one output file: JSONL records ``{id, prompt, persona, response}`` or a JSON array."""
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"{flag} '{path}' does not exist: run PT inference for that configuration or pass an existing file")
+        raise UsageError(
+            f"{flag} '{path}' does not exist: run PT inference for that configuration or pass an existing file"
+        )
     text = path.read_text(encoding="utf-8")
     try:
-        records = json.loads(text) if text.lstrip().startswith("[") else [
-            json.loads(line) for line in text.splitlines() if line.strip()
-        ]
+        records = (
+            json.loads(text)
+            if text.lstrip().startswith("[")
+            else [json.loads(line) for line in text.splitlines() if line.strip()]
+        )
     except json.JSONDecodeError as err:
-        raise UsageError(f"{flag} '{path}' is not JSON lines or a JSON array ({err.msg}, line {err.lineno})") from None
+        raise UsageError(
+            f"{flag} '{path}' is not JSON lines or a JSON array ({err.msg}, line {err.lineno})"
+        ) from None
     if not records:
         raise UsageError(f"{flag} '{path}' holds no rows: pass a file of PT outputs")
     rows = []
@@ -154,10 +160,12 @@ def match_rows(base: list[OutputRow], test: list[OutputRow], base_name: str, tes
     for b, t in matched:
         question = b.question or t.question or _question_from_prefix(b, t)
         if b.question is None:
-            b.persona = b.body[len(question):].strip() if b.body.startswith(question) else b.persona
+            b.persona = b.body[len(question) :].strip() if b.body.startswith(question) else b.persona
         if t.question is None:
-            t.persona = t.body[len(question):].strip() if t.body.startswith(question) else t.persona
-        key = b.row_id if b.row_id is not None else hashlib.sha1(normalize(question).encode()).hexdigest()[:10]
+            t.persona = t.body[len(question) :].strip() if t.body.startswith(question) else t.persona
+        key = (
+            b.row_id if b.row_id is not None else hashlib.sha1(normalize(question).encode()).hexdigest()[:10]
+        )
         seen[key] += 1
         pair_id = key if seen[key] == 1 else f"{key}-{seen[key] - 1}"
         pairs.append(Pair(pair_id, question, t.persona or b.persona, b, t))
@@ -177,7 +185,9 @@ def _match_by_id(base, test, base_name, test_name):
         ids = [r.row_id for r in rows]
         if len(set(ids)) != len(ids):
             duplicate = next(i for i in ids if ids.count(i) > 1)
-            raise UsageError(f"{name} has row id '{duplicate}' more than once: pass outputs with one row per id")
+            raise UsageError(
+                f"{name} has row id '{duplicate}' more than once: pass outputs with one row per id"
+            )
     test_by_id = {r.row_id: r for r in test}
     base_ids = {r.row_id for r in base}
     only_base = [r.row_id for r in base if r.row_id not in test_by_id]
@@ -190,7 +200,11 @@ def _match_by_id(base, test, base_name, test_name):
     pairs = []
     for b in base:
         t = test_by_id[b.row_id]
-        if b.question is not None and t.question is not None and normalize(b.question) != normalize(t.question):
+        if (
+            b.question is not None
+            and t.question is not None
+            and normalize(b.question) != normalize(t.question)
+        ):
             raise UsageError(
                 f"row id '{b.row_id}' has different prompts in {base_name} ('{b.question[:60]}') and "
                 f"{test_name} ('{t.question[:60]}'): judge outputs of the same test split"

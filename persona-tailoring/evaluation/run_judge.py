@@ -3,7 +3,7 @@
 Examples::
 
     # the paper's released BeaverTails outputs, judged by the embedded model (offline, no keys)
-    python -m persona_tailoring.evaluation.run_judge --results_save_dir /work/shared/data/paper-outputs \\
+    python -m persona_tailoring.evaluation.run_judge --results_save_dir ../shared/data/paper-outputs \\
         --dataset_name BeaverTails --model_type_base dpo --training_type_base none --inference_type_base none \\
         --model_type_test dpo --training_type_test chosen --inference_type_test gold-chosen --limit 5
 
@@ -59,18 +59,26 @@ class JudgeArguments:
     judge_model_type: ModelType = field(default=ModelType.hf_chat, metadata={"help": "Judge backend."})
     judge_model_name: str = field(
         default=EMBEDDED_MODEL_NAME,
-        metadata={"help": "Judge: prometheus-eval/prometheus-7b-v2.0 (paper), an API model, or a local folder."},
+        metadata={
+            "help": "Judge: prometheus-eval/prometheus-7b-v2.0 (paper), an API model, or a local folder."
+        },
     )
-    metrics: list[Metric] = field(default_factory=lambda: list(Metric), metadata={"help": "Rubrics to judge."})
+    metrics: list[Metric] = field(
+        default_factory=lambda: list(Metric), metadata={"help": "Rubrics to judge."}
+    )
     task_instruction: str | None = field(
-        default=None, metadata={"help": "What the models were asked to do (default: chosen by --dataset_name)."}
+        default=None,
+        metadata={"help": "What the models were asked to do (default: chosen by --dataset_name)."},
     )
     retry_temperature: float = field(
-        default=1.0, metadata={"help": "Temperature of the one retry of an unparsable verdict (0 would repeat it)."}
+        default=1.0,
+        metadata={"help": "Temperature of the one retry of an unparsable verdict (0 would repeat it)."},
     )
     merge_system_prompt: bool = field(
         default=False,
-        metadata={"help": "Put Prometheus' system prompt into the user turn (for chat templates without a system role)."},
+        metadata={
+            "help": "Put Prometheus' system prompt into the user turn (for chat templates without a system role)."
+        },
     )
 
     def check(self) -> None:
@@ -79,12 +87,21 @@ class JudgeArguments:
 
 @dataclass
 class Arguments(
-    OverwriteArguments, LimitArguments, DryRunArguments, BackendArguments, GenerationArguments, JudgeArguments,
+    OverwriteArguments,
+    LimitArguments,
+    DryRunArguments,
+    BackendArguments,
+    GenerationArguments,
+    JudgeArguments,
     ComparisonArguments,
 ):
     # The judge writes feedback before its verdict: a larger budget, and no stop string cutting the feedback.
-    max_tokens: int = field(default=1024, metadata={"help": "Maximum tokens of the judge's feedback and verdict."})
-    stop_token: list[str] = field(default_factory=list, metadata={"help": "Stop strings (none: the verdict comes last)."})
+    max_tokens: int = field(
+        default=1024, metadata={"help": "Maximum tokens of the judge's feedback and verdict."}
+    )
+    stop_token: list[str] = field(
+        default_factory=list, metadata={"help": "Stop strings (none: the verdict comes last)."}
+    )
 
 
 def check_system_role(llm) -> None:
@@ -94,7 +111,9 @@ def check_system_role(llm) -> None:
         return
     try:
         tokenizer.apply_chat_template(
-            [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}], tokenize=False, add_generation_prompt=True
+            [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
+            tokenize=False,
+            add_generation_prompt=True,
         )
     except Exception as err:  # jinja raises its own TemplateError types
         raise UsageError(
@@ -140,8 +159,11 @@ def fingerprint(args: Arguments, templates: dict, generation, pairs_digest: str)
     return {
         "judge": {"model_type": args.judge_model_type.value, "model_name": args.judge_model_name},
         "prompts": digest(templates),
-        "generation": {**dataclasses.asdict(generation), "retry_temperature": args.retry_temperature,
-                       "merge_system_prompt": args.merge_system_prompt},
+        "generation": {
+            **dataclasses.asdict(generation),
+            "retry_temperature": args.retry_temperature,
+            "merge_system_prompt": args.merge_system_prompt,
+        },
         "pairs": pairs_digest,
     }
 
@@ -173,12 +195,20 @@ def main(argv: list[str] | None = None) -> int:
     base, test = resolve_sides(args)
     files = layout.judge_files(comparison_folder(args, base, test))
     pairs, pairs_digest = load_pairs(args, base, test)
-    task = args.task_instruction or judge.task_instruction(dataset_slug(args.dataset_name or test.path.parent.name))
+    task = args.task_instruction or judge.task_instruction(
+        dataset_slug(args.dataset_name or test.path.parent.name)
+    )
     requests, meta = judge.build_requests(pairs, args.metrics, judge.JudgeJob(task, args.merge_system_prompt))
     if args.dry_run:
-        print(f"[dry run] {len(pairs)} pairs x {len(args.metrics)} metrics x 2 orders = {len(requests)} judge requests")
-        print(f"[dry run] base: {base.path}\n[dry run] test: {test.path}\n[dry run] results would go to {files.results}")
-        print(f"[dry run] first system prompt:\n{requests[0].system}\n[dry run] first judge prompt:\n{requests[0].prompt}")
+        print(
+            f"[dry run] {len(pairs)} pairs x {len(args.metrics)} metrics x 2 orders = {len(requests)} judge requests"
+        )
+        print(
+            f"[dry run] base: {base.path}\n[dry run] test: {test.path}\n[dry run] results would go to {files.results}"
+        )
+        print(
+            f"[dry run] first system prompt:\n{requests[0].system}\n[dry run] first judge prompt:\n{requests[0].prompt}"
+        )
         return 0
 
     first_attempt = args.generation()
@@ -191,16 +221,23 @@ def main(argv: list[str] | None = None) -> int:
     llm = judge_backend(args) if needed else LLM(args.judge_model_name)
     identity = f"{args.judge_model_type.value}:{args.judge_model_name}"
     with open_run(files, settings, args.overwrite, keep_both=KEEP_BOTH):
-        records, first = run_requests(llm, requests, meta, files.checkpoint, first_attempt, judge.finish_record,
-                                      desc="judge")
+        records, first = run_requests(
+            llm, requests, meta, files.checkpoint, first_attempt, judge.finish_record, desc="judge"
+        )
         retries, retry_meta = judge.retry_requests(requests, meta, records)
-        retried, second = run_requests(llm, retries, retry_meta, files.checkpoint, retry, judge.finish_record,
-                                       desc="judge retries")
+        retried, second = run_requests(
+            llm, retries, retry_meta, files.checkpoint, retry, judge.finish_record, desc="judge retries"
+        )
         records.update(retried)
         failed = [r for r in records.values() if r.get("status") != "ok"]
         stats = {"first_attempts": first.as_dict(), "retries": second.as_dict()}
-        extra = {"base_file": str(base.path), "test_file": str(test.path), "judge": identity, "task_instruction": task,
-                 "pairs": len(pairs)}
+        extra = {
+            "base_file": str(base.path),
+            "test_file": str(test.path),
+            "judge": identity,
+            "task_instruction": task,
+            "pairs": len(pairs),
+        }
         if failed:
             write_run_record(files, public_args(args), stats, **extra)
             print(f"judge: {len(failed)} of {len(records)} requests failed (first: {failed[0]['error']})")
@@ -211,7 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = judge.judgments(pairs, args.metrics, requests, records, task)
         invalid_first = sum(records[r.id]["verdict"] is None for r in requests)
         invalid_final = sum(row[o.value]["verdict"] is None for row in rows for o in judge.Order)
-        verdicts = {"total": len(requests), "invalid_first_attempt": invalid_first, "invalid_after_retry": invalid_final}
+        verdicts = {
+            "total": len(requests),
+            "invalid_first_attempt": invalid_first,
+            "invalid_after_retry": invalid_final,
+        }
         write_jsonl_atomic(files.results, rows)
         write_run_record(files, public_args(args), stats, **extra, verdicts=verdicts)
 
@@ -224,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
         f"after one retry ({invalid_final / len(requests):.1%})"
     )
     for metric in args.metrics:
-        counts = {o: sum(r["outcome"] == o for r in rows if r["metric"] == metric.value) for o in judge.OUTCOMES}
+        counts = {
+            o: sum(r["outcome"] == o for r in rows if r["metric"] == metric.value) for o in judge.OUTCOMES
+        }
         print(f"{metric.value}: " + ", ".join(f"{o} {n}" for o, n in counts.items()))
     print(f"results: {files.results}\nrun record: {files.run_record}")
     print(f"next: python -m persona_tailoring.evaluation.win_rate --comparison_dir {files.folder}")

@@ -10,7 +10,7 @@ Examples::
     python -m persona_tailoring.evaluation.win_rate --comparison_dir results/persona-tailoring/judge --plot
 
     # one comparison, named by the same flags as run_judge
-    python -m persona_tailoring.evaluation.win_rate --results_save_dir /work/shared/data/paper-outputs \\
+    python -m persona_tailoring.evaluation.win_rate --results_save_dir ../shared/data/paper-outputs \\
         --dataset_name BeaverTails --model_type_base dpo --training_type_base none --inference_type_base none \\
         --model_type_test dpo --training_type_test chosen --inference_type_test gold-chosen
 """
@@ -34,7 +34,9 @@ SHARE_NAMES = ("base_wins", "ties", "test_wins", "invalid")  # in OUTCOME_CODES 
 class Arguments(ComparisonArguments):
     comparison_dir: str | None = field(
         default=None,
-        metadata={"help": "A comparison folder, or any folder above one (run_judge's --output_dir): all found are scored."},
+        metadata={
+            "help": "A comparison folder, or any folder above one (run_judge's --output_dir): all found are scored."
+        },
     )
     resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples over prompts."})
     seed: int = field(default=0, metadata={"help": "Bootstrap seed."})
@@ -56,7 +58,9 @@ def outcome_codes(rows: list[dict], where: str) -> dict[str, list[int]]:
     by_id: dict[str, dict[str, int]] = {}
     for row in rows:
         if row.get("outcome") not in OUTCOME_CODES or row.get("metric") not in METRICS:
-            raise UsageError(f"{where} has a row without a known metric/outcome: rerun run_judge to rewrite it")
+            raise UsageError(
+                f"{where} has a row without a known metric/outcome: rerun run_judge to rewrite it"
+            )
         by_id.setdefault(row["id"], {})[row["metric"]] = OUTCOME_CODES[row["outcome"]]
     metrics = [m for m in METRICS if any(m in outcomes for outcomes in by_id.values())]
     incomplete = [i for i, outcomes in by_id.items() if any(m not in outcomes for m in metrics)]
@@ -103,7 +107,10 @@ def summarize(codes_by_metric: dict[str, list[int]], resamples: int = 1000, seed
             "n": n,
             "counts": counts,
             **{name: round(count / n, 4) for name, count in counts.items()},
-            "share_ci95": {name: _interval((samples == k).mean(axis=1)) for name, k in zip(SHARE_NAMES, range(4), strict=True)},
+            "share_ci95": {
+                name: _interval((samples == k).mean(axis=1))
+                for name, k in zip(SHARE_NAMES, range(4), strict=True)
+            },
             "win_rate": round(counts["test_wins"] / decisive, 4) if decisive else None,
             "ci95": _interval(boot_wins[metric]),
         }
@@ -111,10 +118,16 @@ def summarize(codes_by_metric: dict[str, list[int]], resamples: int = 1000, seed
             out[metric]["note"] = "no decisive verdicts (all ties or invalid): win rate undefined"
     if all(m in codes_by_metric for m in METRICS):
         value = delta_pq(out["personalization"]["win_rate"], out["response_quality"]["win_rate"])
-        boot = 0.5 * ((boot_wins["personalization"] - 0.5) / 0.5 + (boot_wins["response_quality"] - 0.5) / 0.5)
+        boot = 0.5 * (
+            (boot_wins["personalization"] - 0.5) / 0.5 + (boot_wins["response_quality"] - 0.5) / 0.5
+        )
         out["delta_pq"] = {"value": None if value is None else round(value, 4), "ci95": _interval(boot)}
     else:
-        out["delta_pq"] = {"value": None, "ci95": None, "note": "needs both personalization and response_quality"}
+        out["delta_pq"] = {
+            "value": None,
+            "ci95": None,
+            "note": "needs both personalization and response_quality",
+        }
     return out
 
 
@@ -122,33 +135,46 @@ def find_comparisons(args: Arguments) -> tuple[Path, list[Path]]:
     """The folder the comparisons were looked for in, and every comparison folder holding judgments."""
     judgments = layout.JUDGMENTS_FILE
     if args.comparison_dir:
-        flags = [f for f in ("base_file", "test_file", "model_type_base", "model_type_test") if getattr(args, f)]
+        flags = [
+            f for f in ("base_file", "test_file", "model_type_base", "model_type_test") if getattr(args, f)
+        ]
         if flags:
-            raise UsageError(f"pass either --comparison_dir or the comparison flags (--{flags[0]} ...), not both")
+            raise UsageError(
+                f"pass either --comparison_dir or the comparison flags (--{flags[0]} ...), not both"
+            )
         root = Path(args.comparison_dir)
         if not root.is_dir():
             raise UsageError(f"--comparison_dir '{root}' does not exist: pass run_judge's --output_dir")
-        found = [root] if layout.judge_files(root).results.is_file() else sorted(
-            p.parent for p in root.rglob(judgments))
+        found = (
+            [root]
+            if layout.judge_files(root).results.is_file()
+            else sorted(p.parent for p in root.rglob(judgments))
+        )
     else:
         base, test = resolve_sides(args)
         root = comparison_folder(args, base, test)
         found = [root] if layout.judge_files(root).results.is_file() else []
     if not found:
-        raise UsageError(f"no {judgments} in or under '{root}': run persona_tailoring.evaluation.run_judge first")
+        raise UsageError(
+            f"no {judgments} in or under '{root}': run persona_tailoring.evaluation.run_judge first"
+        )
     return root, found
 
 
-def fmt_rate(value: float | None, interval: list[float] | None, undefined: str = "no decisive verdicts") -> str:
+def fmt_rate(
+    value: float | None, interval: list[float] | None, undefined: str = "no decisive verdicts"
+) -> str:
     if value is None:
         return f"undefined ({undefined})"
     ci = f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
     return f"{value:.3f}{ci}"
 
 
-CSV_COLUMNS = ["comparison", "prompts"] + [
-    f"{m}_{k}" for m in METRICS for k in (*SHARE_NAMES, "win_rate", "ci95_low", "ci95_high")
-] + ["delta_pq", "delta_pq_ci95_low", "delta_pq_ci95_high"]
+CSV_COLUMNS = (
+    ["comparison", "prompts"]
+    + [f"{m}_{k}" for m in METRICS for k in (*SHARE_NAMES, "win_rate", "ci95_low", "ci95_high")]
+    + ["delta_pq", "delta_pq_ci95_low", "delta_pq_ci95_high"]
+)
 
 
 def csv_row(name: str, summary: dict) -> dict:
@@ -192,14 +218,23 @@ def plot(summary: dict, title: str, paths: list[Path]) -> list[Path]:
         left = 0.0
         for name in SHARE_NAMES:
             share = summary[metric][name]
-            ax.barh(y, share, left=left, color=colors[name], label=labels[name] if y == 0 else None, edgecolor="white")
+            ax.barh(
+                y,
+                share,
+                left=left,
+                color=colors[name],
+                label=labels[name] if y == 0 else None,
+                edgecolor="white",
+            )
             if share >= 0.06:
                 ax.text(left + share / 2, y, f"{share:.0%}", ha="center", va="center", fontsize=9)
             left += share
     names = []
     for metric in metrics:
         rate = summary[metric]["win_rate"]
-        names.append(f"{metric.replace('_', ' ').capitalize()}\nwin rate {'n/a' if rate is None else f'{rate:.2f}'}")
+        names.append(
+            f"{metric.replace('_', ' ').capitalize()}\nwin rate {'n/a' if rate is None else f'{rate:.2f}'}"
+        )
     ax.set_yticks(range(len(metrics)), names)
     ax.set_xlim(0, 1)
     ax.invert_yaxis()
@@ -223,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     rows, written = [], []
     names = [layout.comparison_name(folder) for folder in folders]
     width = max(len("comparison"), *map(len, names))
-    print(f"{'comparison':<{width}} {'metric':<17} {'n':>4} {'base':>6} {'tie':>6} {'test':>6} {'inv':>6}  win rate [95% CI]")
+    print(
+        f"{'comparison':<{width}} {'metric':<17} {'n':>4} {'base':>6} {'tie':>6} {'test':>6} {'inv':>6}  win rate [95% CI]"
+    )
     for folder, name in zip(folders, names, strict=True):
         where = str(layout.judge_files(folder).results)
         summary = summarize(outcome_codes(read_records(where), where), args.resamples, args.seed)
@@ -242,12 +279,16 @@ def main(argv: list[str] | None = None) -> int:
                     f"{name:<{width}} {metric:<17} {s['n']:>4} {s['base_wins']:>6.1%} {s['ties']:>6.1%} "
                     f"{s['test_wins']:>6.1%} {s['invalid']:>6.1%}  {fmt_rate(s['win_rate'], s['ci95'])}"
                 )
-        print(f"{name:<{width}} {'ΔPQ':<17} {'':>4} {'':>6} {'':>6} {'':>6} {'':>6}  "
-              f"{fmt_rate(summary['delta_pq']['value'], summary['delta_pq']['ci95'], 'needs both win rates')}")
+        print(
+            f"{name:<{width}} {'ΔPQ':<17} {'':>4} {'':>6} {'':>6} {'':>6} {'':>6}  "
+            f"{fmt_rate(summary['delta_pq']['value'], summary['delta_pq']['ci95'], 'needs both win rates')}"
+        )
     if len(folders) > 1:
         write_csv(root / layout.WIN_RATE_TABLE, rows)
         written.append(root / layout.WIN_RATE_TABLE)
-    print(f"{len(folders)} comparison(s) scored ({args.resamples} bootstrap resamples); wrote {len(written)} files, e.g.:")
+    print(
+        f"{len(folders)} comparison(s) scored ({args.resamples} bootstrap resamples); wrote {len(written)} files, e.g.:"
+    )
     for path in written[:4]:
         print(f"  {path}")
     return 0

@@ -28,7 +28,11 @@ from persona_tailoring.model import config
 from persona_tailoring.model.generate import Backend, GeneratorArguments
 from persona_tailoring.model.templates import THIRD_PERSON_START, PromptStyle, TrainingType
 
-SAMPLE_MODEL = str(layout.PTModelDirs.of(config.model_save_dir, config.dataset_name, config.model_nickname, "sft", "chosen").merged)
+SAMPLE_MODEL = str(
+    layout.PTModelDirs.of(
+        config.model_save_dir, config.dataset_name, config.model_nickname, "sft", "chosen"
+    ).merged
+)
 _FIRST_PERSON = re.compile(r"^(?:I am|I'm|Im)\s+", re.IGNORECASE)
 
 
@@ -37,13 +41,19 @@ class Arguments(GeneratorArguments):
     persona: str = field(
         default="", metadata={"help": "Who is asking, e.g. 'I am a busy nurse who wants short answers'."}
     )
-    prompt: str | None = field(default=None, metadata={"help": "The question; omit it to chat interactively."})
+    prompt: str | None = field(
+        default=None, metadata={"help": "The question; omit it to chat interactively."}
+    )
     model: str = field(default=SAMPLE_MODEL, metadata={"help": "A merged model folder (or the served name)."})
     training_type: TrainingType = field(
         default=TrainingType.chosen,
-        metadata={"help": "How the model was trained: 'none' puts the persona inline, the others on a Persona: line."},
+        metadata={
+            "help": "How the model was trained: 'none' puts the persona inline, the others on a Persona: line."
+        },
     )
-    dataset_name: str = field(default=config.dataset_name, metadata={"help": "Picks the response primer (Mnemonic)."})
+    dataset_name: str = field(
+        default=config.dataset_name, metadata={"help": "Picks the response primer (Mnemonic)."}
+    )
     response_prefix: str | None = field(default=None, metadata={"help": "Override the primer ('' for none)."})
 
 
@@ -69,7 +79,7 @@ def answer(llm, generation, style: PromptStyle, prompt: str, persona: str) -> st
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
     if not args.persona.strip():
-        raise UsageError("pass --persona, e.g. --persona \"I am a busy nurse who wants short answers\"")
+        raise UsageError('pass --persona, e.g. --persona "I am a busy nurse who wants short answers"')
     if args.prompt is not None and not args.prompt.strip():
         raise UsageError("--prompt is empty: pass a question, or omit --prompt to chat interactively")
     looks_local = args.model.startswith((".", "/", "~")) or args.model.count("/") > 1

@@ -48,7 +48,9 @@ class Backend(str, Enum):
 class GeneratorArguments(BackendArguments, GenerationArguments):
     """How tailored responses are generated: shared by ``run_model --stage infer``, ``chat`` and the benchmark."""
 
-    backend: Backend = field(default=Backend.hf, metadata={"help": "hf (in process) or open_ai (a completions server)."})
+    backend: Backend = field(
+        default=Backend.hf, metadata={"help": "hf (in process) or open_ai (a completions server)."}
+    )
     max_tokens: int = field(
         default=256, metadata={"help": "Maximum new tokens per response.", "aliases": ["--max_new_tokens"]}
     )
@@ -61,11 +63,23 @@ class GeneratorArguments(BackendArguments, GenerationArguments):
             from persona_core.secrets import base_url_from_env
 
             if not base_url_from_env("open_ai"):
-                raise UsageError("--backend open_ai needs --base_url (e.g. http://localhost:8000/v1 for `vllm serve`)")
+                raise UsageError(
+                    "--backend open_ai needs --base_url (e.g. http://localhost:8000/v1 for `vllm serve`)"
+                )
 
     def generation(self, **changes) -> GenerationConfig:
-        return tailored_generation(**(dict(temperature=self.temperature, max_tokens=self.max_tokens,
-                                            min_tokens=self.min_tokens, stop=self.stop_token, seed=self.seed) | changes))
+        return tailored_generation(
+            **(
+                dict(
+                    temperature=self.temperature,
+                    max_tokens=self.max_tokens,
+                    min_tokens=self.min_tokens,
+                    stop=self.stop_token,
+                    seed=self.seed,
+                )
+                | changes
+            )
+        )
 
 
 def tailored_generation(stop=(), **settings) -> GenerationConfig:
@@ -103,7 +117,10 @@ def generate_completions(
 ) -> list[Completion]:
     """Continue each prompt (in batches or concurrently); completions in prompt order, ``text`` includes the prefill."""
     prefills = prefills or [""] * len(prompts)
-    requests = [Request(id=str(i), prompt=p, prefill=f) for i, (p, f) in enumerate(zip(prompts, prefills, strict=True))]
+    requests = [
+        Request(id=str(i), prompt=p, prefill=f)
+        for i, (p, f) in enumerate(zip(prompts, prefills, strict=True))
+    ]
     results: dict[str, Completion] = {}
     llm.generate(requests, lambda completion: results.__setitem__(completion.id, completion), generation)
     return [results[r.id] for r in requests]
@@ -116,7 +133,9 @@ def generate_texts(
     completions = generate_completions(llm, prompts, generation, prefills)
     failed = [c for c in completions if not c.ok]
     if failed:
-        raise RuntimeError(f"{len(failed)} of {len(completions)} generations failed (first: {failed[0].error})")
+        raise RuntimeError(
+            f"{len(failed)} of {len(completions)} generations failed (first: {failed[0].error})"
+        )
     return [c.text.strip() for c in completions]
 
 
@@ -156,7 +175,9 @@ def inference_model(args, method: str) -> str:
 
     merged = model_dirs(args, method).merged
     if args.backend == Backend.hf and not (merged / layout.MODEL_CONFIG_FILE).exists():
-        raise UsageError(f"no merged {method} model in {merged}: run --stage train and --stage merge first (same flags)")
+        raise UsageError(
+            f"no merged {method} model in {merged}: run --stage train and --stage merge first (same flags)"
+        )
     return str(merged)
 
 
@@ -166,7 +187,10 @@ def model_identity(model: str) -> dict:
     if not folder.is_dir():
         return {"name": model}
     weights = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".json"))
-    return {"name": str(folder.resolve()), "files": {p.name: [p.stat().st_size, int(p.stat().st_mtime)] for p in weights}}
+    return {
+        "name": str(folder.resolve()),
+        "files": {p.name: [p.stat().st_size, int(p.stat().st_mtime)] for p in weights},
+    }
 
 
 def generation_fingerprint(model: str, args, requests: list[Request], generation: GenerationConfig) -> dict:
@@ -175,8 +199,12 @@ def generation_fingerprint(model: str, args, requests: list[Request], generation
     from persona_core.runs import digest
 
     inputs = [(r.id, r.prompt, r.prefill) for r in requests]
-    return {"model": model_identity(model), "backend": args.backend.value, "inputs": digest(inputs),
-            "generation": asdict(generation)}
+    return {
+        "model": model_identity(model),
+        "backend": args.backend.value,
+        "inputs": digest(inputs),
+        "generation": asdict(generation),
+    }
 
 
 def infer(args, method: str) -> int:
@@ -199,13 +227,23 @@ def infer(args, method: str) -> int:
     generation = args.generation()
     plans = []
     for inference_type in args.inference_type:
-        final = layout.pt_output_path(args.results_save_dir, args.dataset_name, args.model_nickname, method,
-                                      args.training_type.value, inference_type.value)
-        personas = templates.inference_personas(test, inference_type, args.dataset_name, "test", args.system_persona)
+        final = layout.pt_output_path(
+            args.results_save_dir,
+            args.dataset_name,
+            args.model_nickname,
+            method,
+            args.training_type.value,
+            inference_type.value,
+        )
+        personas = templates.inference_personas(
+            test, inference_type, args.dataset_name, "test", args.system_persona
+        )
         requests, meta = build_requests(test, personas, style, demonstrations)
         files = layout.pt_files(final)
         fingerprint = generation_fingerprint(served, args, requests, generation)
-        check_fingerprint(files, fingerprint, args.overwrite, KEEP_BOTH)  # refuse stale settings before any model loads
+        check_fingerprint(
+            files, fingerprint, args.overwrite, KEEP_BOTH
+        )  # refuse stale settings before any model loads
         if final.exists() and not args.overwrite:
             print(f"{final} exists (same settings; pass --overwrite to regenerate)")
             continue
@@ -216,14 +254,17 @@ def infer(args, method: str) -> int:
     status = 0
     for inference_type, files, fingerprint, requests, meta in plans:
         with open_run(files, fingerprint, args.overwrite, KEEP_BOTH):
-            records, stats = run_requests(llm, requests, meta, files.checkpoint, generation, output_record,
-                                          desc=inference_type.value)
+            records, stats = run_requests(
+                llm, requests, meta, files.checkpoint, generation, output_record, desc=inference_type.value
+            )
             ordered = [records[r.id] for r in requests]
             failed = [r for r in ordered if r["status"] != "ok"]
             write_run_record(files, public_args(args), stats.as_dict(), method=method, model=served)
             if failed:
-                print(f"{inference_type.value}: {len(failed)} of {len(ordered)} generations failed "
-                      f"(first: {failed[0]['error']}); rerun the same command to retry them")
+                print(
+                    f"{inference_type.value}: {len(failed)} of {len(ordered)} generations failed "
+                    f"(first: {failed[0]['error']}); rerun the same command to retry them"
+                )
                 status = 1
                 continue
             write_jsonl_atomic(files.results, [{k: r[k] for k in layout.PT_OUTPUT_FIELDS} for r in ordered])

@@ -22,7 +22,9 @@ def merge_adapter(adapter_dir: Path, merged_dir: Path, cache_dir: str | None = N
     if not (adapter_dir / layout.ADAPTER_CONFIG_FILE).exists():
         raise UsageError(f"no trained adapter in {adapter_dir}: run --stage train first (same flags)")
     base_name = PeftConfig.from_pretrained(str(adapter_dir)).base_model_name_or_path
-    base = AutoModelForCausalLM.from_pretrained(resolve_model_name(base_name), dtype="auto", cache_dir=cache_dir)
+    base = AutoModelForCausalLM.from_pretrained(
+        resolve_model_name(base_name), dtype="auto", cache_dir=cache_dir
+    )
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
     with atomic_output(merged_dir, folder=True) as tmp:

@@ -59,7 +59,9 @@ class Stage(str, Enum):
 
 @dataclass
 class Arguments(OverwriteArguments, LimitArguments, GeneratorArguments):
-    method: Method = field(default=Method.sft, metadata={"help": "Tailoring method.", "aliases": ["--model_type"]})
+    method: Method = field(
+        default=Method.sft, metadata={"help": "Tailoring method.", "aliases": ["--model_type"]}
+    )
     stage: Stage = field(default=Stage.all, metadata={"help": "Stage to run (all = train, merge, infer)."})
     training_type: TrainingType = field(
         default=TrainingType.chosen,
@@ -70,24 +72,41 @@ class Arguments(OverwriteArguments, LimitArguments, GeneratorArguments):
         metadata={"help": "Personas to infer with (several allowed, one output file each)."},
     )
     # shared defaults (persona_tailoring/model/config.py)
-    model_nickname: str = field(default=config.model_nickname, metadata={"help": "Folder name for this model."})
-    base_model_name: str = field(default=config.base_model_name, metadata={"help": "Base model: Hub id or local folder."})
-    use_wandb: bool = field(default=config.use_wandb, metadata={"help": "Log training to Weights & Biases (needs a key)."})
+    model_nickname: str = field(
+        default=config.model_nickname, metadata={"help": "Folder name for this model."}
+    )
+    base_model_name: str = field(
+        default=config.base_model_name, metadata={"help": "Base model: Hub id or local folder."}
+    )
+    use_wandb: bool = field(
+        default=config.use_wandb, metadata={"help": "Log training to Weights & Biases (needs a key)."}
+    )
     dataset_name: str = field(
-        default=config.dataset_name, metadata={"help": "Dataset name (Hub config; results folder; system persona; primer)."}
+        default=config.dataset_name,
+        metadata={"help": "Dataset name (Hub config; results folder; system persona; primer)."},
     )
     hf_dataset_name: str = field(
         default=config.hf_dataset_name,
-        metadata={"help": "Hub id, save_to_disk folder, or folder of <split>.jsonl files with the tailoring splits."},
+        metadata={
+            "help": "Hub id, save_to_disk folder, or folder of <split>.jsonl files with the tailoring splits."
+        },
     )
-    model_save_dir: str = field(default=config.model_save_dir, metadata={"help": "Root for adapters and merged models."})
+    model_save_dir: str = field(
+        default=config.model_save_dir, metadata={"help": "Root for adapters and merged models."}
+    )
     results_save_dir: str = field(default=config.results_save_dir, metadata={"help": "Root for generations."})
     # data
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation rows (0: no eval)."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N training rows."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N validation rows (0: no eval)."}
+    )
     response_prefix: str | None = field(
         default=None,
-        metadata={"help": "Response primer ({term}/{Term}: the prompt / title-cased); default per dataset, '' for none."},
+        metadata={
+            "help": "Response primer ({term}/{Term}: the prompt / title-cased); default per dataset, '' for none."
+        },
     )
     system_persona: str | None = field(
         default=None, metadata={"help": "Persona for --inference_type system (default: one per dataset)."}
@@ -96,9 +115,13 @@ class Arguments(OverwriteArguments, LimitArguments, GeneratorArguments):
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
-    help_training: bool = field(default=False, metadata={"help": "List every SFTConfig/DPOConfig flag of --method and exit."})
+    help_training: bool = field(
+        default=False, metadata={"help": "List every SFTConfig/DPOConfig flag of --method and exit."}
+    )
     # inference
-    model_path: str | None = field(default=None, metadata={"help": "Generate from this model instead of the method's own."})
+    model_path: str | None = field(
+        default=None, metadata={"help": "Generate from this model instead of the method's own."}
+    )
     server_model_name: str | None = field(
         default=None, metadata={"help": "Model name the server serves (default: the merged folder's path)."}
     )
@@ -159,10 +182,14 @@ STAGES[Stage.all] = [run_train, run_merge, run_infer]
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, training_flags = parse_known_args(Arguments, argv, description=__doc__.split("\n\n")[0], epilog=TRAINING_HELP)
+    args, training_flags = parse_known_args(
+        Arguments, argv, description=__doc__.split("\n\n")[0], epilog=TRAINING_HELP
+    )
     if args.help_training:
         if args.method == Method.fewshot:
-            raise UsageError("few-shot trains nothing: pass --method sft or --method dpo with --help_training")
+            raise UsageError(
+                "few-shot trains nothing: pass --method sft or --method dpo with --help_training"
+            )
         from persona_tailoring.model.train import print_training_help
 
         print_training_help(args, args.method.value)

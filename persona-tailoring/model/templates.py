@@ -79,7 +79,9 @@ SYSTEM_PERSONAS = {
     "anthropic_hhh": "The user is a typical user of an AI assistant and prefers responses that are helpful, honest and harmless.",
     "mnemonic": "The user is a typical vocabulary learner and prefers mnemonics that make a word's meaning easy to remember.",
 }
-GENERIC_SYSTEM_PERSONA = "The user is a typical user of an AI assistant and prefers helpful, accurate responses."
+GENERIC_SYSTEM_PERSONA = (
+    "The user is a typical user of an AI assistant and prefers helpful, accurate responses."
+)
 
 # Response primers (``{term}``: the prompt as given, ``{Term}``: title-cased) by dataset.
 RESPONSE_PREFIXES = {"mnemonic": "{Term} sounds like"}
@@ -93,7 +95,9 @@ class PromptStyle:
     response_prefix: str = ""
 
     @classmethod
-    def for_run(cls, training_type: TrainingType, dataset_name: str, response_prefix: str | None = None) -> PromptStyle:
+    def for_run(
+        cls, training_type: TrainingType, dataset_name: str, response_prefix: str | None = None
+    ) -> PromptStyle:
         """``response_prefix=None`` picks the dataset's default primer (Mnemonic: ``{Term} sounds like``)."""
         if response_prefix is None:
             response_prefix = RESPONSE_PREFIXES.get(dataset_slug(dataset_name), "")
@@ -139,10 +143,14 @@ def system_persona(dataset_name: str, override: str | None = None) -> str:
 def require_filled(dataset, column: str, split: str, hint: str) -> None:
     """A missing or empty column is an error (e.g. the paper's Mnemonic test split has no gold personas)."""
     if column not in dataset.column_names:
-        raise UsageError(f"split '{split}' has no column '{column}' (has: {', '.join(dataset.column_names)}); {hint}")
+        raise UsageError(
+            f"split '{split}' has no column '{column}' (has: {', '.join(dataset.column_names)}); {hint}"
+        )
     empty = sum(1 for value in dataset[column] if not (value or "").strip())
     if empty:
-        raise UsageError(f"column '{column}' is empty in {empty} of {len(dataset)} rows of split '{split}'; {hint}")
+        raise UsageError(
+            f"column '{column}' is empty in {empty} of {len(dataset)} rows of split '{split}'; {hint}"
+        )
 
 
 def sft_examples(dataset, training_type: TrainingType, style: PromptStyle, split: str) -> list[dict]:
@@ -193,5 +201,7 @@ def inference_personas(
     if inference_type == InferenceType.system:
         return [system_persona(dataset_name, system_override)] * len(dataset)
     column = INFERENCE_COLUMNS[inference_type]
-    require_filled(dataset, column, split, "use another --inference_type (e.g. retr-chosen) or fill the column")
+    require_filled(
+        dataset, column, split, "use another --inference_type (e.g. retr-chosen) or fill the column"
+    )
     return list(dataset[column])

@@ -38,15 +38,23 @@ PAPER_TRAINING = {
     "activation_checkpointing": False,  # TRL turns it on by default; on, it trades speed for memory
 }
 """The paper's training settings, the defaults of the SFTConfig/DPOConfig flags (the method's own below)."""
-PAPER_BY_METHOD = {"sft": {"learning_rate": 2e-5, "completion_only_loss": True}, "dpo": {"learning_rate": 5e-6, "beta": 0.1}}
-EVALUATED = {"eval_strategy": "epoch", "load_best_model_at_end": True, "metric_for_best_model": "eval_loss",
-             "greater_is_better": False}
+PAPER_BY_METHOD = {
+    "sft": {"learning_rate": 2e-5, "completion_only_loss": True},
+    "dpo": {"learning_rate": 5e-6, "beta": 0.1},
+}
+EVALUATED = {
+    "eval_strategy": "epoch",
+    "load_best_model_at_end": True,
+    "metric_for_best_model": "eval_loss",
+    "greater_is_better": False,
+}
 """With a validation split: evaluate each epoch and keep the checkpoint with the lowest eval loss (the paper's)."""
 
 
 def model_dirs(args, method: str) -> layout.PTModelDirs:
-    return layout.PTModelDirs.of(args.model_save_dir, args.dataset_name, args.model_nickname, method,
-                                 args.training_type.value)
+    return layout.PTModelDirs.of(
+        args.model_save_dir, args.dataset_name, args.model_nickname, method, args.training_type.value
+    )
 
 
 def config_class(method: str):
@@ -62,7 +70,9 @@ def training_parser(args, method: str, has_eval: bool = True):
     parser = HfArgumentParser(config_class(method), prog=f"run_model --method {method} (training flags)")
 
     def one_line_error(message: str):
-        raise UsageError(f"{message} (training flags are {config_class(method).__name__} fields; see --help_training)")
+        raise UsageError(
+            f"{message} (training flags are {config_class(method).__name__} fields; see --help_training)"
+        )
 
     parser.error = one_line_error
     parser.set_defaults(
@@ -83,7 +93,9 @@ def parse_training_config(args, method: str, flags: list[str], has_eval: bool = 
     try:
         (config,) = training_parser(args, method, has_eval).parse_args_into_dataclasses(flags)
     except ValueError as err:
-        raise UsageError(f"bad training flag: {str(err).splitlines()[0][:200]} (see --help_training)") from None
+        raise UsageError(
+            f"bad training flag: {str(err).splitlines()[0][:200]} (see --help_training)"
+        ) from None
     return config
 
 
@@ -99,7 +111,9 @@ def load_tailoring_splits(args):
 
 def pick_split(splits, name: str, where: str, limit: int | None = None):
     if name not in splits:
-        raise UsageError(f"{where} has no split '{name}' (has: {', '.join(splits)}); pass a persona-tailoring dataset")
+        raise UsageError(
+            f"{where} has no split '{name}' (has: {', '.join(splits)}); pass a persona-tailoring dataset"
+        )
     split = splits[name]
     if limit is not None:
         split = split.select(range(min(limit, len(split))))
@@ -179,7 +193,9 @@ def load_for_training(model_name: str, args, config):
         dtype="bfloat16" if use_bf16() else "auto",
     )
     if tokenizer.eos_token is None:
-        raise UsageError(f"the tokenizer of '{model_name}' has no end-of-sequence token: set tokenizer.eos_token and save it")
+        raise UsageError(
+            f"the tokenizer of '{model_name}' has no end-of-sequence token: set tokenizer.eos_token and save it"
+        )
     if args.load_in_4bit or args.load_in_8bit:
         from peft import prepare_model_for_kbit_training
 
@@ -246,21 +262,25 @@ def fit_and_save(trainer, args, method: str) -> Path:
     resume = get_last_checkpoint(str(dirs.checkpoints)) if dirs.checkpoints.is_dir() else None
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
-    save_adapter(trainer, dirs.adapter, {
-        "method": method,
-        "training_type": training_type,
-        "base_model": base_model_for(args, method),
-        "train_examples": len(trainer.train_dataset),
-        "eval_examples": len(trainer.eval_dataset) if trainer.eval_dataset is not None else 0,
-        "resumed_from": resume,
-        "global_step": trainer.state.global_step,
-        "best_checkpoint": trainer.state.best_model_checkpoint,
-        "best_eval_loss": trainer.state.best_metric,
-        "train_loss": result.training_loss,
-        "seconds": round(time.perf_counter() - start, 1),
-        "arguments": public_args(args),
-        "training_config": trainer.args.to_dict(),
-    })
+    save_adapter(
+        trainer,
+        dirs.adapter,
+        {
+            "method": method,
+            "training_type": training_type,
+            "base_model": base_model_for(args, method),
+            "train_examples": len(trainer.train_dataset),
+            "eval_examples": len(trainer.eval_dataset) if trainer.eval_dataset is not None else 0,
+            "resumed_from": resume,
+            "global_step": trainer.state.global_step,
+            "best_checkpoint": trainer.state.best_model_checkpoint,
+            "best_eval_loss": trainer.state.best_metric,
+            "train_loss": result.training_loss,
+            "seconds": round(time.perf_counter() - start, 1),
+            "arguments": public_args(args),
+            "training_config": trainer.args.to_dict(),
+        },
+    )
     if trainer.accelerator.is_main_process:
         print(
             f"{method} ({training_type}): {len(trainer.train_dataset)} training examples, {trainer.state.global_step} steps, "
@@ -284,6 +304,8 @@ def save_adapter(trainer, adapter_dir: Path, summary: dict) -> None:
         with atomic_output(adapter_dir, folder=True) as tmp:
             for item in shared_tmp.iterdir():
                 os.replace(item, tmp / item.name)
-            (tmp / layout.TRAINING_SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+            (tmp / layout.TRAINING_SUMMARY_FILE).write_text(
+                json.dumps(summary, indent=2, default=str), encoding="utf-8"
+            )
         shutil.rmtree(shared_tmp, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
