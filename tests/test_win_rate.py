@@ -50,8 +50,30 @@ def test_all_ties_leave_the_win_rate_undefined_not_divided_by_zero():
     summary = win_rate.summarize({"personalization": [1, 1, 1], "response_quality": [1, 3, 1]}, resamples=50)
     assert summary["personalization"]["win_rate"] is None and summary["personalization"]["ci95"] is None
     assert "undefined" in summary["personalization"]["note"]
-    assert summary["delta_pq"] == {"value": None, "ci95": None}
+    assert summary["delta_pq"] == {"value": None, "ci95": None, "undefined_resamples": 50}
+    assert summary["personalization"]["undefined_resamples"] == 50
     assert summary["response_quality"]["invalid"] == round(1 / 3, 4)
+
+
+def test_resamples_without_a_decisive_verdict_are_counted_not_dropped_silently(tmp_path, capsys):
+    # personalization: one win and one tie, so a resample that draws the tie twice has no win rate (about 1 in 4);
+    # response quality: a win and a loss, always defined.
+    summary = win_rate.summarize(
+        {"personalization": [2, 1], "response_quality": [2, 0]}, resamples=400, seed=3
+    )
+    p, q, delta = summary["personalization"], summary["response_quality"], summary["delta_pq"]
+    assert 40 < p["undefined_resamples"] < 160 and q["undefined_resamples"] == 0
+    assert delta["undefined_resamples"] == p["undefined_resamples"]  # ΔPQ is undefined exactly where p is
+    assert p["ci95"] == [1.0, 1.0]  # every defined resample drew the win
+    folder = write_judgments(
+        tmp_path / "comparisons" / "a_vs_b",
+        {"personalization": ["test", "tie"], "response_quality": ["test", "base"]},
+    )
+    assert win_rate.main(["--comparison_dir", str(folder), "--resamples", "400", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert f"({p['undefined_resamples']} resamples undefined, left out of the interval)" in out
+    row = next(csv.DictReader((folder / "win_rate.csv").open()))
+    assert int(row["personalization_undefined_resamples"]) == p["undefined_resamples"]
 
 
 def test_delta_pq_formula():

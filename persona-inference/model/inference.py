@@ -67,14 +67,30 @@ def example_personas(template: str) -> list[str]:
     return [t.strip() for t in re.findall(r"^### assistant\n(.*?)(?=^### |\Z)", template, flags=re.M | re.S)]
 
 
+def word_overlap(a: str, b: str) -> float:
+    """Jaccard overlap of the two texts' lower-cased words (0 when either has none)."""
+    words, other = (set(re.findall(r"[a-z']+", text.lower())) for text in (a, b))
+    return len(words & other) / len(words | other) if words and other else 0.0
+
+
 def copies_example(persona: str, examples: list[str], threshold: float = 0.6) -> bool:
     """Whether a persona mostly repeats a few-shot example (word overlap), i.e. is not about its own row."""
-    words = set(re.findall(r"[a-z']+", persona.lower()))
-    for example in examples:
-        other = set(re.findall(r"[a-z']+", example.lower()))
-        if words and len(words & other) / len(words | other) >= threshold:
-            return True
-    return False
+    return any(word_overlap(persona, example) >= threshold for example in examples)
+
+
+NEAR_IDENTICAL = 0.8
+"""Word overlap from which a row's two personas count as nearly the same user (they explain no preference)."""
+
+
+def side_agreement(records: list[dict]) -> dict:
+    """Rows whose chosen-side and rejected-side personas are identical, or nearly so (word overlap >= 0.8)."""
+    by_row: dict[int, dict[str, str]] = {}
+    for record in records:
+        by_row.setdefault(record["row"], {})[record["side"]] = record["persona"]
+    pairs = [(sides["chosen"], sides["rejected"]) for sides in by_row.values() if len(sides) == 2]
+    identical = sum(" ".join(a.lower().split()) == " ".join(b.lower().split()) for a, b in pairs)
+    near = sum(word_overlap(a, b) >= NEAR_IDENTICAL for a, b in pairs) - identical
+    return {"identical_sides": identical, "near_identical_sides": near}
 
 
 def finish_record(record: dict) -> dict:
@@ -83,7 +99,8 @@ def finish_record(record: dict) -> dict:
 
 
 class PersonaInference(Experiment):
-    """Two personas per row, one for each side; the summary counts well-formed ones and copied examples."""
+    """Two personas per row, one for each side; the summary counts well-formed ones, copied examples, and rows whose
+    two sides got the same persona (which explains no preference)."""
 
     name = "persona_inference"
     label = "persona inference"
@@ -110,11 +127,13 @@ class PersonaInference(Experiment):
         return {
             "well_formed": sum(map(is_well_formed, personas)),
             "copied_example": sum(copies_example(p, examples) for p in personas),
+            **side_agreement(records),
         }
 
     def report(self, records: list[dict], stats, summary: dict, llm) -> str:
         return (
             f"{len(records)} personas for {len({r['row'] for r in records})} rows ({stats.reused} reused, "
             f"{stats.ok} new; {summary['well_formed']} well-formed, {summary['copied_example']} copying a prompt "
-            f"example) in {stats.seconds:.1f}s"
+            f"example; rows whose two sides got the same persona: {summary['identical_sides']} identical, "
+            f"{summary['near_identical_sides']} nearly) in {stats.seconds:.1f}s"
         )

@@ -79,6 +79,7 @@ def _win_rates(codes):
 
 
 def _interval(values) -> list[float] | None:
+    """The 95% percentile interval of the defined resamples (``undefined`` counts the others)."""
     import numpy as np
 
     finite = values[np.isfinite(values)]
@@ -86,6 +87,13 @@ def _interval(values) -> list[float] | None:
         return None
     low, high = np.percentile(finite, [2.5, 97.5])
     return [round(float(low), 4), round(float(high), 4)]
+
+
+def count_undefined(values) -> int:
+    """Resamples whose statistic is undefined (no decisive verdict drawn): reported, never dropped silently."""
+    import numpy as np
+
+    return int((~np.isfinite(values)).sum())
 
 
 def summarize(codes_by_metric: dict[str, list[int]], resamples: int = 1000, seed: int = 0) -> dict:
@@ -113,6 +121,7 @@ def summarize(codes_by_metric: dict[str, list[int]], resamples: int = 1000, seed
             },
             "win_rate": round(counts["test_wins"] / decisive, 4) if decisive else None,
             "ci95": _interval(boot_wins[metric]),
+            "undefined_resamples": count_undefined(boot_wins[metric]),
         }
         if not decisive:
             out[metric]["note"] = "no decisive verdicts (all ties or invalid): win rate undefined"
@@ -121,11 +130,16 @@ def summarize(codes_by_metric: dict[str, list[int]], resamples: int = 1000, seed
         boot = 0.5 * (
             (boot_wins["personalization"] - 0.5) / 0.5 + (boot_wins["response_quality"] - 0.5) / 0.5
         )
-        out["delta_pq"] = {"value": None if value is None else round(value, 4), "ci95": _interval(boot)}
+        out["delta_pq"] = {
+            "value": None if value is None else round(value, 4),
+            "ci95": _interval(boot),
+            "undefined_resamples": count_undefined(boot),
+        }
     else:
         out["delta_pq"] = {
             "value": None,
             "ci95": None,
+            "undefined_resamples": resamples,
             "note": "needs both personalization and response_quality",
         }
     return out
@@ -161,19 +175,29 @@ def find_comparisons(args: Arguments) -> tuple[Path, list[Path]]:
     return root, found
 
 
-def fmt_rate(
-    value: float | None, interval: list[float] | None, undefined: str = "no decisive verdicts"
-) -> str:
+def fmt_rate(stats: dict, why_undefined: str = "no decisive verdicts") -> str:
+    """'0.625 [0.400, 0.850]', with the resamples left out of the interval named (their win rate was undefined)."""
+    value, interval, left_out = (
+        stats.get("win_rate", stats.get("value")),
+        stats["ci95"],
+        stats["undefined_resamples"],
+    )
     if value is None:
-        return f"undefined ({undefined})"
+        return f"undefined ({why_undefined})"
     ci = f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
-    return f"{value:.3f}{ci}"
+    return f"{value:.3f}{ci}" + (
+        f" ({left_out} resamples undefined, left out of the interval)" if left_out else ""
+    )
 
 
 CSV_COLUMNS = (
     ["comparison", "prompts"]
-    + [f"{m}_{k}" for m in METRICS for k in (*SHARE_NAMES, "win_rate", "ci95_low", "ci95_high")]
-    + ["delta_pq", "delta_pq_ci95_low", "delta_pq_ci95_high"]
+    + [
+        f"{m}_{k}"
+        for m in METRICS
+        for k in (*SHARE_NAMES, "win_rate", "ci95_low", "ci95_high", "undefined_resamples")
+    ]
+    + ["delta_pq", "delta_pq_ci95_low", "delta_pq_ci95_high", "delta_pq_undefined_resamples"]
 )
 
 
@@ -181,12 +205,13 @@ def csv_row(name: str, summary: dict) -> dict:
     row = {"comparison": name, "prompts": summary["prompts"]}
     for metric in METRICS:
         stats = summary.get(metric, {})
-        for key in (*SHARE_NAMES, "win_rate"):
+        for key in (*SHARE_NAMES, "win_rate", "undefined_resamples"):
             row[f"{metric}_{key}"] = stats.get(key)
         low, high = stats.get("ci95") or (None, None)
         row[f"{metric}_ci95_low"], row[f"{metric}_ci95_high"] = low, high
     row["delta_pq"] = summary["delta_pq"]["value"]
     row["delta_pq_ci95_low"], row["delta_pq_ci95_high"] = summary["delta_pq"]["ci95"] or (None, None)
+    row["delta_pq_undefined_resamples"] = summary["delta_pq"].get("undefined_resamples")
     return row
 
 
@@ -277,11 +302,11 @@ def main(argv: list[str] | None = None) -> int:
                 s = summary[metric]
                 print(
                     f"{name:<{width}} {metric:<17} {s['n']:>4} {s['base_wins']:>6.1%} {s['ties']:>6.1%} "
-                    f"{s['test_wins']:>6.1%} {s['invalid']:>6.1%}  {fmt_rate(s['win_rate'], s['ci95'])}"
+                    f"{s['test_wins']:>6.1%} {s['invalid']:>6.1%}  {fmt_rate(s)}"
                 )
         print(
             f"{name:<{width}} {'ΔPQ':<17} {'':>4} {'':>6} {'':>6} {'':>6} {'':>6}  "
-            f"{fmt_rate(summary['delta_pq']['value'], summary['delta_pq']['ci95'], 'needs both win rates')}"
+            f"{fmt_rate(summary['delta_pq'], 'needs both win rates')}"
         )
     if len(folders) > 1:
         write_csv(root / layout.WIN_RATE_TABLE, rows)
