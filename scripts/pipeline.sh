@@ -142,6 +142,8 @@ for artifact in artifacts:
 
 inference = load(personas_run)
 print(f"\npersonas well-formed:        {inference['well_formed']}/{inference['stats']['total']}")
+print(f"rows, same persona per side: {inference['identical_sides']} identical, {inference['near_identical_sides']} nearly "
+      f"(of {inference['rows']} rows)")
 for row in load(accuracy_run)["summary"]:
     print(f"persona accuracy, {row['side'] + ':':9}  {percent(row['accuracy'])} of {row['valid']} valid "
           f"answers ({row['invalid']} invalid)")
