@@ -106,11 +106,9 @@ class PersonaAccuracy(JudgeExperiment):
     name, label, unit = "persona_accuracy", "persona accuracy", "personas"
     nothing_to_judge = "cover none of the rows"
 
-    build_requests, finish, table = (
-        staticmethod(build_requests),
-        staticmethod(finish_record),
-        staticmethod(summarize),
-    )
+    build_requests = staticmethod(build_requests)
+    finish = staticmethod(finish_record)
+    table = staticmethod(summarize)
 
     def table_line(self, line: dict) -> str:
         return (

@@ -119,11 +119,9 @@ class PersonaPrefs(JudgeExperiment):
             "pass it, or run persona_inference with this model first"
         )
 
-    build_requests, finish, table = (
-        staticmethod(build_requests),
-        staticmethod(finish_record),
-        staticmethod(summarize),
-    )
+    build_requests = staticmethod(build_requests)
+    finish = staticmethod(finish_record)
+    table = staticmethod(summarize)
 
     def table_line(self, line: dict) -> str:
         return (
