@@ -568,3 +568,67 @@ def test_word_saliency_on_the_papers_personas():
     rejected = {e["word"] for e in table["rejected"]}
     assert {"to-the-point", "concise", "straightforward"} & rejected
     assert all(e["p"] > 0.5 and e["count"] >= 10 for label in table for e in table[label])
+
+
+@pytest.mark.parametrize(
+    ("word", "lemma"),
+    [
+        ("answers", "answer"),
+        ("examples", "example"),
+        ("guides", "guide"),
+        ("stories", "story"),
+        ("boxes", "box"),
+        ("matches", "match"),
+        ("wishes", "wish"),
+        ("classes", "class"),
+        ("prefers", "prefer"),  # a suffix rule cannot tell a verb's -s from a plural's
+        ("class", "class"),
+        ("focus", "focus"),
+        ("analysis", "analysis"),
+        ("always", "always"),
+        ("news", "news"),
+        ("its", "its"),
+        ("bus", "bus"),
+        ("ties", "tie"),
+        ("preferring", "preferring"),
+        ("detailed", "detailed"),
+        ("step-by-steps", "step-by-step"),
+        ("answer", "answer"),
+    ],
+)
+def test_plural_only_lemma(word, lemma):
+    assert word_saliency.plural_only_lemma(word) == lemma
+
+
+def test_paper_rules_count_other_words():
+    persona = "The user is a busy parent who prefers short answers rather than long explanations."
+    # the default rules are unchanged
+    assert word_saliency.persona_words(persona) == {"busy", "parent", "short"}
+    # no stop list; "prefers" and "answers" lose their -s, nothing else is lemmatized
+    assert word_saliency.persona_words(persona, word_saliency.PAPER_RULES) == {
+        "the", "user", "is", "a", "busy", "parent", "who", "prefer", "short", "answer"
+    }  # fmt: skip
+    # "preferring" stays as written; the paper's bare "not" cuts the persona
+    assert word_saliency.persona_words("Preferring calm replies, not long ones.", word_saliency.PAPER_RULES) == {
+        "preferring", "calm", "reply"
+    }  # fmt: skip
+    # the toolkit's "without" is no contrast phrase for the paper; its "over" is
+    assert "caveat" in word_saliency.persona_words(
+        "Wants answers without caveats.", word_saliency.PAPER_RULES
+    )
+    assert "theory" not in word_saliency.persona_words("Examples over theory.", word_saliency.PAPER_RULES)
+    # whole words only: "overall" and "another" are not cut
+    assert {"overall", "another", "tone"} <= word_saliency.persona_words(
+        "An overall calm tone, another way.", word_saliency.PAPER_RULES
+    )
+
+
+def test_word_saliency_records_its_rules(chain, tmp_path, capsys):
+    base = ["--res_dir", str(chain), "--run_name", "r1", "--min_count", "3", "--top_k", "5"]
+    for flag, name in (([], "toolkit"), (["--paper_rules"], "paper")):
+        out_dir = tmp_path / name
+        status, out, err = run_script(word_saliency.main, [*base, "--out_dir", str(out_dir), *flag], capsys)
+        assert status == 0, err
+        rows = read_csv(out_dir / "word_saliency.csv")
+        assert rows and {r["rules"] for r in rows} == {name}
+        assert f"{name} word rules" in out

@@ -5,6 +5,15 @@ what follows names what the user does not want. Words are lowercased, lemmatized
 (participles such as "detailed" and hyphenated compounds are kept as written) and counted once per persona;
 stop words and the persona template's own words are dropped. P(label | word) is the share of the personas
 holding the word that have that label, over words in at least ``--min_count`` personas (the paper uses 10).
+
+These default rules depart from the paper's on purpose, in three places (``--paper_rules`` applies the paper's
+rules instead; they are the paper's rules as the project's issue 10 describes them, not code taken from it):
+
+* lemmatizer: simplemma lemmas (plurals and verb forms: "prefers" -> "prefer", "preferring" -> "prefer") vs.
+  the paper's plural-only lemmas ("answers" -> "answer"; "preferring" stays as written);
+* contrast phrases: the toolkit's eleven (``CONTRAST``) vs. the paper's five substrings ("rather than", "over",
+  "instead of", "as opposed to", "not"; ``PAPER_CONTRAST``), both matched as whole words here;
+* stop words: the toolkit's stop list plus the persona template's own words (``STOP_WORDS``) vs. none.
 Examples::
 
     python -m persona_inference.evaluation.word_saliency
@@ -16,6 +25,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from persona_core.arguments import positive
@@ -52,44 +62,101 @@ STOP_WORDS = frozenset(
 }
 
 
+# The paper's five contrast substrings, as issue 10 describes the paper's rule (matched as whole words, so that
+# "overall" is not cut at "over" nor "another" at "not").
+PAPER_CONTRAST = re.compile(r"\b(?:rather than|over|instead of|as opposed to|not)\b")
+# Words ending in "s" that are not plurals; "-ss", "-us" and "-is" endings are kept by rule.
+NOT_PLURALS = frozenset(
+    """always perhaps whereas news series species does was has yes its hers ours yours theirs besides towards
+    afterwards sometimes nevertheless physics mathematics economics politics ethics athletics""".split()
+)
+
+
+def plural_only_lemma(word: str) -> str:
+    """The paper's lemma: undo a regular English plural and nothing else ("answers" -> "answer",
+    "stories" -> "story", "boxes" -> "box"); verb and participle forms ("preferring", "detailed") stay."""
+    if len(word) <= 3 or word in NOT_PLURALS or not word.endswith("s") or word.endswith(("ss", "us", "is")):
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("ches", "shes", "xes", "zes", "sses")):
+        return word[:-2]
+    return word[:-1]
+
+
+def toolkit_lemma(token: str) -> str:
+    """The toolkit's lemma: simplemma's, except participles and hyphenated compounds stay as written."""
+    import simplemma
+
+    # Participles used as adjectives ("detailed", "solution-focused") stay as written: without part-of-speech
+    # tags the lemmatizer would turn them into verbs.
+    keep = "-" in token or token.endswith("ed")
+    return token if keep else simplemma.lemmatize(token, lang="en").lower()
+
+
+@dataclass(frozen=True)
+class Rules:
+    """How personas become words: where a persona is cut, how a word is lemmatized, which words are dropped."""
+
+    name: str
+    contrast: re.Pattern
+    lemma: Callable[[str], str]
+    stop_words: frozenset[str]
+    min_length: int
+
+
+TOOLKIT_RULES = Rules("toolkit", CONTRAST, toolkit_lemma, STOP_WORDS, 2)
+PAPER_RULES = Rules("paper", PAPER_CONTRAST, plural_only_lemma, frozenset(), 1)
+
+
 @dataclass
 class Arguments(common.FigureArguments):
     top_k: int = field(default=10, metadata={"help": "Words listed per label."})
     min_count: int = field(
         default=10, metadata={"help": "Leave out words found in fewer personas than this."}
     )
+    paper_rules: bool = field(
+        default=False,
+        metadata={
+            "help": "Use the paper's word rules, as issue 10 describes them: plural-only lemmas, its five contrast "
+            "substrings (rather than, over, instead of, as opposed to, not), no stop list. The default departs "
+            "from the paper on purpose in all three: simplemma lemmas (verb forms too; participles and hyphenated "
+            "words kept), eleven contrast phrases (adds versus, vs, compared to/with, in contrast to, more than, "
+            "but not, without; drops a bare 'not'), and a stop list plus the persona template's own words."
+        },
+    )
+
+    def rules(self) -> Rules:
+        return PAPER_RULES if self.paper_rules else TOOLKIT_RULES
 
     def check(self) -> None:
         positive(self, "top_k", "min_count")
 
 
-def cut_at_contrast(persona: str) -> str:
+def cut_at_contrast(persona: str, contrast: re.Pattern = CONTRAST) -> str:
     """The persona up to its first contrast phrase, lowercased."""
     text = persona.lower()
-    match = CONTRAST.search(text)
+    match = contrast.search(text)
     return text[: match.start()] if match else text
 
 
-def persona_words(persona: str) -> set[str]:
+def persona_words(persona: str, rules: Rules = TOOLKIT_RULES) -> set[str]:
     """The distinct content lemmas of a persona before its first contrast phrase."""
-    import simplemma
-
     words = set()
-    for token in WORD.findall(cut_at_contrast(persona)):
-        # Participles used as adjectives ("detailed", "solution-focused") stay as written: without part-of-speech
-        # tags the lemmatizer would turn them into verbs.
-        keep = "-" in token or token.endswith("ed")
-        lemma = token if keep else simplemma.lemmatize(token, lang="en").lower()
-        if token not in STOP_WORDS and lemma not in STOP_WORDS and len(lemma) > 1:
+    for token in WORD.findall(cut_at_contrast(persona, rules.contrast)):
+        lemma = rules.lemma(token)
+        if token not in rules.stop_words and lemma not in rules.stop_words and len(lemma) >= rules.min_length:
             words.add(lemma)
     return words
 
 
-def salient_words(personas: list[tuple[str, str]], top_k: int, min_count: int) -> dict[str, list[dict]]:
+def salient_words(
+    personas: list[tuple[str, str]], top_k: int, min_count: int, rules: Rules = TOOLKIT_RULES
+) -> dict[str, list[dict]]:
     """``{label: [{word, p, count, label_count}, ...]}``: the top-k words by P(label | word) for each label."""
     counts = {label: Counter() for label in SIDES}
     for persona, label in personas:
-        counts[label].update(persona_words(persona))
+        counts[label].update(persona_words(persona, rules))
     totals = counts["chosen"] + counts["rejected"]
     table = {}
     for label in SIDES:
@@ -118,7 +185,7 @@ def collect(args: Arguments) -> tuple[dict[str, dict[str, list[dict]]], dict[str
             (r["persona"], r["side"]) for r in records if r["side"] in SIDES and r["persona"]
         )
     datasets = args.datasets or common.ordered_datasets(by_dataset)
-    tables = {d: salient_words(by_dataset[d], args.top_k, args.min_count) for d in datasets}
+    tables = {d: salient_words(by_dataset[d], args.top_k, args.min_count, args.rules()) for d in datasets}
     return tables, {d: len(by_dataset[d]) for d in datasets}, sorted({r.model for r in found})
 
 
@@ -143,7 +210,11 @@ def plot(tables: dict[str, dict[str, list[dict]]], args: Arguments, models: list
                     0.5, args.top_k / 2, f"no word in {args.min_count}+ personas", ha="center", fontsize=8
                 )
     pooled = ", ".join(model_names.get(m, m) for m in models)
-    fig.suptitle(f"Personas from {pooled}; words in at least {args.min_count} personas", fontsize=9, y=1.0)
+    fig.suptitle(
+        f"Personas from {pooled}; words in at least {args.min_count} personas; {args.rules().name} word rules",
+        fontsize=9,
+        y=1.0,
+    )
     fig.tight_layout()
     return fig
 
@@ -168,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = common.save_figure(fig, out_dir, "saliency")
     common.close(fig)
     rows = [
-        {"dataset": dataset, "label": label, "rank": rank + 1, **entry}
+        {"dataset": dataset, "label": label, "rank": rank + 1, **entry, "rules": args.rules().name}
         for dataset, table in tables.items()
         for label in SIDES
         for rank, entry in enumerate(table[label])
@@ -183,7 +254,10 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"\nno word reaches --min_count {args.min_count} in: {', '.join(empty)} (lower it for small runs)"
         )
-    print(f"\nword saliency: {len(tables)} dataset(s), {sum(sizes.values())} personas")
+    print(
+        f"\nword saliency: {len(tables)} dataset(s), {sum(sizes.values())} personas, {args.rules().name} word rules"
+        + (" (--paper_rules)" if args.paper_rules else " (the paper's: --paper_rules)")
+    )
     print(f"figure: {', '.join(map(str, figures))}\nnumbers: {csv_path}")
     return 0
 

@@ -4,6 +4,13 @@ Per metric: the shares of base wins, ties (the two orders disagree), test wins a
 win rate = test wins / (test wins + base wins), undefined (null) without decisive verdicts;
 ΔPQ = ½[(p_win − ½)/½ + (q_win − ½)/½] over the personalization (p) and response-quality (q) win rates.
 
+Degenerate outputs and length, from the two responses each judgment records: per side (base/test) the number of
+repetitive responses (``degenerate.is_repetitive``) and the mean response length in words; and per metric a
+length-controlled win rate (``lc_win_rate``, in the spirit of alpaca_eval's): a logistic regression of the
+decisive verdicts (test win 1, base win 0) on the normalized length difference (test − base words, over its
+standard deviation), read at zero difference, sigmoid(intercept). Undefined (null, with a note) when the
+judgments lack the responses, when the decisive verdicts are all one way, or when length separates them.
+
 Examples::
 
     # every comparison under a judge output folder (a table, and a JSON and CSV summary in each comparison)
@@ -26,8 +33,11 @@ from persona_core.errors import UsageError, run_cli
 from persona_tailoring.evaluation.configuration import ComparisonArguments, comparison_folder, resolve_sides
 
 METRICS = ("personalization", "response_quality")
+SIDES = ("base", "test")
+SIDE_STATS = ("responses", "repetitive", "mean_words")  # degenerate.response_stats
 OUTCOME_CODES = {"base": 0, "tie": 1, "test": 2, "invalid": 3}
 SHARE_NAMES = ("base_wins", "ties", "test_wins", "invalid")  # in OUTCOME_CODES order
+NO_RESPONSES = "the judgments do not record the two responses (rerun run_judge to rewrite them)"
 
 
 @dataclass
@@ -69,6 +79,74 @@ def outcome_codes(rows: list[dict], where: str) -> dict[str, list[int]]:
     return {m: [outcomes[m] for outcomes in by_id.values()] for m in metrics}
 
 
+def responses_by_side(rows: list[dict]) -> dict[str, list[str]] | None:
+    """Each prompt's base and test response (the ids in ``outcome_codes``' order); None if a row lacks either."""
+    by_id: dict[str, dict[str, str]] = {}
+    for row in rows:
+        pair = {side: row.get(f"{side}_response") for side in SIDES}
+        if not all(isinstance(text, str) for text in pair.values()):
+            return None
+        by_id.setdefault(row["id"], pair)
+    return {side: [pair[side] for pair in by_id.values()] for side in SIDES}
+
+
+def normalized_length_difference(base: list[str], test: list[str]) -> list[float]:
+    """(test words − base words) / their standard deviation over the pairs; all 0.0 when it is constant."""
+    import numpy as np
+
+    from persona_tailoring.evaluation.degenerate import words
+
+    diff = np.array([len(words(t)) - len(words(b)) for b, t in zip(base, test, strict=True)], dtype=float)
+    std = diff.std()
+    return (diff / std if std > 0 else np.zeros_like(diff)).tolist()
+
+
+def length_controlled_win_rate(codes: list[int], length_diff: list[float]) -> dict:
+    """``{"lc_win_rate", "lc_length_coef"}`` (+ ``lc_note`` when undefined), from one metric's outcome codes.
+
+    Maximum likelihood logistic regression (scipy.optimize, unpenalized) of the decisive verdicts on the
+    normalized length difference with an intercept; ``lc_win_rate`` = sigmoid(intercept), the win rate the fit
+    predicts at equal lengths. Its maximum likelihood estimate does not exist when the decisive verdicts are all
+    one way, or when length separates them (every test win at least as long, relative to base, as every base
+    win, or the reverse): then both are None and the note says why. A constant length difference leaves the
+    intercept alone, so the LC win rate is the raw one.
+    """
+    import numpy as np
+    from scipy.optimize import minimize
+    from scipy.special import expit, log_expit
+
+    codes, x = np.asarray(codes), np.asarray(length_diff, dtype=float)
+    decisive = np.isin(codes, [OUTCOME_CODES["test"], OUTCOME_CODES["base"]])
+    y, x = (codes[decisive] == OUTCOME_CODES["test"]).astype(float), x[decisive]
+    undefined = {"lc_win_rate": None, "lc_length_coef": None}
+    if not decisive.any():
+        return {**undefined, "lc_note": "no decisive verdicts"}
+    if y.min() == y.max():
+        side = "test" if y[0] else "base"
+        return {**undefined, "lc_note": f"every decisive verdict is a {side} win: no regression to fit"}
+    constant = bool(np.ptp(x) == 0)
+    wins, losses = x[y == 1], x[y == 0]
+    if not constant and (losses.max() <= wins.min() or wins.max() <= losses.min()):
+        return {
+            **undefined,
+            "lc_note": "the length difference separates the verdicts: the regression has no finite fit",
+        }
+    design = np.column_stack([np.ones_like(x), x]) if not constant else np.ones((x.size, 1))
+
+    def loss(theta):
+        z = design @ theta
+        gradient = design.T @ (expit(z) - y)
+        return -(y * log_expit(z) + (1 - y) * log_expit(-z)).sum(), gradient
+
+    fit = minimize(loss, np.zeros(design.shape[1]), jac=True, method="BFGS")
+    if not np.all(np.isfinite(fit.x)) or np.abs(fit.jac).max() > 1e-3:
+        return {**undefined, "lc_note": f"the regression did not converge ({fit.message})"}
+    return {
+        "lc_win_rate": round(float(expit(fit.x[0])), 4),
+        "lc_length_coef": 0.0 if constant else round(float(fit.x[1]), 4),
+    }
+
+
 def _win_rates(codes):
     """Win rate per row of a (resamples, prompts) code array; NaN where a row has no decisive verdict."""
     import numpy as np
@@ -96,15 +174,32 @@ def count_undefined(values) -> int:
     return int((~np.isfinite(values)).sum())
 
 
-def summarize(codes_by_metric: dict[str, list[int]], resamples: int = 1000, seed: int = 0) -> dict:
-    """Shares, win rate and ΔPQ, each with a percentile bootstrap interval over prompts (resampled jointly)."""
+def summarize(
+    codes_by_metric: dict[str, list[int]],
+    resamples: int = 1000,
+    seed: int = 0,
+    responses: dict[str, list[str]] | None = None,
+) -> dict:
+    """Shares, win rate and ΔPQ, each with a percentile bootstrap interval over prompts (resampled jointly).
+
+    With ``responses`` (``responses_by_side``: each prompt's base and test response, aligned with the codes):
+    per side the repetitive responses and mean words, and per metric the length-controlled win rate.
+    """
     import numpy as np
+
+    from persona_tailoring.evaluation.degenerate import response_stats
 
     n = len(next(iter(codes_by_metric.values())))
     rng = np.random.default_rng(seed)
     index = rng.integers(0, n, size=(resamples, n))
     out: dict = {"prompts": n, "bootstrap": {"resamples": resamples, "seed": seed}}
     boot_wins = {}
+    if responses is not None:
+        out["responses"] = {side: response_stats(responses[side]) for side in SIDES}
+        length_diff = normalized_length_difference(responses["base"], responses["test"])
+    else:
+        out["responses"] = {"note": NO_RESPONSES}
+        length_diff = None
     for metric, codes in codes_by_metric.items():
         codes = np.asarray(codes)
         counts = {name: int((codes == k).sum()) for name, k in zip(SHARE_NAMES, range(4), strict=True)}
@@ -122,6 +217,11 @@ def summarize(codes_by_metric: dict[str, list[int]], resamples: int = 1000, seed
             "win_rate": round(counts["test_wins"] / decisive, 4) if decisive else None,
             "ci95": _interval(boot_wins[metric]),
             "undefined_resamples": count_undefined(boot_wins[metric]),
+            **(
+                length_controlled_win_rate(codes, length_diff)
+                if length_diff is not None
+                else {"lc_win_rate": None, "lc_length_coef": None, "lc_note": NO_RESPONSES}
+            ),
         }
         if not decisive:
             out[metric]["note"] = "no decisive verdicts (all ties or invalid): win rate undefined"
@@ -190,14 +290,32 @@ def fmt_rate(stats: dict, why_undefined: str = "no decisive verdicts") -> str:
     )
 
 
+def fmt_lc(stats: dict) -> str:
+    """The length-controlled win rate, or 'n/a' (its note is in the JSON)."""
+    return "n/a" if stats.get("lc_win_rate") is None else f"{stats['lc_win_rate']:.3f}"
+
+
+def fmt_responses(responses: dict) -> str:
+    """'base 499 (2 repetitive, 120.4 words on average) | test ...', or the note when they are not recorded."""
+    if "note" in responses:
+        return f"n/a ({responses['note']})"
+    parts = []
+    for side in SIDES:
+        s = responses[side]
+        mean = "n/a" if s["mean_words"] is None else f"{s['mean_words']:.1f}"
+        parts.append(f"{side} {s['responses']} ({s['repetitive']} repetitive, {mean} words on average)")
+    return " | ".join(parts)
+
+
 CSV_COLUMNS = (
     ["comparison", "prompts"]
     + [
         f"{m}_{k}"
         for m in METRICS
-        for k in (*SHARE_NAMES, "win_rate", "ci95_low", "ci95_high", "undefined_resamples")
+        for k in (*SHARE_NAMES, "win_rate", "ci95_low", "ci95_high", "undefined_resamples", "lc_win_rate")
     ]
     + ["delta_pq", "delta_pq_ci95_low", "delta_pq_ci95_high", "delta_pq_undefined_resamples"]
+    + [f"{side}_{k}" for side in SIDES for k in SIDE_STATS]
 )
 
 
@@ -205,13 +323,17 @@ def csv_row(name: str, summary: dict) -> dict:
     row = {"comparison": name, "prompts": summary["prompts"]}
     for metric in METRICS:
         stats = summary.get(metric, {})
-        for key in (*SHARE_NAMES, "win_rate", "undefined_resamples"):
+        for key in (*SHARE_NAMES, "win_rate", "undefined_resamples", "lc_win_rate"):
             row[f"{metric}_{key}"] = stats.get(key)
         low, high = stats.get("ci95") or (None, None)
         row[f"{metric}_ci95_low"], row[f"{metric}_ci95_high"] = low, high
     row["delta_pq"] = summary["delta_pq"]["value"]
     row["delta_pq_ci95_low"], row["delta_pq_ci95_high"] = summary["delta_pq"]["ci95"] or (None, None)
     row["delta_pq_undefined_resamples"] = summary["delta_pq"].get("undefined_resamples")
+    for side in SIDES:
+        stats = summary.get("responses", {}).get(side, {})
+        for key in SIDE_STATS:
+            row[f"{side}_{key}"] = stats.get(key)
     return row
 
 
@@ -284,11 +406,15 @@ def main(argv: list[str] | None = None) -> int:
     names = [layout.comparison_name(folder) for folder in folders]
     width = max(len("comparison"), *map(len, names))
     print(
-        f"{'comparison':<{width}} {'metric':<17} {'n':>4} {'base':>6} {'tie':>6} {'test':>6} {'inv':>6}  win rate [95% CI]"
+        f"{'comparison':<{width}} {'metric':<17} {'n':>4} {'base':>6} {'tie':>6} {'test':>6} {'inv':>6} "
+        f"{'LC win':>7}  win rate [95% CI]"
     )
     for folder, name in zip(folders, names, strict=True):
         where = str(layout.judge_files(folder).results)
-        summary = summarize(outcome_codes(read_records(where), where), args.resamples, args.seed)
+        records = read_records(where)
+        summary = summarize(
+            outcome_codes(records, where), args.resamples, args.seed, responses_by_side(records)
+        )
         summary = {"comparison": name, "judgments": where, **summary}
         outputs = layout.win_rate_files(folder)
         write_json_atomic(outputs["json"], summary)
@@ -302,12 +428,13 @@ def main(argv: list[str] | None = None) -> int:
                 s = summary[metric]
                 print(
                     f"{name:<{width}} {metric:<17} {s['n']:>4} {s['base_wins']:>6.1%} {s['ties']:>6.1%} "
-                    f"{s['test_wins']:>6.1%} {s['invalid']:>6.1%}  {fmt_rate(s)}"
+                    f"{s['test_wins']:>6.1%} {s['invalid']:>6.1%} {fmt_lc(s):>7}  {fmt_rate(s)}"
                 )
         print(
             f"{name:<{width}} {'ΔPQ':<17} {'':>4} {'':>6} {'':>6} {'':>6} {'':>6}  "
             f"{fmt_rate(summary['delta_pq'], 'needs both win rates')}"
         )
+        print(f"{name:<{width}} {'responses':<17} {fmt_responses(summary['responses'])}")
     if len(folders) > 1:
         write_csv(root / layout.WIN_RATE_TABLE, rows)
         written.append(root / layout.WIN_RATE_TABLE)
