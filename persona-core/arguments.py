@@ -8,6 +8,7 @@ value is a one-line error before anything loads.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 from persona_core.errors import UsageError
 from persona_core.llm.base import GenerationConfig
@@ -83,6 +84,10 @@ class GenerationArguments:
     """Sampling settings; each ``generate`` call carries its own (``generation()``)."""
 
     temperature: float = field(default=0.0, metadata={"help": "Sampling temperature (0 = greedy)."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling: the top-p share of probability."})
+    repetition_penalty: float = field(
+        default=1.0, metadata={"help": "Repetition penalty (local models and vLLM servers; 1 = none)."}
+    )
     min_tokens: int = field(default=0, metadata={"help": "Minimum new tokens (local models)."})
     max_tokens: int = field(default=96, metadata={"help": "Maximum new tokens."})
     stop_token: list[str] = field(default_factory=lambda: ["\n"], metadata={"help": "Stop strings."})
@@ -90,7 +95,9 @@ class GenerationArguments:
 
     def check(self) -> None:
         positive(self, "temperature", "min_tokens", allow_zero=True)
-        positive(self, "max_tokens")
+        positive(self, "max_tokens", "repetition_penalty")
+        if not 0 < self.top_p <= 1:
+            raise UsageError(f"--top_p must be in (0, 1] (got {self.top_p})")
         if self.min_tokens > self.max_tokens:
             raise UsageError(
                 f"--min_tokens ({self.min_tokens}) must not exceed --max_tokens ({self.max_tokens})"
@@ -99,6 +106,8 @@ class GenerationArguments:
     def generation(self, **changes) -> GenerationConfig:
         values = dict(
             temperature=self.temperature,
+            top_p=self.top_p,
+            repetition_penalty=self.repetition_penalty,
             max_tokens=self.max_tokens,
             min_tokens=self.min_tokens,
             stop=self.stop_token,
@@ -141,3 +150,40 @@ class RunArguments(OverwriteArguments, LimitArguments, DryRunArguments):
     def check(self) -> None:
         if not self.run_name or "/" in self.run_name:
             raise UsageError(f"--run_name '{self.run_name}' must be a non-empty name without '/'")
+
+
+class Verdict(str, Enum):
+    """How a judge's answer is read: from its next-token probabilities, or parsed from generated text."""
+
+    probability = "probability"
+    text = "text"
+
+
+LOCAL_BACKENDS = ("hf_chat", "vllm")
+"""Backends whose judges default to probability verdicts (their token probabilities cost nothing extra)."""
+NO_PROBABILITIES = ("anthropic", "cohere")
+"""Backends whose APIs give no token probabilities."""
+
+
+def verdict_field(judge_flag: str):
+    return field(
+        default=None,
+        metadata={
+            "help": "probability: the judge's answer is read from its next-token probabilities (one forward pass, "
+            f"never invalid); text: generated and parsed. Default: probability for local {judge_flag} "
+            f"({', '.join(LOCAL_BACKENDS)}), text for API judges."
+        },
+    )
+
+
+def resolve_verdict(verdict: Verdict | None, model_type, judge_flag: str) -> Verdict:
+    """The verdict mode of a judge on ``model_type``; probabilities from a backend without them are refused."""
+    backend = getattr(model_type, "value", model_type)
+    if verdict is None:
+        return Verdict.probability if backend in LOCAL_BACKENDS else Verdict.text
+    if verdict == Verdict.probability and backend in NO_PROBABILITIES:
+        raise UsageError(
+            f"--verdict probability needs token probabilities, which {judge_flag} {backend} does not give: "
+            "pass --verdict text"
+        )
+    return verdict

@@ -81,7 +81,8 @@ def parse_known_args(
             kwargs["action"] = argparse.BooleanOptionalAction
         elif _is_enum(base):
             kwargs["metavar"] = "{" + ",".join(m.value for m in base) + "}"
-            kwargs["default"] = [d.value for d in default] if is_list else getattr(default, "value", default)
+            values = default if is_list and default is not None else None
+            kwargs["default"] = [d.value for d in values] if values else getattr(default, "value", default)
         else:
             kwargs["type"] = base
         if is_list:

@@ -48,8 +48,17 @@ TAILORING_SPLITS = ("fewshot", "sft_train", "sft_val", "dpo_train", "dpo_val", "
 PT_OUTPUT_FIELDS = ("id", "index", "prompt", "persona", "response", "model_input")
 
 
+ROW_KEY_COLUMN = "preference_row_key"
+"""A normalized row's key, computed before its prompt was cut to fit a context (``persona_core.preferences``)."""
+
+
 def row_key(row: dict) -> str:
-    """A short digest of a preference row, so ids from another dataset never match this one."""
+    """A short digest of a preference row, so ids from another dataset never match this one.
+
+    A row read from a conversational format carries the key of its normalized, uncut form (``ROW_KEY_COLUMN``), so
+    its ids stay the same whatever context its prompt was cut to."""
+    if row.get(ROW_KEY_COLUMN):
+        return row[ROW_KEY_COLUMN]
     text = "\x1f".join(str(row.get(c, "")) for c in PREFERENCE_COLUMNS)
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:10]
 
@@ -166,6 +175,8 @@ def tailoring_dataset_dir(out_dir, inference_split: str) -> Path:
 
 
 DATASET_DICT_FILE = "dataset_dict.json"
+DATASET_CARD_FILE = "README.md"
+"""The dataset card written into a saved augmented dataset (and pushed with it to the Hub)."""
 
 # --- persona tailoring -------------------------------------------------------------------------------------------
 
@@ -246,6 +257,10 @@ JUDGE = "judge"
 JUDGMENTS_FILE = "judgments.jsonl"
 WIN_RATE = "win_rate"
 WIN_RATE_TABLE = "win_rates.csv"
+DELTA_PQ_TABLE = "delta_pq_table"
+"""The paper's ΔPQ grid table in a judge output folder: ``.csv``, ``.md``, ``.png`` and ``.pdf``."""
+VERDICT_CACHE = "verdict_cache.jsonl"
+"""Verdicts of a judge output folder by (judge identity, verdict settings, rubric, rendered prompt)."""
 
 
 def comparison_dir(
@@ -267,6 +282,14 @@ def comparison_name(folder: Path) -> str:
     return Path(folder).name
 
 
+def verdict_cache_path(output_dir) -> Path:
+    return Path(output_dir) / VERDICT_CACHE
+
+
+def delta_pq_table_files(output_dir) -> dict[str, Path]:
+    return {ext: Path(output_dir) / f"{DELTA_PQ_TABLE}.{ext}" for ext in ("csv", "md", "png", "pdf")}
+
+
 def judge_files(folder: Path) -> StageFiles:
     return StageFiles(Path(folder), JUDGE, Path(folder) / JUDGMENTS_FILE)
 
@@ -276,6 +299,54 @@ def win_rate_files(folder: Path) -> dict[str, Path]:
     return {ext: folder / f"{WIN_RATE}.{ext}" for ext in ("json", "csv", "png", "pdf")}
 
 
+# --- what a results root holds (scripts/pipeline.sh, the run report) ------------------------------------------
+
+REPORT_FILE = "report.html"
+
+
+def results_root_dirs(root) -> dict[str, Path]:
+    """The top folders of one results root: PI results, datasets, PT models, PT outputs, the judge's output."""
+    root = Path(root)
+    return {
+        "pi": root / "persona-inference",
+        "datasets": root / "datasets",
+        "models": root / "models",
+        "generations": root / "persona-tailoring",
+        "judge": root / JUDGE,
+    }
+
+
+def report_path(root) -> Path:
+    """The one HTML page of a whole run (``persona_tailoring.evaluation.report``)."""
+    return Path(root) / REPORT_FILE
+
+
+def find_pi_runs(res_dir, experiment: str = PERSONA_INFERENCE) -> list[tuple[str, str, str]]:
+    """(model folder, split, run name) of every finished full run of ``experiment`` under ``res_dir``."""
+    results = sorted(Path(res_dir).glob(str(pi_files(".", "*", "*", "*", experiment).results)))
+    return [(path.parents[2].name, path.parents[1].name, path.parent.name) for path in results]
+
+
+def find_comparisons(output_dir) -> list[Path]:
+    """Every comparison folder holding judgments in or under a judge output folder."""
+    output_dir = Path(output_dir)
+    if judge_files(output_dir).results.is_file():
+        return [output_dir]
+    return sorted(path.parent for path in output_dir.rglob(JUDGMENTS_FILE))
+
+
+def find_pt_outputs(results_save_dir) -> list[Path]:
+    """Every finished PT output (named by ``pt_output_name``) under a PT results folder."""
+    found = Path(results_save_dir).rglob("*.jsonl")
+    return sorted(p for p in found if p.parent.name != PT_RUNS_DIR and parse_pt_output_name(p))
+
+
+def find_pt_models(model_save_dir) -> list[PTModelDirs]:
+    """Every trained PT model (``{dataset}/{nickname}/{method}_{training_type}``) under a model folder."""
+    folders = map(PTModelDirs, sorted(Path(model_save_dir).glob("*/*/*")))
+    return [dirs for dirs in folders if (dirs.adapter / ADAPTER_CONFIG_FILE).is_file()]
+
+
 # --- the pipeline's folders (scripts/pipeline.sh) ---------------------------------------------------------------
 
 
@@ -283,16 +354,16 @@ def pipeline_paths(
     root, dataset: str, pi_nickname: str, pt_nickname: str, method: str = "dpo"
 ) -> dict[str, Path]:
     """Every folder and file ``scripts/pipeline.sh`` reads or checks, below one results root."""
-    root = Path(root)
-    pi_dir = root / "persona-inference"
+    top = results_root_dirs(root)
+    pi_dir = top["pi"]
     pi = {name: pi_files(pi_dir, pi_nickname, dataset, "default", name) for name in PI_EXPERIMENTS}
     figures = figures_dir(pi_dir, "default")
-    models = {m: PTModelDirs.of(root / "models", dataset, pt_nickname, m, "chosen") for m in ("sft", "dpo")}
-    generations = root / "persona-tailoring"
+    models = {m: PTModelDirs.of(top["models"], dataset, pt_nickname, m, "chosen") for m in ("sft", "dpo")}
+    generations = top["generations"]
     with_persona = pt_output_path(generations, dataset, pt_nickname, method, "chosen", "gold-chosen")
     without_persona = pt_output_path(generations, dataset, pt_nickname, method, "chosen", "none")
     comparison = comparison_dir(
-        root / JUDGE, dataset, pt_nickname, f"{method}-chosen-none", f"{method}-chosen-gold-chosen"
+        top["judge"], dataset, pt_nickname, f"{method}-chosen-none", f"{method}-chosen-gold-chosen"
     )
     win_rate = win_rate_files(comparison)
     paths = {
@@ -304,19 +375,20 @@ def pipeline_paths(
         "ACCURACY_RUN": pi["persona_accuracy"].run_record,
         "PREFS": pi["persona_prefs"].results,
         "FIGURES": figures,
-        "DATASETS": root / "datasets",
-        "AUGMENTED": augmented_dataset_dir(root / "datasets", dataset, pi_nickname, "default"),
-        "AUGMENTED_DONE": augmented_dataset_dir(root / "datasets", dataset, pi_nickname, "default")
+        "DATASETS": top["datasets"],
+        "AUGMENTED": augmented_dataset_dir(top["datasets"], dataset, pi_nickname, "default"),
+        "AUGMENTED_DONE": augmented_dataset_dir(top["datasets"], dataset, pi_nickname, "default")
         / DATASET_DICT_FILE,
-        "TAILORING": tailoring_dataset_dir(root / "datasets", dataset),
-        "MODELS": root / "models",
+        "TAILORING": tailoring_dataset_dir(top["datasets"], dataset),
+        "MODELS": top["models"],
         "GENERATIONS": generations,
-        "JUDGE_DIR": root / JUDGE,
+        "JUDGE_DIR": top["judge"],
         "WITH_PERSONA": with_persona,
         "WITHOUT_PERSONA": without_persona,
         "COMPARISON": comparison,
         "JUDGMENTS": judge_files(comparison).results,
         "JUDGE_RUN": judge_files(comparison).run_record,
+        "REPORT": report_path(root),
     }
     for method_name, dirs in models.items():
         key = method_name.upper()

@@ -6,7 +6,8 @@ message's text, or the raw ``prompt`` of a text completion). Faults are injected
 normally. Injected 429 and 5xx answers carry ``Retry-After: 0`` and ``retry-after-ms`` (the SDKs ignore a zero
 ``Retry-After`` and fall back to their backoff of 0.5 s and more; a millisecond header keeps tests fast).
 ``max_in_flight`` records the most requests the server was handling at once, to check a client's concurrency
-bound.
+bound. A chat request asking for ``logprobs`` gets, as its first token's ``top_logprobs``, the
+``(token, logprob)`` pairs ``top_logprobs(prompt, body)`` returns (its first pair is the token answered).
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ class LoopbackLLMServer:
         faults: dict[str, list] | None = None,
         timeout_sleep: float = 3.0,
         retry_after_ms: int | None = 1,
+        top_logprobs: Callable[[str, dict], list[tuple[str, float]]] | None = None,
     ):
         self.respond = respond
+        self.top_logprobs = top_logprobs
         self.latency = latency
         self.faults = {k: list(v) for k, v in (faults or {}).items()}
         self.timeout_sleep = timeout_sleep
@@ -141,6 +144,12 @@ class LoopbackLLMServer:
                     text = text[len(prefill) :]  # Anthropic-style prefill: answer with the continuation only
                 usage_in, usage_out = len(prompt.split()), len(text.split())
                 if self.path.endswith("/chat/completions"):
+                    logprobs = None
+                    if body.get("logprobs") and server.top_logprobs is not None:
+                        top = server.top_logprobs(prompt, body)[: body.get("top_logprobs") or 1]
+                        text = top[0][0]
+                        entries = [{"token": t, "logprob": lp, "bytes": None} for t, lp in top]
+                        logprobs = {"content": [{**entries[0], "top_logprobs": entries}]}
                     return self._send(
                         200,
                         {
@@ -153,6 +162,7 @@ class LoopbackLLMServer:
                                     "index": 0,
                                     "finish_reason": "stop",
                                     "message": {"role": "assistant", "content": text},
+                                    "logprobs": logprobs,
                                 }
                             ],
                             "usage": {

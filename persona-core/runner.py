@@ -34,12 +34,17 @@ def run_requests(
     generation: GenerationConfig,
     finish: Callable[[dict], dict] = lambda record: record,
     desc: str = "requests",
+    options: tuple[str, ...] | None = None,
 ) -> tuple[dict[str, dict], RunStats]:
     """Generate every request whose id has no ``ok`` record in the checkpoint yet.
 
     Each result is appended at once as ``{id, prompt, **meta[id], raw_text, usage, status}`` after
     ``finish`` (which adds derived fields such as the cleaned persona). Failed requests are recorded with
     ``status: failed`` and tried again on the next run. Returns the records of all requests, by id.
+
+    With ``options`` (probability verdicts) nothing is generated: each request's next-token probabilities of the
+    options are read (``LLM.score_options``), and the record adds ``probabilities`` and ``tokens_read``; its
+    ``raw_text`` is the most probable option.
     """
     from tqdm.auto import tqdm
 
@@ -57,6 +62,8 @@ def run_requests(
         record = {"id": result.id, "prompt": request.prompt, **meta.get(result.id, {})}
         if result.ok:
             record.update(raw_text=result.text, usage=result.usage, status="ok")
+            if options is not None:
+                record.update(probabilities=result.option_probs, tokens_read=result.tokens_read)
             record = finish(record)
             stats.ok += 1
             for key in ("prompt_tokens", "completion_tokens"):
@@ -70,7 +77,9 @@ def run_requests(
         progress.update(1)
 
     try:
-        if todo:
+        if todo and options is not None:
+            llm.score_options(todo, options, on_result)
+        elif todo:
             llm.generate(todo, on_result, generation)
     finally:
         checkpoint.close()

@@ -103,9 +103,15 @@ def test_every_row_gets_two_personas_despite_faults(model_type, data, tmp_path, 
     run_record = json.loads((results_folder(tmp_path / "res") / "persona_inference.run.json").read_text())
     counts = {key: run_record["stats"][key] for key in ("total", "ok", "failed", "reused")}
     assert counts == {"total": 2 * N_ROWS, "ok": 2 * N_ROWS, "failed": 0, "reused": 0}
-    if model_type == "anthropic":
-        # The persona's opening is sent as the start of the assistant turn and kept once in the answer.
+    if model_type in ("anthropic", "open_ai"):
+        # The persona's opening is sent as the start of the assistant turn and kept once in the answer
+        # (to an OpenAI-compatible server with vLLM's continue_final_message).
         assert all(body["messages"][-1] == {"role": "assistant", "content": PERSONA_PREFIX} for body in sent)
+        personas = read_jsonl(results_folder(tmp_path / "res") / "persona_inference.jsonl")
+        assert all(r["raw_text"].startswith(PERSONA_PREFIX) for r in personas)
+        assert all(not r["raw_text"].startswith(PERSONA_PREFIX * 2) for r in personas)
+    if model_type == "open_ai":
+        assert all(body["continue_final_message"] and not body["add_generation_prompt"] for body in sent)
 
 
 def test_concurrency_is_bounded_and_used(data, tmp_path, isolated):
@@ -141,7 +147,7 @@ def test_failed_request_is_recorded_and_retried_by_a_rerun(data, tmp_path, isola
         assert run_model.main(args) == 0
         # The rerun sends only the failed request again.
         assert len(server.calls) == 2 * N_ROWS - 1 + 4
-        assert server.calls[-1]["body"]["messages"][-1]["content"] == prompts[2]
+        assert server.calls[-1]["body"]["messages"][-2]["content"] == prompts[2]
     assert f"({2 * N_ROWS - 1} reused, 1 new" in capsys.readouterr().out
     check_complete(tmp_path / "res")
 

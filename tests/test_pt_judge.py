@@ -142,7 +142,7 @@ def test_ties_arise_exactly_when_orders_disagree(tmp_path):
         assert by_key[("personalization", f"r{i}")]["outcome"] == ("base" if i % 2 == 0 else "test")
 
 
-def test_invalid_verdicts_are_retried_once_then_recorded_invalid(tmp_path):
+def test_invalid_verdicts_are_retried_with_new_seeds_then_recorded_invalid(tmp_path):
     toolkit_outputs(tmp_path, n=3)
     attempts: dict[str, int] = {}
 
@@ -156,24 +156,35 @@ def test_invalid_verdicts_are_retried_once_then_recorded_invalid(tmp_path):
         return verdict("A" if side_a == "test" else "B")
 
     with LoopbackLLMServer(scripted) as server:
-        assert run(server, tmp_path, "--retry_temperature", "0.7") == 0
-        calls = list(server.calls)
-    assert len(calls) == 3 * 4 + 3  # one retry each for the three unparsable first answers
-    retried = [c["body"] for c in calls if attempts[c["body"]["messages"][-1]["content"]] == 2]
-    assert [b["temperature"] for b in retried] == [0.0] * 3 + [0.7] * 3  # first pass, then the retries
-    assert {c["body"]["temperature"] for c in calls if c["body"] not in retried} == {0.0}
+        assert run(server, tmp_path, "--verdict_retries", "2", "--retry_temperature", "0.7") == 0
+        calls = [c["body"] for c in server.calls]
+    # Three unparsable first answers retried; the one never parsable asked a third time, then given up.
+    assert len(calls) == 3 * 4 + 3 + 1
+    first, retries = calls[:12], calls[12:]
+    # prometheus-eval's relative-grading sampling on the first attempt; the retries at their own temperature.
+    assert {(b["temperature"], b["top_p"], b["repetition_penalty"], b["max_tokens"]) for b in first} == {
+        (1.0, 0.9, 1.03, 1024)
+    }
+    assert [b["temperature"] for b in retries] == [0.7] * 4
+    assert [b["seed"] for b in retries] == [1, 1, 1, 2]  # a new seed per attempt: a retry is not a repeat
     by_key = {(r["metric"], r["id"]): r for r in judgments(tmp_path)}
     stuck = by_key[("personalization", "r0")]
-    assert stuck["base_first"]["verdict"] is None and stuck["base_first"]["attempts"] == 2
+    assert stuck["base_first"]["verdict"] is None and stuck["base_first"]["attempts"] == 3
     assert stuck["test_first"]["verdict"] == "test"  # an invalid A/B is never turned into a winner
-    assert stuck["outcome"] == "invalid"
+    assert stuck["outcome"] == "invalid" and stuck["verdict_mode"] == "text" and stuck["p_test"] is None
     recovered = by_key[("personalization", "r1")]
     assert (
         recovered["base_first"]["attempts"] == 2 and recovered["base_first"]["first_attempt_verdict"] is None
     )
     assert recovered["outcome"] == "test"
     run_info = json.loads(next((tmp_path / "out").rglob("judge.run.json")).read_text())
-    assert run_info["verdicts"] == {"total": 12, "invalid_first_attempt": 3, "invalid_after_retry": 1}
+    assert run_info["verdicts"] == {
+        "total": 12,
+        "invalid_first_attempt": 3,
+        "invalid_after_retry": 1,
+        "retried": 4,
+        "cached": 0,
+    }
 
 
 def judgments_file(folder: Path) -> Path:
@@ -323,11 +334,11 @@ def test_configuration_paths_come_from_each_sides_own_flags(tmp_path):
         model_type_base=configuration.Method.sft,
         training_type_base=configuration.TrainingType.none,
         inference_type_base=configuration.InferenceType.none,
-        model_type_test=configuration.Method.dpo,
-        training_type_test=configuration.TrainingType.chosen,
-        inference_type_test=configuration.InferenceType.retr_chosen,
+        model_type_test=[configuration.Method.dpo],
+        training_type_test=[configuration.TrainingType.chosen],
+        inference_type_test=[configuration.InferenceType.retr_chosen],
     )
-    base, test = configuration.resolve_sides(args)
+    base, (test,) = configuration.resolve_sides(args)
     assert (
         base.path
         == tmp_path / "BeaverTails" / "llama" / "sft_Persona(training_type=none, inference_type=none).jsonl"
@@ -352,6 +363,17 @@ def test_configuration_paths_come_from_each_sides_own_flags(tmp_path):
     assert configuration.parse_file_name(test.path) == configuration.Configuration(
         configuration.Method.dpo, configuration.TrainingType.chosen, configuration.InferenceType.retr_chosen
     )
+    # Several values per test flag: the grid is their product, each test its own comparison folder.
+    args.training_type_test = [configuration.TrainingType.none, configuration.TrainingType.chosen]
+    args.inference_type_test = [configuration.InferenceType.gold_chosen, configuration.InferenceType.retr_chosen]
+    _, tests = configuration.resolve_sides(args)
+    assert [t.label for t in tests] == [
+        "dpo-none-gold-chosen",
+        "dpo-none-retr-chosen",
+        "dpo-chosen-gold-chosen",
+        "dpo-chosen-retr-chosen",
+    ]
+    assert len({configuration.comparison_folder(args, base, t) for t in tests}) == 4
     assert configuration.label_for_file(tmp_path / "my outputs.jsonl") == "my-outputs"
     args.model_type_test = args.training_type_test = args.inference_type_test = None
     with pytest.raises(UsageError, match="no test outputs"):
@@ -616,6 +638,10 @@ def test_local_judge_records_unparsable_verdicts_as_invalid(tmp_path, tiny_model
                 str(tiny_model_dir),
                 "--max_tokens",
                 "6",
+                "--verdict",
+                "text",
+                "--verdict_retries",
+                "1",
                 "--output_dir",
                 str(tmp_path / "out"),
             ]
@@ -628,7 +654,7 @@ def test_local_judge_records_unparsable_verdicts_as_invalid(tmp_path, tiny_model
         r[o]["attempts"] == 2 and r[o]["verdict"] is None for r in rows for o in ("base_first", "test_first")
     )
     run_info = json.loads(next((tmp_path / "out").rglob("judge.run.json")).read_text())
-    assert run_info["verdicts"]["invalid_after_retry"] == 8 and run_info["stats"]["retries"]["ok"] == 8
+    assert run_info["verdicts"]["invalid_after_retry"] == 8 and run_info["stats"]["attempt_2"]["ok"] == 8
 
 
 def test_a_local_judge_without_a_system_role_asks_for_merging(tmp_path, tiny_model_dir, capsys):

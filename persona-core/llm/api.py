@@ -6,10 +6,33 @@ Retries (with backoff that honours ``Retry-After``) and timeouts are the SDKs' o
 
 from __future__ import annotations
 
-from persona_core.llm.base import APIBackend, GenerationConfig, Request, messages_for
+import math
+
+from persona_core.errors import UsageError
+from persona_core.llm.base import (
+    TOKENS_READ,
+    APIBackend,
+    Completion,
+    GenerationConfig,
+    Request,
+    ResultCallback,
+    messages_for,
+    option_probabilities,
+)
+
+CONTINUE_ANSWER = {"continue_final_message": True, "add_generation_prompt": False}
+"""vLLM's chat request options that make the model continue a final assistant message (the prefill)."""
 
 
 class OpenAIBackend(APIBackend):
+    """OpenAI's chat API, or any server speaking it (``base_url``).
+
+    A prefill (the persona prefix, a verdict marker) reaches a server at ``base_url`` as a final assistant message
+    with vLLM's ``continue_final_message``; OpenAI's own API cannot start an answer, so there it is dropped.
+    """
+
+    gives_probabilities = True
+
     def make_client(self):
         from openai import AsyncOpenAI
 
@@ -17,24 +40,75 @@ class OpenAIBackend(APIBackend):
             api_key=self.api_key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout
         )
 
+    def prefilled(self, request: Request) -> bool:
+        return bool(request.prefill and self.base_url)
+
+    def chat_arguments(self, request: Request) -> dict:
+        """The messages, with the prefill continued where the server can (see the class docstring)."""
+        prefilled = self.prefilled(request)
+        arguments = {"model": self.model_name, "messages": messages_for(request, with_prefill=prefilled)}
+        if prefilled:
+            arguments["extra_body"] = CONTINUE_ANSWER
+        return arguments
+
     async def complete(self, client, request: Request, gen: GenerationConfig) -> tuple[str, dict | None]:
-        messages = messages_for(request, with_prefill=False)
         kwargs = {"stop": list(gen.stop[:4])} if gen.stop else {}
         if gen.seed is not None:
             kwargs["seed"] = gen.seed
+        if gen.top_p != 1.0:
+            kwargs["top_p"] = gen.top_p
+        # vLLM servers take these beyond the OpenAI API; OpenAI's own has no such options.
+        server_options = {"min_tokens": gen.min_tokens, "repetition_penalty": gen.repetition_penalty}
+        server_options = {k: v for k, v in server_options.items() if v not in (0, 1.0)}
+        if server_options and self.base_url:
+            kwargs["extra_body"] = server_options
+        arguments = self.chat_arguments(request)
+        if "extra_body" in kwargs:
+            arguments["extra_body"] = {**arguments.get("extra_body", {}), **kwargs.pop("extra_body")}
         response = await client.chat.completions.create(
-            model=self.model_name,
-            messages=messages,
-            temperature=gen.temperature,
-            max_tokens=gen.max_tokens,
-            **kwargs,
+            temperature=gen.temperature, max_tokens=gen.max_tokens, **arguments, **kwargs
         )
         usage = response.usage.model_dump() if response.usage else None
-        return response.choices[0].message.content or "", usage
+        text = response.choices[0].message.content or ""
+        return (request.prefill + text if self.prefilled(request) else text), usage
+
+    def score_options(
+        self, requests: list[Request], options: tuple[str, ...], on_result: ResultCallback
+    ) -> None:
+        """One token per request with ``top_logprobs``; an option not among them is recorded as None."""
+        unstartable = next((r for r in requests if r.prefill and not self.base_url), None)
+        if unstartable is not None:
+            raise UsageError(
+                f"a probability verdict must start the answer with {unstartable.prefill!r}, which OpenAI's API "
+                "cannot do: use --verdict text, or --base_url of a vLLM server"
+            )
+
+        async def call(client, request: Request) -> Completion:
+            response = await client.chat.completions.create(
+                temperature=0.0,
+                max_tokens=1,
+                logprobs=True,
+                top_logprobs=TOKENS_READ,
+                **self.chat_arguments(request),
+            )
+            content = response.choices[0].logprobs.content if response.choices[0].logprobs else None
+            if not content:
+                raise ValueError("the server returned no logprobs for the answer token")
+            top = [(entry.token, math.exp(entry.logprob)) for entry in content[0].top_logprobs]
+            probs = option_probabilities(top, options)
+            usage = response.usage.model_dump() if response.usage else None
+            best = max(options, key=lambda o: probs[o] or 0.0)
+            read = [{"token": token, "prob": round(prob, 6)} for token, prob in top]
+            return Completion(request.id, best, usage, option_probs=probs, tokens_read=read)
+
+        self.run_all(requests, on_result, call)
 
 
 class OpenAICompletionsBackend(OpenAIBackend):
     """Raw-text continuation through ``/v1/completions`` (the chat endpoint would wrap prompts in a template)."""
+
+    gives_probabilities = False
+    score_options = APIBackend.score_options  # the refusal: raw-text models are not judges
 
     async def complete(self, client, request: Request, gen: GenerationConfig) -> tuple[str, dict | None]:
         kwargs = {"stop": list(gen.stop[:4])} if gen.stop else {}
@@ -63,6 +137,8 @@ class AnthropicBackend(APIBackend):
         kwargs = {"system": request.system} if request.system else {}
         if gen.stop:
             kwargs["stop_sequences"] = list(gen.stop)
+        if gen.top_p != 1.0:
+            kwargs["top_p"] = gen.top_p
         # Newer SDKs dropped the typed ``temperature`` argument; the API still takes it in the body.
         response = await client.messages.create(
             model=self.model_name,
@@ -93,6 +169,8 @@ class CohereBackend(APIBackend):
         kwargs = {"stop_sequences": list(gen.stop)} if gen.stop else {}
         if gen.seed is not None:
             kwargs["seed"] = gen.seed
+        if gen.top_p != 1.0:
+            kwargs["p"] = gen.top_p
         response = await self._chat_retrying_timeouts(
             client,
             model=self.model_name,

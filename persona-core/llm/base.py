@@ -11,12 +11,17 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from persona_core.errors import UsageError
+
 
 @dataclass(frozen=True)
 class GenerationConfig:
     """Sampling settings of one ``generate`` call: a backend is built once and serves calls with any settings."""
 
     temperature: float = 0.0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    """Local models and vLLM servers only (OpenAI-style APIs have no such option)."""
     max_tokens: int = 128
     min_tokens: int = 0
     stop: tuple[str, ...] = ()
@@ -44,6 +49,10 @@ class Completion:
     text: str | None = None
     usage: dict | None = None
     error: str | None = None
+    option_probs: dict[str, float | None] | None = None
+    """``score_options`` only: each option's probability as the next token (None: not among the tokens read)."""
+    tokens_read: list[dict] | None = None
+    """``score_options`` only: the most probable next tokens, as ``{"token", "prob"}``, for auditing a verdict."""
 
     @property
     def ok(self) -> bool:
@@ -66,6 +75,9 @@ def cut_at_stop(text: str, stop: list[str]) -> str:
 class LLM:
     """Base class: ``generate(requests, on_result, generation)`` calls ``on_result`` once per request."""
 
+    gives_probabilities = False
+    """Whether ``score_options`` works (the backend exposes next-token probabilities)."""
+
     def __init__(self, model_name: str):
         self.model_name = model_name
 
@@ -73,6 +85,16 @@ class LLM:
         self, requests: list[Request], on_result: ResultCallback, generation: GenerationConfig
     ) -> None:
         raise NotImplementedError
+
+    def score_options(
+        self, requests: list[Request], options: tuple[str, ...], on_result: ResultCallback
+    ) -> None:
+        """Read each request's next-token distribution at the answer position (after its prefill) instead of
+        generating: ``on_result`` gets a ``Completion`` with ``option_probs`` and ``tokens_read``. A backend whose
+        API gives no token probabilities refuses."""
+        raise UsageError(
+            f"the {type(self).__name__} backend gives no token probabilities: use --verdict text with this judge"
+        )
 
     def render(self, request: Request) -> str:
         """The model input as readable text, recorded with each result."""
@@ -109,19 +131,25 @@ class APIBackend(LLM):
     def generate(
         self, requests: list[Request], on_result: ResultCallback, generation: GenerationConfig
     ) -> None:
-        asyncio.run(self._generate(requests, on_result, generation))
+        async def call(client, request: Request) -> Completion:
+            text, usage = await self.complete(client, request, generation)
+            return Completion(request.id, cut_at_stop(text, generation.stop), usage)
 
-    async def _generate(
-        self, requests: list[Request], on_result: ResultCallback, gen: GenerationConfig
-    ) -> None:
+        self.run_all(requests, on_result, call)
+
+    def run_all(self, requests: list[Request], on_result: ResultCallback, call) -> None:
+        asyncio.run(self._run(requests, on_result, call))
+
+    async def _run(self, requests: list[Request], on_result: ResultCallback, call) -> None:
+        """``call(client, request)`` for every request, ``concurrency`` at a time; a failure becomes a ``Completion``
+        with ``error`` (recorded, and retried on the next run)."""
         client = self.make_client()
         semaphore = asyncio.Semaphore(self.concurrency)
 
         async def one(request: Request) -> None:
             async with semaphore:
                 try:
-                    text, usage = await self.complete(client, request, gen)
-                    result = Completion(request.id, cut_at_stop(text, gen.stop), usage)
+                    result = await call(client, request)
                 except Exception as err:  # recorded as failed and retried on the next run
                     result = Completion(request.id, error=f"{type(err).__name__}: {err}"[:500])
             on_result(result)
@@ -134,6 +162,21 @@ class APIBackend(LLM):
                 maybe = close()
                 if asyncio.iscoroutine(maybe):
                     await maybe
+
+
+TOKENS_READ = 20
+"""How many of the most probable next tokens a probability verdict reads (and records); OpenAI's maximum."""
+
+
+def option_probabilities(top: list[tuple[str, float]], options: tuple[str, ...]) -> dict[str, float | None]:
+    """Each option's probability among ``top`` ``(token text, probability)`` pairs: the sum over the tokens that are
+    the option up to surrounding whitespace (" A" and "A" are both A), None when no such token was read."""
+    probs: dict[str, float | None] = dict.fromkeys(options)
+    for token, prob in top:
+        option = token.strip()
+        if option in probs:
+            probs[option] = (probs[option] or 0.0) + prob
+    return probs
 
 
 def messages_for(request: Request, with_prefill: bool, with_system: bool = True) -> list[dict]:

@@ -9,6 +9,7 @@ from persona_core.embedded import resolve_model_name
 from persona_core.errors import UsageError
 from persona_core.llm.base import (
     LLM,
+    TOKENS_READ,
     Completion,
     GenerationConfig,
     Request,
@@ -156,6 +157,7 @@ class HFBackend(LLM):
         self.round_tokens = max(1, round_tokens)
         self._rows_splittable: bool | None = None
         self._stop_criteria: dict[tuple[str, ...], object] = {}
+        self._option_ids: dict[tuple[str, ...], dict[str, list[int]]] = {}
 
     def render(self, request: Request) -> str:
         """The exact text the model continues."""
@@ -202,6 +204,96 @@ class HFBackend(LLM):
                         ActiveRequest(request, ids, len(ids), self.prefill(ids[:-1], prefix_states))
                     )
                 active = self.decode_round(active, lambda s, c: finish(s.request, c), generation)
+
+    def score_options(
+        self, requests: list[Request], options: tuple[str, ...], on_result: ResultCallback
+    ) -> None:
+        """One forward pass per request, ``batch_size`` at a time, on top of the shared prompt prefix's states.
+
+        An option's probability is the sum over every vocabulary token that is the option up to whitespace, from
+        the full next-token distribution (so it is never missing here).
+        """
+        import torch
+
+        option_ids = self.option_token_ids(options)
+        tokens = {
+            r.id: self.tokenizer(self.render(r), add_special_tokens=not self.chat).input_ids for r in requests
+        }
+        queue = sorted(requests, key=lambda r: -len(tokens[r.id]))
+        with torch.inference_mode():
+            prefix = self.shared_prefix(list(tokens.values())) if self.rows_splittable() else []
+            prefix_states = self.prefill(prefix, [])
+            for start in range(0, len(queue), self.batch_size):
+                batch = queue[start : start + self.batch_size]
+                logits = self.next_token_logits([tokens[r.id][len(prefix) :] for r in batch], prefix_states)
+                probs = logits.float().softmax(dim=-1)
+                top = probs.topk(TOKENS_READ, dim=-1)
+                for request, row, values, indices in zip(
+                    batch, probs, top.values.tolist(), top.indices.tolist(), strict=True
+                ):
+                    option_probs = {option: float(row[ids].sum()) for option, ids in option_ids.items()}
+                    read = [
+                        {"token": self.tokenizer.decode([index]), "prob": round(value, 6)}
+                        for value, index in zip(values, indices, strict=True)
+                    ]
+                    usage = {"prompt_tokens": len(tokens[request.id]), "completion_tokens": 0}
+                    on_result(
+                        Completion(
+                            request.id,
+                            max(option_probs, key=option_probs.get),
+                            usage,
+                            option_probs=option_probs,
+                            tokens_read=read,
+                        )
+                    )
+
+    def next_token_logits(self, suffixes: list[list[int]], prefix_states: list[tuple]):
+        """Next-token logits after each of ``suffixes`` (the prompts past the shared prefix), in one forward pass.
+
+        Rows are right-padded: a causal model's real tokens never see the padding after them, so each row's last
+        real position is exact; only those positions' logits are computed (``logits_to_keep``).
+        """
+        import torch
+        from transformers import DynamicCache
+
+        device, pad = self.model.device, self.tokenizer.pad_token_id
+        width, rows = max(map(len, suffixes)), len(suffixes)
+        input_ids = torch.tensor([s + [pad] * (width - len(s)) for s in suffixes], device=device)
+        past = prefix_states[0][0].shape[2] if prefix_states else 0
+        attention_mask = torch.tensor(
+            [[1] * (past + len(s)) + [0] * (width - len(s)) for s in suffixes], device=device
+        )
+        cache = None
+        if prefix_states:
+            cache = DynamicCache(
+                [(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in prefix_states]
+            )
+        last = sorted({len(s) - 1 for s in suffixes})
+        logits = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            past_key_values=cache,
+            use_cache=cache is not None,
+            logits_to_keep=torch.tensor(last, device=device),
+        ).logits
+        column = torch.tensor([last.index(len(s) - 1) for s in suffixes], device=device)
+        return logits[torch.arange(rows, device=device), column]
+
+    def option_token_ids(self, options: tuple[str, ...]) -> dict[str, list[int]]:
+        """Per option, the vocabulary tokens that decode to it up to whitespace ("1", " 1", "\n1" ...), found once."""
+        if options not in self._option_ids:
+            vocabulary = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))])
+            ids = {option: [] for option in options}
+            for index, text in enumerate(vocabulary):
+                if text.strip() in ids:
+                    ids[text.strip()].append(index)
+            missing = [option for option, found in ids.items() if not found]
+            if missing:
+                raise UsageError(
+                    f"no token of {self.model_name}'s vocabulary is the answer {missing[0]!r}: use --verdict text"
+                )
+            self._option_ids[options] = ids
+        return self._option_ids[options]
 
     def rows_splittable(self) -> bool:
         """Whether this model's cache is a plain ``DynamicCache``, whose rows can be cut out and joined."""
@@ -330,9 +422,11 @@ class HFBackend(LLM):
         tok = self.tokenizer
         kwargs = dict(pad_token_id=tok.pad_token_id, do_sample=gen.temperature > 0, **extra)
         if gen.temperature > 0:
-            kwargs["temperature"] = gen.temperature
+            kwargs.update(temperature=gen.temperature, top_p=gen.top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
+        if gen.repetition_penalty != 1.0:
+            kwargs["repetition_penalty"] = gen.repetition_penalty
         if gen.stop:
             kwargs["stopping_criteria"] = self.stop_criteria(gen.stop)
         return kwargs

@@ -41,6 +41,10 @@ class Experiment:
     def generation(self, args) -> GenerationConfig:
         return args.generation()
 
+    def options(self, args) -> tuple[str, ...] | None:
+        """The answers whose next-token probabilities are read instead of generating (probability verdicts)."""
+        return None
+
     def plan(self, args, dataset, rows: range, template: str) -> Plan:
         raise NotImplementedError
 
@@ -144,6 +148,7 @@ def run(experiment: Experiment, args, backend: Callable[[], LLM]) -> int:
             generation,
             experiment.finish,
             desc=experiment.label,
+            options=experiment.options(args),
         )
         ordered = [records[r.id] for r in plan.requests]
         summary = experiment.summarize([r for r in ordered if r["status"] == "ok"], template)

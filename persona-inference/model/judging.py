@@ -11,9 +11,11 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from persona_core.arguments import Verdict
 from persona_core.errors import UsageError
 from persona_core.io import read_records
 from persona_core.layout import PERSONA_INFERENCE, SIDES, persona_id, pi_files, pi_results_glob
+from persona_core.llm.base import GenerationConfig
 from persona_inference.model.experiment import Experiment, Plan
 
 _MARKUP = re.compile(r"[*_`#\"“”()\[\]<>]")
@@ -54,6 +56,37 @@ def parse_choice(text: str | None) -> int | None:
     if not mentioned and len(ordinals) == 1 and not re.search(r"\b(?:neither|both|not)\b", clean):
         return ordinals.pop()
     return None
+
+
+CHOICES = ("1", "2")
+"""The answers a persona judge chooses between; probability verdicts read their next-token probabilities."""
+
+
+def read_choice(record: dict) -> int | None:
+    """1 or 2: the more probable answer of a probability verdict (1 on an exact tie), else parsed from the text.
+
+    None only for a text verdict that names no single option, or a probability verdict whose backend read
+    neither answer among its top tokens (counted apart as ``absent``).
+    """
+    probabilities = record.get("probabilities")
+    if probabilities is None:
+        return parse_choice(record.get("raw_text"))
+    first, second = (probabilities.get(c) for c in CHOICES)
+    if first is None and second is None:
+        return None
+    return 1 if (first or 0.0) >= (second or 0.0) else 2
+
+
+def choice_share(record: dict, choice: int) -> float | None:
+    """A probability verdict's normalized probability of ``choice`` (1 or 2) between the two answers; an answer
+    not read counts as 0. None for text verdicts, or when neither answer was read."""
+    probabilities = record.get("probabilities")
+    if probabilities is None:
+        return None
+    first, second = (probabilities.get(c) or 0.0 for c in CHOICES)
+    if first + second == 0:
+        return None
+    return (first if choice == 1 else second) / (first + second)
 
 
 def proportion_stderr(successes: int, total: int) -> float:
@@ -160,8 +193,14 @@ class JudgeExperiment(Experiment):
         raise NotImplementedError
 
     def generation(self, args):
-        """The judge's own small token budget: its answer is a single choice."""
+        """The judge's own small token budget: its answer is a single choice (probability verdicts generate
+        nothing, so no sampling setting can change them)."""
+        if args.verdict == Verdict.probability:
+            return GenerationConfig(max_tokens=1)
         return args.generation(max_tokens=args.judge_max_tokens, min_tokens=0)
+
+    def options(self, args) -> tuple[str, ...] | None:
+        return CHOICES if args.verdict == Verdict.probability else None
 
     def plan(self, args, dataset, rows: range, template: str) -> Plan:
         models, fix = self.persona_models(args)
@@ -181,7 +220,7 @@ class JudgeExperiment(Experiment):
             requests,
             meta,
             f"({len(requests) // 2} {self.unit} x 2 orders) from {', '.join(paths)}",
-            fingerprint={"persona_models": list(paths)},
+            fingerprint={"persona_models": list(paths), "verdict": args.verdict.value},
             record={"persona_results": {m: str(p) for m, p in paths.items()}},
         )
 

@@ -22,7 +22,7 @@ from persona_core.layout import SIDES
 from persona_core.llm.base import Request
 from persona_core.prompts import fill
 from persona_core.runs import digest
-from persona_inference.model.judging import JudgeExperiment, parse_choice, proportion_stderr
+from persona_inference.model.judging import JudgeExperiment, choice_share, proportion_stderr, read_choice
 
 ORDERS = ("chosen_first", "rejected_first")
 
@@ -69,8 +69,9 @@ def build_requests(
 
 
 def finish_record(record: dict) -> dict:
-    record["choice"] = parse_choice(record["raw_text"])
+    record["choice"] = read_choice(record)
     record["correct"] = None if record["choice"] is None else record["choice"] == record["gold"]
+    record["p_gold"] = choice_share(record, record["gold"])
     return record
 
 
@@ -84,6 +85,7 @@ def summarize(records: list[dict]) -> list[dict]:
         valid = [r for r in group if r.get("correct") is not None]
         correct = sum(r["correct"] for r in valid)
         first = sum(r["choice"] == 1 for r in valid)
+        p_gold = [r["p_gold"] for r in valid if r.get("p_gold") is not None]
         rows.append(
             {
                 "persona_model": model,
@@ -95,6 +97,7 @@ def summarize(records: list[dict]) -> list[dict]:
                 "accuracy": correct / len(valid) if valid else float("nan"),
                 "stderr": proportion_stderr(correct, len(valid)),
                 "first_share": first / len(valid) if valid else float("nan"),
+                "mean_p_gold": sum(p_gold) / len(p_gold) if p_gold else None,
             }
         )
     return rows
@@ -113,5 +116,7 @@ class PersonaAccuracy(JudgeExperiment):
     def table_line(self, line: dict) -> str:
         return (
             f"{line['persona_model']:<28} {line['side']:<8} accuracy {line['accuracy']:.3f} ± {line['stderr']:.3f}  "
-            f"({line['valid']} valid, {line['invalid']} invalid, {line['first_share']:.0%} answered 1)"
+            f"({line['valid']} valid, {line['invalid']} invalid, {line['first_share']:.0%} answered 1"
+            + ("" if line.get("mean_p_gold") is None else f", mean P(gold) {line['mean_p_gold']:.3f}")
+            + ")"
         )

@@ -21,7 +21,7 @@ from persona_core.llm.base import Request
 from persona_core.prompts import fill
 from persona_core.runs import digest
 from persona_inference.model.experiment import model_folder
-from persona_inference.model.judging import RUN_PERSONA_INFERENCE_FIRST, JudgeExperiment, parse_choice
+from persona_inference.model.judging import RUN_PERSONA_INFERENCE_FIRST, JudgeExperiment, read_choice
 
 ORDERS = ("chosen_first", "rejected_first")
 OUTCOMES = ("chosen", "tie", "rejected")
@@ -63,7 +63,7 @@ def build_requests(
 
 
 def finish_record(record: dict) -> dict:
-    record["choice"] = parse_choice(record["raw_text"])
+    record["choice"] = read_choice(record)
     if record["choice"] is None:
         record["preferred"] = None
     else:

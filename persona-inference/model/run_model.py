@@ -23,7 +23,15 @@ import functools
 from dataclasses import dataclass, field
 from enum import Enum
 
-from persona_core.arguments import BackendArguments, GenerationArguments, RunArguments, positive
+from persona_core.arguments import (
+    BackendArguments,
+    GenerationArguments,
+    RunArguments,
+    Verdict,
+    positive,
+    resolve_verdict,
+    verdict_field,
+)
 from persona_core.cli import parse_args
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import run_cli
@@ -83,8 +91,11 @@ class Arguments(
         },
     )
 
+    verdict: Verdict | None = verdict_field("--model_type")
+
     def check(self) -> None:
         positive(self, "judge_max_tokens")
+        self.verdict = resolve_verdict(self.verdict, self.model_type, "--model_type")
 
 
 def experiments() -> dict:

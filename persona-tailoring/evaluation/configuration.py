@@ -8,6 +8,7 @@ released outputs use the same file names without the nickname folder. The enums 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,12 +85,16 @@ class ComparisonArguments:
     model_type_base: Method | None = _flag("Method of {who}.", "base")
     training_type_base: TrainingType | None = _flag("Training type of {who}.", "base")
     inference_type_base: InferenceType | None = _flag("Inference type of {who}.", "base")
-    test_file: str | None = _flag(
-        "Outputs of {who} (JSONL records or a JSON array); or the next three flags.", "test"
+    test_file: list[str] | None = _flag(
+        "Outputs of {who}, one or more files (each its own comparison against the base); or the next three flags.",
+        "test",
     )
-    model_type_test: Method | None = _flag("Method of {who}.", "test")
-    training_type_test: TrainingType | None = _flag("Training type of {who}.", "test")
-    inference_type_test: InferenceType | None = _flag("Inference type of {who}.", "test")
+    model_type_test: list[Method] | None = _flag(
+        "Method(s) of {who}; with several values for these three flags, every combination is judged (a grid).",
+        "test",
+    )
+    training_type_test: list[TrainingType] | None = _flag("Training type(s) of {who}.", "test")
+    inference_type_test: list[InferenceType] | None = _flag("Inference type(s) of {who}.", "test")
     results_save_dir: str = field(
         default="results/persona-tailoring",
         metadata={"help": "Root of PT outputs (for the configuration flags)."},
@@ -118,17 +123,42 @@ class Side:
     has_persona: bool | None
 
 
-def resolve_side(args: ComparisonArguments, side: str) -> Side:
-    """One side's file, from that side's own flags only."""
-    file = getattr(args, f"{side}_file")
-    parts = {key: getattr(args, f"{key}_{side}") for key in ("model_type", "training_type", "inference_type")}
-    given = [key for key, value in parts.items() if value is not None]
-    if file and given:
+def resolve_sides(args: ComparisonArguments) -> tuple[Side, list[Side]]:
+    """The base side and every test side (several files, or the product of the test configuration flags)."""
+    base = one_side(
+        args,
+        "base",
+        args.base_file,
+        [args.model_type_base],
+        [args.training_type_base],
+        [args.inference_type_base],
+    )[0]
+    tests = one_side(
+        args, "test", args.test_file, args.model_type_test, args.training_type_test, args.inference_type_test
+    )
+    for test in tests:
+        if base.path.resolve() == test.path.resolve():
+            raise UsageError(
+                f"base and test are the same file ({base.path}): compare two different configurations"
+            )
+    return base, tests
+
+
+def one_side(args: ComparisonArguments, side: str, files, methods, trainings, inferences) -> list[Side]:
+    """A side's files, from that side's own flags only (a list: the test side may name several)."""
+    files = [files] if isinstance(files, str) else files
+    parts = {"model_type": methods, "training_type": trainings, "inference_type": inferences}
+    parts = {key: [v for v in (values or []) if v is not None] for key, values in parts.items()}
+    given = [key for key, values in parts.items() if values]
+    if files and given:
         raise UsageError(f"pass either --{side}_file or --{given[0]}_{side} (and its companions), not both")
-    if file:
-        config = parse_file_name(file)
-        has_persona = None if config is None else config.inference_type != InferenceType.none
-        return Side(side, Path(file), label_for_file(file), has_persona)
+    if files:
+        sides = []
+        for file in files:
+            config = parse_file_name(file)
+            has_persona = None if config is None else config.inference_type != InferenceType.none
+            sides.append(Side(side, Path(file), label_for_file(file), has_persona))
+        return sides
     if not given:
         raise UsageError(
             f"no {side} outputs: pass --{side}_file, or --model_type_{side}, --training_type_{side} "
@@ -141,18 +171,19 @@ def resolve_side(args: ComparisonArguments, side: str) -> Side:
         raise UsageError(
             "--dataset_name is needed to find configuration outputs (e.g. --dataset_name BeaverTails)"
         )
-    config = Configuration(parts["model_type"], parts["training_type"], parts["inference_type"])
-    path = config.output_path(args.results_save_dir, args.dataset_name, args.model_nickname)
-    return Side(side, path, config.label, config.inference_type != InferenceType.none)
-
-
-def resolve_sides(args: ComparisonArguments) -> tuple[Side, Side]:
-    base, test = (resolve_side(args, side) for side in SIDES)
-    if base.path.resolve() == test.path.resolve():
-        raise UsageError(
-            f"base and test are the same file ({base.path}): compare two different configurations"
+    configs = [
+        Configuration(*values)
+        for values in itertools.product(parts["model_type"], parts["training_type"], parts["inference_type"])
+    ]
+    return [
+        Side(
+            side,
+            config.output_path(args.results_save_dir, args.dataset_name, args.model_nickname),
+            config.label,
+            config.inference_type != InferenceType.none,
         )
-    return base, test
+        for config in dict.fromkeys(configs)
+    ]
 
 
 def comparison_folder(args: ComparisonArguments, base: Side, test: Side) -> Path:

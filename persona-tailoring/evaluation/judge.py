@@ -1,9 +1,17 @@
-"""Prometheus-2 pairwise judging of base vs test responses, in both orders, with one retry for unparsable verdicts.
+"""Prometheus-2 pairwise judging of base vs test responses, in both orders.
 
 Prompts and the verdict parser are the ``prometheus-eval`` package's own (``RELATIVE_PROMPT_WO_REF``,
-``REL_SYSTEM_PROMPT``, ``parse_output(..., mode="relative")``). A verdict is mapped back from A/B to
-base/test by the order it was asked in; a pair's outcome is the winner when both orders agree, a tie when
-they disagree, and invalid when either order has no parsable verdict after its retry.
+``REL_SYSTEM_PROMPT``, ``parse_output(..., mode="relative")``). Two ways to read a verdict:
+
+- text: the judge writes feedback and ``[RESULT] A``/``B``; an unparsable answer is asked again (``retry_requests``,
+  as prometheus-eval's relative grading retries);
+- probability: the judge's answer is started with the verdict marker ``[RESULT]`` and the next-token
+  probabilities of "A" and "B" are read; the more probable letter is the verdict, and ``p_test`` (the test
+  response's share of the two) is kept. Never invalid, unless an API read neither letter among its top tokens.
+
+A verdict is mapped back from A/B to base/test by the order it was asked in; a pair's outcome is the winner when
+both orders agree, a tie when they disagree, and invalid when either order has no verdict after its retries. A
+pair's ``p_test`` is the mean of its two orders' (the position bias cancels out).
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from persona_core.arguments import Verdict
 from persona_core.llm.base import Request
 from persona_core.runs import digest
 from persona_tailoring.evaluation.outputs import Pair
@@ -36,6 +45,9 @@ TASK_INSTRUCTIONS = {
 }
 DEFAULT_TASK_INSTRUCTION = "Respond to the user's prompt below."
 OUTCOMES = ("base", "tie", "test", "invalid")
+VERDICT_MARKER = "[RESULT]"
+"""What a Prometheus verdict follows: a probability verdict's answer is started with it."""
+LETTERS = ("A", "B")
 
 
 def task_instruction(dataset_slug: str) -> str:
@@ -76,6 +88,29 @@ def parse_verdict(text: str | None) -> str | None:
     return parse_output(text, mode="relative")[1]
 
 
+def read_letter(record: dict) -> str | None:
+    """'A' or 'B': the more probable letter of a probability verdict ('A' on an exact tie), else parsed from the
+    text; None when neither applies (unparsable text, or neither letter among an API's top tokens)."""
+    probabilities = record.get("probabilities")
+    if probabilities is None:
+        return parse_verdict(record.get("raw_text"))
+    a, b = (probabilities.get(letter) for letter in LETTERS)
+    if a is None and b is None:
+        return None
+    return "A" if (a or 0.0) >= (b or 0.0) else "B"
+
+
+def test_probability(record: dict) -> float | None:
+    """The test response's share of P(A) + P(B) in a probability verdict (a letter not read counts 0), else None."""
+    probabilities = record.get("probabilities")
+    if probabilities is None:
+        return None
+    a, b = (probabilities.get(letter) or 0.0 for letter in LETTERS)
+    if a + b == 0:
+        return None
+    return (b if Order(record["order"]) == Order.base_first else a) / (a + b)
+
+
 def winner(letter: str | None, order: Order) -> str | None:
     """'base' or 'test' for the letter the judge picked in ``order``; None stays None (invalid)."""
     if letter not in ("A", "B"):
@@ -96,6 +131,7 @@ class JudgeJob:
 
     task: str
     merge_system_prompt: bool = False
+    verdict: Verdict = Verdict.text
 
 
 def build_requests(
@@ -111,8 +147,9 @@ def build_requests(
                 system, user = judge_messages(instruction, a.response, b.response, RUBRICS[metric])
                 if job.merge_system_prompt:  # as prometheus-eval's Mistral conversation template does
                     system, user = None, f"{system}\n{user}"
-                request_id = f"{pair.id}.{metric.value}.{order.value}.{digest([system, user])[:10]}"
-                requests.append(Request(request_id, user, system=system))
+                prefill = VERDICT_MARKER if job.verdict == Verdict.probability else ""
+                request_id = f"{pair.id}.{metric.value}.{order.value}.{digest([system, user, prefill])[:10]}"
+                requests.append(Request(request_id, user, system=system, prefill=prefill))
                 meta[request_id] = {
                     "pair": pair.id,
                     "metric": metric.value,
@@ -122,23 +159,41 @@ def build_requests(
     return requests, meta
 
 
-def retry_requests(requests: list[Request], meta: dict[str, dict], records: dict[str, dict]):
-    """A second request for every first attempt that came back without a parsable verdict."""
+def attempt_id(request_id: str, attempt: int) -> str:
+    return request_id if attempt == 1 else f"{request_id}.retry{attempt - 1}"
+
+
+def retry_requests(requests: list[Request], meta: dict[str, dict], records: dict[str, dict], attempt: int):
+    """Attempt ``attempt`` (2, 3, ...) of every request whose previous attempt came back without a parsable verdict
+    (text verdicts only: asking a probability verdict again would read the same probabilities)."""
     retries, retry_meta = [], {}
     for request in requests:
-        record = records.get(request.id)
-        if record and record.get("status") == "ok" and record["verdict"] is None:
-            retry_id = f"{request.id}.retry"
-            retries.append(Request(retry_id, request.prompt, system=request.system))
-            retry_meta[retry_id] = {**meta[request.id], "attempt": 2}
+        previous = records.get(attempt_id(request.id, attempt - 1))
+        if previous and previous.get("status") == "ok" and previous["verdict"] is None:
+            if previous.get("probabilities") is not None:
+                continue
+            retry_id = attempt_id(request.id, attempt)
+            retries.append(Request(retry_id, request.prompt, system=request.system, prefill=request.prefill))
+            retry_meta[retry_id] = {**meta[request.id], "attempt": attempt}
     return retries, retry_meta
 
 
 def finish_record(record: dict) -> dict:
-    letter = parse_verdict(record.get("raw_text"))
+    letter = read_letter(record)
     record["raw_verdict"] = letter
     record["verdict"] = winner(letter, Order(record["order"]))
+    record["p_test"] = test_probability(record)
     return record
+
+
+def final_attempt(request: Request, records: dict[str, dict]) -> tuple[dict, dict]:
+    """(first attempt, the attempt that counts): the first with a verdict, else the last one made."""
+    first = used = records[request.id]
+    attempt = 2
+    while used["verdict"] is None and attempt_id(request.id, attempt) in records:
+        used = records[attempt_id(request.id, attempt)]
+        attempt += 1
+    return first, used
 
 
 def judgments(
@@ -147,20 +202,26 @@ def judgments(
     """One record per pair and metric: both orders' verdicts (after any retry) and the outcome."""
     final: dict[tuple[str, str, str], dict] = {}
     for request in requests:
-        first = records[request.id]
-        retry = records.get(f"{request.id}.retry")
-        used = retry if first["verdict"] is None and retry is not None else first
-        final[(first["pair"], first["metric"], first["order"])] = {
+        first, used = final_attempt(request, records)
+        verdict = {
             "verdict": used["verdict"],
             "raw_verdict": used["raw_verdict"],
             "attempts": used["attempt"],
             "first_attempt_verdict": first["raw_verdict"],
             "judge_output": used["raw_text"],
         }
+        if used.get("probabilities") is not None:
+            verdict |= {
+                "probabilities": used["probabilities"],
+                "tokens": used.get("tokens_read"),
+                "p_test": used["p_test"],
+            }
+        final[(first["pair"], first["metric"], first["order"])] = verdict
     out = []
     for pair in pairs:
         for metric in metrics:
             verdicts = {order: final[(pair.id, metric.value, order.value)] for order in Order}
+            shares = [v.get("p_test") for v in verdicts.values()]
             out.append(
                 {
                     "id": pair.id,
@@ -177,6 +238,10 @@ def judgments(
                     "outcome": outcome(
                         verdicts[Order.base_first]["verdict"], verdicts[Order.test_first]["verdict"]
                     ),
+                    "verdict_mode": (
+                        "probability" if any("probabilities" in v for v in verdicts.values()) else "text"
+                    ),
+                    "p_test": None if None in shares else round(sum(shares) / 2, 6),
                 }
             )
     return out

@@ -1,27 +1,31 @@
-"""Judge a test configuration against a base configuration: personalization and response quality, both orders.
+"""Judge test configurations against a base configuration: personalization and response quality, both orders.
 
 Examples::
 
-    # the paper's released BeaverTails outputs, judged by the embedded model (offline, no keys)
+    # the paper's BeaverTails grid from its released outputs (DPO with and without persona training, gold and
+    # retrieved personas, each against the no-persona baseline), judged by the embedded model (offline, no keys)
     python -m persona_tailoring.evaluation.run_judge --results_save_dir ../shared/data/paper-outputs \\
         --dataset_name BeaverTails --model_type_base dpo --training_type_base none --inference_type_base none \\
-        --model_type_test dpo --training_type_test chosen --inference_type_test gold-chosen --limit 5
+        --model_type_test dpo --training_type_test none chosen --inference_type_test gold-chosen retr-chosen \\
+        --limit 20
 
-    # two explicit files, judged by the paper's judge on a vLLM server
-    #   (vllm serve prometheus-eval/prometheus-7b-v2.0 --port 8000)
-    python -m persona_tailoring.evaluation.run_judge --base_file base.jsonl --test_file test.jsonl \\
+    # two explicit test files against one base, judged by the paper's judge on a vLLM server
+    #   (python -m vllm.entrypoints.openai.api_server --model prometheus-eval/prometheus-7b-v2.0 --port 8000)
+    python -m persona_tailoring.evaluation.run_judge --base_file base.jsonl --test_file a.jsonl b.jsonl \\
         --judge_model_type open_ai --judge_model_name prometheus-eval/prometheus-7b-v2.0 \\
-        --base_url http://localhost:8000/v1 --merge_system_prompt --concurrency 32
+        --base_url http://localhost:8000/v1 --merge_system_prompt --verdict probability --concurrency 32
 
-    # any API model as judge (key in .env)
+    # any API model as judge (key in .env); text verdicts, as the API gives no token probabilities
     python -m persona_tailoring.evaluation.run_judge --judge_model_type anthropic \\
         --judge_model_name claude-sonnet-4-5 --dataset_name BeaverTails --model_nickname llama-3.1-8b ...
 
-A rerun of the same comparison resumes from its checkpoint; with another judge, generation setting, judge prompt
-or other outputs it stops with a one-line error, since old and new verdicts would mix: ``--overwrite`` redoes it,
-another ``--output_dir`` keeps both.
+Each test configuration is its own comparison (folder) under ``--output_dir``; a rerun resumes each from its
+checkpoint, and with another judge, verdict mode, generation setting, judge prompt or other outputs it stops with a
+one-line error, since old and new verdicts would mix: ``--overwrite`` redoes it, another ``--output_dir`` keeps
+both. The verdict cache of ``--output_dir`` (keyed by judge, verdict settings and the rendered prompt, rubric
+included) answers any prompt judged before, in any comparison or run, without asking the judge again.
 
-Then: ``python -m persona_tailoring.evaluation.win_rate --comparison_dir <output_dir>``.
+Then: ``python -m persona_tailoring.evaluation.win_rate --comparison_dir <output_dir>`` (the ΔPQ table of a grid).
 """
 
 from __future__ import annotations
@@ -35,12 +39,16 @@ from persona_core.arguments import (
     GenerationArguments,
     LimitArguments,
     OverwriteArguments,
+    Verdict,
     positive,
+    resolve_verdict,
+    verdict_field,
 )
 from persona_core.cli import parse_args, public_args
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import UsageError, run_cli
 from persona_core.llm import ModelType
+from persona_core.llm.base import GenerationConfig
 from persona_tailoring.evaluation.configuration import (
     ComparisonArguments,
     Side,
@@ -54,7 +62,7 @@ KEEP_BOTH = "--output_dir"
 
 @dataclass
 class JudgeArguments:
-    """Which judge, on which rubrics, and how its prompts and retries are made."""
+    """Which judge, on which rubrics, how its verdicts are read, and how its prompts and retries are made."""
 
     judge_model_type: ModelType = field(default=ModelType.hf_chat, metadata={"help": "Judge backend."})
     judge_model_name: str = field(
@@ -66,13 +74,23 @@ class JudgeArguments:
     metrics: list[Metric] = field(
         default_factory=lambda: list(Metric), metadata={"help": "Rubrics to judge."}
     )
+    verdict: Verdict | None = verdict_field("--judge_model_type")
     task_instruction: str | None = field(
         default=None,
         metadata={"help": "What the models were asked to do (default: chosen by --dataset_name)."},
     )
-    retry_temperature: float = field(
-        default=1.0,
-        metadata={"help": "Temperature of the one retry of an unparsable verdict (0 would repeat it)."},
+    verdict_retries: int = field(
+        default=10,
+        metadata={
+            "help": "Text verdicts: times an unparsable verdict is asked again, each with a new seed "
+            "(prometheus-eval's relative grading retries up to 10 times)."
+        },
+    )
+    retry_temperature: float | None = field(
+        default=None,
+        metadata={
+            "help": "Text verdicts: temperature of the retries (default: --temperature, as prometheus-eval)."
+        },
     )
     merge_system_prompt: bool = field(
         default=False,
@@ -80,9 +98,17 @@ class JudgeArguments:
             "help": "Put Prometheus' system prompt into the user turn (for chat templates without a system role)."
         },
     )
+    drop_repetitive: bool = field(
+        default=False,
+        metadata={
+            "help": "Leave out of judging the pairs where either response is repetitive (degenerate.is_repetitive), "
+            "as the paper filtered degenerate outputs; the dropped count is reported."
+        },
+    )
 
     def check(self) -> None:
-        positive(self, "retry_temperature", allow_zero=True)
+        positive(self, "retry_temperature", "verdict_retries", allow_zero=True)
+        self.verdict = resolve_verdict(self.verdict, self.judge_model_type, "--judge_model_type")
 
 
 @dataclass
@@ -95,9 +121,23 @@ class Arguments(
     JudgeArguments,
     ComparisonArguments,
 ):
-    # The judge writes feedback before its verdict: a larger budget, and no stop string cutting the feedback.
+    # Text verdicts sample as prometheus-eval's relative grading does (its default parameters); probability
+    # verdicts generate nothing, so these do not apply to them.
+    temperature: float = field(
+        default=1.0, metadata={"help": "Text verdicts: sampling temperature (prometheus-eval: 1.0)."}
+    )
+    top_p: float = field(default=0.9, metadata={"help": "Text verdicts: top-p (prometheus-eval: 0.9)."})
+    repetition_penalty: float = field(
+        default=1.03,
+        metadata={
+            "help": "Text verdicts: repetition penalty, local judges and vLLM servers (prometheus-eval: 1.03)."
+        },
+    )
     max_tokens: int = field(
-        default=1024, metadata={"help": "Maximum tokens of the judge's feedback and verdict."}
+        default=1024,
+        metadata={
+            "help": "Text verdicts: maximum tokens of the feedback and verdict (prometheus-eval: 1024)."
+        },
     )
     stop_token: list[str] = field(
         default_factory=list, metadata={"help": "Stop strings (none: the verdict comes last)."}
@@ -122,7 +162,7 @@ def check_system_role(llm) -> None:
 
 
 def judge_backend(args: Arguments):
-    """The run's one judge backend; both passes (first attempts, retries) call it with their own settings."""
+    """The run's one judge backend, shared by every comparison, first attempts and retries."""
     from persona_core.llm import make_llm
 
     llm = make_llm(args.judge_model_type, args.judge_model_name, **args.backend_options())
@@ -132,8 +172,10 @@ def judge_backend(args: Arguments):
 
 
 def load_pairs(args: Arguments, base: Side, test: Side):
-    """The pairs to judge (the first ``--limit``) and a digest of all pairs' content, for the fingerprint."""
+    """The pairs to judge (the first ``--limit``, less repetitive ones with ``--drop_repetitive``), how many were
+    dropped, and a digest of all pairs' content, for the fingerprint."""
     from persona_core.runs import digest
+    from persona_tailoring.evaluation.degenerate import is_repetitive
     from persona_tailoring.evaluation.outputs import match_rows, read_outputs
 
     base_rows = read_outputs(base.path, base.has_persona, flag="base file")
@@ -141,137 +183,312 @@ def load_pairs(args: Arguments, base: Side, test: Side):
     pairs = match_rows(base_rows, test_rows, f"base '{base.path.name}'", f"test '{test.path.name}'")
     content = digest([[p.id, p.question, p.persona, p.base.response, p.test.response] for p in pairs])
     pairs = pairs[: args.limit]
+    dropped = 0
+    if args.drop_repetitive:
+        kept = [p for p in pairs if not (is_repetitive(p.base.response) or is_repetitive(p.test.response))]
+        pairs, dropped = kept, len(pairs) - len(kept)
+        if not pairs:
+            raise UsageError(
+                f"every pair of {test.label} has a repetitive response: drop --drop_repetitive to judge them"
+            )
     if Metric.personalization in args.metrics and not any(p.persona for p in pairs):
         raise UsageError(
             "neither configuration carries a persona, so personalization cannot be judged: "
             "pass --metrics response_quality or a test configuration with personas"
         )
-    return pairs, content
+    return pairs, dropped, content
+
+
+def verdict_settings(args: Arguments, generation) -> dict:
+    """What, besides the prompt, decides a verdict: the judge and how its verdict is read."""
+    settings = {
+        "judge": {"model_type": args.judge_model_type.value, "model_name": args.judge_model_name},
+        "verdict": args.verdict.value,
+    }
+    if args.verdict == Verdict.text:
+        settings["generation"] = {
+            **dataclasses.asdict(generation),
+            "retry_temperature": args.retry_temperature,
+            "verdict_retries": args.verdict_retries,
+        }
+    return settings
 
 
 def fingerprint(args: Arguments, templates: dict, generation, pairs_digest: str) -> dict:
-    """What determines the verdicts: judge, prompts, generation settings and the pairs' content.
+    """What determines the verdicts: judge, verdict mode, prompts, generation settings and the pairs' content.
 
     Not ``--metrics`` or ``--limit``: they choose which verdicts exist, and the checkpoint is keyed by request.
     """
     from persona_core.runs import digest
 
     return {
-        "judge": {"model_type": args.judge_model_type.value, "model_name": args.judge_model_name},
+        **verdict_settings(args, generation),
         "prompts": digest(templates),
-        "generation": {
-            **dataclasses.asdict(generation),
-            "retry_temperature": args.retry_temperature,
-            "merge_system_prompt": args.merge_system_prompt,
-        },
+        "merge_system_prompt": args.merge_system_prompt,
+        "drop_repetitive": args.drop_repetitive,
         "pairs": pairs_digest,
     }
 
 
-def needs_judge(files, requests, meta, overwrite: bool) -> bool:
-    """Whether any first attempt or retry is missing from the checkpoint (else no model is loaded at all)."""
-    from persona_core.io import JsonlCheckpoint
+class VerdictCache:
+    """Verdicts by (judge settings, rendered prompt, attempt): an append-only JSONL file in ``--output_dir``.
+
+    Each comparison keeps its own checkpoint; the cache adds that a prompt judged before anywhere under the same
+    output folder (another comparison of a grid, an earlier or overwritten run) is answered without the judge.
+    """
+
+    FIELDS = ("raw_text", "usage", "probabilities", "tokens_read")
+
+    def __init__(self, path, settings: dict):
+        from persona_core.io import JsonlCheckpoint
+        from persona_core.runs import digest
+
+        self.file = JsonlCheckpoint(path)
+        self.settings = digest(settings)
+        self.entries = {key: entry for key, entry in self.file.load().items()}
+        self.hits = 0
+
+    def key(self, request, attempt: int) -> str:
+        from persona_core.runs import digest
+
+        return digest([self.settings, request.system, request.prompt, request.prefill, attempt])
+
+    def fill(self, requests, meta, checkpoint_path) -> None:
+        """Copy the cached verdicts of ``requests`` missing from a comparison's checkpoint into it."""
+        from persona_core.io import JsonlCheckpoint
+        from persona_tailoring.evaluation.judge import finish_record
+
+        checkpoint = JsonlCheckpoint(checkpoint_path)
+        done = {i for i, r in checkpoint.load().items() if r.get("status") == "ok"}
+        found = []
+        for request in requests:
+            entry = self.entries.get(self.key(request, meta[request.id]["attempt"]))
+            if request.id not in done and entry is not None:
+                fields = {k: entry.get(k) for k in self.FIELDS if k in entry}
+                record = {"id": request.id, "prompt": request.prompt, **meta[request.id], **fields}
+                found.append(finish_record({**record, "status": "ok", "cached": True}))
+        if found:
+            checkpoint.append(found)
+            self.hits += len(found)
+        checkpoint.close()
+
+    def add(self, requests, meta, records: dict) -> None:
+        new = []
+        for request in requests:
+            record = records.get(request.id)
+            key = self.key(request, meta[request.id]["attempt"])
+            if (
+                record
+                and record.get("status") == "ok"
+                and not record.get("cached")
+                and key not in self.entries
+            ):
+                entry = {"id": key, **{k: record[k] for k in self.FIELDS if k in record}}
+                self.entries[key] = entry
+                new.append(entry)
+        if new:
+            self.file.append(new)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def attempts_needed(requests, meta, done: dict, retries: int) -> bool:
+    """Whether any first attempt or needed retry is missing from ``done`` (else no model is loaded at all)."""
     from persona_tailoring.evaluation.judge import retry_requests
 
-    if overwrite:
+    if any(r.id not in done for r in requests):
         return True
-    done = {i: r for i, r in JsonlCheckpoint(files.checkpoint).load().items() if r.get("status") == "ok"}
-    retries, _ = retry_requests(requests, meta, done)
-    return any(r.id not in done for r in [*requests, *retries])
+    for attempt in range(2, retries + 2):
+        pending, _ = retry_requests(requests, meta, done, attempt)
+        if any(r.id not in done for r in pending):
+            return True
+    return False
+
+
+@dataclass
+class Comparison:
+    """One base-vs-test comparison of a run: its files, pairs and requests."""
+
+    test: Side
+    files: object
+    pairs: list
+    dropped: int
+    requests: list
+    meta: dict
+    settings: dict
+
+
+def plan_comparison(args: Arguments, base: Side, test: Side, task: str, generation) -> Comparison:
+    from persona_core import layout
+    from persona_tailoring.evaluation import judge
+
+    files = layout.judge_files(comparison_folder(args, base, test))
+    pairs, dropped, pairs_digest = load_pairs(args, base, test)
+    job = judge.JudgeJob(task, args.merge_system_prompt, args.verdict)
+    requests, meta = judge.build_requests(pairs, args.metrics, job)
+    settings = fingerprint(args, judge.templates(task), generation, pairs_digest)
+    return Comparison(test, files, pairs, dropped, requests, meta, settings)
+
+
+def run_comparison(
+    args: Arguments, base: Side, plan: Comparison, task: str, llm, cache: VerdictCache
+) -> dict:
+    """Judge one comparison (first attempts, then text retries), writing its judgments and run record; returns
+    what the summary prints. Raises nothing on failed requests: they are reported and kept for the next run."""
+    from persona_core.io import write_jsonl_atomic
+    from persona_core.runner import run_requests
+    from persona_core.runs import open_run, write_run_record
+    from persona_tailoring.evaluation import judge
+
+    files, requests, meta = plan.files, plan.requests, plan.meta
+    probability = args.verdict == Verdict.probability
+    first_attempt = args.generation() if not probability else GenerationConfig(max_tokens=1)
+    with open_run(files, plan.settings, args.overwrite, keep_both=KEEP_BOTH):
+        if not args.overwrite:
+            cache.fill(requests, meta, files.checkpoint)
+        records, first = run_requests(
+            llm,
+            requests,
+            meta,
+            files.checkpoint,
+            first_attempt,
+            judge.finish_record,
+            desc=f"judge {plan.test.label}",
+            options=judge.LETTERS if probability else None,
+        )
+        cache.add(requests, meta, records)
+        stats = {"first_attempts": first.as_dict()}
+        retried = 0
+        for attempt in range(2, args.verdict_retries + 2):
+            retries, retry_meta = judge.retry_requests(requests, meta, records, attempt)
+            if not retries:
+                break
+            if not args.overwrite:
+                cache.fill(retries, retry_meta, files.checkpoint)
+            temperature = args.temperature if args.retry_temperature is None else args.retry_temperature
+            retry = args.generation(temperature=temperature, seed=args.seed + attempt - 1)
+            done, again = run_requests(
+                llm, retries, retry_meta, files.checkpoint, retry, judge.finish_record, desc="judge retries"
+            )
+            cache.add(retries, retry_meta, done)
+            records.update(done)
+            retried += len(retries)
+            stats[f"attempt_{attempt}"] = again.as_dict()
+        failed = [r for r in records.values() if r.get("status") != "ok"]
+        extra = {
+            "base_file": str(base.path),
+            "test_file": str(plan.test.path),
+            "judge": f"{args.judge_model_type.value}:{args.judge_model_name}",
+            "verdict_mode": args.verdict.value,
+            "task_instruction": task,
+            "pairs": len(plan.pairs),
+            "dropped_repetitive": plan.dropped,
+        }
+        if failed:
+            write_run_record(files, public_args(args), stats, **extra)
+            return {"plan": plan, "failed": failed}
+        rows = judge.judgments(plan.pairs, args.metrics, requests, records, task)
+        verdicts = {
+            "total": len(requests),
+            "invalid_first_attempt": sum(records[r.id]["verdict"] is None for r in requests),
+            "invalid_after_retry": sum(row[o.value]["verdict"] is None for row in rows for o in judge.Order),
+            "retried": retried,
+            "cached": sum(bool(records[r.id].get("cached")) for r in requests),
+        }
+        write_jsonl_atomic(files.results, rows)
+        write_run_record(files, public_args(args), stats, **extra, verdicts=verdicts)
+    return {"plan": plan, "rows": rows, "verdicts": verdicts, "first": first}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
+
     from persona_core import layout
-    from persona_core.io import write_jsonl_atomic
+    from persona_core.io import JsonlCheckpoint
     from persona_core.llm.base import LLM
     from persona_core.prompts import dataset_slug
-    from persona_core.runner import run_requests
-    from persona_core.runs import check_fingerprint, open_run, write_run_record
+    from persona_core.runs import check_fingerprint
     from persona_core.secrets import load_env
     from persona_tailoring.evaluation import judge
 
     load_env()
-    base, test = resolve_sides(args)
-    files = layout.judge_files(comparison_folder(args, base, test))
-    pairs, pairs_digest = load_pairs(args, base, test)
-    task = args.task_instruction or judge.task_instruction(
-        dataset_slug(args.dataset_name or test.path.parent.name)
-    )
-    requests, meta = judge.build_requests(pairs, args.metrics, judge.JudgeJob(task, args.merge_system_prompt))
+    base, tests = resolve_sides(args)
+    probability = args.verdict == Verdict.probability
+    generation = args.generation() if not probability else GenerationConfig(max_tokens=1)
+    plans = []
+    for test in tests:
+        task = args.task_instruction or judge.task_instruction(
+            dataset_slug(args.dataset_name or test.path.parent.name)
+        )
+        plans.append((plan_comparison(args, base, test, task, generation), task))
     if args.dry_run:
+        for plan, _ in plans:
+            print(
+                f"[dry run] {plan.test.label}: {len(plan.pairs)} pairs x {len(args.metrics)} metrics x 2 orders = "
+                f"{len(plan.requests)} judge requests ({args.verdict.value} verdicts) -> {plan.files.results}"
+            )
+        first = plans[0][0].requests[0]
+        print(f"[dry run] base: {base.path}")
         print(
-            f"[dry run] {len(pairs)} pairs x {len(args.metrics)} metrics x 2 orders = {len(requests)} judge requests"
+            f"[dry run] first system prompt:\n{first.system}\n[dry run] first judge prompt:\n{first.prompt}"
         )
-        print(
-            f"[dry run] base: {base.path}\n[dry run] test: {test.path}\n[dry run] results would go to {files.results}"
-        )
-        print(
-            f"[dry run] first system prompt:\n{requests[0].system}\n[dry run] first judge prompt:\n{requests[0].prompt}"
-        )
+        if first.prefill:
+            print(f"[dry run] the answer starts with: {first.prefill}")
         return 0
-
-    first_attempt = args.generation()
-    retry = args.generation(temperature=args.retry_temperature)
-    settings = fingerprint(args, judge.templates(task), first_attempt, pairs_digest)
-    check_fingerprint(files, settings, args.overwrite, keep_both=KEEP_BOTH)  # a refused rerun loads no model
-    # Built before the folder is taken, so a missing key or model leaves nothing behind. A finished comparison
-    # loads no model: every verdict is in the checkpoint, so the bare ``LLM`` placeholder is never asked.
-    needed = needs_judge(files, requests, meta, args.overwrite)
+    for plan, _ in plans:  # a refused rerun loads no model and touches no comparison
+        check_fingerprint(plan.files, plan.settings, args.overwrite, keep_both=KEEP_BOTH)
+    cache = VerdictCache(layout.verdict_cache_path(args.output_dir), verdict_settings(args, generation))
+    # Built before any folder is taken, so a missing key or model leaves nothing behind; a grid whose every verdict
+    # is in the checkpoints or the cache loads no model (the bare ``LLM`` placeholder is never asked).
+    needed = False
+    for plan, _ in plans:
+        done = {} if args.overwrite else JsonlCheckpoint(plan.files.checkpoint).load()
+        done = {i: r for i, r in done.items() if r.get("status") == "ok"}
+        needed = needed or attempts_needed(plan.requests, plan.meta, done, args.verdict_retries)
     llm = judge_backend(args) if needed else LLM(args.judge_model_name)
     identity = f"{args.judge_model_type.value}:{args.judge_model_name}"
-    with open_run(files, settings, args.overwrite, keep_both=KEEP_BOTH):
-        records, first = run_requests(
-            llm, requests, meta, files.checkpoint, first_attempt, judge.finish_record, desc="judge"
-        )
-        retries, retry_meta = judge.retry_requests(requests, meta, records)
-        retried, second = run_requests(
-            llm, retries, retry_meta, files.checkpoint, retry, judge.finish_record, desc="judge retries"
-        )
-        records.update(retried)
-        failed = [r for r in records.values() if r.get("status") != "ok"]
-        stats = {"first_attempts": first.as_dict(), "retries": second.as_dict()}
-        extra = {
-            "base_file": str(base.path),
-            "test_file": str(test.path),
-            "judge": identity,
-            "task_instruction": task,
-            "pairs": len(pairs),
-        }
-        if failed:
-            write_run_record(files, public_args(args), stats, **extra)
-            print(f"judge: {len(failed)} of {len(records)} requests failed (first: {failed[0]['error']})")
+    status, results = 0, []
+    try:
+        for plan, task in plans:
+            results.append(run_comparison(args, base, plan, task, llm, cache))
+    finally:
+        cache.close()
+    for result in results:
+        plan = result["plan"]
+        if "failed" in result:
+            failed = result["failed"]
+            status = 1
+            print(f"{plan.test.label}: {len(failed)} judge requests failed (first: {failed[0]['error']})")
             if any("role" in (r.get("error") or "").lower() for r in failed):
                 print("the judge seems to reject the system role: rerun with --merge_system_prompt")
-            print(f"checkpoint kept in {files.folder}; rerun the same command to retry the failed requests")
-            return 1
-        rows = judge.judgments(pairs, args.metrics, requests, records, task)
-        invalid_first = sum(records[r.id]["verdict"] is None for r in requests)
-        invalid_final = sum(row[o.value]["verdict"] is None for row in rows for o in judge.Order)
-        verdicts = {
-            "total": len(requests),
-            "invalid_first_attempt": invalid_first,
-            "invalid_after_retry": invalid_final,
-        }
-        write_jsonl_atomic(files.results, rows)
-        write_run_record(files, public_args(args), stats, **extra, verdicts=verdicts)
-
+            print(
+                f"checkpoint kept in {plan.files.folder}; rerun the same command to retry the failed requests"
+            )
+            continue
+        rows, verdicts, first = result["rows"], result["verdicts"], result["first"]
+        total = verdicts["total"]
+        print(
+            f"{plan.test.label} vs {base.label}: {len(plan.pairs)} pairs x {len(args.metrics)} metrics x 2 orders = "
+            f"{total} {args.verdict.value} verdicts by {identity} ({first.reused} reused, {verdicts['cached']} "
+            f"from the cache, {first.ok} new, {verdicts['retried']} retried) in {first.seconds:.1f}s"
+            + (f"; {plan.dropped} pairs with a repetitive response dropped" if args.drop_repetitive else "")
+        )
+        print(
+            f"  invalid verdicts: {verdicts['invalid_first_attempt']}/{total} on the first attempt, "
+            f"{verdicts['invalid_after_retry']}/{total} after retries ({verdicts['invalid_after_retry'] / total:.1%})"
+        )
+        for metric in args.metrics:
+            counts = {
+                o: sum(r["outcome"] == o for r in rows if r["metric"] == metric.value) for o in judge.OUTCOMES
+            }
+            print(f"  {metric.value}: " + ", ".join(f"{o} {n}" for o, n in counts.items()))
+        print(f"  results: {plan.files.results}")
     print(
-        f"judge: {len(pairs)} pairs x {len(args.metrics)} metrics x 2 orders = {len(requests)} verdicts by {identity} "
-        f"({first.reused} reused, {first.ok} new, {len(retries)} retried) in {first.seconds + second.seconds:.1f}s"
+        f"{len(results)} comparison(s) under {args.output_dir}; verdict cache: {cache.file.path} ({cache.hits} hits)"
     )
-    print(
-        f"invalid verdicts: {invalid_first}/{len(requests)} on the first attempt, {invalid_final}/{len(requests)} "
-        f"after one retry ({invalid_final / len(requests):.1%})"
-    )
-    for metric in args.metrics:
-        counts = {
-            o: sum(r["outcome"] == o for r in rows if r["metric"] == metric.value) for o in judge.OUTCOMES
-        }
-        print(f"{metric.value}: " + ", ".join(f"{o} {n}" for o, n in counts.items()))
-    print(f"results: {files.results}\nrun record: {files.run_record}")
-    print(f"next: python -m persona_tailoring.evaluation.win_rate --comparison_dir {files.folder}")
-    return 0
+    print(f"next: python -m persona_tailoring.evaluation.win_rate --comparison_dir {args.output_dir}")
+    return status
 
 
 if __name__ == "__main__":

@@ -265,9 +265,10 @@ def find_comparisons(args: Arguments) -> tuple[Path, list[Path]]:
             else sorted(p.parent for p in root.rglob(judgments))
         )
     else:
-        base, test = resolve_sides(args)
-        root = comparison_folder(args, base, test)
-        found = [root] if layout.judge_files(root).results.is_file() else []
+        base, tests = resolve_sides(args)
+        folders = [comparison_folder(args, base, test) for test in tests]
+        root = folders[0] if len(folders) == 1 else Path(args.output_dir)
+        found = [folder for folder in folders if layout.judge_files(folder).results.is_file()]
     if not found:
         raise UsageError(
             f"no {judgments} in or under '{root}': run persona_tailoring.evaluation.run_judge first"
