@@ -95,6 +95,17 @@ TEMPLATE = "Question: {prompt}\nAnswer A: {preferred}\nAnswer B: {other}\nPerson
 """The tests' own prompt template, so that ``fake_persona`` can read any prompt whatever the shipped wording."""
 
 
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """No real keys, no stray .env: the working folder is the test's own."""
+    for name in KEY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "CO_API_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return monkeypatch
+
+
 def write_template(prompt_dir: Path) -> Path:
     """``prompt_dir`` holding TEMPLATE as the persona-inference template for every dataset name."""
     path = prompt_dir / "persona_inference" / "generic.txt"

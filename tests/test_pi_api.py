@@ -16,7 +16,6 @@ from persona_core.prompts import load_template
 from persona_inference.model import run_model
 from persona_inference.model.inference import PERSONA_PREFIX, build_requests
 from tests.conftest import (
-    KEY_VARIABLES,
     api_args,
     clean_env,
     expected_persona,
@@ -34,17 +33,6 @@ N_ROWS = 5
 @pytest.fixture
 def data(tmp_path) -> Path:
     return write_preferences(tmp_path / "prefs.jsonl", N_ROWS)
-
-
-@pytest.fixture
-def isolated(tmp_path, monkeypatch):
-    """No real keys, no stray .env: the working folder is the test's own."""
-    for name in KEY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    for name in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "CO_API_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    return monkeypatch
 
 
 def prompts_of(data: Path) -> list[str]:

@@ -398,12 +398,148 @@ def plot(summary: dict, title: str, paths: list[Path]) -> list[Path]:
     return paths
 
 
+GRID_COLUMNS = (
+    "dataset",
+    "base",
+    "test",
+    "method",
+    "training_type",
+    "inference_type",
+    "prompts",
+    "delta_pq",
+    "delta_pq_ci95_low",
+    "delta_pq_ci95_high",
+    "personalization_win_rate",
+    "response_quality_win_rate",
+    "personalization_lc_win_rate",
+    "response_quality_lc_win_rate",
+    "base_repetitive",
+    "test_repetitive",
+    "base_mean_words",
+    "test_mean_words",
+)
+
+
+def grid_cell(name: str, summary: dict) -> dict:
+    """One comparison as a ΔPQ table cell: dataset (the folder above it, if any), base and test configurations."""
+    from persona_tailoring.evaluation.configuration import InferenceType, Method, TrainingType
+
+    *where, pair = name.split("/")
+    base, _, test = pair.partition("_vs_")
+    method, _, rest = test.partition("-")
+    training, _, inference = rest.partition("-")
+    try:
+        config = (Method(method).value, TrainingType(training).value, InferenceType(inference).value)
+    except ValueError:  # outputs given as files not named by configuration
+        config = (None, None, None)
+    row = csv_row(name, summary)
+    return {
+        "dataset": where[0] if where else "",
+        "base": base,
+        "test": test,
+        "method": config[0],
+        "training_type": config[1],
+        "inference_type": config[2],
+        **{key: row[key] for key in GRID_COLUMNS[6:12]},
+        "personalization_lc_win_rate": row["personalization_lc_win_rate"],
+        "response_quality_lc_win_rate": row["response_quality_lc_win_rate"],
+        **{f"{side}_{k}": row[f"{side}_{k}"] for side in SIDES for k in ("repetitive", "mean_words")},
+    }
+
+
+def fmt_value(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def fmt_cell(cell: dict) -> str:
+    """'+0.250 [-0.100, 0.600]<br>P 0.625 · Q 0.625' (undefined parts as n/a)."""
+    value = "n/a" if cell["delta_pq"] is None else f"{cell['delta_pq']:+.3f}"
+    ci = (
+        ""
+        if cell["delta_pq_ci95_low"] is None
+        else f" [{cell['delta_pq_ci95_low']:+.3f}, {cell['delta_pq_ci95_high']:+.3f}]"
+    )
+    return f"{value}{ci}<br>P {fmt_value(cell['personalization_win_rate'])} · Q {fmt_value(cell['response_quality_win_rate'])}"
+
+
+def write_delta_pq_table(output_dir: Path, cells: list[dict]) -> list[Path]:
+    """The paper's ΔPQ table: rows are test configurations (method x persona source), columns datasets; each cell
+    ΔPQ with its 95% interval and the personalization (P) and quality (Q) win rates. CSV (one line per cell, every
+    number), markdown (the pivot) and a figure (ΔPQ bars with intervals)."""
+    import csv
+
+    import matplotlib
+
+    from persona_core.io import atomic_output, write_text_atomic
+
+    files = layout.delta_pq_table_files(output_dir)
+    with atomic_output(files["csv"]) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, GRID_COLUMNS)
+        writer.writeheader()
+        writer.writerows(cells)
+    datasets = sorted({c["dataset"] for c in cells})
+    bases = sorted({c["base"] for c in cells})
+    row_names = list(
+        dict.fromkeys(c["test"] if len(bases) == 1 else f"{c['test']} vs {c['base']}" for c in cells)
+    )
+    by_place = {
+        (c["test"] if len(bases) == 1 else f"{c['test']} vs {c['base']}", c["dataset"]): c for c in cells
+    }
+    header = f"| test configuration (vs {bases[0]}) |" if len(bases) == 1 else "| configuration |"
+    lines = [
+        header + "".join(f" {d or '(dataset)'} |" for d in datasets),
+        "|---|" + "---|" * len(datasets),
+    ]
+    for name in row_names:
+        lines.append(
+            f"| {name} |"
+            + "".join(
+                f" {fmt_cell(by_place[(name, d)]) if (name, d) in by_place else '–'} |" for d in datasets
+            )
+        )
+    note = "ΔPQ = ½[(P − ½)/½ + (Q − ½)/½] with its 95% bootstrap interval; P, Q: personalization and quality win rates."
+    write_text_atomic(files["md"], "\n".join([*lines, "", note, ""]))
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 0.9 + 0.45 * len(row_names) * max(1, len(datasets))))
+    height = 0.8 / max(1, len(datasets))
+    for j, dataset in enumerate(datasets):
+        ys, values, errors = [], [], [[], []]
+        for i, name in enumerate(row_names):
+            cell = by_place.get((name, dataset))
+            if cell is None or cell["delta_pq"] is None:
+                continue
+            ys.append(i + j * height)
+            values.append(cell["delta_pq"])
+            low, high = cell["delta_pq_ci95_low"], cell["delta_pq_ci95_high"]
+            errors[0].append(0 if low is None else cell["delta_pq"] - low)
+            errors[1].append(0 if high is None else high - cell["delta_pq"])
+        ax.barh(ys, values, height=height, xerr=errors, capsize=2, label=dataset or None)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(
+        [i + height * (len(datasets) - 1) / 2 for i in range(len(row_names))], row_names, fontsize=8
+    )
+    ax.invert_yaxis()
+    ax.set_xlim(-1, 1)
+    ax.set_xlabel("ΔPQ (95% bootstrap interval)")
+    if any(datasets):
+        ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    for ext in ("png", "pdf"):
+        with atomic_output(files[ext]) as tmp:
+            fig.savefig(tmp, format=ext, dpi=200, bbox_inches="tight")
+    plt.close(fig)
+    return list(files.values())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
     from persona_core.io import read_records, write_json_atomic
 
     root, folders = find_comparisons(args)
-    rows, written = [], []
+    rows, cells, written = [], [], []
     names = [layout.comparison_name(folder) for folder in folders]
     width = max(len("comparison"), *map(len, names))
     print(
@@ -424,6 +560,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.plot:
             written += plot(summary, name, [outputs["png"], outputs["pdf"]])
         rows.append(csv_row(name, summary))
+        cells.append(grid_cell(name, summary))
         for metric in METRICS:
             if metric in summary:
                 s = summary[metric]
@@ -439,6 +576,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(folders) > 1:
         write_csv(root / layout.WIN_RATE_TABLE, rows)
         written.append(root / layout.WIN_RATE_TABLE)
+        table = write_delta_pq_table(root, cells)
+        written = [*table, *written]
+        print(f"ΔPQ table ({len(cells)} cells): {table[1]}")
+        print(table[1].read_text(encoding="utf-8"))
     print(
         f"{len(folders)} comparison(s) scored ({args.resamples} bootstrap resamples); wrote {len(written)} files, e.g.:"
     )
