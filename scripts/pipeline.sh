@@ -2,15 +2,16 @@
 # The whole paper in one command, on the embedded SmolLM2-135M-Instruct and the sample data (offline, no keys):
 #   persona inference -> persona accuracy and preferences -> augmented dataset -> tailoring dataset
 #   -> SFT -> merge -> DPO -> merge -> generation with and without personas -> judge -> win rate -> plots,
-# then a summary of every artifact and the headline numbers. About 6-7 minutes on 2 CPU cores.
+# then a summary of every artifact and the headline numbers, and one HTML page of it all ($ROOT/report.html).
+# About 6-7 minutes on 2 CPU cores.
 #   bash scripts/pipeline.sh
 #   ROOT=/tmp/run MODEL=/path/to/local/model bash scripts/pipeline.sh     # another model, another results root
 #   TAILORING_DATA=data/sample-tailoring bash scripts/pipeline.sh         # train on the larger hand-made splits
 # Every output lies under $ROOT. A stage whose output exists is skipped, so a rerun after an interruption
 # picks up where it stopped (the modules also resume inside a stage); delete a stage's output to redo it.
-# The 135M model is a weak judge: expect most verdicts to be invalid and undefined win rates; for real
-# numbers set JUDGE_TYPE/JUDGE_MODEL (e.g. JUDGE_TYPE=open_ai JUDGE_MODEL=prometheus-eval/prometheus-7b-v2.0
-# with OPENAI_BASE_URL set) and JUDGE_MAX_TOKENS=1024.
+# The local judges read their verdicts from next-token probabilities (--verdict probability: never invalid); the
+# 135M model is a weak judge all the same. For the paper's judge set JUDGE_TYPE/JUDGE_MODEL (e.g. JUDGE_TYPE=open_ai
+# JUDGE_MODEL=prometheus-eval/prometheus-7b-v2.0 with OPENAI_BASE_URL set to a vLLM server) and VERDICT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # see scripts/lib/tailoring.sh (more BLAS threads thrash a small CPU)
@@ -41,7 +42,8 @@ SFT_LEARNING_RATE=${SFT_LEARNING_RATE:-1e-3}     # high for a 2-epoch CPU demo (
 DPO_LEARNING_RATE=${DPO_LEARNING_RATE:-1e-4}     # (paper: 5e-6)
 BATCH_SIZE=${BATCH_SIZE:-4}
 MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-64}             # per tailored response
-JUDGE_MAX_TOKENS=${JUDGE_MAX_TOKENS:-128}        # judge feedback + verdict (a real judge needs 512+)
+VERDICT=${VERDICT:-}                             # probability | text (default: probability for local judges)
+JUDGE_MAX_TOKENS=${JUDGE_MAX_TOKENS:-1024}       # text verdicts: feedback + verdict (prometheus-eval: 1024)
 
 # Every folder and file below $ROOT, from the contract module: NAME=path lines (PI_DIR, PERSONAS, AUGMENTED,
 # SFT_MERGED, JUDGMENTS, ...; run the command below to see them all).
@@ -107,7 +109,7 @@ stage "generation with and without personas" "$WITH_PERSONA" "$WITHOUT_PERSONA" 
     --inference_type gold-chosen none --max_new_tokens "$MAX_NEW_TOKENS"
 stage "judge" "$JUDGMENTS" -- \
     "$PYTHON" -m persona_tailoring.evaluation.run_judge "${comparison[@]}" --judge_model_type "$JUDGE_TYPE" \
-    --judge_model_name "$JUDGE_MODEL" --max_tokens "$JUDGE_MAX_TOKENS"
+    --judge_model_name "$JUDGE_MODEL" --max_tokens "$JUDGE_MAX_TOKENS" ${VERDICT:+--verdict "$VERDICT"}
 stage "win rate" "$WIN_RATE_JSON" "$WIN_RATE_PNG" "$WIN_RATE_PDF" -- \
     "$PYTHON" -m persona_tailoring.evaluation.win_rate "${comparison[@]}" --plot
 stage "persona accuracy plot" "$ACCURACY_PNG" "$ACCURACY_PDF" -- \
@@ -147,12 +149,19 @@ print(f"rows, same persona per side: {inference['identical_sides']} identical, {
 for row in load(accuracy_run)["summary"]:
     print(f"persona accuracy, {row['side'] + ':':9}  {percent(row['accuracy'])} of {row['valid']} valid "
           f"answers ({row['invalid']} invalid)")
-verdicts = load(judge_run)["verdicts"]
-print(f"judge invalid verdicts:      {verdicts['invalid_after_retry']}/{verdicts['total']} after one retry "
-      f"({verdicts['invalid_first_attempt']} on the first attempt)")
+judge = load(judge_run)
+verdicts = judge["verdicts"]
+print(f"judge verdicts:              {judge['verdict_mode']}, {verdicts['invalid_after_retry']}/{verdicts['total']} "
+      f"invalid ({verdicts['invalid_first_attempt']} on the first attempt)")
 scores = load(win_rate)
+interval = lambda s: "" if not s.get("ci95") else f" [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}]"  # noqa: E731
 for metric in ("personalization", "response_quality"):
-    print(f"win rate, {metric + ':':18} {percent(scores[metric]['win_rate'])} (with vs without personas)")
-delta = scores["delta_pq"]["value"]
-print(f"ΔPQ:                         {'undefined' if delta is None else f'{delta:+.3f}'}")
+    print(f"win rate, {metric + ':':18} {percent(scores[metric]['win_rate'])}{interval(scores[metric])} "
+          "(with vs without personas)")
+delta = scores["delta_pq"]
+value = "undefined" if delta["value"] is None else f"{delta['value']:+.3f}"
+print(f"ΔPQ:                         {value}{interval(delta)}")
 PY
+# Last, one self-contained HTML page of the whole run: the numbers above, the figures, a browser of every row's
+# personas, responses and verdicts, and the run records (it prints its path).
+"$PYTHON" -m persona_tailoring.evaluation.report --root "$ROOT" --output "$REPORT"

@@ -2,7 +2,7 @@
 
 import json
 
-from bench import pi_throughput, pt_throughput
+from bench import judge_verdicts, pi_throughput, pt_throughput
 from tests.conftest import write_preferences
 
 
@@ -68,3 +68,15 @@ def test_pt_throughput_generation_runs(tiny_model_dir, tmp_path):
     generation = json.loads(figures_file.read_text())["generation"]
     assert generation["prompts"] == 4 and generation["prompt_tokens_mean"] > 0
     assert generation["same_output"] == 1.0
+
+
+def test_judge_verdicts_bench_runs_both_modes_on_the_same_pairs(tiny_model_dir, tmp_path):
+    figures_file = tmp_path / "verdicts.json"
+    argv = ["--judge_model_name", str(tiny_model_dir), "--pairs", "2", "--metrics", "personalization"]
+    assert judge_verdicts.main([*argv, "--text_max_tokens", "4", "--json", str(figures_file)]) == 0
+    figures = json.loads(figures_file.read_text())
+    probability, text = figures["probability"], figures["text"]
+    assert probability["verdicts"] == text["verdicts"] == 2 * 2  # pairs x orders
+    assert probability["invalid"] == 0 and probability["accuracy"] is not None
+    assert 0 <= probability["first_position_share"] <= 1
+    assert figures["speedup"] == round(text["seconds_per_verdict"] / probability["seconds_per_verdict"], 1)

@@ -399,7 +399,8 @@ def test_dry_run_prints_the_prompt_and_calls_nothing(tmp_path, capsys):
 
 
 def test_tiny_local_judge_counts_unparsable_answers(tmp_path, capsys, tiny_model_dir):
-    """A random local model as judge: whatever it says is parsed, and what it cannot be read is counted invalid."""
+    """A random local model as a text judge: whatever it says is parsed, and what cannot be read is counted
+    invalid."""
     dataset = write_dataset(tmp_path / "tiny.jsonl", tiny_rows()[:2])
     with LoopbackLLMServer(respond) as server:
         infer_personas(base_args(tmp_path / "res", dataset, server), "pi-a", capsys)
@@ -425,6 +426,8 @@ def test_tiny_local_judge_counts_unparsable_answers(tmp_path, capsys, tiny_model
         "pi-a",
         "--judge_max_tokens",
         "4",
+        "--verdict",
+        "text",
     ]
     status, out, err = run_model_cli(argv, capsys)
     assert status == 0, err

@@ -2,7 +2,8 @@
 
 One panel per dataset (and per judge), one bar pair per persona-inference model: chosen-side vs.
 rejected-side personas, with standard-error bars and the 0.5 random baseline. Invalid judge answers are
-left out of the accuracy and listed in the table. Examples::
+left out of the accuracy and listed in the table. Under each model, the rows whose chosen-side and rejected-side
+personas are the same (or nearly: word overlap >= 0.8), which explain no preference. Examples::
 
     python -m persona_inference.evaluation.accuracy_plot
     python -m persona_inference.evaluation.accuracy_plot --run_name demo --evaluator_models gpt-4o \\
@@ -55,9 +56,22 @@ def plot(rows: list[dict], panels: common.Panels):
                 linewidth=1,
                 label="random (0.5)" if (i, j) == (0, 0) else None,
             )
+            same = {
+                r["persona_model"]: r
+                for r in rows
+                if (r["evaluator"], r["dataset"]) == (evaluator, dataset) and "identical_sides" in r
+            }
             ax.set_xticks(
                 range(len(models)),
-                panels.model_labels(),
+                [
+                    label
+                    + (
+                        f"\nsame persona: {same[m]['identical_sides']} (+{same[m]['near_identical_sides']} near)"
+                        if m in same
+                        else ""
+                    )
+                    for m, label in zip(models, panels.model_labels(), strict=True)
+                ],
                 rotation=25 if len(models) > 2 else 0,
                 ha="right" if len(models) > 2 else "center",
             )
@@ -74,9 +88,10 @@ FIGURE = common.JudgedFigure(
     "persona_accuracy",
     "accuracy",
     "persona accuracy",
-    ("persona_model", "side", "correct"),
+    ("persona_model", "side", "correct", "row", "persona"),
     summarize,
-    "evaluator dataset persona_model side questions valid invalid accuracy stderr first_share".split(),
+    "evaluator dataset persona_model side questions valid invalid accuracy stderr first_share "
+    "identical_sides near_identical_sides".split(),
     plot,
     invalid="invalid judge answers",
 )

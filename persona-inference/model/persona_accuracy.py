@@ -22,6 +22,7 @@ from persona_core.layout import SIDES
 from persona_core.llm.base import Request
 from persona_core.prompts import fill
 from persona_core.runs import digest
+from persona_inference.model.inference import side_agreement
 from persona_inference.model.judging import JudgeExperiment, choice_share, proportion_stderr, read_choice
 
 ORDERS = ("chosen_first", "rejected_first")
@@ -80,6 +81,11 @@ def summarize(records: list[dict]) -> list[dict]:
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for record in records:
         groups[(record["persona_model"], record["side"])].append(record)
+    # Rows whose two sides got the same persona explain no preference: counted per persona model, beside accuracy.
+    agreement = {
+        model: side_agreement([r for r in records if r["persona_model"] == model])
+        for model in {model for model, _ in groups}
+    }
     rows = []
     for (model, side), group in sorted(groups.items(), key=lambda kv: (kv[0][0], SIDES.index(kv[0][1]))):
         valid = [r for r in group if r.get("correct") is not None]
@@ -98,6 +104,7 @@ def summarize(records: list[dict]) -> list[dict]:
                 "stderr": proportion_stderr(correct, len(valid)),
                 "first_share": first / len(valid) if valid else float("nan"),
                 "mean_p_gold": sum(p_gold) / len(p_gold) if p_gold else None,
+                **agreement[model],
             }
         )
     return rows
