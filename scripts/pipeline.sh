@@ -154,13 +154,16 @@ verdicts = judge["verdicts"]
 print(f"judge verdicts:              {judge['verdict_mode']}, {verdicts['invalid_after_retry']}/{verdicts['total']} "
       f"invalid ({verdicts['invalid_first_attempt']} on the first attempt)")
 scores = load(win_rate)
-interval = lambda s: "" if not s.get("ci95") else f" [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}]"  # noqa: E731
+interval = lambda ci: "" if not ci else f" [{ci[0]:.3f}, {ci[1]:.3f}]"  # noqa: E731
+number = lambda x, ci, fmt: "undefined" if x is None else f"{x:{fmt}}{interval(ci)}"  # noqa: E731
 for metric in ("personalization", "response_quality"):
-    print(f"win rate, {metric + ':':18} {percent(scores[metric]['win_rate'])}{interval(scores[metric])} "
-          "(with vs without personas)")
+    s = scores[metric]
+    ties = "" if s["win_rate"] is not None else f" ({s['counts']['ties']}/{s['n']} pairs tie)"
+    print(f"win rate, {metric + ':':18} {number(s['win_rate'], s['ci95'], '.3f')}{ties}; from the verdicts' "
+          f"probabilities {number(s.get('probability_win_rate'), s.get('probability_ci95'), '.3f')}")
 delta = scores["delta_pq"]
-value = "undefined" if delta["value"] is None else f"{delta['value']:+.3f}"
-print(f"ΔPQ:                         {value}{interval(delta)}")
+print(f"ΔPQ:                         {number(delta['value'], delta['ci95'], '+.3f')}; from the verdicts' "
+      f"probabilities {number(delta.get('probability_value'), delta.get('probability_ci95'), '+.3f')}")
 PY
 # Last, one self-contained HTML page of the whole run: the numbers above, the figures, a browser of every row's
 # personas, responses and verdicts, and the run records (it prints its path).

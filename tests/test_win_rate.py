@@ -55,6 +55,38 @@ def test_all_ties_leave_the_win_rate_undefined_not_divided_by_zero():
     assert summary["response_quality"]["invalid"] == round(1 / 3, 4)
 
 
+def test_probability_win_rates_average_p_test_and_survive_a_position_biased_judge(tmp_path, capsys):
+    """All ties (a judge that picks the first response in both orders) leave the discrete win rate undefined; the
+    probability win rate is the mean p_test, 0.5 for a pure position bias, with ΔPQ and intervals from it."""
+    folder = tmp_path / "judge" / "comparisons" / "base_vs_test"
+    folder.mkdir(parents=True)
+    p_tests = {"personalization": [0.5, 0.5, 0.8, 0.6], "response_quality": [0.5, 0.4, 0.5, 0.5]}
+    rows = [
+        {"id": f"p{i}", "metric": metric, "outcome": "tie", "p_test": value}
+        for metric, values in p_tests.items()
+        for i, value in enumerate(values)
+    ]
+    (folder / "judgments.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert win_rate.main(["--comparison_dir", str(folder), "--resamples", "200"]) == 0
+    summary = json.loads((folder / "win_rate.json").read_text())
+    p, q = summary["personalization"], summary["response_quality"]
+    assert p["win_rate"] is None and q["win_rate"] is None  # the discrete rule is unchanged: all ties
+    assert p["probability_win_rate"] == pytest.approx(0.6) and q["probability_win_rate"] == pytest.approx(
+        0.475
+    )
+    assert p["probability_ci95"][0] <= 0.6 <= p["probability_ci95"][1]
+    assert summary["delta_pq"]["value"] is None
+    assert summary["delta_pq"]["probability_value"] == pytest.approx(0.5 * (0.2 + -0.05))
+    assert "from probabilities 0.600" in capsys.readouterr().out
+    # Text verdicts carry no p_test: no probability win rate at all.
+    assert (
+        win_rate.summarize({"personalization": [2, 0]}, resamples=10)["personalization"].get(
+            "probability_win_rate"
+        )
+        is None
+    )
+
+
 def test_resamples_without_a_decisive_verdict_are_counted_not_dropped_silently(tmp_path, capsys):
     # personalization: one win and one tie, so a resample that draws the tie twice has no win rate (about 1 in 4);
     # response quality: a win and a loss, always defined.

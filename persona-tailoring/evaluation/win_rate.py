@@ -90,6 +90,17 @@ def responses_by_side(rows: list[dict]) -> dict[str, list[str]] | None:
     return {side: [pair[side] for pair in by_id.values()] for side in SIDES}
 
 
+def test_probabilities(rows: list[dict]) -> dict[str, list[float]] | None:
+    """Each prompt's ``p_test`` per metric (the ids in ``outcome_codes``' order), from probability verdicts; None
+    when any judgment lacks one (text verdicts)."""
+    by_metric: dict[str, dict[str, float]] = {}
+    for row in rows:
+        if not isinstance(row.get("p_test"), (int, float)):
+            return None
+        by_metric.setdefault(row["metric"], {})[row["id"]] = float(row["p_test"])
+    return {metric: list(values.values()) for metric, values in by_metric.items()}
+
+
 def normalized_length_difference(base: list[str], test: list[str]) -> list[float]:
     """(test words − base words) / their standard deviation over the pairs; all 0.0 when it is constant."""
     import numpy as np
@@ -179,11 +190,16 @@ def summarize(
     resamples: int = 1000,
     seed: int = 0,
     responses: dict[str, list[str]] | None = None,
+    p_tests: dict[str, list[float]] | None = None,
 ) -> dict:
     """Shares, win rate and ΔPQ, each with a percentile bootstrap interval over prompts (resampled jointly).
 
     With ``responses`` (``responses_by_side``: each prompt's base and test response, aligned with the codes):
-    per side the repetitive responses and mean words, and per metric the length-controlled win rate.
+    per side the repetitive responses and mean words, and per metric the length-controlled win rate. With
+    ``p_tests`` (``test_probabilities``, from probability verdicts): per metric the probability win rate, the mean
+    over prompts of P(test wins) averaged over the two orders (alpaca_eval's preference average; a judge's constant
+    position bias cancels out, so a judge that always picks the first response scores 0.5 where the discrete win
+    rate has only ties), and ΔPQ from those.
     """
     import numpy as np
 
@@ -193,7 +209,7 @@ def summarize(
     rng = np.random.default_rng(seed)
     index = rng.integers(0, n, size=(resamples, n))
     out: dict = {"prompts": n, "bootstrap": {"resamples": resamples, "seed": seed}}
-    boot_wins = {}
+    boot_wins, boot_soft = {}, {}
     if responses is not None:
         out["responses"] = {side: response_stats(responses[side]) for side in SIDES}
         length_diff = normalized_length_difference(responses["base"], responses["test"])
@@ -225,6 +241,11 @@ def summarize(
         }
         if not decisive:
             out[metric]["note"] = "no decisive verdicts (all ties or invalid): win rate undefined"
+        if p_tests is not None:
+            shares = np.asarray(p_tests[metric])
+            boot_soft[metric] = shares[index].mean(axis=1)
+            out[metric]["probability_win_rate"] = round(float(shares.mean()), 4)
+            out[metric]["probability_ci95"] = _interval(boot_soft[metric])
     if all(m in codes_by_metric for m in METRICS):
         value = delta_pq(out["personalization"]["win_rate"], out["response_quality"]["win_rate"])
         boot = 0.5 * (
@@ -235,6 +256,16 @@ def summarize(
             "ci95": _interval(boot),
             "undefined_resamples": count_undefined(boot),
         }
+        if p_tests is not None:
+            soft = delta_pq(
+                out["personalization"]["probability_win_rate"],
+                out["response_quality"]["probability_win_rate"],
+            )
+            boot = 0.5 * (
+                (boot_soft["personalization"] - 0.5) / 0.5 + (boot_soft["response_quality"] - 0.5) / 0.5
+            )
+            out["delta_pq"]["probability_value"] = round(soft, 4)
+            out["delta_pq"]["probability_ci95"] = _interval(boot)
     else:
         out["delta_pq"] = {
             "value": None,
@@ -291,6 +322,15 @@ def fmt_rate(stats: dict, why_undefined: str = "no decisive verdicts") -> str:
     )
 
 
+def fmt_probability(value: float | None, interval: list[float] | None) -> str:
+    """'; from probabilities 0.512 [0.480, 0.540]' for probability verdicts, else nothing."""
+    if value is None:
+        return ""
+    return f"; from probabilities {value:.3f}" + (
+        f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""
+    )
+
+
 def fmt_lc(stats: dict) -> str:
     """The length-controlled win rate, or 'n/a' (its note is in the JSON)."""
     return "n/a" if stats.get("lc_win_rate") is None else f"{stats['lc_win_rate']:.3f}"
@@ -313,9 +353,18 @@ CSV_COLUMNS = (
     + [
         f"{m}_{k}"
         for m in METRICS
-        for k in (*SHARE_NAMES, "win_rate", "ci95_low", "ci95_high", "undefined_resamples", "lc_win_rate")
+        for k in (
+            *SHARE_NAMES,
+            "win_rate",
+            "ci95_low",
+            "ci95_high",
+            "undefined_resamples",
+            "lc_win_rate",
+            "probability_win_rate",
+        )
     ]
     + ["delta_pq", "delta_pq_ci95_low", "delta_pq_ci95_high", "delta_pq_undefined_resamples"]
+    + ["delta_pq_probability", "delta_pq_probability_ci95_low", "delta_pq_probability_ci95_high"]
     + [f"{side}_{k}" for side in SIDES for k in SIDE_STATS]
 )
 
@@ -324,13 +373,16 @@ def csv_row(name: str, summary: dict) -> dict:
     row = {"comparison": name, "prompts": summary["prompts"]}
     for metric in METRICS:
         stats = summary.get(metric, {})
-        for key in (*SHARE_NAMES, "win_rate", "undefined_resamples", "lc_win_rate"):
+        for key in (*SHARE_NAMES, "win_rate", "undefined_resamples", "lc_win_rate", "probability_win_rate"):
             row[f"{metric}_{key}"] = stats.get(key)
         low, high = stats.get("ci95") or (None, None)
         row[f"{metric}_ci95_low"], row[f"{metric}_ci95_high"] = low, high
     row["delta_pq"] = summary["delta_pq"]["value"]
     row["delta_pq_ci95_low"], row["delta_pq_ci95_high"] = summary["delta_pq"]["ci95"] or (None, None)
     row["delta_pq_undefined_resamples"] = summary["delta_pq"].get("undefined_resamples")
+    row["delta_pq_probability"] = summary["delta_pq"].get("probability_value")
+    low, high = summary["delta_pq"].get("probability_ci95") or (None, None)
+    row["delta_pq_probability_ci95_low"], row["delta_pq_probability_ci95_high"] = low, high
     for side in SIDES:
         stats = summary.get("responses", {}).get(side, {})
         for key in SIDE_STATS:
@@ -413,6 +465,9 @@ GRID_COLUMNS = (
     "response_quality_win_rate",
     "personalization_lc_win_rate",
     "response_quality_lc_win_rate",
+    "delta_pq_probability",
+    "delta_pq_probability_ci95_low",
+    "delta_pq_probability_ci95_high",
     "base_repetitive",
     "test_repetitive",
     "base_mean_words",
@@ -441,8 +496,7 @@ def grid_cell(name: str, summary: dict) -> dict:
         "training_type": config[1],
         "inference_type": config[2],
         **{key: row[key] for key in GRID_COLUMNS[6:12]},
-        "personalization_lc_win_rate": row["personalization_lc_win_rate"],
-        "response_quality_lc_win_rate": row["response_quality_lc_win_rate"],
+        **{key: row[key] for key in GRID_COLUMNS[12:17]},
         **{f"{side}_{k}": row[f"{side}_{k}"] for side in SIDES for k in ("repetitive", "mean_words")},
     }
 
@@ -550,7 +604,11 @@ def main(argv: list[str] | None = None) -> int:
         where = str(layout.judge_files(folder).results)
         records = read_records(where)
         summary = summarize(
-            outcome_codes(records, where), args.resamples, args.seed, responses_by_side(records)
+            outcome_codes(records, where),
+            args.resamples,
+            args.seed,
+            responses_by_side(records),
+            test_probabilities(records),
         )
         summary = {"comparison": name, "judgments": where, **summary}
         outputs = layout.win_rate_files(folder)
@@ -567,10 +625,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"{name:<{width}} {metric:<17} {s['n']:>4} {s['base_wins']:>6.1%} {s['ties']:>6.1%} "
                     f"{s['test_wins']:>6.1%} {s['invalid']:>6.1%} {fmt_lc(s):>7}  {fmt_rate(s)}"
+                    + fmt_probability(s.get("probability_win_rate"), s.get("probability_ci95"))
                 )
+        delta = summary["delta_pq"]
         print(
             f"{name:<{width}} {'ΔPQ':<17} {'':>4} {'':>6} {'':>6} {'':>6} {'':>6}  "
-            f"{fmt_rate(summary['delta_pq'], 'needs both win rates')}"
+            f"{fmt_rate(delta, 'needs both win rates')}"
+            + fmt_probability(delta.get("probability_value"), delta.get("probability_ci95"))
         )
         print(f"{name:<{width}} {'responses':<17} {fmt_responses(summary['responses'])}")
     if len(folders) > 1:
