@@ -3,6 +3,7 @@ the other scripts with a stand-in $PYTHON (which modules they start, with which 
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -84,11 +85,18 @@ def test_pipeline_produces_every_artifact_then_skips_every_stage(tiny_model_dir,
 
     summary = first.stdout.split("== summary", 1)[1]
     assert summary.count("✓") == 15 and "missing" not in summary
-    for headline in ("personas well-formed:", "persona accuracy, chosen:", "judge invalid verdicts:", "ΔPQ:"):
+    for headline in ("personas well-formed:", "persona accuracy, chosen:", "judge verdicts:", "ΔPQ:"):
         assert headline in summary
+    # The local judge reads its verdicts from probabilities: none invalid, and the probability win rates and ΔPQ
+    # are numbers with intervals whatever the judge's position bias.
+    assert f"judge verdicts:              probability, 0/{4 * test_rows} invalid" in summary
+    assert re.search(
+        r"ΔPQ: .*from the verdicts' probabilities [+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]", summary
+    )
     assert first.stdout.count(": done in ") == STAGES
     stage_modules = [m for m in started_modules(tmp_path / "first.log") if m.startswith("persona_")]
-    assert len(stage_modules) == STAGES + 1  # every stage, and the layout query for the paths
+    assert len(stage_modules) == STAGES + 2  # every stage, the layout query for the paths, and the report
+    check_report(root, first.stdout, test_rows)
 
     second = run_pipeline(tiny_model_dir, root, tmp_path / "second.log")
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
@@ -96,9 +104,32 @@ def test_pipeline_produces_every_artifact_then_skips_every_stage(tiny_model_dir,
         line for line in second.stdout.splitlines() if line.startswith("== ") and "summary" not in line
     ]
     assert len(stage_lines) == STAGES and all(": skipped (" in line for line in stage_lines)
-    # The rerun started no stage's module: only the layout query and the summary.
-    assert started_modules(tmp_path / "second.log") == ["persona_core.layout", "-"]
+    # The rerun started no stage's module: only the layout query, the summary and the report (always rewritten).
+    assert started_modules(tmp_path / "second.log") == [
+        "persona_core.layout",
+        "-",
+        "persona_tailoring.evaluation.report",
+    ]
     assert "== summary" in second.stdout and "missing" not in second.stdout.split("== summary", 1)[1]
+
+
+def check_report(root: Path, stdout: str, test_rows: int) -> None:
+    """The run's report is the script's last word, and shows the numbers its summary printed."""
+    from persona_core.layout import report_path
+
+    assert stdout.strip().splitlines()[-1] == f"report: {report_path(root)}"
+    page = report_path(root).read_text(encoding="utf-8")
+    for section in ("Headline numbers", "Figure 3", "Figure 4", "Table 1", "Row browser", "Run records"):
+        assert section in page
+    assert page.count('<article class="row"') == 16 + test_rows  # every PI row, every judged test row
+    well_formed = re.search(r"personas well-formed: +(\d+/\d+)", stdout).group(1)
+    assert f"<td>{well_formed}</td>" in page
+    for side, accuracy, valid, invalid in re.findall(
+        r"persona accuracy, (\w+): +(\S+) of (\d+) valid answers \((\d+) invalid\)", stdout
+    ):
+        assert re.search(
+            rf"<td>{side}</td><td>{re.escape(accuracy)}[^<]*</td><td>{valid}</td><td>{invalid}</td>", page
+        )
 
 
 # --- the other scripts, with a stand-in $PYTHON: which modules they start, with which flags (fast) ------------

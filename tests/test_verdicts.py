@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 
+from persona_core.layout import paper_data_dir
 from persona_core.llm.base import Request
 from persona_core.loopback import LoopbackLLMServer
 from persona_inference.model import run_model
@@ -166,7 +167,9 @@ def test_persona_accuracy_reads_logprobs_from_an_openai_server(tmp_path, isolate
 
     accuracy_template = tmp_path / "prompts" / "persona_accuracy" / "generic.txt"
     accuracy_template.parent.mkdir(parents=True)
-    accuracy_template.write_text("Q: {prompt}\n1: {response_1}\n2: {response_2}\nUser: {persona}\nAnswer 1 or 2.")
+    accuracy_template.write_text(
+        "Q: {prompt}\n1: {response_1}\n2: {response_2}\nUser: {persona}\nAnswer 1 or 2."
+    )
     with LoopbackLLMServer(persona_answer, top_logprobs=logprobs_for(good_first)) as server:
         argv = api_args(data, res, "open_ai", server.url, "--experiments", "persona_accuracy")
         assert run_model.main([*argv, "--verdict", "probability"]) == 0
@@ -369,3 +372,25 @@ def test_win_rate_over_a_grid_writes_the_delta_pq_table(tmp_path):
     assert len(csv_rows) == 1 + 2 * 2  # header + (2 configurations x 2 datasets)
     assert all(",1.0," in row for row in csv_rows[1:])  # the judge always prefers the test: ΔPQ = 1
     assert (out / "delta_pq_table.png").stat().st_size > 1000
+
+
+PAPER = paper_data_dir() / "paper-outputs"
+
+
+@pytest.mark.skipif(not PAPER.is_dir(), reason="the paper's released outputs are not in ../shared/data")
+def test_the_papers_released_outputs_are_grid_members(tmp_path):
+    """The paper's BeaverTails files as a 2 x 2 grid (persona training none/chosen x gold/retrieved personas)."""
+    out = tmp_path / "judge"
+    argv = ["--results_save_dir", str(PAPER), "--dataset_name", "BeaverTails", "--limit", "3"]
+    argv += ["--model_type_base", "dpo", "--training_type_base", "none", "--inference_type_base", "none"]
+    argv += ["--model_type_test", "dpo", "--training_type_test", "none", "chosen"]
+    argv += ["--inference_type_test", "gold-chosen", "retr-chosen", "--output_dir", str(out)]
+    argv += ["--judge_model_type", "open_ai", "--judge_model_name", "judge", "--verdict", "probability"]
+    biased = logprobs_for(lambda prompt: [("A", 0.6), ("B", 0.4)])
+    with LoopbackLLMServer(lambda p, b: "unused", top_logprobs=biased) as server:
+        assert run_judge.main([*argv, "--base_url", server.url]) == 0
+        assert len(server.calls) == 4 * 3 * 2 * 2  # configurations x pairs x metrics x orders
+    assert win_rate.main(["--comparison_dir", str(out), "--resamples", "50"]) == 0
+    cells = (out / "delta_pq_table.csv").read_text().splitlines()[1:]
+    assert len(cells) == 4 and all(cell.startswith("BeaverTails,dpo-none-none,dpo-") for cell in cells)
+    assert "dpo-chosen-retr-chosen" in (out / "delta_pq_table.md").read_text()
