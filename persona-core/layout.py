@@ -112,6 +112,12 @@ class StageFiles:
         return self.folder / f".{self.name}.lock"
 
 
+def shard_files(files: StageFiles, index: int, count: int) -> StageFiles:
+    """The files of shard ``index`` (0-based) of ``count`` of a stage, beside the stage's own: each shard has its
+    lock, checkpoint, fingerprint, run record and results, ``{name}.shard-{index + 1}-of-{count}.*``."""
+    return StageFiles(files.folder, f"{files.name}.shard-{index + 1}-of-{count}")
+
+
 # --- persona inference -------------------------------------------------------------------------------------------
 
 PI_EXPERIMENTS = ("persona_inference", "persona_accuracy", "persona_prefs")

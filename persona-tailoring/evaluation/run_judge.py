@@ -49,6 +49,7 @@ from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import UsageError, run_cli
 from persona_core.llm import ModelType
 from persona_core.llm.base import GenerationConfig
+from persona_core.shards import ShardArguments
 from persona_tailoring.evaluation.configuration import (
     ComparisonArguments,
     Side,
@@ -116,6 +117,7 @@ class Arguments(
     OverwriteArguments,
     LimitArguments,
     DryRunArguments,
+    ShardArguments,
     BackendArguments,
     GenerationArguments,
     JudgeArguments,
@@ -312,15 +314,20 @@ class Comparison:
 
     test: Side
     files: object
+    """The comparison's own files (its final judgments and run record)."""
     pairs: list
     dropped: int
     requests: list
     meta: dict
     settings: dict
+    shard_files: object
+    """This process's files: the comparison's own, or its shard's with --num_shards."""
+    shard_requests: list
 
 
 def plan_comparison(args: Arguments, base: Side, test: Side, task: str, generation) -> Comparison:
     from persona_core import layout
+    from persona_core.shards import this_shard
     from persona_tailoring.evaluation import judge
 
     files = layout.judge_files(comparison_folder(args, base, test))
@@ -328,76 +335,96 @@ def plan_comparison(args: Arguments, base: Side, test: Side, task: str, generati
     job = judge.JudgeJob(task, args.merge_system_prompt, args.verdict)
     requests, meta = judge.build_requests(pairs, args.metrics, job)
     settings = fingerprint(args, judge.templates(task), generation, pairs_digest)
-    return Comparison(test, files, pairs, dropped, requests, meta, settings)
+    own_files, own_requests = this_shard(files, requests, args)
+    return Comparison(test, files, pairs, dropped, requests, meta, settings, own_files, own_requests)
 
 
 def run_comparison(
     args: Arguments, base: Side, plan: Comparison, task: str, llm, cache: VerdictCache
 ) -> dict:
-    """Judge one comparison (first attempts, then text retries), writing its judgments and run record; returns
-    what the summary prints. Raises nothing on failed requests: they are reported and kept for the next run."""
+    """Judge this process's requests of one comparison (first attempts, then text retries) and, once every shard is
+    done, write the comparison's judgments and run record; returns what the summary prints. Failed requests are
+    reported and kept for the next run, never raised."""
     from persona_core.io import write_jsonl_atomic
     from persona_core.runner import run_requests
     from persona_core.runs import open_run, write_run_record
+    from persona_core.shards import assemble, unfinished
     from persona_tailoring.evaluation import judge
 
-    files, requests, meta = plan.files, plan.requests, plan.meta
+    files, requests, meta = plan.shard_files, plan.shard_requests, plan.meta
     probability = args.verdict == Verdict.probability
     first_attempt = args.generation() if not probability else GenerationConfig(max_tokens=1)
-    with open_run(files, plan.settings, args.overwrite, keep_both=KEEP_BOTH):
-        if not args.overwrite:
-            cache.fill(requests, meta, files.checkpoint)
-        records, first = run_requests(
-            llm,
-            requests,
-            meta,
-            files.checkpoint,
-            first_attempt,
-            judge.finish_record,
-            desc=f"judge {plan.test.label}",
-            options=judge.LETTERS if probability else None,
-        )
-        cache.add(requests, meta, records)
-        stats = {"first_attempts": first.as_dict()}
-        retried = 0
-        for attempt in range(2, args.verdict_retries + 2):
-            retries, retry_meta = judge.retry_requests(requests, meta, records, attempt)
-            if not retries:
-                break
+    extra = {
+        "base_file": str(base.path),
+        "test_file": str(plan.test.path),
+        "judge": f"{args.judge_model_type.value}:{args.judge_model_name}",
+        "verdict_mode": args.verdict.value,
+        "task_instruction": task,
+        "pairs": len(plan.pairs),
+        "dropped_repetitive": plan.dropped,
+    }
+    stats: dict = {}
+    first = None
+    if not args.merge_shards:
+        with open_run(files, plan.settings, args.overwrite, keep_both=KEEP_BOTH):
             if not args.overwrite:
-                cache.fill(retries, retry_meta, files.checkpoint)
-            temperature = args.temperature if args.retry_temperature is None else args.retry_temperature
-            retry = args.generation(temperature=temperature, seed=args.seed + attempt - 1)
-            done, again = run_requests(
-                llm, retries, retry_meta, files.checkpoint, retry, judge.finish_record, desc="judge retries"
+                cache.fill(requests, meta, files.checkpoint)
+            records, first = run_requests(
+                llm,
+                requests,
+                meta,
+                files.checkpoint,
+                first_attempt,
+                judge.finish_record,
+                desc=f"judge {plan.test.label}",
+                options=judge.LETTERS if probability else None,
             )
-            cache.add(retries, retry_meta, done)
-            records.update(done)
-            retried += len(retries)
-            stats[f"attempt_{attempt}"] = again.as_dict()
-        failed = [r for r in records.values() if r.get("status") != "ok"]
-        extra = {
-            "base_file": str(base.path),
-            "test_file": str(plan.test.path),
-            "judge": f"{args.judge_model_type.value}:{args.judge_model_name}",
-            "verdict_mode": args.verdict.value,
-            "task_instruction": task,
-            "pairs": len(plan.pairs),
-            "dropped_repetitive": plan.dropped,
-        }
-        if failed:
-            write_run_record(files, public_args(args), stats, **extra)
-            return {"plan": plan, "failed": failed}
-        rows = judge.judgments(plan.pairs, args.metrics, requests, records, task)
-        verdicts = {
-            "total": len(requests),
-            "invalid_first_attempt": sum(records[r.id]["verdict"] is None for r in requests),
-            "invalid_after_retry": sum(row[o.value]["verdict"] is None for row in rows for o in judge.Order),
-            "retried": retried,
-            "cached": sum(bool(records[r.id].get("cached")) for r in requests),
-        }
-        write_jsonl_atomic(files.results, rows)
-        write_run_record(files, public_args(args), stats, **extra, verdicts=verdicts)
+            cache.add(requests, meta, records)
+            stats["first_attempts"] = first.as_dict()
+            for attempt in range(2, args.verdict_retries + 2):
+                retries, retry_meta = judge.retry_requests(requests, meta, records, attempt)
+                if not retries:
+                    break
+                if not args.overwrite:
+                    cache.fill(retries, retry_meta, files.checkpoint)
+                temperature = args.temperature if args.retry_temperature is None else args.retry_temperature
+                retry = args.generation(temperature=temperature, seed=args.seed + attempt - 1)
+                done, again = run_requests(
+                    llm,
+                    retries,
+                    retry_meta,
+                    files.checkpoint,
+                    retry,
+                    judge.finish_record,
+                    desc="judge retries",
+                )
+                cache.add(retries, retry_meta, done)
+                records.update(done)
+                stats[f"attempt_{attempt}"] = again.as_dict()
+            failed = [r for r in records.values() if r.get("status") != "ok"]
+            if failed or args.sharded:
+                write_run_record(files, public_args(args), stats, **extra)
+            if failed:
+                return {"plan": plan, "failed": failed}
+            if args.sharded:
+                write_jsonl_atomic(files.results, list(records.values()))
+    if args.sharded:
+        records = assemble(plan.files, plan.requests, plan.settings, args)
+        if records is None:
+            return {"plan": plan, "pending": unfinished(plan.files, args)}
+    requests = plan.requests
+    rows = judge.judgments(plan.pairs, args.metrics, requests, records, task)
+    attempts = [r for r in records.values() if r.get("attempt", 1) > 1]
+    verdicts = {
+        "total": len(requests),
+        "invalid_first_attempt": sum(records[r.id]["verdict"] is None for r in requests),
+        "invalid_after_retry": sum(row[o.value]["verdict"] is None for row in rows for o in judge.Order),
+        "retried": len(attempts),
+        "cached": sum(bool(records[r.id].get("cached")) for r in requests),
+    }
+    write_jsonl_atomic(plan.files.results, rows)
+    shards = {"shards": args.num_shards} if args.sharded else {}
+    write_run_record(plan.files, public_args(args), stats, **extra, **shards, verdicts=verdicts)
     return {"plan": plan, "rows": rows, "verdicts": verdicts, "first": first}
 
 
@@ -410,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     from persona_core.prompts import dataset_slug
     from persona_core.runs import check_fingerprint
     from persona_core.secrets import load_env
+    from persona_core.shards import missing_shards, unfinished
     from persona_tailoring.evaluation import judge
 
     load_env()
@@ -437,15 +465,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[dry run] the answer starts with: {first.prefill}")
         return 0
     for plan, _ in plans:  # a refused rerun loads no model and touches no comparison
-        check_fingerprint(plan.files, plan.settings, args.overwrite, keep_both=KEEP_BOTH)
+        check_fingerprint(plan.shard_files, plan.settings, args.overwrite, keep_both=KEEP_BOTH)
     cache = VerdictCache(layout.verdict_cache_path(args.output_dir), verdict_settings(args, generation))
     # Built before any folder is taken, so a missing key or model leaves nothing behind; a grid whose every verdict
     # is in the checkpoints or the cache loads no model (the bare ``LLM`` placeholder is never asked).
     needed = False
     for plan, _ in plans:
-        done = {} if args.overwrite else JsonlCheckpoint(plan.files.checkpoint).load()
+        done = {} if args.overwrite else JsonlCheckpoint(plan.shard_files.checkpoint).load()
         done = {i: r for i, r in done.items() if r.get("status") == "ok"}
-        needed = needed or attempts_needed(plan.requests, plan.meta, done, args.verdict_retries)
+        needed = needed or attempts_needed(plan.shard_requests, plan.meta, done, args.verdict_retries)
+    if args.merge_shards:
+        needed = False
+        unready = [plan for plan, _ in plans if missing_shards(plan.files, args)]
+        if unready:
+            raise UsageError(f"cannot merge yet: {unfinished(unready[0].files, args)}")
     llm = judge_backend(args) if needed else LLM(args.judge_model_name)
     identity = f"{args.judge_model_type.value}:{args.judge_model_name}"
     status, results = 0, []
@@ -466,12 +499,20 @@ def main(argv: list[str] | None = None) -> int:
                 f"checkpoint kept in {plan.files.folder}; rerun the same command to retry the failed requests"
             )
             continue
+        if "pending" in result:
+            print(f"{plan.test.label}: shard {args.shard_index} done; {result['pending']}")
+            continue
         rows, verdicts, first = result["rows"], result["verdicts"], result["first"]
         total = verdicts["total"]
+        asked = (
+            f"{first.reused} reused, {verdicts['cached']} from the cache, {first.ok} new, "
+            f"{verdicts['retried']} retried, in {first.seconds:.1f}s"
+            if first is not None
+            else f"assembled from {args.num_shards} shards"
+        )
         print(
             f"{plan.test.label} vs {base.label}: {len(plan.pairs)} pairs x {len(args.metrics)} metrics x 2 orders = "
-            f"{total} {args.verdict.value} verdicts by {identity} ({first.reused} reused, {verdicts['cached']} "
-            f"from the cache, {first.ok} new, {verdicts['retried']} retried) in {first.seconds:.1f}s"
+            f"{total} {args.verdict.value} verdicts by {identity} ({asked})"
             + (f"; {plan.dropped} pairs with a repetitive response dropped" if args.drop_repetitive else "")
         )
         print(
