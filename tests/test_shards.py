@@ -98,3 +98,50 @@ def test_bad_shard_flags_are_one_line_errors(tmp_path, flags, message):
     argv = ["--base_file", str(tmp_path / "base.jsonl"), "--test_file", str(tmp_path / "test.jsonl"), *flags]
     with pytest.raises(UsageError, match=message):
         run_judge.main(argv)
+
+
+def test_persona_inference_shards_equal_the_unsharded_run_also_within_a_partition(tmp_path, isolated):
+    from persona_inference.model import run_model
+    from tests.conftest import api_args, fake_persona, write_preferences
+
+    data = write_preferences(tmp_path / "prefs.jsonl", 8)
+
+    def results(res, partition):
+        return read_jsonl(
+            res / "loopback-model" / "Sample" / "default" / partition / "persona_inference.jsonl"
+        )
+
+    with LoopbackLLMServer(fake_persona) as server:
+        for partition in ("full", "second_half"):
+            whole = tmp_path / f"whole-{partition}"
+            sharded = tmp_path / f"sharded-{partition}"
+            flags = ["--partition", partition]
+            assert run_model.main(api_args(data, whole, "open_ai", server.url, *flags)) == 0
+            for index in ("1", "0"):
+                argv = api_args(data, sharded, "open_ai", server.url, *flags, "--num_shards", "2")
+                assert run_model.main([*argv, "--shard_index", index]) == 0
+            folder = "" if partition == "full" else partition
+            expected, got = results(whole, folder), results(sharded, folder)
+            assert [r["id"] for r in got] == [r["id"] for r in expected]  # in request order, not shard order
+            assert [r["persona"] for r in got] == [r["persona"] for r in expected]
+            assert len(got) == (16 if partition == "full" else 8)
+
+
+def test_tailored_generation_shards_equal_the_unsharded_run(tmp_path, monkeypatch):
+    from persona_core.io import read_records
+    from persona_tailoring.model.run_model import main
+    from tests.conftest import write_tailoring_dataset
+    from tests.test_pt_generation import OUTPUT_NAME, api_argv, loopback_answer
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    data = write_tailoring_dataset(tmp_path / "data", {"test": 5})
+    with LoopbackLLMServer(loopback_answer) as server:
+        url = server.url + "/v1"
+        assert main(api_argv(data, tmp_path / "whole", url)) == 0
+        for index in ("0", "2", "1"):
+            argv = api_argv(data, tmp_path / "sharded", url, "--num_shards", "3", "--shard_index", index)
+            assert main(argv) == 0
+            final = tmp_path / "sharded" / "results" / "Handmade" / "tiny" / OUTPUT_NAME
+            assert final.exists() == (index == "1")  # the last shard to finish writes it
+    expected = read_records(tmp_path / "whole" / "results" / "Handmade" / "tiny" / OUTPUT_NAME)
+    assert read_records(final) == expected

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from persona_core.data import PREFERENCE_COLUMNS, check_columns, load_split, partition_range
+from persona_core.data import partition_range
 from persona_core.errors import UsageError
 from persona_core.layout import nickname, pi_files, row_key
 from persona_core.llm.base import LLM, GenerationConfig, Request, messages_for
@@ -67,9 +67,45 @@ def model_folder(args) -> str:
 
 
 def load_rows(args):
-    """The dataset and the row range to run, after checking columns (before any model is loaded)."""
-    dataset = load_split(args.dataset_name, args.inference_split, args.split, args.cache_dir)
-    check_columns(dataset, PREFERENCE_COLUMNS, f"dataset '{args.dataset_name}'")
+    """The preference rows and the row range to run, after every check of the data (before any model is loaded).
+
+    Rows in any supported format are read as text (``persona_core.preferences``); a bad row stops the run, or is
+    skipped with ``--skip_bad_rows``. Prompts are fitted to the context of a local model (or to
+    ``--max_prompt_tokens``), leaving room for each experiment's template, its answer and the personas a judge
+    reads; a cut prompt keeps its row's ids, so judges with another context still find their personas.
+    """
+    from persona_core.preferences import fit_prompts, load_preferences, load_token_counter
+
+    dataset = load_preferences(
+        args.dataset_name,
+        args.inference_split,
+        args.split,
+        args.cache_dir,
+        args.columns(),
+        args.skip_bad_rows,
+    )
+    local = args.model_type.value in ("hf_chat", "vllm")  # models whose tokenizer and context are at hand
+    if args.max_prompt_tokens is not None or local:
+        from persona_core.embedded import EMBEDDED_MODEL_NAME
+        from persona_core.prompts import load_template
+        from persona_inference import PROMPT_DIR
+
+        counter = load_token_counter(args.model_name if local else EMBEDDED_MODEL_NAME, args.cache_dir)
+        room = {  # what each experiment adds to its template and a row: its answer, the personas it shows
+            "persona_inference": args.max_tokens,
+            "persona_accuracy": args.judge_max_tokens + args.max_tokens,
+            "persona_prefs": args.judge_max_tokens + 2 * args.max_tokens,
+        }
+        reserve = 0
+        for experiment in args.experiments:
+            try:
+                template, _ = load_template(
+                    experiment.value, args.inference_split, args.prompt_dir or PROMPT_DIR
+                )
+            except UsageError:  # run() names the missing template itself
+                continue
+            reserve = max(reserve, counter.count([template])[0] + room[experiment.value])
+        fit_prompts(dataset, counter, args.max_prompt_tokens, reserve)
     rows = partition_range(args.partition, len(dataset))
     if args.limit is not None:
         rows = rows[: args.limit]
@@ -81,10 +117,12 @@ def load_rows(args):
 
 
 def data_digest(dataset) -> str:
-    """The whole dataset's content (not only the rows run: ``--limit`` and a resume may cover more of it later)."""
+    """The whole dataset's content (not only the rows run: ``--limit`` and a resume may cover more of it later),
+    and how its prompts were cut to fit, so another cut is another run (nothing cut: the digest of the row keys)."""
     from persona_core.runs import digest
 
-    return digest([row_key(row) for row in dataset.select_columns(list(PREFERENCE_COLUMNS))])
+    keys = [row_key(row) for row in dataset]
+    return digest([*keys, dataset.cut] if dataset.cut else keys)
 
 
 def fingerprint(
@@ -108,8 +146,9 @@ def run(experiment: Experiment, args, backend: Callable[[], LLM]) -> int:
     from persona_core.cli import public_args
     from persona_core.io import write_jsonl_atomic
     from persona_core.prompts import load_template
-    from persona_core.runner import run_requests
+    from persona_core.runner import RunStats, run_requests
     from persona_core.runs import check_fingerprint, open_run, write_run_record
+    from persona_core.shards import assemble, missing_shards, this_shard, unfinished
     from persona_inference import PROMPT_DIR
 
     dataset, rows = load_rows(args)
@@ -134,33 +173,57 @@ def run(experiment: Experiment, args, backend: Callable[[], LLM]) -> int:
         print(f"[dry run] results would go to {files.results}\n[dry run] first prompt:\n{first}")
         return 0
     settings = fingerprint(experiment, args, plan, template, dataset, generation)
-    check_fingerprint(files, settings, args.overwrite)  # a refused rerun stops before a model loads
-    llm = backend()  # before the run folder exists: a missing key or model leaves no files behind
-    if plan.record_model_input:
-        for request in plan.requests:
-            plan.meta[request.id]["prompt"] = llm.render(request)
-    with open_run(files, settings, args.overwrite):
-        records, stats = run_requests(
-            llm,
-            plan.requests,
-            plan.meta,
-            files.checkpoint,
-            generation,
-            experiment.finish,
-            desc=experiment.label,
-            options=experiment.options(args),
-        )
-        ordered = [records[r.id] for r in plan.requests]
-        summary = experiment.summarize([r for r in ordered if r["status"] == "ok"], template)
-        extra = {"experiment": experiment.name, "template": str(template_path), **plan.record, **summary}
-        run_record = write_run_record(files, public_args(args), stats.as_dict(), **extra)
-        failed = [r for r in ordered if r["status"] != "ok"]
-        if failed:
-            print(
-                f"{experiment.label}: {len(failed)} of {len(ordered)} requests failed (first: {failed[0]['error']})"
+    own_files, own_requests = this_shard(files, plan.requests, args)  # everything, unless --num_shards
+    if args.merge_shards:
+        if missing_shards(files, args):
+            raise UsageError(f"cannot merge yet: {unfinished(files, args)}")
+        llm, stats = LLM(args.model_name), RunStats(total=len(plan.requests))
+    else:
+        check_fingerprint(own_files, settings, args.overwrite)  # a refused rerun stops before a model loads
+        llm = backend()  # before the run folder exists: a missing key or model leaves no files behind
+        if plan.record_model_input:
+            for request in own_requests:
+                plan.meta[request.id]["prompt"] = llm.render(request)
+        with open_run(own_files, settings, args.overwrite):
+            records, stats = run_requests(
+                llm,
+                own_requests,
+                plan.meta,
+                own_files.checkpoint,
+                generation,
+                experiment.finish,
+                desc=experiment.label,
+                options=experiment.options(args),
             )
-            print(f"checkpoint kept in {files.folder}; rerun the same command to retry the failed requests")
-            return 1
+            ordered = [records[r.id] for r in own_requests]
+            summary = experiment.summarize([r for r in ordered if r["status"] == "ok"], template)
+            extra = {"experiment": experiment.name, "template": str(template_path), **plan.record, **summary}
+            run_record = write_run_record(own_files, public_args(args), stats.as_dict(), **extra)
+            failed = [r for r in ordered if r["status"] != "ok"]
+            if failed:
+                print(
+                    f"{experiment.label}: {len(failed)} of {len(ordered)} requests failed "
+                    f"(first: {failed[0]['error']})"
+                )
+                print(
+                    f"checkpoint kept in {own_files.folder}; rerun the same command to retry the failed requests"
+                )
+                return 1
+            write_jsonl_atomic(own_files.results, ordered)
+    if args.sharded:
+        records = assemble(files, plan.requests, settings, args)
+        if records is None:
+            print(
+                f"{experiment.label}: shard {args.shard_index} done ({len(own_requests)} requests); "
+                f"{unfinished(files, args)}"
+            )
+            return 0
+        ordered = [records[r.id] for r in plan.requests]
+        summary = experiment.summarize(ordered, template)
+        extra = {"experiment": experiment.name, "template": str(template_path), **plan.record, **summary}
+        run_record = write_run_record(
+            files, public_args(args), stats.as_dict(), shards=args.num_shards, **extra
+        )
         write_jsonl_atomic(files.results, ordered)
     print(f"{experiment.label}: {experiment.report(ordered, stats, summary, llm)}")
     print(f"results: {files.results}\nrun record: {run_record}")

@@ -36,6 +36,7 @@ from persona_core.cli import parse_args
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import run_cli
 from persona_core.llm import ModelType
+from persona_core.shards import ShardArguments
 from persona_inference.model.arguments import DataArguments, PartitionArguments, ResultsArguments
 
 
@@ -47,7 +48,13 @@ class PromptType(str, Enum):
 
 @dataclass
 class Arguments(
-    RunArguments, BackendArguments, GenerationArguments, ResultsArguments, PartitionArguments, DataArguments
+    RunArguments,
+    ShardArguments,
+    BackendArguments,
+    GenerationArguments,
+    ResultsArguments,
+    PartitionArguments,
+    DataArguments,
 ):
     model_name: str = field(
         default=EMBEDDED_MODEL_NAME,
@@ -71,8 +78,8 @@ class Arguments(
         default=None,
         metadata={
             "help": "Text each persona starts with, sent as the start of the answer where the backend allows it "
-            "(hf_chat, anthropic). Default: 'The user is someone who prefers' for hf_chat (keeps small models on "
-            "the persona form), 'The user is' otherwise."
+            "(hf_chat, vllm, anthropic, open_ai with --base_url). Default: 'The user is someone who prefers' for "
+            "hf_chat and vllm (keeps small models on the persona form), 'The user is' otherwise."
         },
     )
     persona_models: list[str] | None = field(

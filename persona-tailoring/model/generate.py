@@ -11,7 +11,8 @@ Public API (for benchmarks, chat scripts, judges)::
     texts = generate_texts(llm, [prompt], tailored_generation(max_tokens=128))
 
 ``load_generator(model, GeneratorArguments(backend=Backend.open_ai, base_url="http://localhost:8000/v1"))`` sends
-the same raw text to an OpenAI-compatible completions endpoint instead (e.g. ``vllm serve <merged folder>``).
+the same raw text to an OpenAI-compatible completions endpoint instead (e.g. ``vllm serve <merged folder>``);
+``Backend.vllm`` runs vLLM in process, and with ``--no_merge`` serves the trained LoRA adapter on its base model.
 
 The infer stage writes one JSON line per test row to
 ``{results_save_dir}/{dataset_name}/{model_nickname}/{method}_Persona(training_type=T, inference_type=I).jsonl``:
@@ -38,9 +39,10 @@ KEEP_BOTH = "--results_save_dir (or --model_nickname)"
 
 
 class Backend(str, Enum):
-    """Where tailored models run: in process, or behind an OpenAI-compatible completions server."""
+    """Where tailored models run: in process (transformers or vLLM), or behind an OpenAI-compatible server."""
 
     hf = "hf"
+    vllm = "vllm"
     open_ai = "open_ai"
 
 
@@ -49,7 +51,15 @@ class GeneratorArguments(BackendArguments, GenerationArguments):
     """How tailored responses are generated: shared by ``run_model --stage infer``, ``chat`` and the benchmark."""
 
     backend: Backend = field(
-        default=Backend.hf, metadata={"help": "hf (in process) or open_ai (a completions server)."}
+        default=Backend.hf,
+        metadata={"help": "hf (in process), vllm (vLLM in process) or open_ai (a completions server)."},
+    )
+    no_merge: bool = field(
+        default=False,
+        metadata={
+            "help": "Generate from the trained LoRA adapter on its base model (vLLM serves it: --backend vllm) "
+            "instead of the merged model; --stage all then skips the merge."
+        },
     )
     max_tokens: int = field(
         default=256, metadata={"help": "Maximum new tokens per response.", "aliases": ["--max_new_tokens"]}
@@ -59,6 +69,11 @@ class GeneratorArguments(BackendArguments, GenerationArguments):
     )
 
     def check(self) -> None:
+        if self.no_merge and self.backend != Backend.vllm:
+            raise UsageError(
+                "--no_merge needs --backend vllm (which serves the LoRA adapter on its base model); "
+                "drop --no_merge to generate from the merged model"
+            )
         if self.backend == Backend.open_ai and not self.base_url:
             from persona_core.secrets import base_url_from_env
 
@@ -88,17 +103,21 @@ def tailored_generation(stop=(), **settings) -> GenerationConfig:
     return GenerationConfig(stop=stops, **settings)
 
 
-def load_generator(model: str, options: GeneratorArguments | None = None) -> LLM:
+BACKEND_MODEL_TYPES = {Backend.hf: "hf_chat", Backend.vllm: "vllm", Backend.open_ai: "open_ai"}
+
+
+def load_generator(model: str, options: GeneratorArguments | None = None, adapter: str | None = None) -> LLM:
     """A backend that continues raw text (no chat template), stopping at ``\\nPrompt:`` and end of sequence.
 
     ``model``: a local folder (e.g. a merged model), a Hub id, or the embedded model's name; with
-    ``Backend.open_ai`` it is the name the server serves (``vllm serve`` uses the folder path).
+    ``Backend.open_ai`` it is the name the server serves (``vllm serve`` uses the folder path). ``adapter``: a LoRA
+    folder that ``Backend.vllm`` serves on top of ``model`` (its base).
     """
-    from persona_core.llm import ModelType, make_llm
+    from persona_core.llm import make_llm
 
     options = options or GeneratorArguments()
-    model_type = ModelType.hf_chat if options.backend == Backend.hf else ModelType.open_ai
-    llm = make_llm(model_type, model, chat=False, **options.backend_options())
+    model_type = BACKEND_MODEL_TYPES[options.backend]
+    llm = make_llm(model_type, model, chat=False, adapter=adapter, **options.backend_options())
     if options.backend == Backend.hf:
         stop_at_tokenizer_eos(llm.model, llm.tokenizer)
     return llm
@@ -165,16 +184,36 @@ def output_record(record: dict) -> dict:
     }
 
 
+def inference_adapter(args, method: str) -> Path | None:
+    """With ``--no_merge``, the method's trained LoRA adapter (served on its base model); else None."""
+    if not args.no_merge or args.model_path or method == "fewshot":
+        return None
+    from persona_tailoring.model.train import model_dirs
+
+    adapter = model_dirs(args, method).adapter
+    if not (adapter / layout.ADAPTER_CONFIG_FILE).exists():
+        raise UsageError(f"no trained {method} adapter in {adapter}: run --stage train first (same flags)")
+    return adapter
+
+
 def inference_model(args, method: str) -> str:
-    """What to generate from: --model_path, else the base model (few-shot) or the merged model of the method."""
+    """What to generate from: --model_path, else the base model (few-shot), the merged model of the method, or with
+    --no_merge the base its adapter was trained on."""
     if args.model_path:
         return args.model_path
     if method == "fewshot":
         return args.base_model_name
+    adapter = inference_adapter(args, method)
+    if adapter is not None:
+        import json
+
+        return json.loads((adapter / layout.ADAPTER_CONFIG_FILE).read_text(encoding="utf-8"))[
+            "base_model_name_or_path"
+        ]
     from persona_tailoring.model.train import model_dirs
 
     merged = model_dirs(args, method).merged
-    if args.backend == Backend.hf and not (merged / layout.MODEL_CONFIG_FILE).exists():
+    if args.backend != Backend.open_ai and not (merged / layout.MODEL_CONFIG_FILE).exists():
         raise UsageError(
             f"no merged {method} model in {merged}: run --stage train and --stage merge first (same flags)"
         )
@@ -193,7 +232,9 @@ def model_identity(model: str) -> dict:
     }
 
 
-def generation_fingerprint(model: str, args, requests: list[Request], generation: GenerationConfig) -> dict:
+def generation_fingerprint(
+    model: str, args, requests: list[Request], generation: GenerationConfig, adapter: Path | None = None
+) -> dict:
     from dataclasses import asdict
 
     from persona_core.runs import digest
@@ -201,6 +242,7 @@ def generation_fingerprint(model: str, args, requests: list[Request], generation
     inputs = [(r.id, r.prompt, r.prefill) for r in requests]
     return {
         "model": model_identity(model),
+        **({"adapter": model_identity(str(adapter))} if adapter is not None else {}),
         "backend": args.backend.value,
         "inputs": digest(inputs),
         "generation": asdict(generation),
@@ -213,6 +255,7 @@ def infer(args, method: str) -> int:
     from persona_core.io import write_jsonl_atomic
     from persona_core.runner import run_requests
     from persona_core.runs import check_fingerprint, open_run, write_run_record
+    from persona_core.shards import assemble, missing_shards, this_shard, unfinished
     from persona_tailoring.model.train import load_tailoring_splits, pick_split
 
     splits = load_tailoring_splits(args)
@@ -222,8 +265,8 @@ def infer(args, method: str) -> int:
     if method == "fewshot":
         fewshot = pick_split(splits, "fewshot", args.hf_dataset_name)
         demonstrations = templates.fewshot_demonstrations(fewshot, args.training_type, style)
-    model = inference_model(args, method)
-    served = model if args.backend == Backend.hf else (args.server_model_name or model)
+    model, adapter = inference_model(args, method), inference_adapter(args, method)
+    served = model if args.backend != Backend.open_ai else (args.server_model_name or model)
     generation = args.generation()
     plans = []
     for inference_type in args.inference_type:
@@ -240,36 +283,64 @@ def infer(args, method: str) -> int:
         )
         requests, meta = build_requests(test, personas, style, demonstrations)
         files = layout.pt_files(final)
-        fingerprint = generation_fingerprint(served, args, requests, generation)
-        check_fingerprint(
-            files, fingerprint, args.overwrite, KEEP_BOTH
-        )  # refuse stale settings before any model loads
+        fingerprint = generation_fingerprint(served, args, requests, generation, adapter)
+        own_files, own_requests = this_shard(files, requests, args)  # everything, unless --num_shards
         if final.exists() and not args.overwrite:
+            check_fingerprint(files, fingerprint, args.overwrite, KEEP_BOTH)
             print(f"{final} exists (same settings; pass --overwrite to regenerate)")
             continue
-        plans.append((inference_type, files, fingerprint, requests, meta))
+        if args.merge_shards and missing_shards(files, args):
+            raise UsageError(f"cannot merge yet: {unfinished(files, args)}")
+        if not args.merge_shards:  # refuse stale settings before any model loads
+            check_fingerprint(own_files, fingerprint, args.overwrite, KEEP_BOTH)
+        plans.append((inference_type, files, own_files, fingerprint, requests, own_requests, meta))
     if not plans:
         return 0
-    llm = load_generator(served, args)
+    llm = (
+        None
+        if args.merge_shards
+        else load_generator(served, args, adapter=None if adapter is None else str(adapter))
+    )
     status = 0
-    for inference_type, files, fingerprint, requests, meta in plans:
-        with open_run(files, fingerprint, args.overwrite, KEEP_BOTH):
-            records, stats = run_requests(
-                llm, requests, meta, files.checkpoint, generation, output_record, desc=inference_type.value
-            )
-            ordered = [records[r.id] for r in requests]
-            failed = [r for r in ordered if r["status"] != "ok"]
-            write_run_record(files, public_args(args), stats.as_dict(), method=method, model=served)
-            if failed:
-                print(
-                    f"{inference_type.value}: {len(failed)} of {len(ordered)} generations failed "
-                    f"(first: {failed[0]['error']}); rerun the same command to retry them"
+    for inference_type, files, own_files, fingerprint, requests, own_requests, meta in plans:
+        done = f"assembled from {args.num_shards} shards"
+        if not args.merge_shards:
+            with open_run(own_files, fingerprint, args.overwrite, KEEP_BOTH):
+                records, stats = run_requests(
+                    llm,
+                    own_requests,
+                    meta,
+                    own_files.checkpoint,
+                    generation,
+                    output_record,
+                    desc=inference_type.value,
                 )
-                status = 1
+                ordered = [records[r.id] for r in own_requests]
+                failed = [r for r in ordered if r["status"] != "ok"]
+                write_run_record(own_files, public_args(args), stats.as_dict(), method=method, model=served)
+                if failed:
+                    print(
+                        f"{inference_type.value}: {len(failed)} of {len(ordered)} generations failed "
+                        f"(first: {failed[0]['error']}); rerun the same command to retry them"
+                    )
+                    status = 1
+                    continue
+                if not args.sharded:
+                    write_jsonl_atomic(
+                        files.results, [{k: r[k] for k in layout.PT_OUTPUT_FIELDS} for r in ordered]
+                    )
+                else:
+                    write_jsonl_atomic(own_files.results, ordered)
+            done = f"{stats.reused} resumed, {stats.ok} new, in {stats.seconds:.1f}s"
+        if args.sharded:
+            records = assemble(files, requests, fingerprint, args)
+            if records is None:
+                print(f"{inference_type.value}: shard {args.shard_index} done; {unfinished(files, args)}")
                 continue
+            ordered = [records[r.id] for r in requests]
             write_jsonl_atomic(files.results, [{k: r[k] for k in layout.PT_OUTPUT_FIELDS} for r in ordered])
         print(
             f"{method} {args.training_type.value}/{inference_type.value}: {len(ordered)} responses "
-            f"({stats.reused} resumed, {stats.ok} new) in {stats.seconds:.1f}s -> {files.results}"
+            f"({done}) -> {files.results}"
         )
     return status

@@ -27,6 +27,9 @@ Examples::
     # inference through an OpenAI-compatible server (vllm serve <merged folder>)
     python -m persona_tailoring.model.run_model --method sft --stage infer --backend open_ai \\
         --base_url http://localhost:8000/v1
+
+    # vLLM in process (its own environment: bash scripts/setup.sh --vllm), the LoRA adapter served unmerged
+    .venv-vllm/bin/python -m persona_tailoring.model.run_model --method sft --stage infer --backend vllm --no_merge
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from enum import Enum
 from persona_core.arguments import LimitArguments, OverwriteArguments
 from persona_core.cli import parse_known_args
 from persona_core.errors import UsageError, run_cli
+from persona_core.shards import ShardArguments
 from persona_tailoring.model import config
 from persona_tailoring.model.generate import GeneratorArguments
 from persona_tailoring.model.templates import InferenceType, Method, TrainingType
@@ -58,7 +62,7 @@ class Stage(str, Enum):
 
 
 @dataclass
-class Arguments(OverwriteArguments, LimitArguments, GeneratorArguments):
+class Arguments(OverwriteArguments, LimitArguments, ShardArguments, GeneratorArguments):
     method: Method = field(
         default=Method.sft, metadata={"help": "Tailoring method.", "aliases": ["--model_type"]}
     )
@@ -150,6 +154,9 @@ def run_train(args: Arguments, training_flags: list[str]) -> int:
 def run_merge(args: Arguments, training_flags: list[str]) -> int:
     if args.method == Method.fewshot:
         print("few-shot uses the base model: nothing to merge")
+        return 0
+    if args.no_merge:
+        print("--no_merge: generation serves the LoRA adapter on its base model, nothing to merge")
         return 0
     from persona_core.layout import MODEL_CONFIG_FILE
     from persona_tailoring.model.train import is_main_process, model_dirs
