@@ -217,6 +217,17 @@ def test_few_shot_and_judge_scripts_take_the_same_variables(tmp_path):
     assert flag(few_shot, "--limit") == flag(judge, "--limit") == "2"
 
 
+def test_judge_script_passes_a_grid_of_test_configurations(tmp_path):
+    grid = {"TRAINING_TEST": "none chosen", "INFERENCE_TEST": "gold-chosen retr-chosen", "VERDICT": "text"}
+    judge, score = run_script("judge.sh", tmp_path, **grid)
+    for command in (judge, score):
+        at = command.index("--training_type_test")
+        assert command[at : at + 3] == ["--training_type_test", "none", "chosen"]
+        at = command.index("--inference_type_test")
+        assert command[at : at + 3] == ["--inference_type_test", "gold-chosen", "retr-chosen"]
+    assert flag(judge, "--verdict") == "text"
+
+
 def test_build_data_script_reads_the_augmented_dataset_where_layout_puts_it(tmp_path):
     from persona_core.layout import augmented_dataset_dir, tailoring_dataset_dir
 
