@@ -20,6 +20,7 @@ SCRIPTS = [
     "persona-tailoring/model/chat.py",
     "persona-tailoring/evaluation/run_judge.py",
     "persona-tailoring/evaluation/win_rate.py",
+    "persona-tailoring/evaluation/report.py",
     "bench/pi_throughput.py",
     "bench/pt_throughput.py",
 ]
