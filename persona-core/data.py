@@ -1,4 +1,7 @@
-"""Loading preference datasets from the Hub, ``save_to_disk`` folders or local files; partitions; row ids."""
+"""Loading datasets from the Hub, ``save_to_disk`` folders or local files; partitions; row ids.
+
+Reading their rows as preference data, in any supported format, is ``persona_core.preferences``.
+"""
 
 from __future__ import annotations
 
@@ -161,14 +164,3 @@ def _pick_split(loaded, split: str, where: str):
     if len(loaded) == 1:
         return next(iter(loaded.values()))
     raise UsageError(f"split '{split}' not found in {where}; available splits: {', '.join(loaded)}")
-
-
-def check_columns(dataset, required: tuple[str, ...], where: str) -> None:
-    missing = [c for c in required if c not in dataset.column_names]
-    if missing:
-        raise UsageError(
-            f"{where} lacks column(s) {', '.join(missing)} (has: {', '.join(dataset.column_names)}); "
-            "rename your columns or pass another dataset"
-        )
-    if len(dataset) == 0:
-        raise UsageError(f"{where} is empty: pass a dataset with at least one row")

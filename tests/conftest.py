@@ -29,8 +29,10 @@ CORPUS = [
 ]
 
 
-def build_tiny_model(folder: str | Path, seed: int = 0) -> Path:
-    """Write a 2-layer Llama with a byte-level BPE tokenizer (pad, eos, chat template) into ``folder``."""
+def build_tiny_model(folder: str | Path, seed: int = 0, **config_changes) -> Path:
+    """Write a 2-layer Llama with a byte-level BPE tokenizer (pad, eos, chat template) into ``folder``.
+
+    ``config_changes`` override LlamaConfig values (vLLM's CPU attention needs ``VLLM_TINY_CONFIG``'s head size)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -53,24 +55,29 @@ def build_tiny_model(folder: str | Path, seed: int = 0) -> Path:
         chat_template=CHAT_TEMPLATE,
     )
     torch.manual_seed(seed)
-    config = LlamaConfig(
+    values = dict(
         vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=1024,
+        max_position_embeddings=4096,  # room for the built-in templates (about 2 characters a token)
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
     )
+    config = LlamaConfig(**(values | config_changes))
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+VLLM_TINY_CONFIG = {"hidden_size": 64, "num_attention_heads": 2, "num_key_value_heads": 1}
+"""Head size 32, the smallest vLLM's CPU attention supports."""
 
 
 @pytest.fixture(scope="session")

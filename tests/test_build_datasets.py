@@ -183,10 +183,16 @@ def test_push_to_hub_uses_the_write_token_from_the_environment(sample, tmp_path,
     monkeypatch.setattr(
         datasets.DatasetDict, "push_to_hub", lambda self, repo, **kw: pushed.append((repo, kw))
     )
+    cards = []
+    monkeypatch.setattr(
+        augmentation, "push_card", lambda repo, card, token: cards.append((repo, card, token))
+    )
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_WRITE_TOKEN", "hf_write_test")
     assert augmentation.main([*argv, "--new_dataset_name", "me/augmented", "--push_to_hub"]) == 0
     assert pushed == [("me/augmented", {"config_name": "Tiny", "token": "hf_write_test"})]
+    saved_card = (tmp_path / "out" / "me--augmented" / "README.md").read_text(encoding="utf-8")
+    assert cards == [("me/augmented", saved_card, "hf_write_test")]
     assert (tmp_path / "out" / "me--augmented" / "dataset_dict.json").is_file()
 
 

@@ -1,8 +1,10 @@
 """Add the inferred personas to a preference dataset: ``chosen_persona_gold`` and ``rejected_persona_gold``.
 
 Personas come from a persona inference run (``run_model``), matched to rows by their ids, never by line
-order, and checked against each row's content so results of another dataset are refused. The dataset is
-saved locally with ``save_to_disk``; ``--push_to_hub`` also uploads it (token: HF_TOKEN or HF_WRITE_TOKEN).
+order, and checked against each row's content so results of another dataset are refused. The dataset keeps the
+input's format and every one of its columns (a conversational dataset stays conversational). It is saved locally
+with ``save_to_disk``, with a dataset card (``README.md``: source, PI model and settings, row counts, the columns
+added, how to cite the paper); ``--push_to_hub`` also uploads both (token: HF_TOKEN or HF_WRITE_TOKEN).
 
 Examples::
 
@@ -23,10 +25,11 @@ from pathlib import Path
 
 from persona_core.arguments import GenerationArguments
 from persona_core.cli import parse_args, public_args
-from persona_core.data import PREFERENCE_COLUMNS, Partition, check_columns, load_split, partition_range
+from persona_core.data import Partition, partition_range
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import UsageError, run_cli
 from persona_core.layout import (
+    DATASET_CARD_FILE,
     DATASET_DICT_FILE,
     GOLD_PERSONA_COLUMNS,
     PERSONA_INFERENCE,
@@ -122,9 +125,9 @@ def parse_record_id(record_id: str, where: Path) -> tuple[int, str, str]:
     return parsed
 
 
-def match_personas(dataset, records: dict[str, dict], where: Path) -> dict[tuple[int, str], str]:
+def match_personas(preferences, records: dict[str, dict], where: Path) -> dict[tuple[int, str], str]:
     """``{(row, side): persona}`` for the ``ok`` records; refuses records whose row content differs."""
-    keys = [row_key(row) for row in dataset.select_columns(list(PREFERENCE_COLUMNS))]
+    keys = [row_key(row) for row in preferences]
     personas, foreign = {}, []
     for record_id, record in records.items():
         row, side, key = parse_record_id(record_id, where)
@@ -223,9 +226,18 @@ def check_complete(
 
 
 def augment(args: Arguments):
-    """The dataset with both persona columns, after every check (nothing is written here)."""
-    dataset = load_split(args.dataset_name, args.inference_split, args.split, args.cache_dir)
-    check_columns(dataset, PREFERENCE_COLUMNS, f"dataset '{args.dataset_name}'")
+    """(the dataset with both persona columns, its rows as read, the run's stages), after every check (nothing is
+    written here). The rows are read as persona inference read them (same columns, same bad rows skipped)."""
+    from persona_core.preferences import load_preferences
+
+    preferences = load_preferences(
+        args.dataset_name,
+        args.inference_split,
+        args.split,
+        args.cache_dir,
+        args.columns(),
+        args.skip_bad_rows,
+    )
     folder = run_folder(args)
     stages = result_files(args)
     records = read_results(stages)
@@ -236,13 +248,126 @@ def augment(args: Arguments):
             f"no persona inference results in '{folder}'{hint}: run "
             f"`{resume_command(args, None)}` first, or pass the right --res_dir/--model/--run_name"
         )
-    personas = match_personas(dataset, records, folder)
+    personas = match_personas(preferences, records, folder)
     failed_rows = {int(r["id"].split("-")[0]) for r in records.values() if r.get("status", "ok") != "ok"}
-    check_complete(args, len(dataset), personas, failed_rows, stages)
+    check_complete(args, len(preferences), personas, failed_rows, stages)
+    dataset = preferences.source_rows()
     dataset = dataset.remove_columns([c for c in GOLD_PERSONA_COLUMNS.values() if c in dataset.column_names])
     for side, column in GOLD_PERSONA_COLUMNS.items():
         dataset = dataset.add_column(column, [personas[(row, side)] for row in range(len(dataset))])
-    return dataset
+    return dataset, preferences, stages
+
+
+CITATION = """@inproceedings{balepur-etal-2025-whose,
+    title = "Whose Boat Does it Float? Improving Personalization in Preference Tuning via Inferred User Personas",
+    author = "Balepur, Nishant and Padmakumar, Vishakh and Yang, Fumeng and Feng, Shi and Rudinger, Rachel and
+      Boyd-Graber, Jordan Lee",
+    booktitle = "Proceedings of the 63rd Annual Meeting of the Association for Computational Linguistics
+      (Volume 1: Long Papers)",
+    year = "2025",
+    address = "Vienna, Austria",
+    publisher = "Association for Computational Linguistics",
+    url = "https://aclanthology.org/2025.acl-long.168/",
+    doi = "10.18653/v1/2025.acl-long.168",
+    pages = "3371--3393"
+}"""
+
+
+def run_details(stages: list[StageFiles]) -> list[dict]:
+    """What each stage's run record says about how its personas were made (stages without one are left out)."""
+    details = []
+    for files in stages:
+        if not files.run_record.is_file():
+            continue
+        record = json.loads(files.run_record.read_text(encoding="utf-8"))
+        arguments, fingerprint = record.get("arguments", {}), record.get("fingerprint") or {}
+        details.append(
+            {
+                "run": str(files.folder),
+                "model": arguments.get("model_name"),
+                "backend": arguments.get("model_type"),
+                "base_url": arguments.get("base_url"),
+                "template": record.get("template"),
+                "template_digest": fingerprint.get("template"),
+                "persona_prefix": fingerprint.get("persona_prefix"),
+                "generation": fingerprint.get("generation"),
+                "failed_requests": record.get("stats", {}).get("failed", 0),
+                "cut_prompts": len(record.get("cut_prompts", {})),
+            }
+        )
+    return details
+
+
+def _cell(value) -> str:
+    return f"`{value}`" if value not in (None, "") else "unknown"
+
+
+def dataset_card(args: Arguments, dataset, preferences, stages: list[StageFiles]) -> str:
+    """The README.md of the augmented dataset, with Hub metadata (huggingface_hub's ``DatasetCard``)."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    title = args.new_dataset_name or output_folder(args).name
+    runs = run_details(stages) or [{"run": str(run_folder(args))}]
+    lines = [
+        f"# {title}",
+        "",
+        f"The preference data `{args.dataset_name}` with the personas that persona inference "
+        "([Balepur et al., ACL 2025](https://aclanthology.org/2025.acl-long.168/)) inferred for each row: a user "
+        "who would prefer the chosen response, and one who would prefer the rejected response. Built with "
+        "`persona_inference.model.build_augmented_dataset`.",
+        "",
+        "## Source",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| dataset | {_cell(args.dataset_name)} (config {_cell(args.inference_split)}, split {_cell(args.split)}) |",
+        f"| format | {preferences.format.value} (columns {', '.join(map(_cell, preferences.source.column_names))}) |",
+        "",
+        "## Persona inference",
+        "",
+        "| run | model | backend | template (digest) | persona prefix | generation |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in runs:
+        generation = ", ".join(f"{k}={v}" for k, v in (run.get("generation") or {}).items()) or None
+        backend = run.get("backend") and run["backend"] + (
+            f" at {run['base_url']}" if run.get("base_url") else ""
+        )
+        lines.append(
+            f"| {_cell(run['run'])} | {_cell(run.get('model'))} | {_cell(backend)} | {_cell(run.get('template'))} "
+            f"({_cell(run.get('template_digest'))}) | {_cell(run.get('persona_prefix'))} | {_cell(generation)} |"
+        )
+    skipped = preferences.skipped
+    lines += [
+        "",
+        "## Rows",
+        "",
+        f"- rows in the source: {len(preferences.source)}",
+        f"- rows in this dataset: {len(dataset)}",
+        f"- bad rows skipped (`--skip_bad_rows`): {len(skipped)}",
+        *(f"  - row {bad.row}: {bad.reason}" for bad in skipped),
+        f"- failed persona requests: {sum(r.get('failed_requests', 0) for r in runs)} "
+        "(the dataset is built only from runs where every row has both personas)",
+        f"- prompts cut from their oldest turns to fit a token budget: {sum(r.get('cut_prompts', 0) for r in runs)}",
+        "",
+        "## Columns added",
+        "",
+        "Every column of the source is kept unchanged, in its own format. Added:",
+        "",
+        f"- `{GOLD_PERSONA_COLUMNS['chosen']}`: the persona of a user who would prefer the chosen response",
+        f"- `{GOLD_PERSONA_COLUMNS['rejected']}`: the persona of a user who would prefer the rejected response",
+        "",
+        "## Citation",
+        "",
+        "```bibtex",
+        CITATION,
+        "```",
+        "",
+    ]
+    metadata = DatasetCardData(
+        pretty_name=title, tags=["persona-inference", "personalization", "preference-data"]
+    )
+    return str(DatasetCard(f"---\n{metadata.to_yaml()}\n---\n\n" + "\n".join(lines)))
 
 
 def check_output_folder(folder: Path) -> None:
@@ -251,21 +376,35 @@ def check_output_folder(folder: Path) -> None:
         raise UsageError(f"'{folder}' exists and is not a saved dataset: pass another output folder")
 
 
-def save_dataset_atomic(dataset_dict, folder: Path) -> None:
-    """``save_to_disk`` through ``persona_core.io.atomic_output``: an error never leaves a partial folder."""
+def save_dataset_atomic(dataset_dict, folder: Path, card: str | None = None) -> None:
+    """``save_to_disk`` (and the dataset card) through ``persona_core.io.atomic_output``: an error never leaves a
+    partial folder."""
     from persona_core.io import atomic_output
 
     check_output_folder(folder)
     with atomic_output(folder, folder=True) as tmp:
         dataset_dict.save_to_disk(str(tmp))
+        if card is not None:
+            (tmp / DATASET_CARD_FILE).write_text(card, encoding="utf-8")
 
 
-def push(dataset_dict, args: Arguments, saved: Path) -> None:
+def push_card(repo_id: str, card: str, token: str) -> None:
+    """Our card over the README that ``push_to_hub`` just wrote, keeping that README's metadata (features, configs)."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    ours = DatasetCard(card)
+    pushed = DatasetCard.load(repo_id, repo_type="dataset", token=token)
+    metadata = DatasetCardData(**(pushed.data.to_dict() | ours.data.to_dict()))
+    DatasetCard(f"---\n{metadata.to_yaml()}\n---\n{ours.text}").push_to_hub(repo_id, token=token)
+
+
+def push(dataset_dict, args: Arguments, saved: Path, card: str) -> None:
     from persona_core.secrets import get_key
 
     token = get_key("hf_write")
     try:
         dataset_dict.push_to_hub(args.new_dataset_name, config_name=args.inference_split, token=token)
+        push_card(args.new_dataset_name, card, token)
     except Exception as err:  # the Hub unreachable, no write access: the local copy is still there
         raise UsageError(
             f"push to '{args.new_dataset_name}' failed ({type(err).__name__}); the dataset is saved at '{saved}': "
@@ -286,18 +425,23 @@ def main(argv: list[str] | None = None) -> int:
 
     folder = output_folder(args)
     check_output_folder(folder)
-    dataset = augment(args)
+    dataset, preferences, stages = augment(args)
     dataset_dict = datasets.DatasetDict({args.split: dataset})
-    save_dataset_atomic(dataset_dict, folder)
+    card = dataset_card(args, dataset, preferences, stages)
+    save_dataset_atomic(dataset_dict, folder, card)
     if args.push_to_hub:
-        push(dataset_dict, args, folder)
+        push(dataset_dict, args, folder, card)
     pushed = (
         f"; pushed to the Hub as {args.new_dataset_name} (config {args.inference_split})"
         if args.push_to_hub
         else ""
     )
-    print(f"augmented {len(dataset)} rows of '{args.dataset_name}' with personas from '{run_folder(args)}'")
-    print(f"saved: {folder} (split '{args.split}'){pushed}")
+    skipped = f", {len(preferences.skipped)} bad rows skipped" if preferences.skipped else ""
+    print(
+        f"augmented {len(dataset)} rows of '{args.dataset_name}' ({preferences.format.value} format{skipped}) "
+        f"with personas from '{run_folder(args)}'"
+    )
+    print(f"saved: {folder} (split '{args.split}', dataset card {DATASET_CARD_FILE}){pushed}")
     return 0
 
 

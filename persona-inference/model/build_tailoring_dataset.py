@@ -6,6 +6,9 @@ Each row gets ``chosen_persona_retr`` / ``rejected_persona_retr``: the gold pers
 *training* row by prompt, as in the paper: ``fewshot`` and the SFT splits search ``sft_train``, the DPO
 splits search ``dpo_train``, ``test`` searches both. A row never retrieves itself (a duplicate of its prompt
 in the pool is fair game). The defaults give the paper's BeaverTails sizes on data of its size (~2,950 rows).
+The augmented dataset may be in any format persona inference reads: the splits keep its prompt and responses in
+that format (a conversational dataset gives conversational splits, which persona tailoring reads as they are),
+while splitting and retrieval use the prompt's text.
 
 Examples::
 
@@ -27,7 +30,7 @@ from pathlib import Path
 
 from persona_core.arguments import positive
 from persona_core.cli import parse_args
-from persona_core.data import PREFERENCE_COLUMNS, check_columns, load_split
+from persona_core.data import PREFERENCE_COLUMNS
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import UsageError, run_cli
 from persona_core.layout import (
@@ -37,6 +40,7 @@ from persona_core.layout import (
     augmented_dataset_dir,
     tailoring_dataset_dir,
 )
+from persona_inference.model.arguments import PreferenceArguments
 from persona_inference.model.build_augmented_dataset import check_output_folder, save_dataset_atomic
 
 GOLD = tuple(GOLD_PERSONA_COLUMNS.values())
@@ -61,7 +65,7 @@ class Retriever(str, Enum):
 
 
 @dataclass
-class Arguments:
+class Arguments(PreferenceArguments):
     dataset_name: str = field(
         default=str(augmented_dataset_dir(DATASETS_DIR, "Sample", EMBEDDED_MODEL_NAME, "default")),
         metadata={"help": "Augmented dataset (build_augmented_dataset output, a data file, or a Hub id)."},
@@ -224,21 +228,28 @@ def as_text(value) -> str:
     return "" if value is None else str(value)
 
 
-def build(dataset, args: Arguments):
-    """The persona-tailoring DatasetDict: six splits, seven string columns."""
+def build(preferences, args: Arguments):
+    """The persona-tailoring DatasetDict: six splits of the prompt and responses (in the input's format, under the
+    paper's names), the gold and the retrieved personas (text)."""
     import datasets
     from tqdm.auto import tqdm
 
-    rows = {column: [as_text(v) for v in dataset[column]] for column in (*PREFERENCE_COLUMNS, *GOLD)}
-    assigned = assign_splits(rows["prompt"], split_sizes(len(dataset), args), args.seed)
+    rows = {column: [as_text(row[column]) for row in preferences] for column in ("prompt", *GOLD)}
+    assigned = assign_splits(rows["prompt"], split_sizes(len(preferences), args), args.seed)
     scorer = PromptScorer(rows["prompt"], args)
-    features = datasets.Features({column: datasets.Value("string") for column in COLUMNS})
+    own = preferences.source_columns()
+    text = datasets.Value("string")
+    features = datasets.Features(
+        {column: feature for column, (feature, _) in own.items()}
+        | {column: text for column in (*GOLD, *RETRIEVED.values())}
+    )
     splits = {}
     for name in tqdm(TAILORING_SPLITS, desc="retrieving personas", unit="split"):
         queries = assigned[name]
         pool = sorted(i for source in RETRIEVAL_POOLS[name] for i in assigned[source])
         nearest = retrieve(scorer, queries, pool)
-        columns = {column: [rows[column][i] for i in queries] for column in (*PREFERENCE_COLUMNS, *GOLD)}
+        columns = {column: [values[i] for i in queries] for column, (_, values) in own.items()}
+        columns |= {gold: [rows[gold][i] for i in queries] for gold in GOLD}
         for gold, retrieved in RETRIEVED.items():
             columns[retrieved] = [rows[gold][i] for i in nearest]
         splits[name] = datasets.Dataset.from_dict(columns, features=features)
@@ -249,21 +260,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
     output = Path(args.output)
     check_output_folder(output)
-    dataset = load_split(args.dataset_name, args.config, args.split, args.cache_dir)
-    check_columns(dataset, PREFERENCE_COLUMNS, f"dataset '{args.dataset_name}'")
-    missing = [c for c in GOLD if c not in dataset.column_names]
+    from persona_core.preferences import load_preferences
+
+    preferences = load_preferences(
+        args.dataset_name, args.config, args.split, args.cache_dir, args.columns(), args.skip_bad_rows
+    )
+    missing = [c for c in GOLD if c not in preferences.source.column_names]
     if missing:
         raise UsageError(
             f"dataset '{args.dataset_name}' lacks {', '.join(missing)}: build it with "
             "`python -m persona_inference.model.build_augmented_dataset` first"
         )
     start = time.perf_counter()
-    dataset_dict = build(dataset, args)
+    dataset_dict = build(preferences, args)
     save_dataset_atomic(dataset_dict, output)
     sizes = ", ".join(f"{name} {len(split)}" for name, split in dataset_dict.items())
+    skipped = f", {len(preferences.skipped)} bad rows skipped" if preferences.skipped else ""
     print(
-        f"persona tailoring dataset from {len(dataset)} rows ({args.retriever.value} retrieval, seed {args.seed}, "
-        f"{time.perf_counter() - start:.1f}s): {sizes}"
+        f"persona tailoring dataset from {len(preferences)} rows ({preferences.format.value} format{skipped}, "
+        f"{args.retriever.value} retrieval, seed {args.seed}, {time.perf_counter() - start:.1f}s): {sizes}"
     )
     print(f"saved: {output}")
     return 0

@@ -100,22 +100,31 @@ def finish_record(record: dict) -> dict:
 
 class PersonaInference(Experiment):
     """Two personas per row, one for each side; the summary counts well-formed ones, copied examples, and rows whose
-    two sides got the same persona (which explains no preference)."""
+    two sides got the same persona (which explains no preference). The run record says the data's format, the bad
+    rows skipped and the prompts cut to fit (each cut request's record says so too, as ``prompt_cut``)."""
 
     name = "persona_inference"
     label = "persona inference"
+    data_note = ""
+    """The rows' format, bad rows skipped and prompts cut, for the console summary (set by ``plan``)."""
 
     def plan(self, args, dataset, rows: range, template: str) -> Plan:
         prefix = args.persona_prefix or (
-            GUIDED_PREFIX if args.model_type == ModelType.hf_chat else PERSONA_PREFIX
+            GUIDED_PREFIX if args.model_type in (ModelType.hf_chat, ModelType.vllm) else PERSONA_PREFIX
         )
         requests, meta = build_requests(dataset, rows, template, prefix)
+        for record in meta.values():
+            if record["row"] in dataset.cut:
+                record["prompt_cut"] = dataset.cut[record["row"]]
+        skipped, cut = len(dataset.skipped), len(dataset.cut)
+        self.data_note = f"{dataset.format.value} data" + (f", {skipped} bad rows skipped" if skipped else "")
+        self.data_note += f", {cut} prompts cut to fit" if cut else ""
         return Plan(
             requests,
             meta,
             f"({len(rows)} rows x 2 sides)",
             fingerprint={"persona_prefix": prefix},
-            record={"rows": len(rows)},
+            record={"rows": len(rows), **dataset.summary()},
             record_model_input=True,
         )
 
@@ -135,5 +144,5 @@ class PersonaInference(Experiment):
             f"{len(records)} personas for {len({r['row'] for r in records})} rows ({stats.reused} reused, "
             f"{stats.ok} new; {summary['well_formed']} well-formed, {summary['copied_example']} copying a prompt "
             f"example; rows whose two sides got the same persona: {summary['identical_sides']} identical, "
-            f"{summary['near_identical_sides']} nearly) in {stats.seconds:.1f}s"
+            f"{summary['near_identical_sides']} nearly) in {stats.seconds:.1f}s; {self.data_note}"
         )
