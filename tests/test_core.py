@@ -16,6 +16,7 @@ from persona_core.cli import parse_args
 from persona_core.errors import UsageError
 from persona_core.io import atomic_output, read_records, write_json_atomic, write_jsonl_atomic
 from persona_core.layout import StageFiles, pipeline_paths
+from persona_core.llm.base import GenerationConfig
 from persona_core.runs import differences, digest, open_run, write_run_record
 
 FINGERPRINT = {"model": "tiny", "generation": {"temperature": 0.0, "max_tokens": 8}, "requests": "abc"}
@@ -158,7 +159,8 @@ def test_argument_groups_check_values_when_parsed(argv, message):
 
 def test_composed_arguments_give_generation_settings_and_backend_options():
     args = parse_args(Composed, ["--temperature", "0.5", "--stop_token", "x", "y", "--concurrency", "3"])
-    assert args.generation(max_tokens=4) == args.generation().__class__(0.5, 4, 0, ("x", "y"), 0)
+    expected = GenerationConfig(temperature=0.5, max_tokens=4, min_tokens=0, stop=("x", "y"), seed=0)
+    assert args.generation(max_tokens=4) == expected
     assert args.backend_options()["concurrency"] == 3
 
 

@@ -91,7 +91,7 @@ def test_pipeline_produces_every_artifact_then_skips_every_stage(tiny_model_dir,
     # are numbers with intervals whatever the judge's position bias.
     assert f"judge verdicts:              probability, 0/{4 * test_rows} invalid" in summary
     assert re.search(
-        r"ΔPQ: .*from the verdicts' probabilities [+-]\d\.\d{3} \[[+-]\d\.\d{3}, [+-]\d\.\d{3}\]", summary
+        r"ΔPQ: .*from the verdicts' probabilities [+-]\d\.\d{3} \[-?\d\.\d{3}, -?\d\.\d{3}\]", summary
     )
     assert first.stdout.count(": done in ") == STAGES
     stage_modules = [m for m in started_modules(tmp_path / "first.log") if m.startswith("persona_")]
