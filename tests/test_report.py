@@ -413,3 +413,21 @@ def test_the_row_browser_filters_and_searches_offline_in_chromium(run_root, tmp_
     assert errors == []
     assert all(url.startswith(("file:", "data:")) for url in requested), requested
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and screenshot.stat().st_size > 10_000
+
+
+def test_a_conversational_dataset_is_shown_as_text(tmp_path):
+    """Rows of a TRL conversational file are shown as persona inference read them: text, not message lists."""
+    from persona_core.layout import REPO_ROOT
+    from persona_inference.model import run_model
+
+    data = REPO_ROOT / "data" / "formats" / "conversational.jsonl"
+    root = tmp_path / "results"
+    top = layout.results_root_dirs(root)
+    with LoopbackLLMServer(respond) as server:
+        argv = ["--dataset_name", str(data), "--inference_split", "Tiny", "--res_dir", str(top["pi"])]
+        argv += ["--model_type", "open_ai", "--base_url", f"{server.url}/v1", "--model_name", "pi-model"]
+        assert run_model.main(argv) == 0
+    page = write_report(root)
+    assert "What&#x27;s a good way to remember to drink more water?" in page
+    assert "&#x27;role&#x27;" not in page and "Keep a refillable bottle on your desk" in page
+    assert "prompts and responses not shown" not in page

@@ -167,17 +167,27 @@ def preference_rows(run: PIRun) -> tuple[dict[int, dict], str | None]:
     """The rows the personas were inferred from, checked against the persona ids, and a note when some are missing.
 
     The dataset is the one the run record names, read when it is a local file or folder (relative paths are tried
-    from here and from the repository, where the scripts run); ids that do not match its rows are left out.
+    from here and from the repository, where the scripts run) in whichever format it has
+    (``persona_core.preferences``); ids that do not match its rows are left out.
     """
-    from persona_core.data import load_split
+    from persona_core.preferences import Columns, load_preferences
 
     arguments = (run.run_record or {}).get("arguments", {})
     name = arguments.get("dataset_name")
     local = [path for path in (Path(name), layout.REPO_ROOT / name) if path.exists()] if name else []
     if not local:
         return {}, f"the dataset '{name}' is not a local file or folder here: prompts and responses not shown"
+    columns = Columns(
+        *(arguments.get(f"{c}_column") or c for c in ("prompt", "chosen", "rejected"))
+    )  # the run's own names; rows in any format are read as text, as persona inference read them
     try:
-        dataset = load_split(str(local[0]), arguments.get("inference_split"), arguments.get("split", "train"))
+        dataset = load_preferences(
+            str(local[0]),
+            arguments.get("inference_split"),
+            arguments.get("split", "train"),
+            columns=columns,
+            skip_bad_rows=bool(arguments.get("skip_bad_rows")),
+        )
     except UsageError as err:
         return {}, f"the dataset '{name}' could not be read ({err}): prompts and responses not shown"
     rows = {}
