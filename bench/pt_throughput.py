@@ -5,8 +5,9 @@
    with gold chosen personas. The base model stands in for a merged SFT/DPO model (same architecture and size).
    Reports tokens/s of each, their ratio, and the share of prompts with the same output.
 2. Training: SFT with LoRA through the project's own trainer (``persona_tailoring.model.train.build_trainer``, as
-   ``run_model --stage train`` builds it) at the paper's per-device batch size 1 vs a larger one, on the same
-   examples. Reports examples/s of each and their ratio.
+   ``run_model --stage train`` builds it) at the paper's per-device batch size 1 vs a larger one, padded and
+   padding-free (TRL's ``padding_free``: each batch one row of its examples' real tokens), on the same examples.
+   Reports examples/s and real (unpadded) tokens/s of each, the ratios, and the padded batches' padding share.
 
 Model loading, tokenization and a warm-up (one generation batch; each run's first optimizer step) are outside the
 timings. The variants alternate round by round (A B, then B A, ...), so a machine shared with other jobs slows both
@@ -216,10 +217,12 @@ def step_clock():
     return StepClock()
 
 
-def time_training(args: Arguments, path: str, dataset_name: str, batch_size: int) -> dict:
+def time_training(
+    args: Arguments, path: str, dataset_name: str, batch_size: int, padding_free: bool = False
+) -> dict:
     """One SFT epoch over the first ``train_examples`` rows, built as ``run_model --stage train`` builds it.
 
-    Both variants get the same rows in the same (seeded) order; the first optimizer step is the warm-up.
+    Every variant gets the same rows in the same (seeded) order; the first optimizer step is the warm-up.
     """
     from transformers import PrinterCallback, ProgressCallback
 
@@ -247,6 +250,7 @@ def time_training(args: Arguments, path: str, dataset_name: str, batch_size: int
             "1",
             "--max_length",
             str(args.max_length),
+            *(["--padding_free", "True"] if padding_free else []),
         ]
         trainer = build_trainer(run_args, "sft", flags)
         kept = len(trainer.train_dataset)  # rows whose completion max_length cuts off entirely are dropped
@@ -264,21 +268,23 @@ def time_training(args: Arguments, path: str, dataset_name: str, batch_size: int
     return {
         "seconds": clock.stamps[-1] - clock.stamps[0],
         "examples": kept - batch_size,
+        "real_tokens": sum(padding["real"][1:]),  # the timed steps' (the first batch is the warm-up's)
         "tokens": sum(len(ids) for ids in trainer.train_dataset["input_ids"]) / kept,
-        "padding_share": 1 - padding["real"] / padding["total"],
+        "padding_share": 1 - sum(padding["real"]) / sum(padding["total"]),
         "train_loss": result.training_loss,
     }
 
 
 def count_padding(trainer) -> dict:
-    """Wrap the trainer's collator to count real and padded tokens of the batches it builds."""
-    counts = {"real": 0, "total": 0}
+    """Wrap the trainer's collator to count the real and all tokens of each batch it builds, in order."""
+    counts = {"real": [], "total": []}
     collate = trainer.data_collator
 
     def counting_collate(examples):
         batch = collate(examples)
-        counts["real"] += int(batch["attention_mask"].sum())
-        counts["total"] += batch["attention_mask"].numel()
+        mask = batch.get("attention_mask")  # padding-free batches have none: every token is real
+        counts["total"].append(batch["input_ids"].numel())
+        counts["real"].append(int(mask.sum()) if mask is not None else batch["input_ids"].numel())
         return batch
 
     trainer.data_collator = counting_collate
@@ -288,17 +294,24 @@ def count_padding(trainer) -> dict:
 def bench_training(args: Arguments, path: str, dataset_name: str) -> dict:
     import torch
 
-    sizes = {"paper": PAPER_TRAIN_BATCH_SIZE, "larger": args.train_batch_size}
+    sizes = {
+        "paper": PAPER_TRAIN_BATCH_SIZE,
+        "larger": args.train_batch_size,
+        "padding_free": args.train_batch_size,
+    }
     seconds = {v: 0.0 for v in sizes}
     examples = {v: 0 for v in sizes}
+    real_tokens = {v: 0 for v in sizes}
     padding, tokens = {}, 0.0
-    for order in round_orders(("larger", "paper"), args.rounds):
+    for order in round_orders(("larger", "padding_free", "paper"), args.rounds):
         for variant in order:
-            timed = time_training(args, path, dataset_name, sizes[variant])
+            timed = time_training(args, path, dataset_name, sizes[variant], variant == "padding_free")
             seconds[variant] += timed["seconds"]
             examples[variant] += timed["examples"]
+            real_tokens[variant] += timed["real_tokens"]
             padding[variant], tokens = timed["padding_share"], timed["tokens"]
     rate = {v: examples[v] / seconds[v] for v in sizes}
+    token_rate = {v: real_tokens[v] / seconds[v] for v in sizes}
     return {
         "data": path,
         "model": args.model_name,
@@ -317,6 +330,12 @@ def bench_training(args: Arguments, path: str, dataset_name: str) -> dict:
         "larger_examples_per_s": round(rate["larger"], 3),
         "speedup_examples_per_s": round(rate["larger"] / rate["paper"], 2),
         "larger_padding_share": round(padding["larger"], 3),
+        "padding_free_s": round(seconds["padding_free"], 2),
+        "padding_free_examples_per_s": round(rate["padding_free"], 3),
+        "padding_free_padding_share": round(padding["padding_free"], 3),
+        "timed_real_tokens": {v: real_tokens[v] // args.rounds for v in sizes},
+        "real_tokens_per_s": {v: round(token_rate[v], 1) for v in sizes},
+        "padding_free_vs_padded_tokens_per_s": round(token_rate["padding_free"] / token_rate["larger"], 2),
     }
 
 
@@ -336,20 +355,28 @@ def print_table(figures: dict) -> None:
         ]
     if "training" in figures:
         t = figures["training"]
+        tokens = t["real_tokens_per_s"]
         rows += [
             (
                 "SFT+LoRA",
                 f"batch {t['paper_batch_size']} (paper)",
-                f"{t['paper_examples_per_s']} ex/s",
+                f"{t['paper_examples_per_s']} ex/s, {tokens['paper']} tok/s",
                 f"{t['paper_s']}",
                 "",
             ),
             (
                 "SFT+LoRA",
-                f"batch {t['larger_batch_size']}",
-                f"{t['larger_examples_per_s']} ex/s",
+                f"batch {t['larger_batch_size']} padded",
+                f"{t['larger_examples_per_s']} ex/s, {tokens['larger']} tok/s",
                 f"{t['larger_s']}",
                 f"{t['speedup_examples_per_s']}x",
+            ),
+            (
+                "SFT+LoRA",
+                f"batch {t['larger_batch_size']} padding-free",
+                f"{t['padding_free_examples_per_s']} ex/s, {tokens['padding_free']} tok/s",
+                f"{t['padding_free_s']}",
+                f"{t['padding_free_vs_padded_tokens_per_s']}x padded",
             ),
         ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -390,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
             f"training: the same {t['examples']} SFT examples per variant and round (~{t['tokens_per_example']} tokens "
             f"each, max_length {t['max_length']}), LoRA, {t['threads']} threads; first step excluded as warm-up, so "
             f"{t['paper_timed_examples']} vs {t['larger_timed_examples']} examples timed; padding in the batch "
-            f"{t['larger_batch_size']} steps: {t['larger_padding_share']:.0%} of tokens"
+            f"{t['larger_batch_size']} steps: {t['larger_padding_share']:.0%} of tokens padded, "
+            f"{t['padding_free_padding_share']:.0%} padding-free; tok/s counts real (unpadded) tokens"
         )
     loads = figures["load_average"]
     print(

@@ -23,8 +23,93 @@ def positive(args, *names: str, allow_zero: bool = False) -> None:
             raise UsageError(f"--{name} must be {bound} (got {value})")
 
 
+def parse_engine_args(pairs: list[str]) -> dict:
+    """``key=value`` pairs as ``vllm.EngineArgs`` fields; a value is read as JSON where it parses (``true``, ``64``,
+    ``{"mode": 0}``), else kept as text."""
+    import json
+
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise UsageError(
+                f"--engine_args '{pair}' is not key=value: write e.g. --engine_args max_num_seqs=64"
+            )
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
 @dataclass
-class BackendArguments:
+class VLLMArguments:
+    """Engine options of the in-process vLLM backend (``--model_type vllm``, PT's ``--backend vllm``); the other
+    backends ignore them."""
+
+    tensor_parallel_size: int = field(
+        default=1, metadata={"help": "vllm: GPUs one engine splits the model across (tensor parallelism)."}
+    )
+    data_parallel_size: int = field(
+        default=1,
+        metadata={
+            "help": "vllm: engines sharing the requests (data parallelism). vLLM runs one engine per process, so "
+            "above 1 the error names the ways: shards (--num_shards) or `vllm serve --data-parallel-size`."
+        },
+    )
+    gpu_memory_utilization: float | None = field(
+        default=None,
+        metadata={
+            "help": "vllm: share of GPU memory for weights and KV cache (vLLM's default 0.92). On a CPU it is a "
+            "share of RAM; unset there, the KV cache gets 1 GiB."
+        },
+    )
+    max_model_len: int | None = field(
+        default=None, metadata={"help": "vllm: longest prompt + answer in tokens (default: the model's own)."}
+    )
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "vllm: weight and activation dtype (auto, float32, bfloat16, float16)."},
+    )
+    quantization: str | None = field(
+        default=None,
+        metadata={
+            "help": "vllm: quantization method (e.g. awq, gptq, fp8, bitsandbytes; default: the model's)."
+        },
+    )
+    engine_args: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "vllm: any other vllm.EngineArgs field as key=value, values read as JSON where they parse "
+            "(e.g. max_num_seqs=64 enforce_eager=false)."
+        },
+    )
+
+    def check(self) -> None:
+        positive(self, "tensor_parallel_size", "data_parallel_size", "max_model_len")
+        if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
+            raise UsageError(
+                f"--gpu_memory_utilization must be in (0, 1] (got {self.gpu_memory_utilization})"
+            )
+        parse_engine_args(self.engine_args)
+
+    def engine_options(self) -> dict:
+        """The ``vllm.EngineArgs`` fields set here (those left at their defaults are vLLM's own)."""
+        options = {
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "data_parallel_size": self.data_parallel_size,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+            "max_model_len": self.max_model_len,
+            "dtype": self.dtype,
+            "quantization": self.quantization,
+        }
+        defaults = {"tensor_parallel_size": 1, "data_parallel_size": 1, "dtype": "auto"}
+        options = {k: v for k, v in options.items() if v is not None and v != defaults.get(k)}
+        return options | parse_engine_args(self.engine_args)
+
+
+@dataclass
+class BackendArguments(VLLMArguments):
     """How to load a local model or reach an API: shared by persona inference, the judges and PT generation."""
 
     base_url: str | None = field(
@@ -76,7 +161,7 @@ class BackendArguments:
             "load_in_8bit",
             "cache_dir",
         )
-        return {name: getattr(self, name) for name in names}
+        return {name: getattr(self, name) for name in names} | {"engine_options": self.engine_options()}
 
 
 @dataclass

@@ -10,7 +10,10 @@ import pytest
 from tests.conftest import clean_env, run_module, write_preferences
 
 CASES = {
-    "unknown_model_type": (["--model_type", "gpt5"], "choose one of: hf_chat, open_ai, anthropic, cohere"),
+    "unknown_model_type": (
+        ["--model_type", "gpt5"],
+        "choose one of: hf_chat, vllm, open_ai, anthropic, cohere",
+    ),
     "unknown_experiment": (["--experiments", "persona_magic"], "choose one of: persona_inference"),
     "missing_column": (["--dataset_name", "{no_prompt}"], "lacks column(s) prompt"),
     "empty_dataset": (["--dataset_name", "{empty}"], "is empty"),

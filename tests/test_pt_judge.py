@@ -365,7 +365,10 @@ def test_configuration_paths_come_from_each_sides_own_flags(tmp_path):
     )
     # Several values per test flag: the grid is their product, each test its own comparison folder.
     args.training_type_test = [configuration.TrainingType.none, configuration.TrainingType.chosen]
-    args.inference_type_test = [configuration.InferenceType.gold_chosen, configuration.InferenceType.retr_chosen]
+    args.inference_type_test = [
+        configuration.InferenceType.gold_chosen,
+        configuration.InferenceType.retr_chosen,
+    ]
     _, tests = configuration.resolve_sides(args)
     assert [t.label for t in tests] == [
         "dpo-none-gold-chosen",

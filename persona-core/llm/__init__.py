@@ -11,6 +11,7 @@ class ModelType(str, Enum):
     """The backend that serves a model."""
 
     hf_chat = "hf_chat"
+    vllm = "vllm"
     open_ai = "open_ai"
     anthropic = "anthropic"
     cohere = "cohere"
@@ -30,15 +31,31 @@ def make_llm(
     cache_dir: str | None = None,
     request_timeout: float = 120.0,
     max_retries: int = 5,
+    engine_options: dict | None = None,
+    adapter: str | None = None,
 ) -> LLM:
     """Build a backend once per model; every ``generate`` call brings its own ``GenerationConfig``.
 
     ``chat=False`` continues raw text (PT's tailored models): no chat template locally, the completions endpoint
     of an OpenAI-compatible server. Keys come from the environment (``.env`` loaded by the caller).
+    ``engine_options`` (``vllm.EngineArgs`` fields) and ``adapter`` (a LoRA folder served without merging) are the
+    vllm backend's; it quantizes through ``engine_options["quantization"]``, not bitsandbytes flags.
     """
     from persona_core.secrets import base_url_from_env, get_key
 
     model_type = ModelType(model_type)
+    if model_type == ModelType.vllm:
+        from persona_core.errors import UsageError
+        from persona_core.llm.vllm import VLLMBackend
+
+        if load_in_4bit or load_in_8bit:
+            raise UsageError(
+                "--model_type vllm quantizes with --quantization (e.g. bitsandbytes, awq, gptq, fp8): "
+                "drop --load_in_4bit/--load_in_8bit"
+            )
+        return VLLMBackend(
+            model_name, chat=chat, engine_options=engine_options, adapter=adapter, cache_dir=cache_dir
+        )
     if model_type == ModelType.hf_chat:
         from persona_core.llm.hf import HFBackend
 

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.prompt is not None and not args.prompt.strip():
         raise UsageError("--prompt is empty: pass a question, or omit --prompt to chat interactively")
     looks_local = args.model.startswith((".", "/", "~")) or args.model.count("/") > 1
-    if args.backend == Backend.hf and looks_local and not Path(args.model).expanduser().exists():
+    if args.backend != Backend.open_ai and looks_local and not Path(args.model).expanduser().exists():
         raise UsageError(
             f"no model in '{args.model}': train and merge one (python -m persona_tailoring.model.run_model "
             "--method sft --training_type chosen --stage all) or pass --model"

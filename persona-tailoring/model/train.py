@@ -104,9 +104,19 @@ def print_training_help(args, method: str) -> None:
 
 
 def load_tailoring_splits(args):
-    from persona_core.data import load_splits
+    """Every split, each as text prompt/chosen/rejected columns beside its personas: the paper's string columns as
+    they are, TRL's conversational preference and prompt-completion forms (and implicit prompts) normalized by
+    ``persona_core.preferences``, so training and generation see the same prompt text whatever the format."""
+    import datasets
 
-    return load_splits(args.hf_dataset_name, args.dataset_name, args.cache_dir)
+    from persona_core.data import load_splits
+    from persona_core.preferences import read_tailoring_split
+
+    splits = load_splits(args.hf_dataset_name, args.dataset_name, args.cache_dir)
+    where = f"dataset '{args.hf_dataset_name}'"
+    return datasets.DatasetDict(
+        {name: read_tailoring_split(split, f"split '{name}' of {where}") for name, split in splits.items()}
+    )
 
 
 def pick_split(splits, name: str, where: str, limit: int | None = None):
@@ -243,6 +253,7 @@ def build_trainer(args, method: str, flags: list[str] = ()):
     """An SFTTrainer or DPOTrainer with a fresh LoRA adapter on the method's base model."""
     train_dataset, eval_dataset = training_datasets(args, method)
     config = parse_training_config(args, method, list(flags), eval_dataset is not None)
+    padding_free_limit = untruncated_padding_free(config, method)
     base = base_model_for(args, method)
     model, tokenizer = load_for_training(base, args, config)
     data = dict(train_dataset=train_dataset, eval_dataset=eval_dataset, processing_class=tokenizer)
@@ -250,7 +261,32 @@ def build_trainer(args, method: str, flags: list[str] = ()):
 
     # With a PEFT adapter, DPO's reference model is the policy with the adapter off: the merged SFT model.
     trainer_class = SFTTrainer if method == "sft" else DPOTrainer
-    return trainer_class(model=model, args=config, peft_config=lora_config(args), **data)
+    trainer = trainer_class(model=model, args=config, peft_config=lora_config(args), **data)
+    if padding_free_limit is not None:
+        splits = [d for d in (trainer.train_dataset, trainer.eval_dataset) if d is not None]
+        longest = max(len(ids) for split in splits for ids in split["input_ids"])
+        if longest > padding_free_limit:
+            raise UsageError(
+                f"an SFT example has {longest} tokens, more than --max_length {padding_free_limit}, and padding-free "
+                "batches are not truncated: raise --max_length, or pass --packing True (bins of --max_length)"
+            )
+    return trainer
+
+
+def untruncated_padding_free(config, method: str) -> int | None:
+    """``--padding_free True`` without packing: TRL accepts it only with no ``max_length`` (it truncates no padding-free
+    batch), so the trainer gets none and the returned limit is checked against the examples instead. Each step sees
+    the same examples as with padding, without the padding (the loss is the same)."""
+    if not config.padding_free:
+        return None
+    if method == "dpo":
+        raise UsageError(
+            "TRL 1.16's DPOTrainer has padding-free batches disabled (it pads anyway): drop --padding_free for dpo"
+        )
+    if config.packing or config.max_length is None:
+        return None
+    limit, config.max_length = config.max_length, None
+    return limit
 
 
 def fit_and_save(trainer, args, method: str) -> Path:

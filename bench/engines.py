@@ -1,0 +1,307 @@
+"""Inference engines side by side in one run: hf_chat vs vLLM in process vs a `vllm serve` server, on the same
+persona-inference prompts with the same greedy settings (the embedded SmolLM2-135M-Instruct by default).
+
+For each engine: the start time (model load; for vLLM the engine start; for the server until /health answers), the
+generation time of all prompts, generated tokens per second (every engine's answers counted with the same
+tokenizer, so the figures compare), and the share of prompts whose answer equals hf_chat's. vLLM runs in its own
+environment (``bash scripts/setup.sh --vllm``): the in-process engine in a child process of ``.venv-vllm/bin/python``
+(this module again, ``--worker``), the server as ``python -m vllm.entrypoints.openai.api_server``, which the toolkit
+reaches like any OpenAI-compatible server (``--model_type open_ai --base_url``, the persona prefix continued).
+
+Prompts: the paper's BeaverTails persona-inference prompts ($PERSONA_PAPER_DATA, default ../shared/data) when present,
+else the sample data. Run from the repository root::
+
+    python -m bench.engines                                        # 64 prompts, about 6 minutes on 2 CPU cores
+    python -m bench.engines --engines hf_chat vllm --prompts 16 --json bench-engines.json
+    python -m bench.engines --prompts 512 --dtype auto --concurrency 128          # a GPU machine
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from persona_core.cli import parse_args
+from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT
+from persona_core.errors import UsageError, run_cli
+
+VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
+ENGINES = ("hf_chat", "vllm", "vllm_serve")
+
+
+@dataclass
+class Arguments:
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "Preference data (default: BeaverTails paper data if present, else the sample)."},
+    )
+    model_name: str = field(default=EMBEDDED_MODEL_NAME, metadata={"help": "Model every engine runs."})
+    engines: list[str] = field(
+        default_factory=lambda: list(ENGINES), metadata={"help": f"Engines to run: {', '.join(ENGINES)}."}
+    )
+    prompts: int = field(
+        default=64, metadata={"help": "Persona-inference prompts (both sides of the first rows)."}
+    )
+    max_tokens: int = field(default=96, metadata={"help": "Maximum new tokens (run_model's default)."})
+    batch_size: int = field(default=16, metadata={"help": "hf_chat: requests decoding together."})
+    concurrency: int = field(default=64, metadata={"help": "vllm_serve: requests in flight."})
+    dtype: str = field(
+        default="float32",
+        metadata={"help": "vLLM dtype (float32 computes as hf_chat does on a CPU; auto: vLLM's choice)."},
+    )
+    max_model_len: int = field(default=4096, metadata={"help": "vLLM: longest prompt + answer."})
+    threads: int | None = field(
+        default=None, metadata={"help": "hf_chat's torch CPU threads (default: torch's own choice)."}
+    )
+    json: str | None = field(default=None, metadata={"help": "Also write the figures to this JSON file."})
+    worker: str | None = field(
+        default=None,
+        metadata={
+            "help": "Internal: run the in-process vLLM part on this requests file (in vLLM's environment)."
+        },
+    )
+
+
+def check_arguments(args: Arguments) -> None:
+    unknown = [e for e in args.engines if e not in ENGINES]
+    if unknown:
+        raise UsageError(f"unknown engine '{unknown[0]}': choose from {', '.join(ENGINES)}")
+    if "hf_chat" not in args.engines:
+        raise UsageError("the comparison is against hf_chat: keep hf_chat in --engines")
+    for name in ("prompts", "max_tokens", "batch_size", "concurrency", "max_model_len"):
+        if getattr(args, name) <= 0:
+            raise UsageError(f"--{name} must be positive")
+    if any(e != "hf_chat" for e in args.engines) and not VLLM_PYTHON.exists():
+        raise UsageError(
+            "vLLM's environment .venv-vllm is missing: run `bash scripts/setup.sh --vllm`, or pass --engines hf_chat"
+        )
+
+
+def generation_settings(args: Arguments):
+    from persona_core.llm.base import GenerationConfig
+
+    return GenerationConfig(temperature=0.0, max_tokens=args.max_tokens, stop=("\n",))
+
+
+def timed_generate(llm, requests, generation) -> tuple[float, dict[str, str]]:
+    """Seconds to generate every request, and each answer's text (failures are fatal: a benchmark must be whole)."""
+    completions = {}
+    start = time.perf_counter()
+    llm.generate(requests, lambda c: completions.__setitem__(c.id, c), generation)
+    seconds = time.perf_counter() - start
+    failed = [c for c in completions.values() if not c.ok]
+    if failed or len(completions) != len(requests):
+        raise RuntimeError(f"{len(failed)} of {len(requests)} generations failed (first: {failed[:1]})")
+    return seconds, {key: c.text for key, c in completions.items()}
+
+
+def run_hf_chat(args: Arguments, requests, generation) -> dict:
+    import torch
+
+    from persona_core.llm import make_llm
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    llm = make_llm("hf_chat", args.model_name, batch_size=args.batch_size)
+    started = time.perf_counter() - start
+    seconds, texts = timed_generate(llm, requests, generation)
+    return {"start_s": started, "seconds": seconds, "texts": texts, "threads": torch.get_num_threads()}
+
+
+def run_vllm_in_process(args: Arguments, requests) -> dict:
+    """This module with ``--worker`` in vLLM's environment (vLLM cannot be imported here)."""
+    from persona_core.io import write_json_atomic
+
+    with tempfile.TemporaryDirectory(prefix="bench-engines-") as folder:
+        requests_file = Path(folder) / "requests.json"
+        write_json_atomic(requests_file, [asdict(r) for r in requests])
+        command = [
+            str(VLLM_PYTHON),
+            "-m",
+            "bench.engines",
+            "--worker",
+            str(requests_file),
+            "--model_name",
+            args.model_name,
+            "--max_tokens",
+            str(args.max_tokens),
+            "--dtype",
+            args.dtype,
+            "--max_model_len",
+            str(args.max_model_len),
+        ]
+        done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"the vLLM worker failed:\n{done.stderr[-3000:]}")
+        return json.loads((Path(folder) / "result.json").read_text(encoding="utf-8"))
+
+
+def worker(args: Arguments) -> int:
+    """In vLLM's environment: start the engine, generate, write start time, seconds and texts beside the requests."""
+    from persona_core.io import write_json_atomic
+    from persona_core.llm import make_llm
+    from persona_core.llm.base import Request
+
+    requests_file = Path(args.worker)
+    requests = [Request(**r) for r in json.loads(requests_file.read_text(encoding="utf-8"))]
+    start = time.perf_counter()
+    llm = make_llm("vllm", args.model_name, engine_options=vllm_options(args))
+    started = time.perf_counter() - start
+    seconds, texts = timed_generate(llm, requests, generation_settings(args))
+    write_json_atomic(
+        requests_file.with_name("result.json"), {"start_s": started, "seconds": seconds, "texts": texts}
+    )
+    return 0
+
+
+def vllm_options(args: Arguments) -> dict:
+    return {"dtype": args.dtype, "max_model_len": args.max_model_len}
+
+
+def run_vllm_serve(args: Arguments, requests, generation) -> dict:
+    """Start a server, time it until /health answers, then generate through the toolkit's OpenAI backend."""
+    from urllib.request import urlopen
+
+    from persona_core.embedded import resolve_model_name
+    from persona_core.llm import make_llm
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        str(VLLM_PYTHON),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        resolve_model_name(args.model_name),
+        "--served-model-name",
+        "bench",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        args.dtype,
+        "--max-model-len",
+        str(args.max_model_len),
+    ]
+    if not gpu_present():
+        command += ["--enforce-eager", "--kv-cache-memory-bytes", str(1 << 30)]
+    log = tempfile.NamedTemporaryFile(prefix="vllm-serve-", suffix=".log", delete=False)
+    start = time.perf_counter()
+    server = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"vllm serve exited with {server.returncode}: see {log.name}")
+            try:
+                with urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        started = time.perf_counter() - start
+        llm = make_llm(
+            "open_ai", "bench", base_url=f"http://127.0.0.1:{port}/v1", concurrency=args.concurrency
+        )
+        seconds, texts = timed_generate(llm, requests, generation)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    os.unlink(log.name)
+    return {"start_s": started, "seconds": seconds, "texts": texts}
+
+
+def gpu_present() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def summarize(results: dict[str, dict], requests, tokenizer) -> dict:
+    """Per engine: start, seconds, tokens/s over the answers (prefill excluded), identical share vs hf_chat."""
+    prefills = {r.id: r.prefill for r in requests}
+    reference = results["hf_chat"]["texts"]
+    figures = {}
+    for engine, result in results.items():
+        texts = result["texts"]
+        tokens = sum(len(tokenizer(texts[key][len(prefills[key]) :]).input_ids) for key in texts)
+        figures[engine] = {
+            "start_s": round(result["start_s"], 1),
+            "seconds": round(result["seconds"], 2),
+            "tokens": tokens,
+            "tokens_per_s": round(tokens / result["seconds"], 2),
+            "same_as_hf_chat": round(sum(texts[k] == reference[k] for k in reference) / len(reference), 4),
+        } | ({"threads": result["threads"]} if "threads" in result else {})
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
+    if args.worker:
+        return worker(args)
+    check_arguments(args)
+    from transformers import AutoTokenizer
+
+    from bench.pi_throughput import load_requests
+    from persona_core.embedded import resolve_model_name
+    from persona_inference.model.inference import GUIDED_PREFIX
+
+    requests, _, path = load_requests(args.dataset_name, args.prompts, GUIDED_PREFIX)
+    generation = generation_settings(args)
+    wall, load = time.perf_counter(), os.getloadavg()
+    results = {"hf_chat": run_hf_chat(args, requests, generation)}
+    if "vllm" in args.engines:
+        results["vllm"] = run_vllm_in_process(args, requests)
+    if "vllm_serve" in args.engines:
+        results["vllm_serve"] = run_vllm_serve(args, requests, generation)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(args.model_name))
+    figures = {
+        "data": path,
+        "model": args.model_name,
+        "prompts": len(requests),
+        "prompt_tokens_mean": round(
+            sum(len(tokenizer(r.prompt).input_ids) for r in requests) / len(requests), 1
+        ),
+        "max_tokens": args.max_tokens,
+        "vllm_dtype": args.dtype,
+        "engines": summarize(results, requests, tokenizer),
+        "load_average": {"start": [round(x, 2) for x in load], "end": [round(x, 2) for x in os.getloadavg()]},
+        "wall_s": round(time.perf_counter() - wall, 1),
+    }
+    print(
+        f"\n{len(requests)} persona-inference prompts from {path}, model {args.model_name}, greedy, max {args.max_tokens}"
+    )
+    rows = [("engine", "start s", "generate s", "tokens", "tokens/s", "same as hf_chat")]
+    for engine, f in figures["engines"].items():
+        rows.append(
+            (
+                engine,
+                str(f["start_s"]),
+                str(f["seconds"]),
+                str(f["tokens"]),
+                str(f["tokens_per_s"]),
+                f"{f['same_as_hf_chat']:.0%}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print(
+        f"load average (1, 5, 15 min) on {os.cpu_count()} CPUs: start {figures['load_average']['start']}, "
+        f"end {figures['load_average']['end']}; wall time {figures['wall_s']}s"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+        print(f"figures: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
