@@ -163,6 +163,17 @@ class BackendArguments(VLLMArguments):
         )
         return {name: getattr(self, name) for name in names} | {"engine_options": self.engine_options()}
 
+    def weight_options(self) -> dict:
+        """The loading options that change a model's outputs (quantization, dtype, vLLM engine options), for run
+        fingerprints: a rerun with other ones never reuses results made with these. Batch sizes, concurrency and
+        devices are left out: they change speed, not answers."""
+        engine = {
+            k: v
+            for k, v in self.engine_options().items()
+            if k not in ("tensor_parallel_size", "gpu_memory_utilization")
+        }
+        return {"load_in_4bit": self.load_in_4bit, "load_in_8bit": self.load_in_8bit, **engine}
+
 
 @dataclass
 class GenerationArguments:

@@ -394,3 +394,15 @@ def test_the_papers_released_outputs_are_grid_members(tmp_path):
     cells = (out / "delta_pq_table.csv").read_text().splitlines()[1:]
     assert len(cells) == 4 and all(cell.startswith("BeaverTails,dpo-none-none,dpo-") for cell in cells)
     assert "dpo-chosen-retr-chosen" in (out / "delta_pq_table.md").read_text()
+
+
+def test_a_rerun_with_other_weights_is_refused(tmp_path):
+    """Loading options that change answers (dtype, quantization) are in the fingerprint; batch sizes are not."""
+    from persona_core.errors import UsageError
+
+    toolkit_outputs(tmp_path, n=2)
+    with LoopbackLLMServer(prefers_test) as server:
+        assert run_judge.main(run_argv(server, tmp_path, "--verdict", "text")) == 0
+        assert run_judge.main(run_argv(server, tmp_path, "--verdict", "text", "--batch_size", "3")) == 0
+        with pytest.raises(UsageError, match="--overwrite"):
+            run_judge.main(run_argv(server, tmp_path, "--verdict", "text", "--dtype", "bfloat16"))

@@ -133,7 +133,11 @@ def fingerprint(
 
     return {
         "experiment": experiment.name,
-        "model": {"model_name": args.model_name, "model_type": args.model_type.value},
+        "model": {
+            "model_name": args.model_name,
+            "model_type": args.model_type.value,
+            "weights": args.weight_options(),
+        },
         "template": digest(template),
         "data": data_digest(dataset),
         "generation": dataclasses.asdict(generation),

@@ -204,7 +204,11 @@ def load_pairs(args: Arguments, base: Side, test: Side):
 def verdict_settings(args: Arguments, generation) -> dict:
     """What, besides the prompt, decides a verdict: the judge and how its verdict is read."""
     settings = {
-        "judge": {"model_type": args.judge_model_type.value, "model_name": args.judge_model_name},
+        "judge": {
+            "model_type": args.judge_model_type.value,
+            "model_name": args.judge_model_name,
+            "weights": args.weight_options(),
+        },
         "verdict": args.verdict.value,
     }
     if args.verdict == Verdict.text:

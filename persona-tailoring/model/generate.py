@@ -244,6 +244,7 @@ def generation_fingerprint(
         "model": model_identity(model),
         **({"adapter": model_identity(str(adapter))} if adapter is not None else {}),
         "backend": args.backend.value,
+        "weights": args.weight_options(),
         "inputs": digest(inputs),
         "generation": asdict(generation),
     }
