@@ -179,6 +179,22 @@ def option_probabilities(top: list[tuple[str, float]], options: tuple[str, ...])
     return probs
 
 
+def most_probable(probabilities: dict[str, float | None], options: tuple[str, ...]) -> str | None:
+    """The option with the highest probability (the first on an exact tie; an option not read counts 0); None when
+    no option was read at all."""
+    if all(probabilities.get(o) is None for o in options):
+        return None
+    return max(options, key=lambda o: probabilities.get(o) or 0.0)
+
+
+def option_share(
+    probabilities: dict[str, float | None], options: tuple[str, ...], option: str
+) -> float | None:
+    """``option``'s share of the options' total probability (an option not read counts 0); None when it is 0."""
+    total = sum(probabilities.get(o) or 0.0 for o in options)
+    return (probabilities.get(option) or 0.0) / total if total > 0 else None
+
+
 def messages_for(request: Request, with_prefill: bool, with_system: bool = True) -> list[dict]:
     """The chat messages of a request: system (unless sent separately), few-shot turns, the prompt, a prefill."""
     messages = [{"role": "system", "content": request.system}] if with_system and request.system else []

@@ -15,7 +15,7 @@ from persona_core.arguments import Verdict
 from persona_core.errors import UsageError
 from persona_core.io import read_records
 from persona_core.layout import PERSONA_INFERENCE, SIDES, persona_id, pi_files, pi_results_glob
-from persona_core.llm.base import GenerationConfig
+from persona_core.llm.base import GenerationConfig, most_probable, option_share
 from persona_inference.model.experiment import Experiment, Plan
 
 _MARKUP = re.compile(r"[*_`#\"“”()\[\]<>]")
@@ -66,27 +66,20 @@ def read_choice(record: dict) -> int | None:
     """1 or 2: the more probable answer of a probability verdict (1 on an exact tie), else parsed from the text.
 
     None only for a text verdict that names no single option, or a probability verdict whose backend read
-    neither answer among its top tokens (counted apart as ``absent``).
+    neither answer among its top tokens.
     """
     probabilities = record.get("probabilities")
     if probabilities is None:
         return parse_choice(record.get("raw_text"))
-    first, second = (probabilities.get(c) for c in CHOICES)
-    if first is None and second is None:
-        return None
-    return 1 if (first or 0.0) >= (second or 0.0) else 2
+    best = most_probable(probabilities, CHOICES)
+    return None if best is None else int(best)
 
 
 def choice_share(record: dict, choice: int) -> float | None:
     """A probability verdict's normalized probability of ``choice`` (1 or 2) between the two answers; an answer
     not read counts as 0. None for text verdicts, or when neither answer was read."""
     probabilities = record.get("probabilities")
-    if probabilities is None:
-        return None
-    first, second = (probabilities.get(c) or 0.0 for c in CHOICES)
-    if first + second == 0:
-        return None
-    return (first if choice == 1 else second) / (first + second)
+    return None if probabilities is None else option_share(probabilities, CHOICES, str(choice))
 
 
 def proportion_stderr(successes: int, total: int) -> float:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from persona_core.arguments import Verdict
-from persona_core.llm.base import Request
+from persona_core.llm.base import Request, most_probable, option_share
 from persona_core.runs import digest
 from persona_tailoring.evaluation.outputs import Pair
 
@@ -94,10 +94,7 @@ def read_letter(record: dict) -> str | None:
     probabilities = record.get("probabilities")
     if probabilities is None:
         return parse_verdict(record.get("raw_text"))
-    a, b = (probabilities.get(letter) for letter in LETTERS)
-    if a is None and b is None:
-        return None
-    return "A" if (a or 0.0) >= (b or 0.0) else "B"
+    return most_probable(probabilities, LETTERS)
 
 
 def test_probability(record: dict) -> float | None:
@@ -105,10 +102,7 @@ def test_probability(record: dict) -> float | None:
     probabilities = record.get("probabilities")
     if probabilities is None:
         return None
-    a, b = (probabilities.get(letter) or 0.0 for letter in LETTERS)
-    if a + b == 0:
-        return None
-    return (b if Order(record["order"]) == Order.base_first else a) / (a + b)
+    return option_share(probabilities, LETTERS, "B" if Order(record["order"]) == Order.base_first else "A")
 
 
 def winner(letter: str | None, order: Order) -> str | None:
