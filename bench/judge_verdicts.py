@@ -12,8 +12,9 @@ mode's time is its own). Reported per mode:
 
 Run from the repository root::
 
-    python -m bench.judge_verdicts                                   # the embedded model: ~3 minutes on 2 cores
-    python -m bench.judge_verdicts --judge_model_name /path/to/prometheus-7b-v2.0 --text_max_tokens 1024
+    python -m bench.judge_verdicts                                   # the embedded model: ~6 minutes on 2 cores
+    python -m bench.judge_verdicts --text_max_tokens 256 --pairs 4   # shorter
+    python -m bench.judge_verdicts --judge_model_name /path/to/prometheus-7b-v2.0
 """
 
 from __future__ import annotations
@@ -40,10 +41,8 @@ class Arguments:
         default_factory=lambda: ["personalization", "response_quality"], metadata={"help": "Rubrics."}
     )
     text_max_tokens: int = field(
-        default=256,
-        metadata={
-            "help": "Text verdicts: feedback budget (prometheus-eval uses 1024; 256 keeps a CPU run short)."
-        },
+        default=1024,
+        metadata={"help": "Text verdicts: feedback budget (run_judge's default, prometheus-eval's 1024)."},
     )
     batch_size: int = field(default=16, metadata={"help": "Requests decoding together."})
     json: str | None = field(default=None, metadata={"help": "Also write the figures to this JSON file."})
