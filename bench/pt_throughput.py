@@ -4,22 +4,25 @@
    public API (``load_generator`` + ``generate_completions``), on ``Prompt: ...\\nPersona: ...\\nResponse:`` inputs
    with gold chosen personas. The base model stands in for a merged SFT/DPO model (same architecture and size).
    Reports tokens/s of each, their ratio, and the share of prompts with the same output.
-2. Training: SFT with LoRA through the project's own trainer (``persona_tailoring.model.train.build_trainer``, as
-   ``run_model --stage train`` builds it) at the paper's per-device batch size 1 vs a larger one, padded and
-   padding-free (TRL's ``padding_free``: each batch one row of its examples' real tokens), on the same examples.
-   Reports examples/s and real (unpadded) tokens/s of each, the ratios, and the padded batches' padding share.
+2. Training: SFT (or, with ``--training_method dpo``, DPO) with LoRA through the project's own trainer
+   (``persona_tailoring.model.train.build_trainer``, as ``run_model --stage train`` builds it) at the paper's
+   per-device batch size 1 vs a larger one, padded and padding-free (``--padding_free True``: each forward pass on
+   one row of its examples' real tokens; TRL's for SFT, ``persona_tailoring.model.packing`` for DPO), on the same
+   examples. Reports examples/s and real (unpadded) tokens/s of each, the ratios, and the share of the tokens the
+   model computed on that were padding. For DPO the base model stands in for the merged SFT model.
 
 Model loading, tokenization and a warm-up (one generation batch; each run's first optimizer step) are outside the
 timings. The variants alternate round by round (A B, then B A, ...), so a machine shared with other jobs slows both
 alike; the load average at the start and the end is printed with the table.
 
-Data: the test and sft_train splits of $PERSONA_PAPER_DATA/persona-tailoring-BeaverTails (default ../shared/data) when present, else
+Data: the test and sft_train (dpo_train) splits of $PERSONA_PAPER_DATA/persona-tailoring-BeaverTails (default ../shared/data) when present, else
 data/sample-tailoring. Run from the repository root::
 
     python -m bench.pt_throughput                                   # defaults: ~6 minutes on 2 busy CPU cores
     python -m bench.pt_throughput --rounds 2 --threads 0 --json bench-pt.json     # A B B A; torch's thread count
     python -m bench.pt_throughput --skip_training --prompts 64 --batch_size 32 --max_new_tokens 256   # GPU
     python -m bench.pt_throughput --skip_generation --train_examples 64 --train_batch_size 16
+    python -m bench.pt_throughput --skip_generation --training_method dpo          # DPO padded vs padding-free
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from persona_core.cli import parse_args
-from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT
+from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT, resolve_model_name
 from persona_core.errors import UsageError
 from persona_core.layout import paper_data_dir
 
@@ -67,8 +70,9 @@ class Arguments:
     prompts: int = field(default=16, metadata={"help": "Test prompts generated per variant."})
     batch_size: int = field(default=16, metadata={"help": "Prompts per batch in the batched variant."})
     max_new_tokens: int = field(default=64, metadata={"help": "Maximum new tokens per response."})
+    training_method: str = field(default="sft", metadata={"help": "Training timed: sft or dpo."})
     train_examples: int = field(
-        default=24, metadata={"help": "SFT examples per variant (the first step is the warm-up)."}
+        default=24, metadata={"help": "Training examples per variant (the first step is the warm-up)."}
     )
     train_batch_size: int = field(
         default=8, metadata={"help": "per_device_train_batch_size of the larger variant."}
@@ -87,6 +91,8 @@ def data_source(args: Arguments) -> tuple[str, str]:
 
 
 def check_arguments(args: Arguments) -> None:
+    if args.training_method not in ("sft", "dpo"):
+        raise UsageError(f"--training_method must be sft or dpo, not '{args.training_method}'")
     if args.threads < 0:
         raise UsageError("--threads must be 0 (torch's choice) or positive")
     for name in (
@@ -192,7 +198,7 @@ def bench_generation(args: Arguments, path: str, dataset_name: str) -> dict:
 # --- training -----------------------------------------------------------------------------------------------------
 
 
-def step_clock():
+def step_clock(method: str):
     """A TrainerCallback stamping the end of every optimizer step (the trainer's own bar and log lines removed)."""
     from tqdm.auto import tqdm
     from transformers import TrainerCallback
@@ -204,7 +210,9 @@ def step_clock():
 
         def on_train_begin(self, args, state, control, **kwargs):
             self.bar = tqdm(
-                total=state.max_steps, desc=f"SFT batch {args.per_device_train_batch_size}", leave=False
+                total=state.max_steps,
+                desc=f"{method.upper()} batch {args.per_device_train_batch_size}",
+                leave=False,
             )
 
         def on_step_end(self, args, state, control, **kwargs):
@@ -220,14 +228,14 @@ def step_clock():
 def time_training(
     args: Arguments, path: str, dataset_name: str, batch_size: int, padding_free: bool = False
 ) -> dict:
-    """One SFT epoch over the first ``train_examples`` rows, built as ``run_model --stage train`` builds it.
+    """One epoch over the first ``train_examples`` rows, built as ``run_model --stage train`` builds it.
 
     Every variant gets the same rows in the same (seeded) order; the first optimizer step is the warm-up.
     """
     from transformers import PrinterCallback, ProgressCallback
 
     from persona_tailoring.model.run_model import Arguments as RunArguments
-    from persona_tailoring.model.train import build_trainer
+    from persona_tailoring.model.train import build_trainer, model_dirs
 
     with tempfile.TemporaryDirectory(prefix="pt-bench-") as folder:
         run_args = RunArguments(
@@ -252,42 +260,62 @@ def time_training(
             str(args.max_length),
             *(["--padding_free", "True"] if padding_free else []),
         ]
-        trainer = build_trainer(run_args, "sft", flags)
-        kept = len(trainer.train_dataset)  # rows whose completion max_length cuts off entirely are dropped
+        method = args.training_method
+        if method == "dpo":  # the base model stands in for the merged SFT model DPO starts from
+            merged = model_dirs(run_args, "sft").merged
+            merged.parent.mkdir(parents=True)
+            merged.symlink_to(Path(resolve_model_name(args.model_name)).resolve(), target_is_directory=True)
+        trainer = build_trainer(run_args, method, flags)
+        kept = len(
+            trainer.train_dataset
+        )  # SFT rows whose completion max_length cuts off entirely are dropped
         if kept < 2 * batch_size:
             raise UsageError(
-                f"only {kept} SFT examples of {path} fit (need two steps of batch {batch_size}): raise --train_examples "
-                "or --max_length"
+                f"only {kept} {method} examples of {path} fit (need two steps of batch {batch_size}): raise "
+                "--train_examples or --max_length"
             )
         for callback in (ProgressCallback, PrinterCallback):
             trainer.remove_callback(callback)
-        clock = step_clock()
+        clock = step_clock(method)
         trainer.add_callback(clock)
-        padding = count_padding(trainer)
+        real = count_real_tokens(trainer)
+        computed = count_computed_tokens(trainer)
         result = trainer.train()
     return {
         "seconds": clock.stamps[-1] - clock.stamps[0],
         "examples": kept - batch_size,
-        "real_tokens": sum(padding["real"][1:]),  # the timed steps' (the first batch is the warm-up's)
-        "tokens": sum(len(ids) for ids in trainer.train_dataset["input_ids"]) / kept,
-        "padding_share": 1 - sum(padding["real"]) / sum(padding["total"]),
+        "real_tokens": sum(real[1:]),  # the timed steps' (the first batch is the warm-up's)
+        "tokens": sum(real) / kept,  # one epoch: every example once (DPO: prompt+chosen and prompt+rejected)
+        "padding_share": 1 - computed["real"] / computed["total"],
         "train_loss": result.training_loss,
     }
 
 
-def count_padding(trainer) -> dict:
-    """Wrap the trainer's collator to count the real and all tokens of each batch it builds, in order."""
-    counts = {"real": [], "total": []}
+def count_real_tokens(trainer) -> list[int]:
+    """Wrap the trainer's collator to count the real (unpadded) tokens of each batch it builds, in order."""
+    counts = []
     collate = trainer.data_collator
 
     def counting_collate(examples):
         batch = collate(examples)
-        mask = batch.get("attention_mask")  # padding-free batches have none: every token is real
-        counts["total"].append(batch["input_ids"].numel())
-        counts["real"].append(int(mask.sum()) if mask is not None else batch["input_ids"].numel())
+        mask = batch.get("attention_mask")  # padding-free SFT batches have none: every token is real
+        counts.append(int(mask.sum()) if mask is not None else batch["input_ids"].numel())
         return batch
 
     trainer.data_collator = counting_collate
+    return counts
+
+
+def count_computed_tokens(trainer) -> dict:
+    """Count the tokens every forward pass of the model's backbone runs on, and how many of them are real."""
+    counts = {"real": 0, "total": 0}
+
+    def count(_module, _args, kwargs):
+        ids, mask = kwargs["input_ids"], kwargs.get("attention_mask")
+        counts["total"] += ids.numel()
+        counts["real"] += int(mask.sum()) if mask is not None else ids.numel()
+
+    trainer.model.get_base_model().base_model.register_forward_pre_hook(count, with_kwargs=True)
     return counts
 
 
@@ -315,6 +343,7 @@ def bench_training(args: Arguments, path: str, dataset_name: str) -> dict:
     return {
         "data": path,
         "model": args.model_name,
+        "method": args.training_method,
         "threads": torch.get_num_threads(),
         "rounds": args.rounds,
         "examples": args.train_examples,
@@ -355,24 +384,24 @@ def print_table(figures: dict) -> None:
         ]
     if "training" in figures:
         t = figures["training"]
-        tokens = t["real_tokens_per_s"]
+        tokens, part = t["real_tokens_per_s"], f"{t['method'].upper()}+LoRA"
         rows += [
             (
-                "SFT+LoRA",
+                part,
                 f"batch {t['paper_batch_size']} (paper)",
                 f"{t['paper_examples_per_s']} ex/s, {tokens['paper']} tok/s",
                 f"{t['paper_s']}",
                 "",
             ),
             (
-                "SFT+LoRA",
+                part,
                 f"batch {t['larger_batch_size']} padded",
                 f"{t['larger_examples_per_s']} ex/s, {tokens['larger']} tok/s",
                 f"{t['larger_s']}",
                 f"{t['speedup_examples_per_s']}x",
             ),
             (
-                "SFT+LoRA",
+                part,
                 f"batch {t['larger_batch_size']} padding-free",
                 f"{t['padding_free_examples_per_s']} ex/s, {tokens['padding_free']} tok/s",
                 f"{t['padding_free_s']}",

@@ -23,6 +23,7 @@ from persona_core.errors import UsageError
 from persona_core.io import atomic_output
 from persona_tailoring.model import templates
 from persona_tailoring.model.config import wandb_enabled
+from persona_tailoring.model.packing import pack_dpo_forward
 
 SPLITS = {"sft": ("sft_train", "sft_val"), "dpo": ("dpo_train", "dpo_val")}
 PAPER_TRAINING = {
@@ -261,7 +262,14 @@ def build_trainer(args, method: str, flags: list[str] = ()):
 
     # With a PEFT adapter, DPO's reference model is the policy with the adapter off: the merged SFT model.
     trainer_class = SFTTrainer if method == "sft" else DPOTrainer
+    packed_dpo = method == "dpo" and config.padding_free
+    config.padding_free = (
+        config.padding_free and not packed_dpo
+    )  # TRL 1.16's DPO would pad anyway, with a warning
     trainer = trainer_class(model=model, args=config, peft_config=lora_config(args), **data)
+    if packed_dpo:
+        config.padding_free = True  # what the training summary records: the forwards below are padding-free
+        pack_dpo_forward(trainer.model)
     if padding_free_limit is not None:
         splits = [d for d in (trainer.train_dataset, trainer.eval_dataset) if d is not None]
         longest = max(len(ids) for split in splits for ids in split["input_ids"])
@@ -277,12 +285,8 @@ def untruncated_padding_free(config, method: str) -> int | None:
     """``--padding_free True`` without packing: TRL accepts it only with no ``max_length`` (it truncates no padding-free
     batch), so the trainer gets none and the returned limit is checked against the examples instead. Each step sees
     the same examples as with padding, without the padding (the loss is the same)."""
-    if not config.padding_free:
+    if not config.padding_free or method == "dpo":  # DPO truncates in its collator, then packs (packing.py)
         return None
-    if method == "dpo":
-        raise UsageError(
-            "TRL 1.16's DPOTrainer has padding-free batches disabled (it pads anyway): drop --padding_free for dpo"
-        )
     if config.packing or config.max_length is None:
         return None
     limit, config.max_length = config.max_length, None
