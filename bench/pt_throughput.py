@@ -443,8 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     if "training" in figures:
         t = figures["training"]
         print(
-            f"training: the same {t['examples']} SFT examples per variant and round (~{t['tokens_per_example']} tokens "
-            f"each, max_length {t['max_length']}), LoRA, {t['threads']} threads; first step excluded as warm-up, so "
+            f"training: the same {t['examples']} {t['method'].upper()} examples per variant and round "
+            f"(~{t['tokens_per_example']} tokens each{' with both responses' if t['method'] == 'dpo' else ''}, "
+            f"max_length {t['max_length']}), LoRA, {t['threads']} threads; first step excluded as warm-up, so "
             f"{t['paper_timed_examples']} vs {t['larger_timed_examples']} examples timed; padding in the batch "
             f"{t['larger_batch_size']} steps: {t['larger_padding_share']:.0%} of tokens padded, "
             f"{t['padding_free_padding_share']:.0%} padding-free; tok/s counts real (unpadded) tokens"
