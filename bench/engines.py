@@ -14,6 +14,7 @@ else the sample data. Run from the repository root::
     python -m bench.engines                                        # 64 prompts, about 6 minutes on 2 CPU cores
     python -m bench.engines --engines hf_chat vllm --prompts 16 --json bench-engines.json
     python -m bench.engines --prompts 512 --dtype auto --concurrency 128          # a GPU machine
+    python -m bench.engines --model_name /tmp/random-1b --batch_size 64 --dtype bfloat16 --hf_dtype bfloat16
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from persona_core.arguments import DTYPES as HF_DTYPES
 from persona_core.cli import parse_args
 from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT
 from persona_core.errors import UsageError, run_cli
@@ -55,6 +57,12 @@ class Arguments:
         default="float32",
         metadata={"help": "vLLM dtype (float32 computes as hf_chat does on a CPU; auto: vLLM's choice)."},
     )
+    hf_dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "hf_chat dtype (auto: the model's stored dtype; bfloat16 to match vLLM's on a GPU)."
+        },
+    )
     max_model_len: int = field(default=4096, metadata={"help": "vLLM: longest prompt + answer."})
     threads: int | None = field(
         default=None, metadata={"help": "hf_chat's torch CPU threads (default: torch's own choice)."}
@@ -74,6 +82,8 @@ def check_arguments(args: Arguments) -> None:
         raise UsageError(f"unknown engine '{unknown[0]}': choose from {', '.join(ENGINES)}")
     if "hf_chat" not in args.engines:
         raise UsageError("the comparison is against hf_chat: keep hf_chat in --engines")
+    if args.hf_dtype not in HF_DTYPES:
+        raise UsageError(f"unknown --hf_dtype '{args.hf_dtype}': choose from {', '.join(HF_DTYPES)}")
     for name in ("prompts", "max_tokens", "batch_size", "concurrency", "max_model_len"):
         if getattr(args, name) <= 0:
             raise UsageError(f"--{name} must be positive")
@@ -102,6 +112,8 @@ def timed_generate(llm, requests, generation) -> tuple[float, dict[str, str]]:
 
 
 def run_hf_chat(args: Arguments, requests, generation) -> dict:
+    import gc
+
     import torch
 
     from persona_core.llm import make_llm
@@ -109,10 +121,21 @@ def run_hf_chat(args: Arguments, requests, generation) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    llm = make_llm("hf_chat", args.model_name, batch_size=args.batch_size)
+    llm = make_llm("hf_chat", args.model_name, batch_size=args.batch_size, dtype=args.hf_dtype)
     started = time.perf_counter() - start
     seconds, texts = timed_generate(llm, requests, generation)
-    return {"start_s": started, "seconds": seconds, "texts": texts, "threads": torch.get_num_threads()}
+    placed = {"device": str(llm.model.device), "dtype": str(llm.model.dtype).removeprefix("torch.")}
+    del llm
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the vLLM engines start next, in other processes: they size caches by free memory
+    return {
+        "start_s": started,
+        "seconds": seconds,
+        "texts": texts,
+        "threads": torch.get_num_threads(),
+        **placed,
+    }
 
 
 def run_vllm_in_process(args: Arguments, requests) -> dict:
@@ -224,6 +247,12 @@ def gpu_present() -> bool:
     return torch.cuda.is_available()
 
 
+def gpu_name() -> str | None:
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else None
+
+
 def summarize(results: dict[str, dict], requests, tokenizer) -> dict:
     """Per engine: start, seconds, tokens/s over the answers (prefill excluded), identical share vs hf_chat."""
     prefills = {r.id: r.prefill for r in requests}
@@ -238,7 +267,7 @@ def summarize(results: dict[str, dict], requests, tokenizer) -> dict:
             "tokens": tokens,
             "tokens_per_s": round(tokens / result["seconds"], 2),
             "same_as_hf_chat": round(sum(texts[k] == reference[k] for k in reference) / len(reference), 4),
-        } | ({"threads": result["threads"]} if "threads" in result else {})
+        } | {key: result[key] for key in ("threads", "device", "dtype") if key in result}
     return figures
 
 
@@ -271,12 +300,17 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "max_tokens": args.max_tokens,
         "vllm_dtype": args.dtype,
+        "gpu": gpu_name(),
         "engines": summarize(results, requests, tokenizer),
         "load_average": {"start": [round(x, 2) for x in load], "end": [round(x, 2) for x in os.getloadavg()]},
         "wall_s": round(time.perf_counter() - wall, 1),
     }
+    hf = figures["engines"]["hf_chat"]
     print(
-        f"\n{len(requests)} persona-inference prompts from {path}, model {args.model_name}, greedy, max {args.max_tokens}"
+        f"\n{len(requests)} persona-inference prompts from {path}, model {args.model_name}, greedy, max {args.max_tokens}; "
+        f"hf_chat on {hf['device']} in {hf['dtype']} (batch {args.batch_size})"
+        + (f", vLLM in {args.dtype}" if len(results) > 1 else "")
+        + (f"; GPU {figures['gpu']}" if figures["gpu"] else "")
     )
     rows = [("engine", "start s", "generate s", "tokens", "tokens/s", "same as hf_chat")]
     for engine, f in figures["engines"].items():

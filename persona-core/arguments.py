@@ -42,10 +42,13 @@ def parse_engine_args(pairs: list[str]) -> dict:
     return options
 
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
 @dataclass
 class VLLMArguments:
     """Engine options of the in-process vLLM backend (``--model_type vllm``, PT's ``--backend vllm``); the other
-    backends ignore them."""
+    backends ignore them, except ``--dtype``, which hf_chat loads its model in too."""
 
     tensor_parallel_size: int = field(
         default=1, metadata={"help": "vllm: GPUs one engine splits the model across (tensor parallelism)."}
@@ -69,7 +72,10 @@ class VLLMArguments:
     )
     dtype: str = field(
         default="auto",
-        metadata={"help": "vllm: weight and activation dtype (auto, float32, bfloat16, float16)."},
+        metadata={
+            "help": f"Weight and activation dtype of a local model, hf_chat or vllm ({', '.join(DTYPES)}; auto: "
+            "the model's stored dtype for hf_chat, vLLM's own choice for vllm)."
+        },
     )
     quantization: str | None = field(
         default=None,
@@ -87,6 +93,8 @@ class VLLMArguments:
 
     def check(self) -> None:
         positive(self, "tensor_parallel_size", "data_parallel_size", "max_model_len")
+        if self.dtype not in DTYPES:
+            raise UsageError(f"--dtype must be one of {', '.join(DTYPES)} (got '{self.dtype}')")
         if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
             raise UsageError(
                 f"--gpu_memory_utilization must be in (0, 1] (got {self.gpu_memory_utilization})"
@@ -161,6 +169,7 @@ class BackendArguments(VLLMArguments):
             "load_in_8bit",
             "cache_dir",
         )
+        names += ("dtype",)  # hf_chat's; vLLM reads its own from engine_options
         return {name: getattr(self, name) for name in names} | {"engine_options": self.engine_options()}
 
     def weight_options(self) -> dict:

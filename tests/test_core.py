@@ -149,6 +149,7 @@ class Composed(RunArguments, BackendArguments, GenerationArguments):
         (["--load_in_4bit", "--load_in_8bit"], "pass only one of --load_in_4bit and --load_in_8bit"),
         (["--limit", "0"], "--limit must be positive"),
         (["--run_name", "a/b"], "must be a non-empty name without '/'"),
+        (["--dtype", "fp8"], "--dtype must be one of auto, float32, bfloat16, float16 (got 'fp8')"),
     ],
 )
 def test_argument_groups_check_values_when_parsed(argv, message):
@@ -162,6 +163,21 @@ def test_composed_arguments_give_generation_settings_and_backend_options():
     expected = GenerationConfig(temperature=0.5, max_tokens=4, min_tokens=0, stop=("x", "y"), seed=0)
     assert args.generation(max_tokens=4) == expected
     assert args.backend_options()["concurrency"] == 3
+
+
+def test_dtype_loads_the_local_model_in_it_and_enters_the_fingerprint(tiny_model_dir):
+    import torch
+
+    from persona_core.llm import make_llm
+
+    args = parse_args(Composed, ["--dtype", "bfloat16"])
+    assert (
+        args.weight_options()["dtype"] == "bfloat16"
+        and "dtype" not in parse_args(Composed, []).weight_options()
+    )
+    llm = make_llm("hf_chat", str(tiny_model_dir), **args.backend_options())
+    assert llm.model.dtype == torch.bfloat16
+    assert make_llm("hf_chat", str(tiny_model_dir)).model.dtype == torch.float32  # auto: as stored
 
 
 def test_layout_cli_prints_pipeline_paths_for_bash(tmp_path):

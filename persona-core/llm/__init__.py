@@ -33,13 +33,15 @@ def make_llm(
     max_retries: int = 5,
     engine_options: dict | None = None,
     adapter: str | None = None,
+    dtype: str = "auto",
 ) -> LLM:
     """Build a backend once per model; every ``generate`` call brings its own ``GenerationConfig``.
 
     ``chat=False`` continues raw text (PT's tailored models): no chat template locally, the completions endpoint
     of an OpenAI-compatible server. Keys come from the environment (``.env`` loaded by the caller).
     ``engine_options`` (``vllm.EngineArgs`` fields) and ``adapter`` (a LoRA folder served without merging) are the
-    vllm backend's; it quantizes through ``engine_options["quantization"]``, not bitsandbytes flags.
+    vllm backend's; it quantizes through ``engine_options["quantization"]``, not bitsandbytes flags, and takes its
+    dtype from ``engine_options`` too (``dtype`` is hf_chat's: ``auto`` keeps the model's stored dtype).
     """
     from persona_core.secrets import base_url_from_env, get_key
 
@@ -67,6 +69,7 @@ def make_llm(
             load_in_4bit=load_in_4bit,
             load_in_8bit=load_in_8bit,
             cache_dir=cache_dir,
+            dtype=dtype,
         )
     from persona_core.llm.api import AnthropicBackend, CohereBackend, OpenAIBackend, OpenAICompletionsBackend
 
