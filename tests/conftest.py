@@ -76,6 +76,30 @@ def build_tiny_model(folder: str | Path, seed: int = 0, **config_changes) -> Pat
     return folder
 
 
+MIXED_PROMPTS = [
+    "Hi",
+    "How do I boil an egg so that the yolk stays runny?",
+    "Question: What is the capital of France? Answer A: Paris. Answer B: I am not sure.",
+    "abc",
+    "The user is a busy parent who prefers short, practical answers over long explanations. " * 3,
+    "Prompt: How do I boil an egg?",
+]
+"""Prompts of very different lengths (so batches pad and shared prefixes vary) for local-generation tests."""
+
+
+def sharpen(model) -> None:
+    """Weights ~ N(0, 1/fan_in), from a fixed seed on the CPU, instead of the tiny model's small initial ones: with
+    those it repeats one token whatever the prompt, and any comparison of answers would be vacuous."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() == 2:
+                values = torch.randn(parameter.shape, generator=generator) / parameter.shape[1] ** 0.5
+                parameter.copy_(values.to(parameter.device, parameter.dtype))
+
+
 VLLM_TINY_CONFIG = {"hidden_size": 64, "num_attention_heads": 2, "num_key_value_heads": 1}
 """Head size 32, the smallest vLLM's CPU attention supports."""
 

@@ -22,9 +22,11 @@ from persona_core.llm import make_llm
 from persona_core.llm.base import GenerationConfig, Request
 from persona_core.llm.hf import HFBackend
 from tests.conftest import (
+    MIXED_PROMPTS,
     VLLM_TINY_CONFIG,
     build_tiny_model,
     make_args,
+    sharpen,
     training_flags,
     write_tailoring_dataset,
 )
@@ -33,30 +35,11 @@ pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no CUDA GPU here (torch.cuda.is_available() is False)"
 )
 
-PROMPTS = [
-    "Hi",
-    "How do I boil an egg so that the yolk stays runny?",
-    "Question: What is the capital of France? Answer A: Paris. Answer B: I am not sure.",
-    "abc",
-    "The user is a busy parent who prefers short, practical answers over long explanations. " * 3,
-    "Prompt: How do I boil an egg?",
-    "Persona: The user is a beginner cook.",
-    "Response 1 2",
-]
+PROMPTS = [*MIXED_PROMPTS, "Persona: The user is a beginner cook.", "Response 1 2"]
 MIN_SAME_SHARE = 0.75
 """Greedy answers CUDA vs CPU, float32: the kernels add in other orders (differences ~1e-6), so where a random
 model's two best next tokens are nearly tied one answer can take the other branch and differ from there on. A real
 bug (wrong placement, masks, caches) changes nearly every answer; a tie changes few."""
-
-
-def sharpen(model) -> None:
-    """Weights ~ N(0, 1/fan_in) instead of the small initial ones, drawn from a fixed seed on the CPU."""
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() == 2:
-                values = torch.randn(parameter.shape, generator=generator) / parameter.shape[1] ** 0.5
-                parameter.copy_(values.to(parameter.device, parameter.dtype))
 
 
 @pytest.fixture(scope="module")

@@ -92,29 +92,6 @@ def test_untruncated_padding_free_sft_is_refused(tiny_model_dir, data, tmp_path)
         build_trainer(args, "sft", training_flags(padding_free=True, max_length=8))
 
 
-def test_pt_throughput_times_padded_and_padding_free_batches_on_the_same_tokens(
-    tiny_model_dir, data, tmp_path
-):
-    from bench import pt_throughput
-
-    figures_file = tmp_path / "figures.json"
-    flags = [
-        "--model_name",
-        str(tiny_model_dir),
-        "--hf_dataset_name",
-        str(data),
-        "--dataset_name",
-        "Handmade",
-    ]
-    flags += ["--skip_generation", "--train_examples", "4", "--train_batch_size", "2", "--max_length", "128"]
-    assert pt_throughput.main([*flags, "--json", str(figures_file)]) == 0
-    training = json.loads(figures_file.read_text())["training"]
-    real = training["timed_real_tokens"]
-    assert real["larger"] == real["padding_free"] > 0  # the same examples, the same real tokens
-    assert training["larger_padding_share"] > 0 and training["padding_free_padding_share"] == 0
-    assert set(training["real_tokens_per_s"]) == {"paper", "larger", "padding_free"}
-
-
 def dpo_trainer(tmp_path, tiny_model_dir, data, **flags):
     """A DPO trainer on the tiny model (standing in for the merged SFT model) with the same nonzero LoRA weights."""
     import shutil
@@ -179,7 +156,10 @@ def test_training_dpo_with_padding_free_batches_writes_the_adapter(tiny_model_di
     assert summary["train_loss"] == summary["train_loss"]  # a number, not NaN
 
 
-def test_pt_throughput_times_padded_and_padding_free_dpo_on_the_same_tokens(tiny_model_dir, data, tmp_path):
+@pytest.mark.parametrize("method", ["sft", "dpo"])
+def test_pt_throughput_times_padded_and_padding_free_batches_on_the_same_tokens(
+    tiny_model_dir, data, tmp_path, method
+):
     from bench import pt_throughput
 
     figures_file = tmp_path / "figures.json"
@@ -194,14 +174,17 @@ def test_pt_throughput_times_padded_and_padding_free_dpo_on_the_same_tokens(tiny
     flags += [
         "--skip_generation",
         "--training_method",
-        "dpo",
+        method,
         "--train_examples",
         "4",
         "--train_batch_size",
         "2",
     ]
-    assert pt_throughput.main([*flags, "--json", str(figures_file)]) == 0
+    assert pt_throughput.main([*flags, "--max_length", "128", "--json", str(figures_file)]) == 0
     training = json.loads(figures_file.read_text())["training"]
     real = training["timed_real_tokens"]
-    assert training["method"] == "dpo" and real["larger"] == real["padding_free"] > 0
+    assert training["method"] == method
+    assert real["larger"] == real["padding_free"] > 0  # the same examples, the same real tokens
+    # What the model computed on: padding in the padded batches, none in the padding-free ones.
     assert training["larger_padding_share"] > 0 and training["padding_free_padding_share"] == 0
+    assert set(training["real_tokens_per_s"]) == {"paper", "larger", "padding_free"}

@@ -9,32 +9,16 @@ import pytest
 from persona_core.llm.base import GenerationConfig, Request, cut_at_stop
 from persona_core.llm.hf import MIN_SHARED_PREFIX, HFBackend, load_model_and_tokenizer
 from persona_inference.model import run_model
-from tests.conftest import read_jsonl, write_preferences
+from tests.conftest import MIXED_PROMPTS, read_jsonl, sharpen, write_preferences
 
-PROMPTS = [
-    "Hi",
-    "How do I boil an egg so that the yolk stays runny?",
-    "Question: What is the capital of France? Answer A: Paris. Answer B: I am not sure.",
-    "abc",
-    "The user is a busy parent who prefers short, practical answers over long explanations. " * 3,
-    "Prompt: How do I boil an egg?",
-]
+PROMPTS = MIXED_PROMPTS
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    """The tiny model with larger random weights, so its greedy output depends on the whole prompt.
-
-    With the small initial weights it repeats one token whatever the prompt, and any comparison would be vacuous.
-    """
-    import torch
-
+    """The tiny model with larger random weights, so its greedy output depends on the whole prompt."""
     model, tokenizer = load_model_and_tokenizer(str(tiny_model_dir))
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() == 2:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator) / parameter.shape[1] ** 0.5)
+    sharpen(model)
     return model, tokenizer
 
 
