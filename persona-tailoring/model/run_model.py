@@ -1,4 +1,4 @@
-"""Persona tailoring: few-shot, SFT and DPO (LoRA) models that tailor responses to a persona.
+"""Persona tailoring: few-shot, SFT and DPO (LoRA) models that tailor responses to a persona (also ORPO, SimPO, KTO).
 
 Stages: train (LoRA adapter) -> merge (standalone model) -> infer (generations on the test split).
 
@@ -11,6 +11,10 @@ Examples::
 
     # DPO from the merged SFT model of the same training type
     python -m persona_tailoring.model.run_model --method dpo --training_type chosen --stage all
+
+    # ORPO in one stage from the base model; SimPO and KTO from the merged SFT model (docs/METHODS.md)
+    python -m persona_tailoring.model.run_model --method orpo --training_type all --stage all
+    python -m persona_tailoring.model.run_model --method kto --training_type all --stage all --beta 0.2
 
     # few-shot baseline on the base model (no training)
     python -m persona_tailoring.model.run_model --method fewshot --training_type chosen --stage infer
@@ -46,11 +50,15 @@ from persona_tailoring.model.generate import GeneratorArguments
 from persona_tailoring.model.templates import InferenceType, Method, TrainingType
 
 TRAINING_HELP = (
-    "Training takes TRL's own configs: every SFTConfig (--method sft) / DPOConfig (--method dpo) field is a flag "
-    "too, e.g. --num_train_epochs, --learning_rate, --per_device_train_batch_size, --gradient_accumulation_steps, "
-    "--max_length, --beta, --lr_scheduler_type, --warmup_steps, --activation_checkpointing, --padding_free. "
-    "Defaults are the paper's (10 epochs; lr 2e-5 SFT, 5e-6 DPO; batch 4 x 2 accumulation; max length 512; beta 0.1; "
-    "evaluation each epoch, best checkpoint by eval loss). `--method sft --help_training` lists them all."
+    "Training takes TRL's own configs: every field of the method's config (SFTConfig, DPOConfig; ORPOConfig for orpo, "
+    "CPOConfig for simpo, KTOConfig for kto) is a flag too, e.g. --num_train_epochs, --learning_rate, "
+    "--per_device_train_batch_size, --gradient_accumulation_steps, --max_length, --beta, --lr_scheduler_type, "
+    "--warmup_steps, --activation_checkpointing, --padding_free (sft, dpo), --simpo_gamma (simpo), "
+    "--desirable_weight (kto). Defaults are the paper's (10 epochs; lr 2e-5 SFT, 5e-6 DPO; batch 4 x 2 accumulation; "
+    "max length 512; beta 0.1; evaluation each epoch, best checkpoint by eval loss). The paper trains no ORPO, SimPO "
+    "or KTO: their own defaults are orpo lr 2e-5 (paper: SFT's), beta 0.1 (TRL's); simpo lr 5e-6 (paper: DPO's), "
+    "beta 2.0, simpo_gamma 1.0 (SimPO paper), cpo_alpha 0; kto lr 5e-6 (paper: DPO's), beta 0.1, weights 1.0 (TRL's); "
+    "see docs/METHODS.md. `--method kto --help_training` lists every flag of a method."
 )
 
 
@@ -64,7 +72,12 @@ class Stage(str, Enum):
 @dataclass
 class Arguments(OverwriteArguments, LimitArguments, ShardArguments, GeneratorArguments):
     method: Method = field(
-        default=Method.sft, metadata={"help": "Tailoring method.", "aliases": ["--model_type"]}
+        default=Method.sft,
+        metadata={
+            "help": "Tailoring method: fewshot, sft, dpo (from the merged SFT model), orpo (one stage from the base "
+            "model), simpo, kto (both from the merged SFT model).",
+            "aliases": ["--model_type"],
+        },
     )
     stage: Stage = field(default=Stage.all, metadata={"help": "Stage to run (all = train, merge, infer)."})
     training_type: TrainingType = field(
@@ -115,12 +128,12 @@ class Arguments(OverwriteArguments, LimitArguments, ShardArguments, GeneratorArg
     system_persona: str | None = field(
         default=None, metadata={"help": "Persona for --inference_type system (default: one per dataset)."}
     )
-    # LoRA (the paper's); the trainer's own settings are SFTConfig/DPOConfig flags (see below)
+    # LoRA (the paper's); the trainer's own settings are its TRL config's flags (see below)
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
     help_training: bool = field(
-        default=False, metadata={"help": "List every SFTConfig/DPOConfig flag of --method and exit."}
+        default=False, metadata={"help": "List every flag of --method's TRL config and exit."}
     )
     # inference
     model_path: str | None = field(
@@ -195,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.help_training:
         if args.method == Method.fewshot:
             raise UsageError(
-                "few-shot trains nothing: pass --method sft or --method dpo with --help_training"
+                "few-shot trains nothing: pass a trained --method (sft, dpo, orpo, simpo, kto) with --help_training"
             )
         from persona_tailoring.model.train import print_training_help
 
@@ -204,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     if training_flags and not trains(args):
         raise UsageError(
             f"unrecognized arguments: {' '.join(training_flags)} (training flags apply only to --stage train/all "
-            "of sft and dpo; see --help)"
+            "of a trained method; see --help)"
         )
     from persona_core.secrets import load_env
 

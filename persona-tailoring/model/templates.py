@@ -1,6 +1,6 @@
 """The one place that decides which columns a run uses and how a (prompt, persona, response) becomes text.
 
-Training (SFT, DPO), few-shot demonstrations and inference all call these functions, so a model always sees
+Training (SFT, DPO, ORPO, SimPO, KTO), few-shot demonstrations and inference all call these functions, so a model always sees
 at test time exactly the format it was trained on. The formats match the paper's released outputs:
 
 * persona-trained models: ``Prompt: {prompt}\\nPersona: {persona}\\nResponse:``
@@ -33,6 +33,9 @@ class Method(str, Enum):
     fewshot = "fewshot"
     sft = "sft"
     dpo = "dpo"
+    orpo = "orpo"
+    simpo = "simpo"
+    kto = "kto"
 
 
 class TrainingType(str, Enum):
@@ -167,6 +170,27 @@ def dpo_examples(dataset, training_type: TrainingType, style: PromptStyle, split
         {"prompt": prompt, "chosen": completions[0], "rejected": completions[1]}
         for prompt, completions in _training_rows(dataset, training_type, style, split, pairs=True)
     ]
+
+
+def kto_examples(dataset, training_type: TrainingType, style: PromptStyle, split: str) -> list[dict]:
+    """Unpaired rows for KTO: each persona side of ``training_type`` gives, per preference row, its preferred response
+    as desirable and the other as undesirable (with a rejected persona, the rejected response is the desirable one).
+
+    Built in two sweeps per side with alternating labels (row 0 desirable, row 1 undesirable, ..., then the
+    opposite), so every batch mixes both labels and neighbours, whose completions KTO's KL estimate borrows, come
+    from different prompts.
+    """
+    pairs = _training_rows(dataset, training_type, style, split, pairs=True)
+    sides = len(TRAINING_SIDES[training_type])
+    rows = []
+    for side in range(sides):
+        side_pairs = pairs[side::sides]
+        for sweep in (0, 1):
+            for index, (prompt, (preferred, dispreferred)) in enumerate(side_pairs):
+                desirable = (index + sweep) % 2 == 0
+                completion = preferred if desirable else dispreferred
+                rows.append({"prompt": prompt, "completion": completion, "label": desirable})
+    return rows
 
 
 def _training_rows(dataset, training_type: TrainingType, style: PromptStyle, split: str, pairs: bool):

@@ -1,8 +1,9 @@
-"""LoRA training with TRL: SFT on persona-augmented responses, then DPO from the merged SFT model.
+"""LoRA training with TRL: SFT on persona-augmented responses, then DPO from the merged SFT model (and ORPO,
+SimPO, KTO: each method's trainer, config, examples, starting model and splits are its row in ``methods.py``).
 
-The trainers take TRL's own ``SFTConfig`` / ``DPOConfig``: every field is a command-line flag of ``run_model``
-(parsed by ``transformers.HfArgumentParser``), with the paper's values as defaults (``PAPER_TRAINING``). Both
-evaluate every epoch and keep the checkpoint with the lowest eval loss; a rerun resumes from the last checkpoint
+The trainers take TRL's own configs (``SFTConfig``, ``DPOConfig``, ...): every field is a command-line flag of
+``run_model`` (parsed by ``transformers.HfArgumentParser``), with the paper's values as defaults (``PAPER_TRAINING``).
+All evaluate every epoch and keep the checkpoint with the lowest eval loss; a rerun resumes from the last checkpoint
 in ``checkpoints/``; the finished adapter lands atomically in ``adapter/``. Runs unchanged under
 ``accelerate launch`` (DDP, DeepSpeed): every process trains, the main one writes the adapter.
 """
@@ -23,9 +24,10 @@ from persona_core.errors import UsageError
 from persona_core.io import atomic_output
 from persona_tailoring.model import templates
 from persona_tailoring.model.config import wandb_enabled
+from persona_tailoring.model.methods import SFT_MODEL, other_owners
+from persona_tailoring.model.methods import method as training_method
 from persona_tailoring.model.packing import pack_dpo_forward
 
-SPLITS = {"sft": ("sft_train", "sft_val"), "dpo": ("dpo_train", "dpo_val")}
 PAPER_TRAINING = {
     "num_train_epochs": 10,
     "per_device_train_batch_size": 4,
@@ -38,11 +40,7 @@ PAPER_TRAINING = {
     "ddp_find_unused_parameters": False,  # every LoRA weight is used in each step
     "activation_checkpointing": False,  # TRL turns it on by default; on, it trades speed for memory
 }
-"""The paper's training settings, the defaults of the SFTConfig/DPOConfig flags (the method's own below)."""
-PAPER_BY_METHOD = {
-    "sft": {"learning_rate": 2e-5, "completion_only_loss": True},
-    "dpo": {"learning_rate": 5e-6, "beta": 0.1},
-}
+"""The paper's training settings, the defaults of every method's config flags (the method's own in ``methods.py``)."""
 EVALUATED = {
     "eval_strategy": "epoch",
     "load_best_model_at_end": True,
@@ -59,9 +57,7 @@ def model_dirs(args, method: str) -> layout.PTModelDirs:
 
 
 def config_class(method: str):
-    from trl import DPOConfig, SFTConfig
-
-    return SFTConfig if method == "sft" else DPOConfig
+    return training_method(method).config_class()
 
 
 def training_parser(args, method: str, has_eval: bool = True):
@@ -78,7 +74,7 @@ def training_parser(args, method: str, has_eval: bool = True):
     parser.error = one_line_error
     parser.set_defaults(
         **PAPER_TRAINING,
-        **PAPER_BY_METHOD[method],
+        **training_method(method).defaults,
         **(EVALUATED if has_eval else {"eval_strategy": "no"}),
         output_dir=str(model_dirs(args, method).checkpoints),
         run_name=f"{args.dataset_name}-{args.model_nickname}-{method}-{args.training_type.value}",
@@ -90,17 +86,24 @@ def training_parser(args, method: str, has_eval: bool = True):
 
 
 def parse_training_config(args, method: str, flags: list[str], has_eval: bool = True):
-    """The method's ``SFTConfig``/``DPOConfig`` from the training flags; a bad flag or value is one line."""
+    """The method's TRL config (``SFTConfig``, ``DPOConfig``, ...) from the training flags; a bad flag or value is
+    one line (naming the method whose flag it is, for another method's)."""
     try:
         (config,) = training_parser(args, method, has_eval).parse_args_into_dataclasses(flags)
     except ValueError as err:
+        owner = other_owners(method, flags)
+        if owner:
+            raise UsageError(f"{owner}; see --help_training") from None
         raise UsageError(
             f"bad training flag: {str(err).splitlines()[0][:200]} (see --help_training)"
         ) from None
+    training_method(method).check(config)
     return config
 
 
 def print_training_help(args, method: str) -> None:
+    spec = training_method(method)
+    print(f"{spec.title} defaults besides the paper's shared ones: {spec.defaults}; from {spec.sources}.\n")
     training_parser(args, method).print_help(sys.stdout)
 
 
@@ -134,26 +137,29 @@ def pick_split(splits, name: str, where: str, limit: int | None = None):
 
 
 def training_datasets(args, method: str):
-    """(train, eval or None) as TRL prompt-completion (SFT) or preference (DPO) datasets; checked before any model loads."""
+    """(train, eval or None) as the method's TRL dataset (prompt-completion for SFT, preference pairs for DPO, ORPO,
+    SimPO, unpaired for KTO); several splits (ORPO's) are concatenated; checked before any model loads."""
     import datasets
 
     splits = load_tailoring_splits(args)
     style = templates.PromptStyle.for_run(args.training_type, args.dataset_name, args.response_prefix)
-    build = templates.sft_examples if method == "sft" else templates.dpo_examples
-    train_name, eval_name = SPLITS[method]
-    train = pick_split(splits, train_name, args.hf_dataset_name, args.max_train_samples)
-    train_rows = build(train, args.training_type, style, train_name)
-    eval_rows = None
-    if eval_name in splits and args.max_eval_samples != 0:
-        evaluation = pick_split(splits, eval_name, args.hf_dataset_name, args.max_eval_samples)
-        eval_rows = build(evaluation, args.training_type, style, eval_name)
+    spec = training_method(method)
+    train_rows, eval_rows = [], []
+    for train_name in spec.train_splits:
+        train = pick_split(splits, train_name, args.hf_dataset_name, args.max_train_samples)
+        train_rows += spec.examples(train, args.training_type, style, train_name)
+    for eval_name in spec.eval_splits:
+        if eval_name in splits and args.max_eval_samples != 0:
+            evaluation = pick_split(splits, eval_name, args.hf_dataset_name, args.max_eval_samples)
+            eval_rows += spec.examples(evaluation, args.training_type, style, eval_name)
     as_dataset = datasets.Dataset.from_list
     return as_dataset(train_rows), (as_dataset(eval_rows) if eval_rows else None)
 
 
 def base_model_for(args, method: str) -> str:
-    """SFT starts from the base model, DPO from the merged SFT model of the same training type."""
-    if method == "sft":
+    """SFT and ORPO start from the base model; DPO, SimPO and KTO from the merged SFT model of the same training
+    type (``methods.py``)."""
+    if training_method(method).starts_from != SFT_MODEL:
         return absolute_if_local(resolve_model_name(args.base_model_name))
     sft_merged = model_dirs(args, "sft").merged
     if not (sft_merged / layout.MODEL_CONFIG_FILE).exists():
@@ -163,7 +169,7 @@ def base_model_for(args, method: str) -> str:
             f"--base_model_name '{args.base_model_name}' --model_save_dir '{args.model_save_dir}'"
         )
         raise UsageError(
-            f"DPO starts from the merged SFT model, but {sft_merged} does not exist: first run "
+            f"{training_method(method).title} starts from the merged SFT model, but {sft_merged} does not exist: first run "
             f"`python -m persona_tailoring.model.run_model {flags} --stage train` and then the same with --stage merge"
         )
     return str(sft_merged.resolve())
@@ -233,9 +239,8 @@ def is_main_process() -> bool:
 
 
 def train(args, method: str, flags: list[str]) -> Path:
-    """Train the LoRA adapter of ``method`` ('sft' or 'dpo') for ``args.training_type``; return the adapter folder.
-
-    ``flags`` are the SFTConfig/DPOConfig flags of the command line.
+    """Train the LoRA adapter of ``method`` (a ``methods.METHODS`` name) for ``args.training_type``; return the adapter
+    folder. ``flags`` are the method's TRL config flags of the command line.
     """
     dirs = model_dirs(args, method)
     if (dirs.adapter / layout.ADAPTER_CONFIG_FILE).exists() and not args.overwrite:
@@ -251,21 +256,18 @@ def train(args, method: str, flags: list[str]) -> Path:
 
 
 def build_trainer(args, method: str, flags: list[str] = ()):
-    """An SFTTrainer or DPOTrainer with a fresh LoRA adapter on the method's base model."""
+    """The method's trainer (SFTTrainer, DPOTrainer, ...) with a fresh LoRA adapter on the method's starting model."""
     train_dataset, eval_dataset = training_datasets(args, method)
     config = parse_training_config(args, method, list(flags), eval_dataset is not None)
     padding_free_limit = untruncated_padding_free(config, method)
     base = base_model_for(args, method)
     model, tokenizer = load_for_training(base, args, config)
     data = dict(train_dataset=train_dataset, eval_dataset=eval_dataset, processing_class=tokenizer)
-    from trl import DPOTrainer, SFTTrainer
-
-    # With a PEFT adapter, DPO's reference model is the policy with the adapter off: the merged SFT model.
-    trainer_class = SFTTrainer if method == "sft" else DPOTrainer
+    # With a PEFT adapter, DPO's and KTO's reference model is the policy with the adapter off: the merged SFT model.
+    trainer_class = training_method(method).trainer_class()
     packed_dpo = method == "dpo" and config.padding_free
-    config.padding_free = (
-        config.padding_free and not packed_dpo
-    )  # TRL 1.16's DPO would pad anyway, with a warning
+    if hasattr(config, "padding_free"):  # TRL 1.16's DPO would pad anyway, with a warning
+        config.padding_free = config.padding_free and not packed_dpo
     trainer = trainer_class(model=model, args=config, peft_config=lora_config(args), **data)
     if packed_dpo:
         config.padding_free = True  # what the training summary records: the forwards below are padding-free
@@ -285,7 +287,9 @@ def untruncated_padding_free(config, method: str) -> int | None:
     """``--padding_free True`` without packing: TRL accepts it only with no ``max_length`` (it truncates no padding-free
     batch), so the trainer gets none and the returned limit is checked against the examples instead. Each step sees
     the same examples as with padding, without the padding (the loss is the same)."""
-    if not config.padding_free or method == "dpo":  # DPO truncates in its collator, then packs (packing.py)
+    if (
+        not getattr(config, "padding_free", False) or method == "dpo"
+    ):  # DPO truncates in its collator, then packs (packing.py)
         return None
     if config.packing or config.max_length is None:
         return None
