@@ -10,6 +10,7 @@ every method (epochs, batch size, max length, evaluation) are the paper's, in ``
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
@@ -46,10 +47,10 @@ class TrainingMethod:
     """TRL's experimental ORPO/CPO put the tokenizer's BOS before every prompt even when the tokenizer adds none."""
 
     def config_class(self):
-        return getattr(import_module(self.module), self.config_name)
+        return getattr(trl_module(self.module), self.config_name)
 
     def trainer_class(self):
-        trainer = getattr(import_module(self.module), self.trainer_name)
+        trainer = getattr(trl_module(self.module), self.trainer_name)
         return tokens_as_at_inference(trainer) if self.prepends_bos else trainer
 
     def check(self, config) -> None:
@@ -69,6 +70,13 @@ class TrainingMethod:
                     "KTO's KL term pairs each example with its neighbours in the built order: keep "
                     "--train_sampling_strategy sequential (the examples are already interleaved)"
                 )
+
+
+def trl_module(name: str):
+    """A TRL module; ``trl.experimental`` (ORPO, CPO) without its warning on every run: docs/METHODS.md says which
+    methods use it and that its APIs may change between TRL releases."""
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    return import_module(name)
 
 
 METHODS = {

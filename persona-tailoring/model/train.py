@@ -299,11 +299,9 @@ def untruncated_padding_free(config, method: str) -> int | None:
 
 def fit_and_save(trainer, args, method: str) -> Path:
     """Train (resuming from the last checkpoint if any) and save the best adapter."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     training_type = args.training_type.value
     dirs = model_dirs(args, method)
-    resume = get_last_checkpoint(str(dirs.checkpoints)) if dirs.checkpoints.is_dir() else None
+    resume = last_complete_checkpoint(dirs.checkpoints)
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     save_adapter(
@@ -331,6 +329,21 @@ def fit_and_save(trainer, args, method: str) -> Path:
             f"train loss {result.training_loss:.4f}, best eval loss {trainer.state.best_metric}, adapter: {dirs.adapter}"
         )
     return dirs.adapter
+
+
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint whose trainer state (written last) reads back: one cut short by a kill is skipped."""
+    from transformers.trainer import TRAINER_STATE_NAME
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    steps = []
+    for checkpoint in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if folder.is_dir() else []:
+        try:
+            json.loads((checkpoint / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
+            steps.append((int(checkpoint.name.rsplit("-", 1)[1]), checkpoint))
+        except (OSError, ValueError):
+            continue
+    return str(max(steps)[1]) if steps else None
 
 
 def save_adapter(trainer, adapter_dir: Path, summary: dict) -> None:
