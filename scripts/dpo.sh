@@ -22,11 +22,6 @@ MAX_TRAIN_SAMPLES=${MAX_TRAIN_SAMPLES-16}        # empty: all rows
 BETA=${BETA:-0.1}
 source scripts/lib/tailoring.sh
 
-eval "$("$PYTHON" -m persona_core.layout pt_model --model_save_dir "$MODELS" --dataset_name "$DATASET" \
-    --model_nickname "$PT_NICKNAME" --method sft --training_type "$TRAINING_TYPE")"
-if [ ! -f "$MERGED_DONE" ]; then
-    echo "no merged SFT model in $MERGED: running scripts/sft.sh first"
-    bash scripts/sft.sh
-fi
+ensure_sft_model
 
 train_merge_generate dpo "$DPO_LEARNING_RATE" "$MAX_TRAIN_SAMPLES" --beta "$BETA"

@@ -44,6 +44,13 @@ BATCH_SIZE=${BATCH_SIZE:-4}
 MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-64}             # per tailored response
 VERDICT=${VERDICT:-}                             # probability | text (default: probability for local judges)
 JUDGE_MAX_TOKENS=${JUDGE_MAX_TOKENS:-1024}       # text verdicts: feedback + verdict (prometheus-eval: 1024)
+# More tailoring methods beside SFT -> DPO (docs/METHODS.md), e.g. METHODS="orpo simpo kto": each is trained on the
+# same data and sizes, generates with gold personas, is judged against DPO's base and gets its row in the ΔPQ table
+# ($JUDGE_DIR/delta_pq_table.md, shown in the report). Learning rates: <METHOD>_LEARNING_RATE.
+METHODS=${METHODS:-}
+ORPO_LEARNING_RATE=${ORPO_LEARNING_RATE:-$SFT_LEARNING_RATE}   # ORPO starts from the base model, as SFT
+SIMPO_LEARNING_RATE=${SIMPO_LEARNING_RATE:-$DPO_LEARNING_RATE} # SimPO and KTO from the merged SFT model, as DPO
+KTO_LEARNING_RATE=${KTO_LEARNING_RATE:-$DPO_LEARNING_RATE}
 
 # Every folder and file below $ROOT, from the contract module: NAME=path lines (PI_DIR, PERSONAS, AUGMENTED,
 # SFT_MERGED, JUDGMENTS, ...; run the command below to see them all).
@@ -75,9 +82,9 @@ pt=(--base_model_name "$BASE_MODEL" --model_nickname "$PT_NICKNAME" --dataset_na
     --hf_dataset_name "$TAILORING" --model_save_dir "$MODELS" --results_save_dir "$GENERATIONS"
     --training_type chosen)
 training=(--num_train_epochs "$EPOCHS" --per_device_train_batch_size "$BATCH_SIZE" --gradient_accumulation_steps 1)
-comparison=(--results_save_dir "$GENERATIONS" --dataset_name "$DATASET" --model_nickname "$PT_NICKNAME"
-    --output_dir "$JUDGE_DIR" --model_type_base dpo --training_type_base chosen --inference_type_base none
-    --model_type_test dpo --training_type_test chosen --inference_type_test gold-chosen)
+judge_base=(--results_save_dir "$GENERATIONS" --dataset_name "$DATASET" --model_nickname "$PT_NICKNAME"
+    --output_dir "$JUDGE_DIR" --model_type_base dpo --training_type_base chosen --inference_type_base none)
+comparison=("${judge_base[@]}" --model_type_test dpo --training_type_test chosen --inference_type_test gold-chosen)
 
 begin=$(date +%s)
 stage "persona inference" "$PERSONAS" -- \
@@ -112,6 +119,21 @@ stage "judge" "$JUDGMENTS" -- \
     --judge_model_name "$JUDGE_MODEL" --max_tokens "$JUDGE_MAX_TOKENS" ${VERDICT:+--verdict "$VERDICT"}
 stage "win rate" "$WIN_RATE_JSON" "$WIN_RATE_PNG" "$WIN_RATE_PDF" -- \
     "$PYTHON" -m persona_tailoring.evaluation.win_rate "${comparison[@]}" --plot
+# METHODS: each module skips what it finished before (adapter, merged model, outputs, judgments)
+for method in $METHODS; do
+    rate=${method^^}_LEARNING_RATE
+    echo "== $method"
+    "$PYTHON" -m persona_tailoring.model.run_model --method "$method" --stage all "${pt[@]}" "${training[@]}" \
+        --learning_rate "${!rate}" --inference_type gold-chosen --max_new_tokens "$MAX_NEW_TOKENS"
+done
+if [ -n "$METHODS" ]; then
+    echo "== judge and ΔPQ table: $METHODS beside dpo"
+    # shellcheck disable=SC2086  # METHODS holds several words
+    "$PYTHON" -m persona_tailoring.evaluation.run_judge "${judge_base[@]}" --model_type_test $METHODS \
+        --training_type_test chosen --inference_type_test gold-chosen --judge_model_type "$JUDGE_TYPE" \
+        --judge_model_name "$JUDGE_MODEL" --max_tokens "$JUDGE_MAX_TOKENS" ${VERDICT:+--verdict "$VERDICT"}
+    "$PYTHON" -m persona_tailoring.evaluation.win_rate --comparison_dir "$JUDGE_DIR"
+fi
 stage "persona accuracy plot" "$ACCURACY_PNG" "$ACCURACY_PDF" -- \
     "$PYTHON" -m persona_inference.evaluation.accuracy_plot --res_dir "$PI_DIR"
 stage "persona preferences plot" "$PREFS_PNG" "$PREFS_PDF" -- \

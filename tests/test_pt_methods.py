@@ -285,3 +285,70 @@ def test_new_methods_join_sft_and_dpo_in_the_delta_pq_table(tmp_path):
         cells = list(csv.DictReader(handle))
     assert sorted(c["method"] for c in cells) == sorted(methods)
     assert all(float(c["delta_pq"]) == 1.0 for c in cells)  # the judge always prefers the test side
+
+
+# --- the scripts, with a stand-in $PYTHON (tests/test_pipeline.py): which modules they start, with which flags ----
+
+
+def test_orpo_script_trains_from_the_base_model_in_one_stage(tmp_path):
+    from tests.test_pipeline import flag, run_script
+
+    commands = run_script("orpo.sh", tmp_path, MODELS=str(tmp_path / "models"), DATASET="Demo")
+    assert [(flag(c, "--method"), flag(c, "--stage")) for c in commands] == [
+        ("orpo", "train"),
+        ("orpo", "merge"),
+        ("orpo", "infer"),
+    ]
+    assert (flag(commands[0], "--learning_rate"), flag(commands[0], "--beta")) == ("1e-3", "0.1")
+
+
+@pytest.mark.parametrize(
+    ("script", "knobs"), [("simpo.sh", {"--simpo_gamma": "1.0"}), ("kto.sh", {"--beta": "0.1"})]
+)
+def test_simpo_and_kto_scripts_run_sft_first_only_without_a_merged_sft_model(tmp_path, script, knobs):
+    from persona_core.layout import MODEL_CONFIG_FILE, PTModelDirs
+    from tests.test_pipeline import flag, run_script
+
+    method = script.removesuffix(".sh")
+    variables = {
+        "MODELS": str(tmp_path / "models"),
+        "DATASET": "Demo",
+        "PT_NICKNAME": "nick",
+        "TRAINING_TYPE": "all",
+    }
+    commands = run_script(script, tmp_path, **variables)
+    stages = [(flag(c, "--method"), flag(c, "--stage")) for c in commands]
+    assert stages == [("sft", "train"), ("sft", "merge"), ("sft", "infer")] + [
+        (method, stage) for stage in ("train", "merge", "infer")
+    ]
+    assert all(flag(c, "--training_type") == "all" for c in commands)
+    assert all(flag(commands[3], name) == value for name, value in knobs.items())
+    merged = PTModelDirs.of(tmp_path / "models", "Demo", "nick", "sft", "all").merged
+    merged.mkdir(parents=True)
+    (merged / MODEL_CONFIG_FILE).write_text("{}")
+    (tmp_path / f"{script}.log").unlink()
+    commands = run_script(script, tmp_path, **variables)
+    assert [flag(c, "--method") for c in commands] == [method] * 3
+
+
+def test_pipeline_adds_methods_to_its_grid_and_judges_them_against_dpos_base(tmp_path):
+    from tests.test_pipeline import flag, run_script
+
+    commands = run_script("pipeline.sh", tmp_path, ROOT=str(tmp_path / "root"), METHODS="orpo kto")
+    trained = [
+        c for c in commands if "persona_tailoring.model.run_model" in c and flag(c, "--stage") == "all"
+    ]
+    assert [flag(c, "--method") for c in trained] == ["orpo", "kto"]
+    assert [flag(c, "--learning_rate") for c in trained] == ["1e-3", "1e-4"]  # SFT's and DPO's demo rates
+    judges = [c for c in commands if "persona_tailoring.evaluation.run_judge" in c]
+    assert len(judges) == 2  # DPO's, then the added methods'
+    added = judges[1]
+    at = added.index("--model_type_test")
+    assert added[at : at + 3] == ["--model_type_test", "orpo", "kto"]
+    assert (flag(added, "--model_type_base"), flag(added, "--inference_type_base")) == ("dpo", "none")
+    tables = [c for c in commands if "persona_tailoring.evaluation.win_rate" in c and "--comparison_dir" in c]
+    assert len(tables) == 1 and flag(tables[0], "--comparison_dir") == flag(added, "--output_dir")
+    (tmp_path / "plain").mkdir()  # without METHODS: SFT and DPO only, as before
+    plain = run_script("pipeline.sh", tmp_path / "plain", ROOT=str(tmp_path / "r2"))
+    assert not [c for c in plain if "orpo" in c or "kto" in c]
+    assert len([c for c in plain if "persona_tailoring.evaluation.run_judge" in c]) == 1

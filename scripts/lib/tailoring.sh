@@ -1,4 +1,4 @@
-# Sourced by few_shot.sh, sft.sh and dpo.sh (after `cd` to the repository root): the variables every
+# Sourced by few_shot.sh, sft.sh, dpo.sh, orpo.sh, simpo.sh and kto.sh (after `cd` to the repository root): the variables every
 # persona-tailoring script takes, with their defaults, and the train -> merge -> generate sequence.
 # Each variable may be set from the environment; an empty LIMIT / MAX_TRAIN_SAMPLES / MAX_EVAL_SAMPLES means all rows.
 
@@ -49,4 +49,15 @@ train_merge_generate() {
         $(optional --max_eval_samples "$MAX_EVAL_SAMPLES") "$@"
     "$PYTHON" -m persona_tailoring.model.run_model --method "$method" --stage merge "${pt_args[@]}" $REDO
     generate "$method" infer
+}
+
+# ensure_sft_model: DPO, SimPO and KTO start from the merged SFT model of TRAINING_TYPE; run scripts/sft.sh first
+# (same variables) when it is missing.
+ensure_sft_model() {
+    eval "$("$PYTHON" -m persona_core.layout pt_model --model_save_dir "$MODELS" --dataset_name "$DATASET" \
+        --model_nickname "$PT_NICKNAME" --method sft --training_type "$TRAINING_TYPE")"
+    if [ ! -f "$MERGED_DONE" ]; then
+        echo "no merged SFT model in $MERGED: running scripts/sft.sh first"
+        bash scripts/sft.sh
+    fi
 }
