@@ -352,3 +352,36 @@ def test_pipeline_adds_methods_to_its_grid_and_judges_them_against_dpos_base(tmp
     plain = run_script("pipeline.sh", tmp_path / "plain", ROOT=str(tmp_path / "r2"))
     assert not [c for c in plain if "orpo" in c or "kto" in c]
     assert len([c for c in plain if "persona_tailoring.evaluation.run_judge" in c]) == 1
+
+
+def test_methods_bench_runs_every_method_on_the_same_rows(tiny_model_dir, tmp_path):
+    """Reference passes (the adapter off) only where the loss needs them: DPO and KTO, not ORPO or SimPO."""
+    from bench import methods_throughput
+
+    figures_file = tmp_path / "methods.json"
+    argv = [
+        "--model_name",
+        str(tiny_model_dir),
+        "--rows",
+        "4",
+        "--batch_size",
+        "2",
+        "--json",
+        str(figures_file),
+    ]
+    assert methods_throughput.main(argv) == 0
+    table = json.loads(figures_file.read_text())["methods"]
+    assert list(table) == ["sft", "dpo", "orpo", "simpo", "kto"]
+    assert {m: t["examples"] for m, t in table.items()} == {
+        "sft": 4,
+        "dpo": 4,
+        "orpo": 4,
+        "simpo": 4,
+        "kto": 8,
+    }
+    forwards = {m: (t["forwards_per_step"], t["reference_forwards_per_step"]) for m, t in table.items()}
+    # KTO: the policy on the examples and on their KL (mismatched) completions, and the reference on both
+    assert forwards == {"sft": (1, 0), "dpo": (2, 1), "orpo": (1, 0), "simpo": (1, 0), "kto": (4, 2)}
+    for method, row in table.items():
+        assert row["reference_free"] == (row["reference_forwards_per_step"] == 0), method
+        assert row["examples_per_s"] > 0 and row["peak_rss_mb"] > 0

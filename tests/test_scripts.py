@@ -23,6 +23,7 @@ SCRIPTS = [
     "persona-tailoring/evaluation/report.py",
     "bench/pi_throughput.py",
     "bench/pt_throughput.py",
+    "bench/methods_throughput.py",
     "bench/engines.py",
 ]
 PACKAGES = {
