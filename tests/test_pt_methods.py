@@ -385,3 +385,39 @@ def test_methods_bench_runs_every_method_on_the_same_rows(tiny_model_dir, tmp_pa
     for method, row in table.items():
         assert row["reference_free"] == (row["reference_forwards_per_step"] == 0), method
         assert row["examples_per_s"] > 0 and row["peak_rss_mb"] > 0
+
+
+def test_pipeline_with_methods_puts_them_in_the_delta_pq_table_and_the_report(tiny_model_dir, tmp_path):
+    """scripts/pipeline.sh for real on the tiny model, METHODS="orpo kto": trained, judged, tabled, reported."""
+    root = tmp_path / "root"
+    env = clean_env(MODEL=str(tiny_model_dir), ROOT=str(root), METHODS="orpo kto", OMP_NUM_THREADS="1")
+    done = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "pipeline.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    table = (root / "judge" / "delta_pq_table.md").read_text()
+    rows = [line.split("|")[1].strip() for line in table.splitlines()[2:] if line.startswith("| ")]
+    assert rows == ["dpo-chosen-gold-chosen", "kto-chosen-gold-chosen", "orpo-chosen-gold-chosen"]
+    nickname = tiny_model_dir.name
+    for method in ("orpo", "kto"):
+        summary = json.loads(
+            (
+                root
+                / "models"
+                / "Sample"
+                / nickname
+                / f"{method}_chosen"
+                / "adapter"
+                / "training_summary.json"
+            ).read_text()
+        )
+        starts = "sft_chosen/merged" if method == "kto" else str(tiny_model_dir.resolve())
+        assert summary["base_model"].endswith(starts)
+    page = layout.report_path(root).read_text(encoding="utf-8")
+    for method in ("orpo", "kto"):
+        assert f"{method}_Persona(training_type=chosen, inference_type=gold-chosen).jsonl" in page
+        assert f"dpo-chosen-none_vs_{method}-chosen-gold-chosen" in page
