@@ -114,7 +114,7 @@ class Arguments(OverwriteArguments, LimitArguments, ShardArguments, GeneratorArg
     results_save_dir: str = field(default=config.results_save_dir, metadata={"help": "Root for generations."})
     # data
     max_train_samples: int | None = field(
-        default=None, metadata={"help": "Use only the first N training rows."}
+        default=None, metadata={"help": "Use only the first N rows of each training split (ORPO reads two)."}
     )
     max_eval_samples: int | None = field(
         default=None, metadata={"help": "Use only the first N validation rows (0: no eval)."}
