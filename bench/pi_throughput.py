@@ -96,7 +96,7 @@ def fake_persona(prompt: str, body: dict | None = None) -> str:
 
 def serve_loopback(latency: float, connection) -> None:
     """Run the loopback server in its own process (as a real server is), answering ``peak`` and ``stop``."""
-    from persona_core.loopback import LoopbackLLMServer
+    from bench.loopback import LoopbackLLMServer
 
     with LoopbackLLMServer(fake_persona, latency=latency) as server:
         connection.send(server.url)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.loopback import LoopbackLLMServer
 from persona_core import layout
-from persona_core.loopback import LoopbackLLMServer
 from tests.conftest import write_preferences, write_tailoring_dataset
 
 ROWS = 4  # preference rows: personas, accuracy and preference answers
