@@ -30,7 +30,7 @@ from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import run_cli
 from persona_core.io import write_json_atomic
 from persona_core.layout import PERSONA_INFERENCE, SAMPLE_PREFERENCES, StageFiles, paper_data_dir
-from persona_core.llm.hf import ROUND_TOKENS
+from persona_core.llm.batching import ROUND_TOKENS
 
 PAPER_DATA = paper_data_dir() / "persona-inference-BeaverTails"
 
@@ -177,9 +177,9 @@ def time_alone(backend, requests, generation) -> tuple[float, dict]:
     import torch
 
     from persona_core.llm.base import Completion, cut_at_stop
-    from persona_core.llm.hf import answer_length
+    from persona_core.llm.batching import answer_length
 
-    model, tokenizer, ends = backend.model, backend.tokenizer, backend.end_ids()
+    model, tokenizer, ends = backend.model, backend.tokenizer, backend.engine.end_ids()
     completions = {}
     start = time.perf_counter()
     for request in requests:
@@ -192,7 +192,7 @@ def time_alone(backend, requests, generation) -> tuple[float, dict]:
                 ids,
                 attention_mask=torch.ones_like(ids),
                 max_new_tokens=generation.max_tokens,
-                **backend.generate_kwargs(generation),
+                **backend.engine.generate_kwargs(generation),
             )
         new = output[0, ids.shape[1] :].tolist()
         n_new = answer_length(new, ends)
