@@ -22,8 +22,9 @@ MAX_TRAIN_SAMPLES=${MAX_TRAIN_SAMPLES-16}        # empty: all rows
 BETA=${BETA:-0.1}
 source scripts/lib/tailoring.sh
 
-eval "$("$PYTHON" -m persona_core.layout pt_model --model_save_dir "$MODELS" --dataset_name "$DATASET" \
-    --model_nickname "$PT_NICKNAME" --method sft --training_type "$TRAINING_TYPE")"
+source scripts/lib/layout.sh
+layout_paths pt_model --model_save_dir "$MODELS" --dataset_name "$DATASET" --model_nickname "$PT_NICKNAME" \
+    --method sft --training_type "$TRAINING_TYPE" -- MERGED MERGED_DONE
 if [ ! -f "$MERGED_DONE" ]; then
     echo "no merged SFT model in $MERGED: running scripts/sft.sh first"
     bash scripts/sft.sh
