@@ -23,6 +23,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,8 +31,17 @@ from pathlib import Path
 
 from persona_core.arguments import DTYPES as HF_DTYPES
 from persona_core.cli import parse_args
-from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT
+from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT, resolve_model_name
 from persona_core.errors import UsageError, run_cli
+from persona_core.io import write_json_atomic
+from persona_core.llm import make_llm
+from persona_core.llm.base import GenerationConfig, Request
+from persona_inference.model.inference import GUIDED_PREFIX
+
+if not __package__:  # run as a path (python bench/x.py): `bench` imports from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench.pi_throughput import load_requests  # noqa: E402 (after the path above)
 
 VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
 ENGINES = ("hf_chat", "vllm", "vllm_serve")
@@ -94,8 +104,6 @@ def check_arguments(args: Arguments) -> None:
 
 
 def generation_settings(args: Arguments):
-    from persona_core.llm.base import GenerationConfig
-
     return GenerationConfig(temperature=0.0, max_tokens=args.max_tokens, stop=("\n",))
 
 
@@ -115,8 +123,6 @@ def run_hf_chat(args: Arguments, requests, generation) -> dict:
     import gc
 
     import torch
-
-    from persona_core.llm import make_llm
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -140,8 +146,6 @@ def run_hf_chat(args: Arguments, requests, generation) -> dict:
 
 def run_vllm_in_process(args: Arguments, requests) -> dict:
     """This module with ``--worker`` in vLLM's environment (vLLM cannot be imported here)."""
-    from persona_core.io import write_json_atomic
-
     with tempfile.TemporaryDirectory(prefix="bench-engines-") as folder:
         requests_file = Path(folder) / "requests.json"
         write_json_atomic(requests_file, [asdict(r) for r in requests])
@@ -168,10 +172,6 @@ def run_vllm_in_process(args: Arguments, requests) -> dict:
 
 def worker(args: Arguments) -> int:
     """In vLLM's environment: start the engine, generate, write start time, seconds and texts beside the requests."""
-    from persona_core.io import write_json_atomic
-    from persona_core.llm import make_llm
-    from persona_core.llm.base import Request
-
     requests_file = Path(args.worker)
     requests = [Request(**r) for r in json.loads(requests_file.read_text(encoding="utf-8"))]
     start = time.perf_counter()
@@ -191,9 +191,6 @@ def vllm_options(args: Arguments) -> dict:
 def run_vllm_serve(args: Arguments, requests, generation) -> dict:
     """Start a server, time it until /health answers, then generate through the toolkit's OpenAI backend."""
     from urllib.request import urlopen
-
-    from persona_core.embedded import resolve_model_name
-    from persona_core.llm import make_llm
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -277,10 +274,6 @@ def main(argv: list[str] | None = None) -> int:
         return worker(args)
     check_arguments(args)
     from transformers import AutoTokenizer
-
-    from bench.pi_throughput import load_requests
-    from persona_core.embedded import resolve_model_name
-    from persona_inference.model.inference import GUIDED_PREFIX
 
     requests, _, path = load_requests(args.dataset_name, args.prompts, GUIDED_PREFIX)
     generation = generation_settings(args)

@@ -28,6 +28,7 @@ from persona_core.cli import parse_args
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import run_cli
 from persona_core.io import read_records, write_json_atomic
+from persona_tailoring.evaluation import run_judge
 
 FIXTURE = Path(__file__).parent / "fixtures" / "obvious_pairs.jsonl"
 MODES = ("probability", "text")
@@ -61,8 +62,6 @@ def write_sides(folder: Path, rows: list[dict]) -> tuple[Path, Path]:
 
 
 def judge(args: Arguments, mode: str, base: Path, test: Path, out: Path) -> dict:
-    from persona_tailoring.evaluation import run_judge
-
     argv = ["--base_file", str(base), "--test_file", str(test), "--output_dir", str(out), "--verdict", mode]
     argv += ["--judge_model_name", args.judge_model_name, "--metrics", *args.metrics]
     argv += ["--batch_size", str(args.batch_size), "--verdict_retries", "0"]

@@ -19,6 +19,7 @@ repository root::
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 import zlib
@@ -26,11 +27,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from persona_core.cli import parse_args
+from persona_core.data import load_split
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import run_cli
 from persona_core.io import write_json_atomic
 from persona_core.layout import PERSONA_INFERENCE, SAMPLE_PREFERENCES, StageFiles, paper_data_dir
-from persona_core.llm.batching import ROUND_TOKENS
+from persona_core.llm import ModelType, make_llm
+from persona_core.llm.base import Completion, GenerationConfig, cut_at_stop
+from persona_core.llm.batching import ROUND_TOKENS, answer_length
+from persona_core.llm.hf import HFBackend, load_model_and_tokenizer
+from persona_core.prompts import load_template
+from persona_core.runner import run_requests
+from persona_inference import PROMPT_DIR
+from persona_inference.model.inference import GUIDED_PREFIX, PERSONA_PREFIX, build_requests
+
+if not __package__:  # run as a path (python bench/x.py): `bench` imports from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench.loopback import LoopbackLLMServer  # noqa: E402 (after the path above)
 
 PAPER_DATA = paper_data_dir() / "persona-inference-BeaverTails"
 
@@ -73,11 +87,6 @@ def load_requests(dataset_name: str | None, count: int, prefix: str):
 
     ``prefix`` is the answer's opening, as run_model sends it to this kind of backend.
     """
-    from persona_core.data import load_split
-    from persona_core.prompts import load_template
-    from persona_inference import PROMPT_DIR
-    from persona_inference.model.inference import build_requests
-
     path = dataset_name or str(PAPER_DATA if PAPER_DATA.exists() else SAMPLE_PREFERENCES)
     dataset = load_split(path)
     name = "BeaverTails" if path == str(PAPER_DATA) else Path(path).stem
@@ -96,8 +105,6 @@ def fake_persona(prompt: str, body: dict | None = None) -> str:
 
 def serve_loopback(latency: float, connection) -> None:
     """Run the loopback server in its own process (as a real server is), answering ``peak`` and ``stop``."""
-    from bench.loopback import LoopbackLLMServer
-
     with LoopbackLLMServer(fake_persona, latency=latency) as server:
         connection.send(server.url)
         while connection.recv() == "peak":
@@ -106,10 +113,6 @@ def serve_loopback(latency: float, connection) -> None:
 
 
 def time_api(requests, meta, server_url: str, concurrency: int, args: Arguments) -> tuple[float, dict]:
-    from persona_core.llm import ModelType, make_llm
-    from persona_core.llm.base import GenerationConfig
-    from persona_core.runner import run_requests
-
     llm = make_llm(
         ModelType.open_ai, "loopback", base_url=server_url, concurrency=concurrency, request_timeout=30
     )
@@ -126,8 +129,6 @@ def time_api(requests, meta, server_url: str, concurrency: int, args: Arguments)
 
 def bench_api(args: Arguments) -> dict:
     import multiprocessing
-
-    from persona_inference.model.inference import PERSONA_PREFIX
 
     requests, meta, path = load_requests(args.dataset_name, args.requests, PERSONA_PREFIX)
     ours, theirs = multiprocessing.Pipe()
@@ -176,9 +177,6 @@ def time_alone(backend, requests, generation) -> tuple[float, dict]:
     """The baseline: plain ``model.generate`` on each prompt alone, with the backend's prompts and settings."""
     import torch
 
-    from persona_core.llm.base import Completion, cut_at_stop
-    from persona_core.llm.batching import answer_length
-
     model, tokenizer, ends = backend.model, backend.tokenizer, backend.engine.end_ids()
     completions = {}
     start = time.perf_counter()
@@ -204,10 +202,6 @@ def time_alone(backend, requests, generation) -> tuple[float, dict]:
 
 def bench_local(args: Arguments) -> dict:
     import torch
-
-    from persona_core.llm.base import GenerationConfig
-    from persona_core.llm.hf import HFBackend, load_model_and_tokenizer
-    from persona_inference.model.inference import GUIDED_PREFIX
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -35,9 +35,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from persona_core.cli import parse_args
+from persona_core.data import load_splits
 from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT, resolve_model_name
-from persona_core.errors import UsageError
+from persona_core.errors import UsageError, run_cli
 from persona_core.layout import paper_data_dir
+from persona_tailoring.model.generate import (
+    GeneratorArguments,
+    generate_completions,
+    load_generator,
+    tailored_generation,
+)
+from persona_tailoring.model.run_model import Arguments as RunArguments
+from persona_tailoring.model.templates import InferenceType, PromptStyle, TrainingType, inference_personas
+from persona_tailoring.model.train import build_trainer, model_dirs, pick_split
 
 PAPER_DATA = paper_data_dir() / "persona-tailoring-BeaverTails"
 SAMPLE_DATA = REPO_ROOT / "data" / "sample-tailoring"
@@ -127,10 +137,6 @@ def load_loads() -> tuple[float, float, float]:
 
 def gold_chosen_inputs(path: str, dataset_name: str, count: int) -> tuple[list[str], list[str]]:
     """Model inputs (gold chosen persona, as for ``--inference_type gold-chosen``) and primers of the first test rows."""
-    from persona_core.data import load_splits
-    from persona_tailoring.model.templates import InferenceType, PromptStyle, TrainingType, inference_personas
-    from persona_tailoring.model.train import pick_split
-
     test = pick_split(load_splits(path), "test", path, count)
     personas = inference_personas(test, InferenceType.gold_chosen, dataset_name, "test")
     style = PromptStyle.for_run(TrainingType.chosen, dataset_name)
@@ -141,13 +147,6 @@ def gold_chosen_inputs(path: str, dataset_name: str, count: int) -> tuple[list[s
 
 def bench_generation(args: Arguments, path: str, dataset_name: str) -> dict:
     import torch
-
-    from persona_tailoring.model.generate import (
-        GeneratorArguments,
-        generate_completions,
-        load_generator,
-        tailored_generation,
-    )
 
     prompts, prefills = gold_chosen_inputs(path, dataset_name, args.prompts)
     llm = load_generator(
@@ -233,9 +232,6 @@ def time_training(
     Every variant gets the same rows in the same (seeded) order; the first optimizer step is the warm-up.
     """
     from transformers import PrinterCallback, ProgressCallback
-
-    from persona_tailoring.model.run_model import Arguments as RunArguments
-    from persona_tailoring.model.train import build_trainer, model_dirs
 
     with tempfile.TemporaryDirectory(prefix="pt-bench-") as folder:
         run_args = RunArguments(
@@ -462,6 +458,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from persona_core.errors import run_cli
-
     run_cli(main)

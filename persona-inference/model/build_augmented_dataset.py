@@ -28,6 +28,7 @@ from persona_core.cli import parse_args, public_args
 from persona_core.data import Partition, partition_range
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import UsageError, run_cli
+from persona_core.io import atomic_output, read_records
 from persona_core.layout import (
     DATASET_CARD_FILE,
     DATASET_DICT_FILE,
@@ -41,6 +42,8 @@ from persona_core.layout import (
     pi_run_dir,
     row_key,
 )
+from persona_core.preferences import load_preferences
+from persona_core.secrets import get_key, load_env
 from persona_inference.model.arguments import DataArguments, ResultsArguments
 from persona_inference.model.run_model import Arguments as RunModelArguments
 
@@ -102,8 +105,6 @@ def result_files(args: Arguments) -> list[StageFiles]:
 
 def read_results(stages: list[StageFiles]) -> dict[str, dict]:
     """Records by id: each stage's final file, else its checkpoint (a run with failures only has that)."""
-    from persona_core.io import read_records
-
     records = {}
     for files in stages:
         if files.results.is_file():
@@ -228,8 +229,6 @@ def check_complete(
 def augment(args: Arguments):
     """(the dataset with both persona columns, its rows as read, the run's stages), after every check (nothing is
     written here). The rows are read as persona inference read them (same columns, same bad rows skipped)."""
-    from persona_core.preferences import load_preferences
-
     preferences = load_preferences(
         args.dataset_name,
         args.inference_split,
@@ -379,8 +378,6 @@ def check_output_folder(folder: Path) -> None:
 def save_dataset_atomic(dataset_dict, folder: Path, card: str | None = None) -> None:
     """``save_to_disk`` (and the dataset card) through ``persona_core.io.atomic_output``: an error never leaves a
     partial folder."""
-    from persona_core.io import atomic_output
-
     check_output_folder(folder)
     with atomic_output(folder, folder=True) as tmp:
         dataset_dict.save_to_disk(str(tmp))
@@ -399,8 +396,6 @@ def push_card(repo_id: str, card: str, token: str) -> None:
 
 
 def push(dataset_dict, args: Arguments, saved: Path, card: str) -> None:
-    from persona_core.secrets import get_key
-
     token = get_key("hf_write")
     try:
         dataset_dict.push_to_hub(args.new_dataset_name, config_name=args.inference_split, token=token)
@@ -415,8 +410,6 @@ def push(dataset_dict, args: Arguments, saved: Path, card: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
     if args.push_to_hub:
-        from persona_core.secrets import get_key, load_env
-
         if not args.new_dataset_name or args.new_dataset_name.count("/") != 1:
             raise UsageError("--push_to_hub needs --new_dataset_name as a Hub repo id 'owner/name'")
         load_env()

@@ -40,6 +40,7 @@ from persona_core.layout import (
     augmented_dataset_dir,
     tailoring_dataset_dir,
 )
+from persona_core.preferences import load_preferences
 from persona_inference.model.arguments import PreferenceArguments
 from persona_inference.model.build_augmented_dataset import check_output_folder, save_dataset_atomic
 
@@ -260,8 +261,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
     output = Path(args.output)
     check_output_folder(output)
-    from persona_core.preferences import load_preferences
-
     preferences = load_preferences(
         args.dataset_name, args.config, args.split, args.cache_dir, args.columns(), args.skip_bad_rows
     )
