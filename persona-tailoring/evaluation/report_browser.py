@@ -80,23 +80,17 @@ def same_run(a: PIRun, b: PIRun) -> bool:
     return (a.split, a.run_name) == (b.split, b.run_name)
 
 
+def answers_about(pi: PIRun, judged: list[PIRun]) -> list[tuple[str, dict]]:
+    """(judge model, answer) of every judge answer about ``pi``'s personas in the same split and run."""
+    return [
+        (j.model, r) for j in judged if same_run(j, pi) for r in j.records if r["persona_model"] == pi.model
+    ]
+
+
 def pi_rows(pi: PIRun, run: Run) -> tuple[list[tuple[str, list[str]]], str | None]:
     """One block per dataset row: prompt, both responses, both personas, the accuracy and preference answers."""
     data, note = preference_rows(pi)
-    accuracy = [
-        (j.model, r)
-        for j in run.accuracy
-        if same_run(j, pi)
-        for r in j.records
-        if r["persona_model"] == pi.model
-    ]
-    prefs = [
-        (j.model, r)
-        for j in run.prefs
-        if same_run(j, pi)
-        for r in j.records
-        if r["persona_model"] == pi.model
-    ]
+    accuracy, prefs = answers_about(pi, run.accuracy), answers_about(pi, run.prefs)
     pref_outcomes = {
         (judge, o["row"]): o["outcome"]
         for judge in {j for j, _ in prefs}
