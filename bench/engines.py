@@ -23,6 +23,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,8 +31,17 @@ from pathlib import Path
 
 from persona_core.arguments import DTYPES as HF_DTYPES
 from persona_core.cli import parse_args
-from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT
+from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT, resolve_model_name
 from persona_core.errors import UsageError, run_cli
+from persona_core.io import write_json_atomic
+from persona_core.llm import make_llm
+from persona_core.llm.base import GenerationConfig, Request
+from persona_inference.model.inference import GUIDED_PREFIX
+
+if not __package__:  # run as a path (python bench/x.py): `bench` imports from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench.pi_throughput import load_requests  # noqa: E402 (after the path above)
 
 VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
 ENGINES = ("hf_chat", "vllm", "vllm_serve")
@@ -75,28 +85,29 @@ class Arguments:
         },
     )
 
+    def check(self) -> None:
+        if self.worker:  # started by this module with flags it checked
+            return
+        unknown = [e for e in self.engines if e not in ENGINES]
+        if unknown:
+            raise UsageError(f"unknown engine '{unknown[0]}': choose from {', '.join(ENGINES)}")
+        if "hf_chat" not in self.engines:
+            raise UsageError("the comparison is against hf_chat: keep hf_chat in --engines")
+        if self.hf_dtype not in HF_DTYPES:
+            raise UsageError(f"unknown --hf_dtype '{self.hf_dtype}': choose from {', '.join(HF_DTYPES)}")
+        for name in ("prompts", "max_tokens", "batch_size", "concurrency", "max_model_len"):
+            if getattr(self, name) <= 0:
+                raise UsageError(f"--{name} must be positive")
+        if any(e != "hf_chat" for e in self.engines) and not VLLM_PYTHON.exists():
+            raise UsageError(
+                "vLLM's environment .venv-vllm is missing: run `bash scripts/setup.sh --vllm`, or pass --engines hf_chat"
+            )
 
-def check_arguments(args: Arguments) -> None:
-    unknown = [e for e in args.engines if e not in ENGINES]
-    if unknown:
-        raise UsageError(f"unknown engine '{unknown[0]}': choose from {', '.join(ENGINES)}")
-    if "hf_chat" not in args.engines:
-        raise UsageError("the comparison is against hf_chat: keep hf_chat in --engines")
-    if args.hf_dtype not in HF_DTYPES:
-        raise UsageError(f"unknown --hf_dtype '{args.hf_dtype}': choose from {', '.join(HF_DTYPES)}")
-    for name in ("prompts", "max_tokens", "batch_size", "concurrency", "max_model_len"):
-        if getattr(args, name) <= 0:
-            raise UsageError(f"--{name} must be positive")
-    if any(e != "hf_chat" for e in args.engines) and not VLLM_PYTHON.exists():
-        raise UsageError(
-            "vLLM's environment .venv-vllm is missing: run `bash scripts/setup.sh --vllm`, or pass --engines hf_chat"
-        )
+    def generation(self) -> GenerationConfig:
+        return GenerationConfig(temperature=0.0, max_tokens=self.max_tokens, stop=("\n",))
 
-
-def generation_settings(args: Arguments):
-    from persona_core.llm.base import GenerationConfig
-
-    return GenerationConfig(temperature=0.0, max_tokens=args.max_tokens, stop=("\n",))
+    def vllm_options(self) -> dict:
+        return {"dtype": self.dtype, "max_model_len": self.max_model_len}
 
 
 def timed_generate(llm, requests, generation) -> tuple[float, dict[str, str]]:
@@ -111,17 +122,17 @@ def timed_generate(llm, requests, generation) -> tuple[float, dict[str, str]]:
     return seconds, {key: c.text for key, c in completions.items()}
 
 
-def run_hf_chat(args: Arguments, requests, generation) -> dict:
+def run_hf_chat(
+    model_name: str, requests, generation, batch_size: int, dtype: str, threads: int | None
+) -> dict:
     import gc
 
     import torch
 
-    from persona_core.llm import make_llm
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if threads:
+        torch.set_num_threads(threads)
     start = time.perf_counter()
-    llm = make_llm("hf_chat", args.model_name, batch_size=args.batch_size, dtype=args.hf_dtype)
+    llm = make_llm("hf_chat", model_name, batch_size=batch_size, dtype=dtype)
     started = time.perf_counter() - start
     seconds, texts = timed_generate(llm, requests, generation)
     placed = {"device": str(llm.model.device), "dtype": str(llm.model.dtype).removeprefix("torch.")}
@@ -138,10 +149,8 @@ def run_hf_chat(args: Arguments, requests, generation) -> dict:
     }
 
 
-def run_vllm_in_process(args: Arguments, requests) -> dict:
+def run_vllm_in_process(model_name: str, max_tokens: int, engine_options: dict, requests) -> dict:
     """This module with ``--worker`` in vLLM's environment (vLLM cannot be imported here)."""
-    from persona_core.io import write_json_atomic
-
     with tempfile.TemporaryDirectory(prefix="bench-engines-") as folder:
         requests_file = Path(folder) / "requests.json"
         write_json_atomic(requests_file, [asdict(r) for r in requests])
@@ -152,13 +161,13 @@ def run_vllm_in_process(args: Arguments, requests) -> dict:
             "--worker",
             str(requests_file),
             "--model_name",
-            args.model_name,
+            model_name,
             "--max_tokens",
-            str(args.max_tokens),
+            str(max_tokens),
             "--dtype",
-            args.dtype,
+            engine_options["dtype"],
             "--max_model_len",
-            str(args.max_model_len),
+            str(engine_options["max_model_len"]),
         ]
         done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
         if done.returncode != 0:
@@ -166,34 +175,24 @@ def run_vllm_in_process(args: Arguments, requests) -> dict:
         return json.loads((Path(folder) / "result.json").read_text(encoding="utf-8"))
 
 
-def worker(args: Arguments) -> int:
+def worker(requests_file: Path, model_name: str, engine_options: dict, generation: GenerationConfig) -> int:
     """In vLLM's environment: start the engine, generate, write start time, seconds and texts beside the requests."""
-    from persona_core.io import write_json_atomic
-    from persona_core.llm import make_llm
-    from persona_core.llm.base import Request
-
-    requests_file = Path(args.worker)
     requests = [Request(**r) for r in json.loads(requests_file.read_text(encoding="utf-8"))]
     start = time.perf_counter()
-    llm = make_llm("vllm", args.model_name, engine_options=vllm_options(args))
+    llm = make_llm("vllm", model_name, engine_options=engine_options)
     started = time.perf_counter() - start
-    seconds, texts = timed_generate(llm, requests, generation_settings(args))
+    seconds, texts = timed_generate(llm, requests, generation)
     write_json_atomic(
         requests_file.with_name("result.json"), {"start_s": started, "seconds": seconds, "texts": texts}
     )
     return 0
 
 
-def vllm_options(args: Arguments) -> dict:
-    return {"dtype": args.dtype, "max_model_len": args.max_model_len}
-
-
-def run_vllm_serve(args: Arguments, requests, generation) -> dict:
+def run_vllm_serve(
+    model_name: str, engine_options: dict, concurrency: int, requests, generation: GenerationConfig
+) -> dict:
     """Start a server, time it until /health answers, then generate through the toolkit's OpenAI backend."""
     from urllib.request import urlopen
-
-    from persona_core.embedded import resolve_model_name
-    from persona_core.llm import make_llm
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -203,7 +202,7 @@ def run_vllm_serve(args: Arguments, requests, generation) -> dict:
         "-m",
         "vllm.entrypoints.openai.api_server",
         "--model",
-        resolve_model_name(args.model_name),
+        resolve_model_name(model_name),
         "--served-model-name",
         "bench",
         "--host",
@@ -211,9 +210,9 @@ def run_vllm_serve(args: Arguments, requests, generation) -> dict:
         "--port",
         str(port),
         "--dtype",
-        args.dtype,
+        engine_options["dtype"],
         "--max-model-len",
-        str(args.max_model_len),
+        str(engine_options["max_model_len"]),
     ]
     if not gpu_present():
         command += ["--enforce-eager", "--kv-cache-memory-bytes", str(1 << 30)]
@@ -230,9 +229,7 @@ def run_vllm_serve(args: Arguments, requests, generation) -> dict:
             except OSError:
                 time.sleep(0.5)
         started = time.perf_counter() - start
-        llm = make_llm(
-            "open_ai", "bench", base_url=f"http://127.0.0.1:{port}/v1", concurrency=args.concurrency
-        )
+        llm = make_llm("open_ai", "bench", base_url=f"http://127.0.0.1:{port}/v1", concurrency=concurrency)
         seconds, texts = timed_generate(llm, requests, generation)
     finally:
         server.terminate()
@@ -273,23 +270,21 @@ def summarize(results: dict[str, dict], requests, tokenizer) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
+    generation = args.generation()
     if args.worker:
-        return worker(args)
-    check_arguments(args)
+        return worker(Path(args.worker), args.model_name, args.vllm_options(), generation)
     from transformers import AutoTokenizer
 
-    from bench.pi_throughput import load_requests
-    from persona_core.embedded import resolve_model_name
-    from persona_inference.model.inference import GUIDED_PREFIX
-
     requests, _, path = load_requests(args.dataset_name, args.prompts, GUIDED_PREFIX)
-    generation = generation_settings(args)
     wall, load = time.perf_counter(), os.getloadavg()
-    results = {"hf_chat": run_hf_chat(args, requests, generation)}
+    hf_chat = run_hf_chat(args.model_name, requests, generation, args.batch_size, args.hf_dtype, args.threads)
+    results = {"hf_chat": hf_chat}
     if "vllm" in args.engines:
-        results["vllm"] = run_vllm_in_process(args, requests)
+        results["vllm"] = run_vllm_in_process(args.model_name, args.max_tokens, args.vllm_options(), requests)
     if "vllm_serve" in args.engines:
-        results["vllm_serve"] = run_vllm_serve(args, requests, generation)
+        results["vllm_serve"] = run_vllm_serve(
+            args.model_name, args.vllm_options(), args.concurrency, requests, generation
+        )
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(args.model_name))
     figures = {
         "data": path,

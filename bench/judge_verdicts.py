@@ -28,6 +28,7 @@ from persona_core.cli import parse_args
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import run_cli
 from persona_core.io import read_records, write_json_atomic
+from persona_tailoring.evaluation import run_judge
 
 FIXTURE = Path(__file__).parent / "fixtures" / "obvious_pairs.jsonl"
 MODES = ("probability", "text")
@@ -60,14 +61,10 @@ def write_sides(folder: Path, rows: list[dict]) -> tuple[Path, Path]:
     return paths
 
 
-def judge(args: Arguments, mode: str, base: Path, test: Path, out: Path) -> dict:
-    from persona_tailoring.evaluation import run_judge
-
+def judge(judge_flags: list[str], mode: str, base: Path, test: Path, out: Path) -> dict:
+    """One run_judge run in ``mode`` on the two sides (``judge_flags``: the judge model and its settings)."""
     argv = ["--base_file", str(base), "--test_file", str(test), "--output_dir", str(out), "--verdict", mode]
-    argv += ["--judge_model_name", args.judge_model_name, "--metrics", *args.metrics]
-    argv += ["--batch_size", str(args.batch_size), "--verdict_retries", "0"]
-    argv += ["--max_tokens", str(args.text_max_tokens)]
-    if run_judge.main(argv) != 0:
+    if run_judge.main([*argv, *judge_flags]) != 0:
         raise SystemExit(f"the {mode} judge run failed")
     (record_path,) = out.rglob("judge.run.json")
     record = json.loads(record_path.read_text())
@@ -92,10 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
     rows = read_records(FIXTURE)[: args.pairs]
     figures = {"judge": args.judge_model_name, "pairs": len(rows), "metrics": args.metrics}
+    judge_flags = ["--judge_model_name", args.judge_model_name, "--metrics", *args.metrics]
+    judge_flags += ["--batch_size", str(args.batch_size), "--verdict_retries", "0"]
+    judge_flags += ["--max_tokens", str(args.text_max_tokens)]
     with tempfile.TemporaryDirectory() as tmp:
         base, test = write_sides(Path(tmp), rows)
         for mode in MODES:
-            figures[mode] = judge(args, mode, base, test, Path(tmp) / mode)
+            figures[mode] = judge(judge_flags, mode, base, test, Path(tmp) / mode)
     prob, text = figures["probability"], figures["text"]
     figures["speedup"] = round(text["seconds_per_verdict"] / prob["seconds_per_verdict"], 1)
     print(

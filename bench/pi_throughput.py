@@ -19,6 +19,7 @@ repository root::
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 import zlib
@@ -26,24 +27,54 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from persona_core.cli import parse_args
+from persona_core.data import load_split
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import run_cli
 from persona_core.io import write_json_atomic
 from persona_core.layout import PERSONA_INFERENCE, SAMPLE_PREFERENCES, StageFiles, paper_data_dir
-from persona_core.llm.hf import ROUND_TOKENS
+from persona_core.llm import ModelType, make_llm
+from persona_core.llm.base import Completion, GenerationConfig, cut_at_stop
+from persona_core.llm.batching import ROUND_TOKENS, answer_length
+from persona_core.llm.hf import HFBackend, load_model_and_tokenizer
+from persona_core.prompts import load_template
+from persona_core.runner import run_requests
+from persona_inference import PROMPT_DIR
+from persona_inference.model.inference import GUIDED_PREFIX, PERSONA_PREFIX, build_requests
+
+if not __package__:  # run as a path (python bench/x.py): `bench` imports from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench.loopback import LoopbackLLMServer  # noqa: E402 (after the path above)
 
 PAPER_DATA = paper_data_dir() / "persona-inference-BeaverTails"
 
 
 @dataclass
-class Arguments:
+class SharedArguments:
+    """The data and generation length both parts use."""
+
     dataset_name: str | None = field(
         default=None,
         metadata={"help": "Preference data (default: BeaverTails paper data if present, else the sample)."},
     )
+    max_tokens: int = field(default=96, metadata={"help": "Maximum new tokens (run_model's default)."})
+    json: str | None = field(default=None, metadata={"help": "Also write the figures to this JSON file."})
+
+
+@dataclass
+class ApiArguments:
+    """The API part: one request at a time vs many in flight, against a loopback server with a fixed latency."""
+
     requests: int = field(default=96, metadata={"help": "API requests per mode."})
     latency: float = field(default=0.2, metadata={"help": "Seconds the loopback server takes per request."})
     concurrency: int = field(default=16, metadata={"help": "Requests in flight in the concurrent mode."})
+    skip_api: bool = field(default=False, metadata={"help": "Skip the API part."})
+
+
+@dataclass
+class LocalArguments:
+    """The local part: the continuously batched backend vs ``model.generate`` on each prompt alone."""
+
     prompts: int = field(default=64, metadata={"help": "Prompts generated per mode on the local model."})
     batch_size: int = field(default=16, metadata={"help": "Rows decoding together in the batched mode."})
     round_tokens: int = field(
@@ -53,7 +84,6 @@ class Arguments:
         default=False,
         metadata={"help": "Also time the backend at batch size 1: its shared prefix without batching."},
     )
-    max_tokens: int = field(default=96, metadata={"help": "Maximum new tokens (run_model's default)."})
     model_name: str = field(
         default=EMBEDDED_MODEL_NAME, metadata={"help": "Local model for the generation part."}
     )
@@ -63,9 +93,12 @@ class Arguments:
     threads: int | None = field(
         default=None, metadata={"help": "torch CPU threads (default: torch's own choice)."}
     )
-    skip_api: bool = field(default=False, metadata={"help": "Skip the API part."})
     skip_local: bool = field(default=False, metadata={"help": "Skip the local generation part."})
-    json: str | None = field(default=None, metadata={"help": "Also write the figures to this JSON file."})
+
+
+@dataclass
+class Arguments(LocalArguments, ApiArguments, SharedArguments):
+    """Every flag of the benchmark."""
 
 
 def load_requests(dataset_name: str | None, count: int, prefix: str):
@@ -73,11 +106,6 @@ def load_requests(dataset_name: str | None, count: int, prefix: str):
 
     ``prefix`` is the answer's opening, as run_model sends it to this kind of backend.
     """
-    from persona_core.data import load_split
-    from persona_core.prompts import load_template
-    from persona_inference import PROMPT_DIR
-    from persona_inference.model.inference import build_requests
-
     path = dataset_name or str(PAPER_DATA if PAPER_DATA.exists() else SAMPLE_PREFERENCES)
     dataset = load_split(path)
     name = "BeaverTails" if path == str(PAPER_DATA) else Path(path).stem
@@ -96,8 +124,6 @@ def fake_persona(prompt: str, body: dict | None = None) -> str:
 
 def serve_loopback(latency: float, connection) -> None:
     """Run the loopback server in its own process (as a real server is), answering ``peak`` and ``stop``."""
-    from persona_core.loopback import LoopbackLLMServer
-
     with LoopbackLLMServer(fake_persona, latency=latency) as server:
         connection.send(server.url)
         while connection.recv() == "peak":
@@ -105,15 +131,12 @@ def serve_loopback(latency: float, connection) -> None:
             server.max_in_flight = 0
 
 
-def time_api(requests, meta, server_url: str, concurrency: int, args: Arguments) -> tuple[float, dict]:
-    from persona_core.llm import ModelType, make_llm
-    from persona_core.llm.base import GenerationConfig
-    from persona_core.runner import run_requests
-
+def time_api(
+    requests, meta, server_url: str, concurrency: int, generation: GenerationConfig
+) -> tuple[float, dict]:
     llm = make_llm(
         ModelType.open_ai, "loopback", base_url=server_url, concurrency=concurrency, request_timeout=30
     )
-    generation = GenerationConfig(max_tokens=args.max_tokens, stop=("\n",))
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         checkpoint = StageFiles(Path(folder), "bench").checkpoint
@@ -124,24 +147,22 @@ def time_api(requests, meta, server_url: str, concurrency: int, args: Arguments)
     return seconds, {i: r["raw_text"] for i, r in records.items()}
 
 
-def bench_api(args: Arguments) -> dict:
+def bench_api(dataset_name: str | None, generation: GenerationConfig, api: ApiArguments) -> dict:
     import multiprocessing
 
-    from persona_inference.model.inference import PERSONA_PREFIX
-
-    requests, meta, path = load_requests(args.dataset_name, args.requests, PERSONA_PREFIX)
+    requests, meta, path = load_requests(dataset_name, api.requests, PERSONA_PREFIX)
     ours, theirs = multiprocessing.Pipe()
-    server = multiprocessing.Process(target=serve_loopback, args=(args.latency, theirs), daemon=True)
+    server = multiprocessing.Process(target=serve_loopback, args=(api.latency, theirs), daemon=True)
     server.start()
     try:
         url = ours.recv() + "/v1"
         time_api(
-            requests[:1], meta, url, 1, args
+            requests[:1], meta, url, 1, generation
         )  # warm-up: SDK import and first-call setup stay out of the timings
-        sequential, seq_texts = time_api(requests, meta, url, 1, args)
+        sequential, seq_texts = time_api(requests, meta, url, 1, generation)
         ours.send("peak")
         seq_peak = ours.recv()
-        concurrent, conc_texts = time_api(requests, meta, url, args.concurrency, args)
+        concurrent, conc_texts = time_api(requests, meta, url, api.concurrency, generation)
         ours.send("peak")
         conc_peak = ours.recv()
     finally:
@@ -152,8 +173,8 @@ def bench_api(args: Arguments) -> dict:
     return {
         "data": path,
         "requests": len(requests),
-        "latency_s": args.latency,
-        "concurrency": args.concurrency,
+        "latency_s": api.latency,
+        "concurrency": api.concurrency,
         "sequential_s": round(sequential, 2),
         "concurrent_s": round(concurrent, 2),
         "speedup": round(sequential / concurrent, 2),
@@ -176,10 +197,7 @@ def time_alone(backend, requests, generation) -> tuple[float, dict]:
     """The baseline: plain ``model.generate`` on each prompt alone, with the backend's prompts and settings."""
     import torch
 
-    from persona_core.llm.base import Completion, cut_at_stop
-    from persona_core.llm.hf import answer_length
-
-    model, tokenizer, ends = backend.model, backend.tokenizer, backend.end_ids()
+    model, tokenizer, ends = backend.model, backend.tokenizer, backend.engine.end_ids()
     completions = {}
     start = time.perf_counter()
     for request in requests:
@@ -192,7 +210,7 @@ def time_alone(backend, requests, generation) -> tuple[float, dict]:
                 ids,
                 attention_mask=torch.ones_like(ids),
                 max_new_tokens=generation.max_tokens,
-                **backend.generate_kwargs(generation),
+                **backend.engine.generate_kwargs(generation),
             )
         new = output[0, ids.shape[1] :].tolist()
         n_new = answer_length(new, ends)
@@ -202,47 +220,42 @@ def time_alone(backend, requests, generation) -> tuple[float, dict]:
     return time.perf_counter() - start, completions
 
 
-def bench_local(args: Arguments) -> dict:
+def bench_local(dataset_name: str | None, generation: GenerationConfig, local: LocalArguments) -> dict:
     import torch
 
-    from persona_core.llm.base import GenerationConfig
-    from persona_core.llm.hf import HFBackend, load_model_and_tokenizer
-    from persona_inference.model.inference import GUIDED_PREFIX
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    requests, _, path = load_requests(args.dataset_name, args.prompts, GUIDED_PREFIX)
-    model, tokenizer = load_model_and_tokenizer(args.model_name, device_map=args.device_map)
-    generation = GenerationConfig(max_tokens=args.max_tokens, stop=("\n",))
+    if local.threads:
+        torch.set_num_threads(local.threads)
+    requests, _, path = load_requests(dataset_name, local.prompts, GUIDED_PREFIX)
+    model, tokenizer = load_model_and_tokenizer(local.model_name, device_map=local.device_map)
 
     def backend(batch_size: int) -> HFBackend:
         return HFBackend(
-            args.model_name,
+            local.model_name,
             batch_size=batch_size,
-            round_tokens=args.round_tokens,
+            round_tokens=local.round_tokens,
             model=model,
             tokenizer=tokenizer,
         )
 
     # Warm-up of both paths (kernels, stop-string tables, and the allocator's pools for batch-sized caches), untimed.
-    time_backend(backend(args.batch_size), requests[: args.batch_size], generation)
+    time_backend(backend(local.batch_size), requests[: local.batch_size], generation)
     time_alone(backend(1), requests[:1], generation)
     timings = {
-        "batched": time_backend(backend(args.batch_size), requests, generation),
+        "batched": time_backend(backend(local.batch_size), requests, generation),
         "alone": time_alone(backend(1), requests, generation),
     }
-    if args.time_batch_size_1:
+    if local.time_batch_size_1:
         timings["batch_size_1"] = time_backend(backend(1), requests, generation)
     figures = {
         "data": path,
-        "model": args.model_name,
+        "model": local.model_name,
         "device": str(model.device),
         "dtype": str(model.dtype),
         "threads": torch.get_num_threads(),
         "prompts": len(requests),
-        "batch_size": args.batch_size,
-        "round_tokens": args.round_tokens,
-        "max_tokens": args.max_tokens,
+        "batch_size": local.batch_size,
+        "round_tokens": local.round_tokens,
+        "max_tokens": generation.max_tokens,
     }
     alone = timings["alone"][1]
     figures["prompt_tokens_mean"] = round(
@@ -273,15 +286,16 @@ def verdict(value: float, target: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
     figures = {}
+    generation = GenerationConfig(max_tokens=args.max_tokens, stop=("\n",))
     if not args.skip_api:
-        api = figures["api"] = bench_api(args)
+        api = figures["api"] = bench_api(args.dataset_name, generation, args)
         print(
             f"API   {api['requests']} requests, {api['latency_s']}s latency: one at a time {api['sequential_s']}s, "
             f"{api['concurrency']} at once {api['concurrent_s']}s (peak {api['peak_in_flight']['concurrent']} in flight) -> "
             f"{api['speedup']}x ({verdict(api['speedup'], api['target'])} {api['target']}x)"
         )
     if not args.skip_local:
-        local = figures["local"] = bench_local(args)
+        local = figures["local"] = bench_local(args.dataset_name, generation, args)
         alone, batched = local["alone"], local["batched"]
         print(
             f"LOCAL {local['prompts']} prompts (~{local['prompt_tokens_mean']} tokens) on {local['device']} "

@@ -34,10 +34,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from persona_core.arguments import positive
 from persona_core.cli import parse_args
+from persona_core.data import load_splits
 from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT, resolve_model_name
-from persona_core.errors import UsageError
+from persona_core.errors import UsageError, run_cli
 from persona_core.layout import paper_data_dir
+from persona_tailoring.model.generate import (
+    GeneratorArguments,
+    generate_completions,
+    load_generator,
+    tailored_generation,
+)
+from persona_tailoring.model.run_model import Arguments as RunArguments
+from persona_tailoring.model.templates import InferenceType, PromptStyle, TrainingType, inference_personas
+from persona_tailoring.model.train import build_trainer, model_dirs, pick_split
 
 PAPER_DATA = paper_data_dir() / "persona-tailoring-BeaverTails"
 SAMPLE_DATA = REPO_ROOT / "data" / "sample-tailoring"
@@ -45,7 +56,9 @@ PAPER_TRAIN_BATCH_SIZE = 1
 
 
 @dataclass
-class Arguments:
+class SharedArguments:
+    """The data, the model and how often each variant runs, for both parts."""
+
     hf_dataset_name: str | None = field(
         default=None,
         metadata={"help": "Tailoring splits (default: BeaverTails paper data if present, else the sample)."},
@@ -67,9 +80,37 @@ class Arguments:
     rounds: int = field(
         default=1, metadata={"help": "Times each variant runs; the order alternates each round."}
     )
+    json: str | None = field(default=None, metadata={"help": "Also write the figures to this JSON file."})
+
+    def check(self) -> None:
+        if self.threads < 0:
+            raise UsageError("--threads must be 0 (torch's choice) or positive")
+        positive(self, "rounds")
+
+    def data_source(self) -> tuple[str, str]:
+        """(splits folder or Hub id, dataset name) of the run."""
+        path = self.hf_dataset_name or str(PAPER_DATA if PAPER_DATA.exists() else SAMPLE_DATA)
+        default_name = "BeaverTails" if path == str(PAPER_DATA) else "Sample"
+        return path, self.dataset_name or default_name
+
+
+@dataclass
+class GenerationBenchArguments:
+    """The generation part: batched vs one prompt at a time."""
+
     prompts: int = field(default=16, metadata={"help": "Test prompts generated per variant."})
     batch_size: int = field(default=16, metadata={"help": "Prompts per batch in the batched variant."})
     max_new_tokens: int = field(default=64, metadata={"help": "Maximum new tokens per response."})
+    skip_generation: bool = field(default=False, metadata={"help": "Skip the generation part."})
+
+    def check(self) -> None:
+        positive(self, "prompts", "batch_size", "max_new_tokens")
+
+
+@dataclass
+class TrainingBenchArguments:
+    """The training part: the paper's batch size vs a larger one, padded and padding-free."""
+
     training_method: str = field(default="sft", metadata={"help": "Training timed: sft or dpo."})
     train_examples: int = field(
         default=24, metadata={"help": "Training examples per variant (the first step is the warm-up)."}
@@ -78,39 +119,22 @@ class Arguments:
         default=8, metadata={"help": "per_device_train_batch_size of the larger variant."}
     )
     max_length: int = field(default=256, metadata={"help": "Maximum tokens per training sequence."})
-    skip_generation: bool = field(default=False, metadata={"help": "Skip the generation part."})
     skip_training: bool = field(default=False, metadata={"help": "Skip the training part."})
-    json: str | None = field(default=None, metadata={"help": "Also write the figures to this JSON file."})
+
+    def check(self) -> None:
+        if self.training_method not in ("sft", "dpo"):
+            raise UsageError(f"--training_method must be sft or dpo, not '{self.training_method}'")
+        positive(self, "train_examples", "train_batch_size", "max_length")
+        if self.train_examples < 2 * self.train_batch_size:
+            raise UsageError(
+                f"--train_examples ({self.train_examples}) must be at least twice --train_batch_size "
+                f"({self.train_batch_size}): the first step is the warm-up"
+            )
 
 
-def data_source(args: Arguments) -> tuple[str, str]:
-    """(splits folder or Hub id, dataset name) of the run."""
-    path = args.hf_dataset_name or str(PAPER_DATA if PAPER_DATA.exists() else SAMPLE_DATA)
-    default_name = "BeaverTails" if path == str(PAPER_DATA) else "Sample"
-    return path, args.dataset_name or default_name
-
-
-def check_arguments(args: Arguments) -> None:
-    if args.training_method not in ("sft", "dpo"):
-        raise UsageError(f"--training_method must be sft or dpo, not '{args.training_method}'")
-    if args.threads < 0:
-        raise UsageError("--threads must be 0 (torch's choice) or positive")
-    for name in (
-        "rounds",
-        "prompts",
-        "batch_size",
-        "max_new_tokens",
-        "train_examples",
-        "train_batch_size",
-        "max_length",
-    ):
-        if getattr(args, name) <= 0:
-            raise UsageError(f"--{name} must be positive")
-    if args.train_examples < 2 * args.train_batch_size:
-        raise UsageError(
-            f"--train_examples ({args.train_examples}) must be at least twice --train_batch_size ({args.train_batch_size}): "
-            "the first step is the warm-up"
-        )
+@dataclass
+class Arguments(TrainingBenchArguments, GenerationBenchArguments, SharedArguments):
+    """Every flag of the benchmark."""
 
 
 def round_orders(variants: tuple, rounds: int) -> list[tuple]:
@@ -127,10 +151,6 @@ def load_loads() -> tuple[float, float, float]:
 
 def gold_chosen_inputs(path: str, dataset_name: str, count: int) -> tuple[list[str], list[str]]:
     """Model inputs (gold chosen persona, as for ``--inference_type gold-chosen``) and primers of the first test rows."""
-    from persona_core.data import load_splits
-    from persona_tailoring.model.templates import InferenceType, PromptStyle, TrainingType, inference_personas
-    from persona_tailoring.model.train import pick_split
-
     test = pick_split(load_splits(path), "test", path, count)
     personas = inference_personas(test, InferenceType.gold_chosen, dataset_name, "test")
     style = PromptStyle.for_run(TrainingType.chosen, dataset_name)
@@ -139,30 +159,25 @@ def gold_chosen_inputs(path: str, dataset_name: str, count: int) -> tuple[list[s
     return prompts, prefills
 
 
-def bench_generation(args: Arguments, path: str, dataset_name: str) -> dict:
+def bench_generation(
+    shared: SharedArguments, bench: GenerationBenchArguments, path: str, dataset_name: str
+) -> dict:
     import torch
 
-    from persona_tailoring.model.generate import (
-        GeneratorArguments,
-        generate_completions,
-        load_generator,
-        tailored_generation,
-    )
-
-    prompts, prefills = gold_chosen_inputs(path, dataset_name, args.prompts)
+    prompts, prefills = gold_chosen_inputs(path, dataset_name, bench.prompts)
     llm = load_generator(
-        args.model_name, GeneratorArguments(batch_size=args.batch_size, device_map=args.device_map)
+        shared.model_name, GeneratorArguments(batch_size=bench.batch_size, device_map=shared.device_map)
     )
-    generation = tailored_generation(max_tokens=args.max_new_tokens)
+    generation = tailored_generation(max_tokens=bench.max_new_tokens)
     generate_completions(
         llm, prompts[:2], generation, prefills[:2]
     )  # warm-up: kernels, allocator, stop strings
     seconds = {"single": 0.0, "batched": 0.0}
     tokens = {"single": 0, "batched": 0}
     texts = {}
-    for order in round_orders(("batched", "single"), args.rounds):
+    for order in round_orders(("batched", "single"), shared.rounds):
         for variant in order:
-            llm.batch_size = 1 if variant == "single" else args.batch_size
+            llm.batch_size = 1 if variant == "single" else bench.batch_size
             start = time.perf_counter()
             completions = generate_completions(llm, prompts, generation, prefills)
             seconds[variant] += time.perf_counter() - start
@@ -175,16 +190,16 @@ def bench_generation(args: Arguments, path: str, dataset_name: str) -> dict:
     same = sum(a == b for a, b in zip(texts["batched"], texts["single"], strict=True))
     return {
         "data": path,
-        "model": args.model_name,
+        "model": shared.model_name,
         "device": str(llm.model.device),
         "dtype": str(llm.model.dtype),
         "threads": torch.get_num_threads(),
-        "rounds": args.rounds,
+        "rounds": shared.rounds,
         "prompts": len(prompts),
-        "batch_size": args.batch_size,
-        "max_new_tokens": args.max_new_tokens,
+        "batch_size": bench.batch_size,
+        "max_new_tokens": bench.max_new_tokens,
         "prompt_tokens_mean": round(sum(len(llm.tokenizer(p).input_ids) for p in prompts) / len(prompts), 1),
-        "completion_tokens_mean": round(tokens["single"] / args.rounds / len(prompts), 1),
+        "completion_tokens_mean": round(tokens["single"] / shared.rounds / len(prompts), 1),
         "single_s": round(seconds["single"], 2),
         "batched_s": round(seconds["batched"], 2),
         "single_tokens_per_s": round(rate["single"], 2),
@@ -226,7 +241,12 @@ def step_clock(method: str):
 
 
 def time_training(
-    args: Arguments, path: str, dataset_name: str, batch_size: int, padding_free: bool = False
+    shared: SharedArguments,
+    bench: TrainingBenchArguments,
+    path: str,
+    dataset_name: str,
+    batch_size: int,
+    padding_free: bool = False,
 ) -> dict:
     """One epoch over the first ``train_examples`` rows, built as ``run_model --stage train`` builds it.
 
@@ -234,19 +254,16 @@ def time_training(
     """
     from transformers import PrinterCallback, ProgressCallback
 
-    from persona_tailoring.model.run_model import Arguments as RunArguments
-    from persona_tailoring.model.train import build_trainer, model_dirs
-
     with tempfile.TemporaryDirectory(prefix="pt-bench-") as folder:
         run_args = RunArguments(
-            base_model_name=args.model_name,
+            base_model_name=shared.model_name,
             model_nickname="bench",
             dataset_name=dataset_name,
             hf_dataset_name=path,
             model_save_dir=folder,
             results_save_dir=folder,
-            device_map=args.device_map,
-            max_train_samples=args.train_examples,
+            device_map=shared.device_map,
+            max_train_samples=bench.train_examples,
             max_eval_samples=0,
         )
         flags = [
@@ -257,14 +274,14 @@ def time_training(
             "--gradient_accumulation_steps",
             "1",
             "--max_length",
-            str(args.max_length),
+            str(bench.max_length),
             *(["--padding_free", "True"] if padding_free else []),
         ]
-        method = args.training_method
+        method = bench.training_method
         if method == "dpo":  # the base model stands in for the merged SFT model DPO starts from
             merged = model_dirs(run_args, "sft").merged
             merged.parent.mkdir(parents=True)
-            merged.symlink_to(Path(resolve_model_name(args.model_name)).resolve(), target_is_directory=True)
+            merged.symlink_to(Path(resolve_model_name(shared.model_name)).resolve(), target_is_directory=True)
         trainer = build_trainer(run_args, method, flags)
         kept = len(
             trainer.train_dataset
@@ -319,21 +336,25 @@ def count_computed_tokens(trainer) -> dict:
     return counts
 
 
-def bench_training(args: Arguments, path: str, dataset_name: str) -> dict:
+def bench_training(
+    shared: SharedArguments, bench: TrainingBenchArguments, path: str, dataset_name: str
+) -> dict:
     import torch
 
     sizes = {
         "paper": PAPER_TRAIN_BATCH_SIZE,
-        "larger": args.train_batch_size,
-        "padding_free": args.train_batch_size,
+        "larger": bench.train_batch_size,
+        "padding_free": bench.train_batch_size,
     }
     seconds = {v: 0.0 for v in sizes}
     examples = {v: 0 for v in sizes}
     real_tokens = {v: 0 for v in sizes}
     padding, tokens = {}, 0.0
-    for order in round_orders(("larger", "padding_free", "paper"), args.rounds):
+    for order in round_orders(("larger", "padding_free", "paper"), shared.rounds):
         for variant in order:
-            timed = time_training(args, path, dataset_name, sizes[variant], variant == "padding_free")
+            timed = time_training(
+                shared, bench, path, dataset_name, sizes[variant], variant == "padding_free"
+            )
             seconds[variant] += timed["seconds"]
             examples[variant] += timed["examples"]
             real_tokens[variant] += timed["real_tokens"]
@@ -342,17 +363,17 @@ def bench_training(args: Arguments, path: str, dataset_name: str) -> dict:
     token_rate = {v: real_tokens[v] / seconds[v] for v in sizes}
     return {
         "data": path,
-        "model": args.model_name,
-        "method": args.training_method,
+        "model": shared.model_name,
+        "method": bench.training_method,
         "threads": torch.get_num_threads(),
-        "rounds": args.rounds,
-        "examples": args.train_examples,
-        "max_length": args.max_length,
+        "rounds": shared.rounds,
+        "examples": bench.train_examples,
+        "max_length": bench.max_length,
         "tokens_per_example": round(tokens, 1),
         "paper_batch_size": sizes["paper"],
         "larger_batch_size": sizes["larger"],
-        "paper_timed_examples": examples["paper"] // args.rounds,
-        "larger_timed_examples": examples["larger"] // args.rounds,
+        "paper_timed_examples": examples["paper"] // shared.rounds,
+        "larger_timed_examples": examples["larger"] // shared.rounds,
         "paper_s": round(seconds["paper"], 2),
         "larger_s": round(seconds["larger"], 2),
         "paper_examples_per_s": round(rate["paper"], 3),
@@ -362,7 +383,7 @@ def bench_training(args: Arguments, path: str, dataset_name: str) -> dict:
         "padding_free_s": round(seconds["padding_free"], 2),
         "padding_free_examples_per_s": round(rate["padding_free"], 3),
         "padding_free_padding_share": round(padding["padding_free"], 3),
-        "timed_real_tokens": {v: real_tokens[v] // args.rounds for v in sizes},
+        "timed_real_tokens": {v: real_tokens[v] // shared.rounds for v in sizes},
         "real_tokens_per_s": {v: round(token_rate[v], 1) for v in sizes},
         "padding_free_vs_padded_tokens_per_s": round(token_rate["padding_free"] / token_rate["larger"], 2),
     }
@@ -415,8 +436,7 @@ def print_table(figures: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
-    check_arguments(args)
-    path, dataset_name = data_source(args)
+    path, dataset_name = args.data_source()
     if args.threads:
         import torch
 
@@ -424,9 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     start, load_start = time.perf_counter(), load_loads()
     figures: dict = {}
     if not args.skip_generation:
-        figures["generation"] = bench_generation(args, path, dataset_name)
+        figures["generation"] = bench_generation(args, args, path, dataset_name)
     if not args.skip_training:
-        figures["training"] = bench_training(args, path, dataset_name)
+        figures["training"] = bench_training(args, args, path, dataset_name)
     figures["load_average"] = {"start": load_start, "end": load_loads(), "cpus": os.cpu_count()}
     figures["wall_s"] = round(time.perf_counter() - start, 1)
     print(
@@ -462,6 +482,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from persona_core.errors import run_cli
-
     run_cli(main)

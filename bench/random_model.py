@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from persona_core.cli import parse_args
+from persona_core.embedded import embedded_model_path
 from persona_core.errors import UsageError, run_cli
 
 SIZES = {
@@ -74,8 +75,6 @@ class Arguments:
 def load_tokenizer(path: str | None):
     """The tokenizer (a pad token, a chat template): ``path``, else the embedded model's."""
     from transformers import AutoTokenizer
-
-    from persona_core.embedded import embedded_model_path
 
     folder = Path(path) if path else embedded_model_path()
     if not folder.is_dir():

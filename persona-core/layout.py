@@ -1,13 +1,6 @@
 """The contract between stages: every results path, file name, column name and id recipe, in one place.
 
-Python stages import these; bash asks the command line::
-
-    python -m persona_core.layout pipeline --root results/pipeline --dataset Sample \\
-        --pi_nickname SmolLM2-135M-Instruct --pt_nickname SmolLM2-135M-Instruct   # NAME=path lines for `eval`
-    python -m persona_core.layout pi_results --res_dir results/persona-inference \\
-        --model_nickname SmolLM2-135M-Instruct --inference_split Sample --run_name default
-    python -m persona_core.layout datasets ...   # AUGMENTED= and TAILORING= (scripts/build_data.sh)
-    python -m persona_core.layout pt_model ...   # ADAPTER_DONE=, MERGED=, MERGED_DONE= (scripts/dpo.sh)
+Python stages import these; bash scripts ask ``persona_core.layout_cli``.
 
 Each stage writes, in its folder, ``{name}.jsonl`` (final results, written atomically when nothing failed),
 ``{name}.checkpoint.jsonl`` (append-only), ``{name}.run.json`` (the run record) and ``{name}.fingerprint.json``
@@ -17,9 +10,8 @@ Each stage writes, in its folder, ``{name}.jsonl`` (final results, written atomi
 from __future__ import annotations
 
 import hashlib
+import os
 import re
-import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +25,6 @@ MODELS_DIR = REPO_ROOT / "models"
 def paper_data_dir() -> Path:
     """The paper's released data (``save_to_disk`` folders, ``paper-outputs/``): ``$PERSONA_PAPER_DATA``, else
     ``../shared/data`` beside the repository. Benchmarks and optional tests read it; nothing requires it."""
-    import os
-
     return Path(os.environ.get(PAPER_DATA_VARIABLE) or REPO_ROOT.parent / "shared" / "data")
 
 
@@ -351,122 +341,3 @@ def find_pt_models(model_save_dir) -> list[PTModelDirs]:
     """Every trained PT model (``{dataset}/{nickname}/{method}_{training_type}``) under a model folder."""
     folders = map(PTModelDirs, sorted(Path(model_save_dir).glob("*/*/*")))
     return [dirs for dirs in folders if (dirs.adapter / ADAPTER_CONFIG_FILE).is_file()]
-
-
-# --- the pipeline's folders (scripts/pipeline.sh) ---------------------------------------------------------------
-
-
-def pipeline_paths(
-    root, dataset: str, pi_nickname: str, pt_nickname: str, method: str = "dpo"
-) -> dict[str, Path]:
-    """Every folder and file ``scripts/pipeline.sh`` reads or checks, below one results root."""
-    top = results_root_dirs(root)
-    pi_dir = top["pi"]
-    pi = {name: pi_files(pi_dir, pi_nickname, dataset, "default", name) for name in PI_EXPERIMENTS}
-    figures = figures_dir(pi_dir, "default")
-    models = {m: PTModelDirs.of(top["models"], dataset, pt_nickname, m, "chosen") for m in ("sft", "dpo")}
-    generations = top["generations"]
-    with_persona = pt_output_path(generations, dataset, pt_nickname, method, "chosen", "gold-chosen")
-    without_persona = pt_output_path(generations, dataset, pt_nickname, method, "chosen", "none")
-    comparison = comparison_dir(
-        top["judge"], dataset, pt_nickname, f"{method}-chosen-none", f"{method}-chosen-gold-chosen"
-    )
-    win_rate = win_rate_files(comparison)
-    paths = {
-        "PI_DIR": pi_dir,
-        "PI_RUN": pi["persona_inference"].folder,
-        "PERSONAS": pi["persona_inference"].results,
-        "PERSONAS_RUN": pi["persona_inference"].run_record,
-        "ACCURACY": pi["persona_accuracy"].results,
-        "ACCURACY_RUN": pi["persona_accuracy"].run_record,
-        "PREFS": pi["persona_prefs"].results,
-        "FIGURES": figures,
-        "DATASETS": top["datasets"],
-        "AUGMENTED": augmented_dataset_dir(top["datasets"], dataset, pi_nickname, "default"),
-        "AUGMENTED_DONE": augmented_dataset_dir(top["datasets"], dataset, pi_nickname, "default")
-        / DATASET_DICT_FILE,
-        "TAILORING": tailoring_dataset_dir(top["datasets"], dataset),
-        "MODELS": top["models"],
-        "GENERATIONS": generations,
-        "JUDGE_DIR": top["judge"],
-        "WITH_PERSONA": with_persona,
-        "WITHOUT_PERSONA": without_persona,
-        "COMPARISON": comparison,
-        "JUDGMENTS": judge_files(comparison).results,
-        "JUDGE_RUN": judge_files(comparison).run_record,
-        "REPORT": report_path(root),
-    }
-    for method_name, dirs in models.items():
-        key = method_name.upper()
-        paths |= {f"{key}_ADAPTER": dirs.adapter / ADAPTER_CONFIG_FILE, f"{key}_MERGED": dirs.merged}
-        paths[f"{key}_MERGED_DONE"] = dirs.merged / MODEL_CONFIG_FILE
-    paths |= {f"WIN_RATE_{ext.upper()}": path for ext, path in win_rate.items()}
-    for figure in FIGURE_NAMES:
-        png, pdf = figure_paths(figures, figure)
-        paths |= {f"{figure.upper()}_PNG": png, f"{figure.upper()}_PDF": pdf}
-    return paths
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Print paths for bash: ``pipeline`` prints ``NAME=path`` lines (quoted for ``eval``); ``pi_results`` one path."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m persona_core.layout", description=main.__doc__)
-    sub = parser.add_subparsers(dest="what", required=True)
-    pipeline = sub.add_parser("pipeline", help="every path of scripts/pipeline.sh")
-    for flag in ("--root", "--dataset", "--pi_nickname", "--pt_nickname"):
-        pipeline.add_argument(flag, required=True)
-    pi = sub.add_parser("pi_results", help="the final results file of one persona-inference experiment")
-    for flag in ("--res_dir", "--inference_split"):
-        pi.add_argument(flag, required=True)
-    who = pi.add_mutually_exclusive_group(required=True)
-    who.add_argument("--model_nickname")
-    who.add_argument("--model_name", help="the nickname is derived from it, as run_model does")
-    pi.add_argument("--run_name", default="default")
-    pi.add_argument("--experiment", default=PERSONA_INFERENCE, choices=PI_EXPERIMENTS)
-    pi.add_argument("--partition", default=FULL_PARTITION)
-    datasets = sub.add_parser("datasets", help="AUGMENTED= and TAILORING= folders of scripts/build_data.sh")
-    for flag in ("--out_dir", "--inference_split", "--model_nickname", "--run_name"):
-        datasets.add_argument(flag, required=True)
-    datasets.add_argument("--new_dataset_name")
-    pt_model = sub.add_parser(
-        "pt_model", help="ADAPTER_DONE=, MERGED= and MERGED_DONE= of one trained PT model"
-    )
-    for flag in ("--model_save_dir", "--dataset_name", "--model_nickname", "--method", "--training_type"):
-        pt_model.add_argument(flag, required=True)
-    args = parser.parse_args(argv)
-    if args.what == "pi_results":
-        files = pi_files(
-            args.res_dir,
-            args.model_nickname or nickname(args.model_name),
-            args.inference_split,
-            args.run_name,
-            args.experiment,
-            args.partition,
-        )
-        print(files.results)
-        return 0
-    if args.what == "pipeline":
-        paths = pipeline_paths(args.root, args.dataset, args.pi_nickname, args.pt_nickname)
-    elif args.what == "datasets":
-        paths = {
-            "AUGMENTED": augmented_dataset_dir(
-                args.out_dir, args.inference_split, args.model_nickname, args.run_name, args.new_dataset_name
-            ),
-            "TAILORING": tailoring_dataset_dir(args.out_dir, args.inference_split),
-        }
-    else:
-        dirs = PTModelDirs.of(
-            args.model_save_dir, args.dataset_name, args.model_nickname, args.method, args.training_type
-        )
-        paths = {
-            "ADAPTER_DONE": dirs.adapter / ADAPTER_CONFIG_FILE,
-            "MERGED": dirs.merged,
-            "MERGED_DONE": dirs.merged / MODEL_CONFIG_FILE,
-        }
-    print("\n".join(f"{name}={shlex.quote(str(path))}" for name, path in paths.items()))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

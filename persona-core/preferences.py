@@ -31,6 +31,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from enum import Enum
 
+from persona_core.data import load_split
+from persona_core.embedded import resolve_model_name
 from persona_core.errors import UsageError
 from persona_core.layout import PREFERENCE_COLUMNS, ROW_KEY_COLUMN, row_key
 
@@ -139,8 +141,6 @@ def load_preferences(
     skip_bad_rows: bool | None = False,
 ) -> Preferences:
     """Load one split (``persona_core.data.load_split``) and read it in whichever format it has."""
-    from persona_core.data import load_split
-
     dataset = load_split(dataset_name, config, split, cache_dir)
     return read_preferences(dataset, columns, f"dataset '{dataset_name}'", skip_bad_rows)
 
@@ -382,8 +382,6 @@ class TokenCounter:
 
 def load_token_counter(model_name: str, cache_dir: str | None = None) -> TokenCounter:
     """The tokenizer of ``model_name`` (no weights) and its context length, from its config or tokenizer."""
-    from persona_core.embedded import resolve_model_name
-
     path = resolve_model_name(model_name)
     from transformers import AutoConfig, AutoTokenizer
 

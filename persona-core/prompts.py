@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from persona_core.errors import UsageError
+from persona_core.llm.base import Request
 
 
 def dataset_slug(name: str) -> str:
@@ -43,8 +44,6 @@ def chat_request(request_id: str, template: str, prefill: str = "", **values: st
     ``### system``, ``### user`` and ``### assistant``: the optional system message, few-shot turns, and a
     final ``### user`` section holding the question. Few-shot turns help small models keep the format.
     """
-    from persona_core.llm.base import Request
-
     pieces = _SECTION.split(template)
     if len(pieces) == 1:
         return Request(request_id, fill(template, **values).strip(), prefill=prefill)

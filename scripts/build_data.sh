@@ -24,8 +24,9 @@ TAILORING_DATA=${TAILORING_DATA:-}               # default: $DATASETS/persona-ta
 RETRIEVER=${RETRIEVER:-embedding}                # embedding (all-MiniLM-L6-v2) or bm25
 SEED=${SEED:-0}
 
-eval "$("$PYTHON" -m persona_core.layout datasets --out_dir "$DATASETS" --inference_split "$DATASET" \
-    --model_nickname "$PI_NICKNAME" --run_name "$RUN_NAME" ${NEW_DATASET_NAME:+--new_dataset_name "$NEW_DATASET_NAME"})"
+source scripts/lib/layout.sh
+layout_paths datasets --out_dir "$DATASETS" --inference_split "$DATASET" --model_nickname "$PI_NICKNAME" \
+    --run_name "$RUN_NAME" ${NEW_DATASET_NAME:+--new_dataset_name "$NEW_DATASET_NAME"} -- AUGMENTED TAILORING
 TAILORING=${TAILORING_DATA:-$TAILORING}
 augmented=(--dataset_name "$DATA" --inference_split "$DATASET" --run_name "$RUN_NAME" --model "$PI_NICKNAME"
            --res_dir "$PI_DIR" --out_dir "$DATASETS")

@@ -24,7 +24,7 @@ args=(--run_name "$RUN_NAME" --model_name "$PI_MODEL" --model_type "$PI_TYPE" --
 [ -n "$PI_NICKNAME" ] && args+=(--model_nickname "$PI_NICKNAME")
 [ -n "$PI_BASE_URL" ] && args+=(--base_url "$PI_BASE_URL")
 if [ -n "$PI_NICKNAME" ]; then who=(--model_nickname "$PI_NICKNAME"); else who=(--model_name "$PI_MODEL"); fi
-personas=$("$PYTHON" -m persona_core.layout pi_results --res_dir "$PI_DIR" "${who[@]}" --inference_split "$DATASET" \
+personas=$("$PYTHON" -m persona_core.layout_cli pi_results --res_dir "$PI_DIR" "${who[@]}" --inference_split "$DATASET" \
     --run_name "$RUN_NAME" --partition "$PARTITION")
 
 start=$(date +%s)

@@ -36,8 +36,8 @@ ROOT=${ROOT:-results/pipeline}                   # every output of every stage g
 # tiny, which keeps the run short; set TAILORING_DATA=data/sample-tailoring for the larger hand-made splits.
 TAILORING_DATA=${TAILORING_DATA:-}
 
-# --- sizes ---
-EPOCHS=${EPOCHS:-2}                              # SFT and DPO epochs (paper: 10)
+# --- training methods and sizes ---
+EPOCHS=${EPOCHS:-2}                              # epochs of every trained method (paper: 10)
 SFT_LEARNING_RATE=${SFT_LEARNING_RATE:-1e-3}     # high for a 2-epoch CPU demo (paper: 2e-5)
 DPO_LEARNING_RATE=${DPO_LEARNING_RATE:-1e-4}     # (paper: 5e-6)
 BATCH_SIZE=${BATCH_SIZE:-4}
@@ -52,10 +52,27 @@ ORPO_LEARNING_RATE=${ORPO_LEARNING_RATE:-$SFT_LEARNING_RATE}   # ORPO starts fro
 SIMPO_LEARNING_RATE=${SIMPO_LEARNING_RATE:-$DPO_LEARNING_RATE} # SimPO and KTO from the merged SFT model, as DPO
 KTO_LEARNING_RATE=${KTO_LEARNING_RATE:-$DPO_LEARNING_RATE}
 
-# Every folder and file below $ROOT, from the contract module: NAME=path lines (PI_DIR, PERSONAS, AUGMENTED,
-# SFT_MERGED, JUDGMENTS, ...; run the command below to see them all).
-eval "$("$PYTHON" -m persona_core.layout pipeline --root "$ROOT" --dataset "$DATASET" --pi_nickname "$PI_NICKNAME" \
-    --pt_nickname "$PT_NICKNAME")"
+# The paper's chain, each method trained from the previous one's merged model (run_model finds it); the last is
+# judged with and without personas.
+CHAIN=(sft dpo)
+declare -A LEARNING_RATE=([sft]=$SFT_LEARNING_RATE [dpo]=$DPO_LEARNING_RATE [orpo]=$ORPO_LEARNING_RATE
+    [simpo]=$SIMPO_LEARNING_RATE [kto]=$KTO_LEARNING_RATE)
+JUDGED_METHOD=${CHAIN[-1]}
+read -r -a extra_methods <<< "$METHODS"
+for method in "${extra_methods[@]}"; do
+    if [ -z "${LEARNING_RATE[$method]:-}" ]; then
+        echo "error: METHODS names '$method', which is not a tailoring method: use orpo, simpo or kto" >&2
+        exit 2
+    fi
+done
+
+# Every folder and file below $ROOT this script uses, from the layout contract (scripts/lib/layout.sh).
+source scripts/lib/layout.sh
+layout_paths pipeline --root "$ROOT" --dataset "$DATASET" --pi_nickname "$PI_NICKNAME" --pt_nickname "$PT_NICKNAME" \
+    --method "$JUDGED_METHOD" -- \
+    PI_DIR PERSONAS ACCURACY PREFS DATASETS AUGMENTED AUGMENTED_DONE TAILORING MODELS GENERATIONS \
+    WITH_PERSONA WITHOUT_PERSONA JUDGE_DIR JUDGMENTS WIN_RATE_JSON WIN_RATE_PNG WIN_RATE_PDF \
+    ACCURACY_PNG ACCURACY_PDF PREFS_PNG PREFS_PDF SALIENCY_PNG SALIENCY_PDF REPORT
 TAILORING=${TAILORING_DATA:-$TAILORING}
 
 # stage NAME OUTPUT... -- COMMAND...: run COMMAND unless every OUTPUT exists (each module writes its final
@@ -83,8 +100,9 @@ pt=(--base_model_name "$BASE_MODEL" --model_nickname "$PT_NICKNAME" --dataset_na
     --training_type chosen)
 training=(--num_train_epochs "$EPOCHS" --per_device_train_batch_size "$BATCH_SIZE" --gradient_accumulation_steps 1)
 judge_base=(--results_save_dir "$GENERATIONS" --dataset_name "$DATASET" --model_nickname "$PT_NICKNAME"
-    --output_dir "$JUDGE_DIR" --model_type_base dpo --training_type_base chosen --inference_type_base none)
-comparison=("${judge_base[@]}" --model_type_test dpo --training_type_test chosen --inference_type_test gold-chosen)
+    --output_dir "$JUDGE_DIR" --model_type_base "$JUDGED_METHOD" --training_type_base chosen --inference_type_base none)
+comparison=("${judge_base[@]}" --model_type_test "$JUDGED_METHOD" --training_type_test chosen
+    --inference_type_test gold-chosen)
 
 begin=$(date +%s)
 stage "persona inference" "$PERSONAS" -- \
@@ -101,18 +119,19 @@ stage "augmented dataset" "$AUGMENTED_DONE" -- \
 stage "tailoring dataset" "$TAILORING" -- \
     "$PYTHON" -m persona_inference.model.build_tailoring_dataset --dataset_name "$AUGMENTED" --output "$TAILORING" \
     --fewshot_rows 1 --test_fraction 0.25
-stage "SFT" "$SFT_ADAPTER" -- \
-    "$PYTHON" -m persona_tailoring.model.run_model --method sft --stage train "${pt[@]}" "${training[@]}" \
-    --learning_rate "$SFT_LEARNING_RATE"
-stage "SFT merge" "$SFT_MERGED_DONE" -- \
-    "$PYTHON" -m persona_tailoring.model.run_model --method sft --stage merge "${pt[@]}"
-stage "DPO" "$DPO_ADAPTER" -- \
-    "$PYTHON" -m persona_tailoring.model.run_model --method dpo --stage train "${pt[@]}" "${training[@]}" \
-    --learning_rate "$DPO_LEARNING_RATE"
-stage "DPO merge" "$DPO_MERGED_DONE" -- \
-    "$PYTHON" -m persona_tailoring.model.run_model --method dpo --stage merge "${pt[@]}"
+merged_models=()
+for method in "${CHAIN[@]}"; do
+    layout_paths pt_model --model_save_dir "$MODELS" --dataset_name "$DATASET" --model_nickname "$PT_NICKNAME" \
+        --method "$method" --training_type chosen -- ADAPTER_DONE MERGED MERGED_DONE
+    stage "${method^^}" "$ADAPTER_DONE" -- \
+        "$PYTHON" -m persona_tailoring.model.run_model --method "$method" --stage train "${pt[@]}" "${training[@]}" \
+        --learning_rate "${LEARNING_RATE[$method]}"
+    stage "${method^^} merge" "$MERGED_DONE" -- \
+        "$PYTHON" -m persona_tailoring.model.run_model --method "$method" --stage merge "${pt[@]}"
+    merged_models+=("merged ${method^^} model=$MERGED")
+done
 stage "generation with and without personas" "$WITH_PERSONA" "$WITHOUT_PERSONA" -- \
-    "$PYTHON" -m persona_tailoring.model.run_model --method dpo --stage infer "${pt[@]}" \
+    "$PYTHON" -m persona_tailoring.model.run_model --method "$JUDGED_METHOD" --stage infer "${pt[@]}" \
     --inference_type gold-chosen none --max_new_tokens "$MAX_NEW_TOKENS"
 stage "judge" "$JUDGMENTS" -- \
     "$PYTHON" -m persona_tailoring.evaluation.run_judge "${comparison[@]}" --judge_model_type "$JUDGE_TYPE" \
@@ -120,16 +139,14 @@ stage "judge" "$JUDGMENTS" -- \
 stage "win rate" "$WIN_RATE_JSON" "$WIN_RATE_PNG" "$WIN_RATE_PDF" -- \
     "$PYTHON" -m persona_tailoring.evaluation.win_rate "${comparison[@]}" --plot
 # METHODS: each module skips what it finished before (adapter, merged model, outputs, judgments)
-for method in $METHODS; do
-    rate=${method^^}_LEARNING_RATE
+for method in "${extra_methods[@]}"; do
     echo "== $method"
     "$PYTHON" -m persona_tailoring.model.run_model --method "$method" --stage all "${pt[@]}" "${training[@]}" \
-        --learning_rate "${!rate}" --inference_type gold-chosen --max_new_tokens "$MAX_NEW_TOKENS"
+        --learning_rate "${LEARNING_RATE[$method]}" --inference_type gold-chosen --max_new_tokens "$MAX_NEW_TOKENS"
 done
 if [ -n "$METHODS" ]; then
-    echo "== judge and ΔPQ table: $METHODS beside dpo"
-    # shellcheck disable=SC2086  # METHODS holds several words
-    "$PYTHON" -m persona_tailoring.evaluation.run_judge "${judge_base[@]}" --model_type_test $METHODS \
+    echo "== judge and ΔPQ table: $METHODS beside $JUDGED_METHOD"
+    "$PYTHON" -m persona_tailoring.evaluation.run_judge "${judge_base[@]}" --model_type_test "${extra_methods[@]}" \
         --training_type_test chosen --inference_type_test gold-chosen --judge_model_type "$JUDGE_TYPE" \
         --judge_model_name "$JUDGE_MODEL" --max_tokens "$JUDGE_MAX_TOKENS" ${VERDICT:+--verdict "$VERDICT"}
     "$PYTHON" -m persona_tailoring.evaluation.win_rate --comparison_dir "$JUDGE_DIR"
@@ -144,49 +161,18 @@ stage "word saliency" "$SALIENCY_PNG" "$SALIENCY_PDF" -- \
 
 artifacts=(
     "personas=$PERSONAS" "persona accuracy=$ACCURACY" "persona preferences=$PREFS" "augmented dataset=$AUGMENTED"
-    "tailoring dataset=$TAILORING" "merged SFT model=$SFT_MERGED" "merged DPO model=$DPO_MERGED"
+    "tailoring dataset=$TAILORING" "${merged_models[@]}"
     "responses with personas=$WITH_PERSONA" "responses without personas=$WITHOUT_PERSONA"
     "judgments=$JUDGMENTS" "win rates=$WIN_RATE_JSON" "win-rate plot=$WIN_RATE_PNG"
     "persona accuracy plot=$ACCURACY_PNG" "persona preferences plot=$PREFS_PNG" "word saliency=$SALIENCY_PNG"
 )
-"$PYTHON" - "$(($(date +%s) - begin))" "$PERSONAS_RUN" "$ACCURACY_RUN" "$JUDGE_RUN" "$WIN_RATE_JSON" \
-    "${artifacts[@]}" <<'PY'
-import json
-import sys
-from pathlib import Path
-
-seconds, personas_run, accuracy_run, judge_run, win_rate, *artifacts = sys.argv[1:]
-load = lambda path: json.loads(Path(path).read_text())  # noqa: E731
-percent = lambda x: "undefined" if x is None or x != x else f"{100 * x:.1f}%"  # noqa: E731 (None or NaN)
-
-print(f"\n== summary ({seconds}s)")
-for artifact in artifacts:
-    name, path = artifact.split("=", 1)
-    print(f"{'✓' if Path(path).exists() else '✗ missing'}  {name:27} {path}")
-
-inference = load(personas_run)
-print(f"\npersonas well-formed:        {inference['well_formed']}/{inference['stats']['total']}")
-print(f"rows, same persona per side: {inference['identical_sides']} identical, {inference['near_identical_sides']} nearly "
-      f"(of {inference['rows']} rows)")
-for row in load(accuracy_run)["summary"]:
-    print(f"persona accuracy, {row['side'] + ':':9}  {percent(row['accuracy'])} of {row['valid']} valid "
-          f"answers ({row['invalid']} invalid)")
-judge = load(judge_run)
-verdicts = judge["verdicts"]
-print(f"judge verdicts:              {judge['verdict_mode']}, {verdicts['invalid_after_retry']}/{verdicts['total']} "
-      f"invalid ({verdicts['invalid_first_attempt']} on the first attempt)")
-scores = load(win_rate)
-interval = lambda ci: "" if not ci else f" [{ci[0]:.3f}, {ci[1]:.3f}]"  # noqa: E731
-number = lambda x, ci, fmt: "undefined" if x is None else f"{x:{fmt}}{interval(ci)}"  # noqa: E731
-for metric in ("personalization", "response_quality"):
-    s = scores[metric]
-    ties = "" if s["win_rate"] is not None else f" ({s['counts']['ties']}/{s['n']} pairs tie)"
-    print(f"win rate, {metric + ':':18} {number(s['win_rate'], s['ci95'], '.3f')}{ties}; from the verdicts' "
-          f"probabilities {number(s.get('probability_win_rate'), s.get('probability_ci95'), '.3f')}")
-delta = scores["delta_pq"]
-print(f"ΔPQ:                         {number(delta['value'], delta['ci95'], '+.3f')}; from the verdicts' "
-      f"probabilities {number(delta.get('probability_value'), delta.get('probability_ci95'), '+.3f')}")
-PY
-# Last, one self-contained HTML page of the whole run: the numbers above, the figures, a browser of every row's
-# personas, responses and verdicts, and the run records (it prints its path).
-"$PYTHON" -m persona_tailoring.evaluation.report --root "$ROOT" --output "$REPORT"
+echo
+echo "== summary ($(($(date +%s) - begin))s)"
+for artifact in "${artifacts[@]}"; do
+    if [ -e "${artifact#*=}" ]; then mark="✓"; else mark="✗ missing"; fi
+    printf '%s  %-27s %s\n' "$mark" "${artifact%%=*}" "${artifact#*=}"
+done
+echo
+# The headline numbers, then one self-contained HTML page of the whole run: those numbers, the figures, a browser
+# of every row's personas, responses and verdicts, and the run records (it prints its path last).
+"$PYTHON" -m persona_tailoring.evaluation.report --root "$ROOT" --output "$REPORT" --summary

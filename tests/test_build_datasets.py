@@ -285,7 +285,7 @@ def test_a_duplicated_prompt_retrieves_its_duplicate(tmp_path, retriever):
 
 def test_splits_keep_duplicated_prompts_together_and_follow_the_seed(tmp_path):
     rows = make_rows(48, twins=20)
-    sizes = tailoring.split_sizes(len(rows), tailoring.Arguments())
+    sizes = tailoring.SplitArguments().sizes(len(rows))
     first = tailoring.assign_splits([r["prompt"] for r in rows], sizes, seed=0)
     again = tailoring.assign_splits([r["prompt"] for r in rows], sizes, seed=0)
     other = tailoring.assign_splits([r["prompt"] for r in rows], sizes, seed=1)
@@ -295,7 +295,7 @@ def test_splits_keep_duplicated_prompts_together_and_follow_the_seed(tmp_path):
 
 
 def test_default_sizes_match_the_paper_on_beavertails_sized_data():
-    sizes = tailoring.split_sizes(2948, tailoring.Arguments())
+    sizes = tailoring.SplitArguments().sizes(2948)
     assert sizes == {
         "fewshot": 5,
         "test": 500,

@@ -15,7 +15,8 @@ from persona_core.arguments import BackendArguments, GenerationArguments, RunArg
 from persona_core.cli import parse_args
 from persona_core.errors import UsageError
 from persona_core.io import atomic_output, read_records, write_json_atomic, write_jsonl_atomic
-from persona_core.layout import StageFiles, pipeline_paths
+from persona_core.layout import REPO_ROOT, StageFiles
+from persona_core.layout_cli import pipeline_paths, pt_model_paths
 from persona_core.llm.base import GenerationConfig
 from persona_core.runs import differences, digest, open_run, write_run_record
 
@@ -180,30 +181,32 @@ def test_dtype_loads_the_local_model_in_it_and_enters_the_fingerprint(tiny_model
     assert make_llm("hf_chat", str(tiny_model_dir)).model.dtype == torch.float32  # auto: as stored
 
 
-def test_layout_cli_prints_pipeline_paths_for_bash(tmp_path):
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "persona_core.layout",
-            "pipeline",
-            "--root",
-            str(tmp_path / "r o"),
-            "--dataset",
-            "Sample",
-            "--pi_nickname",
-            "pi",
-            "--pt_nickname",
-            "pt",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    script = out + '\nprintf "%s\\n" "$PERSONAS" "$WITH_PERSONA"'
-    printed = subprocess.run(
-        ["bash", "-c", script], capture_output=True, text=True, check=True
-    ).stdout.splitlines()
-    paths = pipeline_paths(tmp_path / "r o", "Sample", "pi", "pt")
-    assert printed == [str(paths["PERSONAS"]), str(paths["WITH_PERSONA"])]
-    assert printed[1].endswith("dpo_Persona(training_type=chosen, inference_type=gold-chosen).jsonl")
+def test_layout_paths_reads_the_named_paths_into_bash_variables(tmp_path):
+    """scripts/lib/layout.sh: each variable named gets its path (spaces and parentheses kept); a name the
+    contract does not know stops the script with one error line."""
+    root = tmp_path / "r o"
+    script = (
+        'PYTHON="$1"; source scripts/lib/layout.sh\n'
+        'layout_paths pipeline --root "$2" --dataset Sample --pi_nickname pi --pt_nickname pt -- '
+        "WITH_PERSONA PERSONAS\n"
+        "layout_paths pt_model --model_save_dir models --dataset_name Sample --model_nickname pt --method sft "
+        "--training_type chosen -- MERGED_DONE\n"
+        'printf "%s\\n" "$PERSONAS" "$WITH_PERSONA" "$MERGED_DONE"'
+    )
+    command = ["bash", "-euc", script, "-", sys.executable, str(root)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    paths = pipeline_paths(root, "Sample", "pi", "pt")
+    assert done.stdout.splitlines() == [
+        str(paths["PERSONAS"]),
+        str(paths["WITH_PERSONA"]),
+        str(pt_model_paths("models", "Sample", "pt", "sft", "chosen")["MERGED_DONE"]),
+    ]
+    assert paths["WITH_PERSONA"].name == "dpo_Persona(training_type=chosen, inference_type=gold-chosen).jsonl"
+
+    command[2] = script.replace("WITH_PERSONA PERSONAS", "PERSONAS WITH_PERSONAS")
+    refused = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
+    assert refused.returncode != 0 and refused.stdout == ""
+    assert refused.stderr.startswith(
+        "error: pipeline has no path named WITH_PERSONAS: ask for one of PI_DIR,"
+    )
+    assert len(refused.stderr.splitlines()) == 1

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from persona_tailoring.evaluation import degenerate, win_rate
+from persona_tailoring.evaluation import degenerate, win_rate, win_rate_stats
 
 LOOP = "the cat sat. the cat sat. the cat sat."
 
@@ -47,12 +47,12 @@ def texts(lengths) -> list[str]:
 
 
 def lc(codes, base_lengths, test_lengths) -> dict:
-    """The real path: responses -> normalized length difference -> win_rate.summarize."""
+    """The real path: responses -> normalized length difference -> win_rate_stats.summarize."""
     responses = {"base": texts(base_lengths), "test": texts(test_lengths)}
-    return win_rate.summarize({"personalization": codes}, resamples=20, responses=responses)
+    return win_rate_stats.summarize({"personalization": codes}, resamples=20, responses=responses)
 
 
-T, B, TIE, INV = (win_rate.OUTCOME_CODES[k] for k in ("test", "base", "tie", "invalid"))
+T, B, TIE, INV = (win_rate_stats.OUTCOME_CODES[k] for k in ("test", "base", "tie", "invalid"))
 
 
 def test_lc_win_rate_is_close_to_the_raw_one_when_length_is_independent_of_the_verdict():
@@ -107,10 +107,10 @@ def test_a_constant_length_difference_gives_the_raw_win_rate():
 
 
 def test_judgments_without_responses_leave_the_length_parts_undefined():
-    summary = win_rate.summarize({"personalization": [T, B, T]}, resamples=10)
+    summary = win_rate_stats.summarize({"personalization": [T, B, T]}, resamples=10)
     assert "do not record" in summary["responses"]["note"]
     assert summary["personalization"]["lc_win_rate"] is None
-    assert win_rate.responses_by_side([{"id": "p0", "base_response": "a"}]) is None
+    assert win_rate_stats.responses_by_side([{"id": "p0", "base_response": "a"}]) is None
 
 
 def test_cli_reports_repetitive_responses_mean_words_and_lc_win_rate(tmp_path, capsys):
@@ -128,7 +128,7 @@ def test_cli_reports_repetitive_responses_mean_words_and_lc_win_rate(tmp_path, c
             else " ".join(["b"] + [f"x{k}" for k in range(base_words[i] - 1)]),
             "test_response": " ".join(f"y{k}" for k in range(test_words[i])),
         }
-        for metric in win_rate.METRICS
+        for metric in win_rate_stats.METRICS
         for i, outcome in enumerate(outcomes)
     ]
     (folder / "judgments.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

@@ -15,10 +15,10 @@ from pathlib import Path
 import datasets
 import pytest
 
+from bench.loopback import LoopbackLLMServer
 from persona_core.cli import parse_args
 from persona_core.errors import UsageError, run_cli
 from persona_core.layout import DATASET_CARD_FILE, REPO_ROOT, ROW_KEY_COLUMN, pi_files, row_key
-from persona_core.loopback import LoopbackLLMServer
 from persona_core.preferences import PreferenceFormat, load_preferences, read_preferences
 from persona_inference import PROMPT_DIR
 from persona_inference.model import build_augmented_dataset as augmentation

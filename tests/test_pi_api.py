@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.loopback import LoopbackLLMServer
 from persona_core.data import load_split
-from persona_core.loopback import LoopbackLLMServer
 from persona_core.prompts import load_template
 from persona_inference.model import run_model
 from persona_inference.model.inference import PERSONA_PREFIX, build_requests

@@ -14,10 +14,10 @@ import re
 
 import pytest
 
+from bench.loopback import LoopbackLLMServer
 from persona_core.errors import run_cli
 from persona_core.io import read_records
 from persona_core.layout import paper_data_dir
-from persona_core.loopback import LoopbackLLMServer
 from persona_inference.evaluation import accuracy_plot, persona_prefs_plot, word_saliency
 from persona_inference.model import persona_accuracy, persona_prefs, run_model
 

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from persona_core.llm.base import GenerationConfig, Request, cut_at_stop
-from persona_core.llm.hf import MIN_SHARED_PREFIX, HFBackend, load_model_and_tokenizer
+from persona_core.llm.batching import MIN_SHARED_PREFIX
+from persona_core.llm.hf import HFBackend, load_model_and_tokenizer
 from persona_inference.model import run_model
 from tests.conftest import MIXED_PROMPTS, read_jsonl, sharpen, write_preferences
 
@@ -186,13 +187,13 @@ def run_recording_rounds(
     backend: HFBackend, requests: list[Request], generation: GenerationConfig
 ) -> tuple[dict, list[list[int]]]:
     """The backend's completions, and for each decoding round the tokens each of its rows had generated before it."""
-    rounds, decode_round = [], backend.decode_round
+    rounds, decode_round = [], backend.engine.decode_round
 
     def recording(active, on_finished, gen):
         rounds.append([len(s.generated) for s in active])
         return decode_round(active, on_finished, gen)
 
-    backend.decode_round = recording
+    backend.engine.decode_round = recording
     results = {}
     backend.generate(requests, lambda completion: results.__setitem__(completion.id, completion), generation)
     assert sorted(results) == sorted(r.id for r in requests) and all(c.ok for c in results.values())
@@ -236,7 +237,7 @@ def test_continuous_batching_with_a_shared_prefix_equals_generate_alone(
     model, tokenizer = tiny
     requests, stops, expected = staggered
     backend = HFBackend("tiny", batch_size, round_tokens=round_tokens, model=model, tokenizer=tokenizer)
-    prefix = backend.shared_prefix([tokenizer(backend.render(r)).input_ids for r in requests])
+    prefix = backend.engine.shared_prefix([tokenizer(backend.render(r)).input_ids for r in requests])
     assert len(prefix) >= MIN_SHARED_PREFIX  # the prefix really is computed once and shared
     results, rounds = run_recording_rounds(backend, requests, GenerationConfig(max_tokens=14, stop=stops))
     assert {i: c.text for i, c in results.items()} == expected
@@ -290,7 +291,7 @@ def test_sliding_window_models_fall_back_to_padded_batches(tiny, tmp_path):
     torch.manual_seed(0)
     model = MistralForCausalLM(config).eval()
     backend = HFBackend("tiny-mistral", 4, model=model, tokenizer=tokenizer)
-    assert not backend.rows_splittable()
+    assert not backend.engine.rows_splittable()
     results = {}
     backend.generate(
         [Request(str(i), p) for i, p in enumerate(PROMPTS)],

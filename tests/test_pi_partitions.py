@@ -2,8 +2,8 @@
 
 import pytest
 
+from bench.loopback import LoopbackLLMServer
 from persona_core.data import Partition, partition_range
-from persona_core.loopback import LoopbackLLMServer
 from persona_inference.model import run_model
 from tests.conftest import api_args, fake_persona, read_jsonl, write_preferences
 

@@ -3,7 +3,7 @@
 import json
 import sys
 
-from persona_core.loopback import LoopbackLLMServer
+from bench.loopback import LoopbackLLMServer
 from persona_inference.model import run_model
 from tests.conftest import api_args, clean_env, fake_persona, read_jsonl, sigkill_after, write_preferences
 

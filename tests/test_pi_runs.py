@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
+from bench.loopback import LoopbackLLMServer
 from persona_core.errors import run_cli
 from persona_core.layout import pi_files
-from persona_core.loopback import LoopbackLLMServer
 from persona_core.runs import open_run
 from persona_inference import PROMPT_DIR
 from persona_inference.model import run_model

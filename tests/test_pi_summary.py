@@ -3,7 +3,7 @@
 import json
 import re
 
-from persona_core.loopback import LoopbackLLMServer
+from bench.loopback import LoopbackLLMServer
 from persona_inference.model import run_model
 from persona_inference.model.inference import side_agreement, word_overlap
 from tests.conftest import api_args, write_preferences

@@ -26,7 +26,7 @@ def run_pipeline(model: Path, root: Path, log: Path) -> subprocess.CompletedProc
 
 
 def started_modules(log: Path) -> list[str]:
-    """The ``-m`` modules the logged Python command lines ran (``-`` for the summary read from stdin)."""
+    """The ``-m`` modules the logged Python command lines ran."""
     return [
         line.split()[1] if line.startswith("-m ") else line.split()[0]
         for line in log.read_text().splitlines()
@@ -95,7 +95,8 @@ def test_pipeline_produces_every_artifact_then_skips_every_stage(tiny_model_dir,
     )
     assert first.stdout.count(": done in ") == STAGES
     stage_modules = [m for m in started_modules(tmp_path / "first.log") if m.startswith("persona_")]
-    assert len(stage_modules) == STAGES + 2  # every stage, the layout query for the paths, and the report
+    # every stage, the layout queries for the paths (the pipeline's, each trained model's), and the report
+    assert len(stage_modules) == STAGES + 1 + 2 + 1
     check_report(root, first.stdout, test_rows)
 
     second = run_pipeline(tiny_model_dir, root, tmp_path / "second.log")
@@ -104,10 +105,9 @@ def test_pipeline_produces_every_artifact_then_skips_every_stage(tiny_model_dir,
         line for line in second.stdout.splitlines() if line.startswith("== ") and "summary" not in line
     ]
     assert len(stage_lines) == STAGES and all(": skipped (" in line for line in stage_lines)
-    # The rerun started no stage's module: only the layout query, the summary and the report (always rewritten).
+    # The rerun started no stage's module: only the layout queries and the report (always rewritten).
     assert started_modules(tmp_path / "second.log") == [
-        "persona_core.layout",
-        "-",
+        *["persona_core.layout_cli"] * 3,
         "persona_tailoring.evaluation.report",
     ]
     assert "== summary" in second.stdout and "missing" not in second.stdout.split("== summary", 1)[1]
@@ -142,7 +142,7 @@ def run_script(script: str, tmp_path: Path, **variables: str) -> list[list[str]]
     python = tmp_path / "python"
     python.write_text(
         "#!/bin/bash\n"
-        f'if [ "$1 $2" = "-m persona_core.layout" ]; then exec "{sys.executable}" "$@"; fi\n'
+        f'if [ "$1 $2" = "-m persona_core.layout_cli" ]; then exec "{sys.executable}" "$@"; fi\n'
         f'printf "%s\\0" "$@" >> "{log}"; printf "\\n" >> "{log}"\n'
         '[ "$1" = - ] && cat > /dev/null\n'
         "exit 0\n"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.loopback import LoopbackLLMServer
 from persona_core.errors import UsageError
 from persona_core.io import read_records
 from persona_core.layout import PT_OUTPUT_FIELDS, pt_files, pt_output_name
-from persona_core.loopback import LoopbackLLMServer
 from persona_tailoring.model import generate
 from persona_tailoring.model.run_model import main
 from tests.conftest import make_args, sigkill_after, write_tailoring_dataset

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.loopback import LoopbackLLMServer
 from persona_core import layout
 from persona_core.errors import UsageError, run_cli
 from persona_core.layout import paper_data_dir
-from persona_core.loopback import LoopbackLLMServer
 from persona_core.runs import open_run
 from persona_tailoring.evaluation import configuration, run_judge, win_rate
 from persona_tailoring.evaluation.outputs import clean_response, match_rows, read_outputs

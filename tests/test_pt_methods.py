@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from persona_core import layout
-from persona_core.loopback import LoopbackLLMServer
+from bench.loopback import LoopbackLLMServer
 from persona_tailoring.evaluation import run_judge, win_rate
 from persona_tailoring.evaluation.configuration import Method, parse_file_name
 from persona_tailoring.model import templates, train

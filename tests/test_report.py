@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.loopback import LoopbackLLMServer
 from persona_core import layout
-from persona_core.loopback import LoopbackLLMServer
 from tests.conftest import write_preferences, write_tailoring_dataset
 
 ROWS = 4  # preference rows: personas, accuracy and preference answers
@@ -260,6 +260,26 @@ def test_a_persona_inference_run_gives_a_persona_inference_report(run_root, tmp_
         r"Not in this run: trained models, generations, judged comparisons, ΔPQ grid tables", page
     )
     assert len(browsers(page)) == 1
+
+
+def test_the_text_summary_prints_the_headline_numbers_the_page_shows(run_root, capsys):
+    """--summary: the page's headline numbers as text lines, before the page is written."""
+    page = write_report(run_root, "--summary")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{'personas well-formed:':28} 8/8"
+    assert lines[1] == f"{'rows, same persona per side:':28} 1 identical, 0 nearly (of 4 rows)"
+    for side in layout.SIDES:
+        assert f"{f'persona accuracy, {side}:':28} 50.0% of 6 valid answers (2 invalid)" in lines
+    assert f"{'judge verdicts:':28} text, 2/12 invalid (2 on the first attempt)" in lines
+    (personalization,) = [line for line in lines if line.startswith("win rate, personalization:")]
+    assert re.fullmatch(
+        r"win rate, personalization: +1\.000 \[1\.000, 1\.000\]; from the verdicts' probabilities undefined",
+        personalization,
+    )
+    (delta,) = [line for line in lines if line.startswith("ΔPQ:")]
+    assert re.match(r"ΔPQ: +\+0\.667 \[", delta)
+    assert re.search(r"<td>ΔPQ</td>(<td></td>){5}<td>\+0\.667 \[", page)
+    assert lines[-1] == f"report: {layout.report_path(run_root)}"
 
 
 def test_probability_verdicts_and_a_delta_pq_grid_are_shown(run_folder, tmp_path):

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
+from bench.loopback import LoopbackLLMServer
 from persona_core.errors import UsageError, run_cli
-from persona_core.loopback import LoopbackLLMServer
 from persona_tailoring.evaluation import run_judge
 from tests.conftest import read_jsonl
 from tests.test_pt_judge import judge_view, toolkit_outputs, verdict

@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 
+from bench.loopback import LoopbackLLMServer
 from persona_core.layout import paper_data_dir
 from persona_core.llm.base import Request
-from persona_core.loopback import LoopbackLLMServer
 from persona_inference.model import run_model
 from persona_tailoring.evaluation import run_judge, win_rate
 from tests.conftest import api_args, read_jsonl, write_preferences

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from persona_core.errors import run_cli
-from persona_tailoring.evaluation import win_rate
+from persona_tailoring.evaluation import win_rate, win_rate_stats
 
 
 def write_judgments(folder: Path, outcomes: dict[str, list[str]]) -> Path:
@@ -23,7 +23,7 @@ def write_judgments(folder: Path, outcomes: dict[str, list[str]]) -> Path:
 
 
 def test_shares_win_rate_and_delta_pq_by_hand():
-    codes = win_rate.outcome_codes(
+    codes = win_rate_stats.outcome_codes(
         [
             {"id": f"p{i}", "metric": m, "outcome": o}
             for m, values in {
@@ -34,7 +34,7 @@ def test_shares_win_rate_and_delta_pq_by_hand():
         ],
         "fixture",
     )
-    summary = win_rate.summarize(codes, resamples=500, seed=1)
+    summary = win_rate_stats.summarize(codes, resamples=500, seed=1)
     p, q = summary["personalization"], summary["response_quality"]
     assert (p["base_wins"], p["ties"], p["test_wins"], p["invalid"]) == (0.2, 0.2, 0.6, 0.0)
     assert p["win_rate"] == 0.75 and q["win_rate"] == round(1 / 3, 4)
@@ -43,11 +43,13 @@ def test_shares_win_rate_and_delta_pq_by_hand():
     for interval in (p["ci95"], q["ci95"], summary["delta_pq"]["ci95"]):
         assert interval[0] <= interval[1]
     assert p["ci95"][0] <= 0.75 <= p["ci95"][1]
-    assert win_rate.summarize(codes, resamples=500, seed=1) == summary  # fixed seed: same intervals
+    assert win_rate_stats.summarize(codes, resamples=500, seed=1) == summary  # fixed seed: same intervals
 
 
 def test_all_ties_leave_the_win_rate_undefined_not_divided_by_zero():
-    summary = win_rate.summarize({"personalization": [1, 1, 1], "response_quality": [1, 3, 1]}, resamples=50)
+    summary = win_rate_stats.summarize(
+        {"personalization": [1, 1, 1], "response_quality": [1, 3, 1]}, resamples=50
+    )
     assert summary["personalization"]["win_rate"] is None and summary["personalization"]["ci95"] is None
     assert "undefined" in summary["personalization"]["note"]
     assert summary["delta_pq"] == {"value": None, "ci95": None, "undefined_resamples": 50}
@@ -80,7 +82,7 @@ def test_probability_win_rates_average_p_test_and_survive_a_position_biased_judg
     assert "from probabilities 0.600" in capsys.readouterr().out
     # Text verdicts carry no p_test: no probability win rate at all.
     assert (
-        win_rate.summarize({"personalization": [2, 0]}, resamples=10)["personalization"].get(
+        win_rate_stats.summarize({"personalization": [2, 0]}, resamples=10)["personalization"].get(
             "probability_win_rate"
         )
         is None
@@ -90,7 +92,7 @@ def test_probability_win_rates_average_p_test_and_survive_a_position_biased_judg
 def test_resamples_without_a_decisive_verdict_are_counted_not_dropped_silently(tmp_path, capsys):
     # personalization: one win and one tie, so a resample that draws the tie twice has no win rate (about 1 in 4);
     # response quality: a win and a loss, always defined.
-    summary = win_rate.summarize(
+    summary = win_rate_stats.summarize(
         {"personalization": [2, 1], "response_quality": [2, 0]}, resamples=400, seed=3
     )
     p, q, delta = summary["personalization"], summary["response_quality"], summary["delta_pq"]
@@ -109,10 +111,10 @@ def test_resamples_without_a_decisive_verdict_are_counted_not_dropped_silently(t
 
 
 def test_delta_pq_formula():
-    assert win_rate.delta_pq(0.5, 0.5) == 0.0
-    assert win_rate.delta_pq(1.0, 1.0) == 1.0
-    assert win_rate.delta_pq(0.8, 0.4) == pytest.approx(0.2)
-    assert win_rate.delta_pq(None, 0.7) is None
+    assert win_rate_stats.delta_pq(0.5, 0.5) == 0.0
+    assert win_rate_stats.delta_pq(1.0, 1.0) == 1.0
+    assert win_rate_stats.delta_pq(0.8, 0.4) == pytest.approx(0.2)
+    assert win_rate_stats.delta_pq(None, 0.7) is None
 
 
 def test_cli_scores_every_comparison_and_writes_json_csv_and_plots(tmp_path, capsys):

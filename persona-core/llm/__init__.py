@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from enum import Enum
 
+from persona_core.errors import UsageError
+from persona_core.llm.api import AnthropicBackend, CohereBackend, OpenAIBackend, OpenAICompletionsBackend
 from persona_core.llm.base import LLM, Completion, GenerationConfig, Request
+from persona_core.llm.hf import HFBackend
+from persona_core.llm.vllm import VLLMBackend
+from persona_core.secrets import base_url_from_env, get_key
 
 
 class ModelType(str, Enum):
@@ -43,13 +48,8 @@ def make_llm(
     vllm backend's; it quantizes through ``engine_options["quantization"]``, not bitsandbytes flags, and takes its
     dtype from ``engine_options`` too (``dtype`` is hf_chat's: ``auto`` keeps the model's stored dtype).
     """
-    from persona_core.secrets import base_url_from_env, get_key
-
     model_type = ModelType(model_type)
     if model_type == ModelType.vllm:
-        from persona_core.errors import UsageError
-        from persona_core.llm.vllm import VLLMBackend
-
         if load_in_4bit or load_in_8bit:
             raise UsageError(
                 "--model_type vllm quantizes with --quantization (e.g. bitsandbytes, awq, gptq, fp8): "
@@ -59,8 +59,6 @@ def make_llm(
             model_name, chat=chat, engine_options=engine_options, adapter=adapter, cache_dir=cache_dir
         )
     if model_type == ModelType.hf_chat:
-        from persona_core.llm.hf import HFBackend
-
         return HFBackend(
             model_name,
             batch_size=batch_size,
@@ -71,8 +69,6 @@ def make_llm(
             cache_dir=cache_dir,
             dtype=dtype,
         )
-    from persona_core.llm.api import AnthropicBackend, CohereBackend, OpenAIBackend, OpenAICompletionsBackend
-
     backends = {
         ModelType.open_ai: OpenAIBackend,
         ModelType.anthropic: AnthropicBackend,

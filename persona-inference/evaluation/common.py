@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from persona_core.cli import parse_args
 from persona_core.errors import UsageError
-from persona_core.io import atomic_output
+from persona_core.io import atomic_output, read_records
 from persona_core.layout import figure_paths, figure_table, figures_dir, pi_files
 from persona_inference.model.arguments import ResultsArguments
 
@@ -116,8 +117,6 @@ def find_selected(
 
 def read_result_records(path: Path, required: tuple[str, ...]) -> list[dict]:
     """The records of a results file, each checked for the fields a script needs."""
-    from persona_core.io import read_records
-
     try:
         records = read_records(path)
     except (OSError, ValueError) as err:
@@ -262,8 +261,6 @@ class JudgedFigure:
 
     def main(self, argv: list[str] | None = None, description: str | None = None) -> int:
         """The figure script's command line."""
-        from persona_core.cli import parse_args
-
         args = parse_args(JudgedFigureArguments, argv, description=description)
         rows = self.collect(args)
         if not rows:

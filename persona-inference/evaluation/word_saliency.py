@@ -110,7 +110,9 @@ PAPER_RULES = Rules("paper", PAPER_CONTRAST, plural_only_lemma, frozenset(), 1)
 
 
 @dataclass
-class Arguments(common.FigureArguments):
+class SaliencyArguments:
+    """Which words are listed, and by which word rules."""
+
     top_k: int = field(default=10, metadata={"help": "Words listed per label."})
     min_count: int = field(
         default=10, metadata={"help": "Leave out words found in fewer personas than this."}
@@ -118,7 +120,7 @@ class Arguments(common.FigureArguments):
     paper_rules: bool = field(
         default=False,
         metadata={
-            "help": "Use the paper's word rules, as issue 10 describes them: plural-only lemmas, its five contrast "
+            "help": "Use the paper's word rules: plural-only lemmas, its five contrast "
             "substrings (rather than, over, instead of, as opposed to, not), no stop list. The default departs "
             "from the paper on purpose in all three: simplemma lemmas (verb forms too; participles and hyphenated "
             "words kept), eleven contrast phrases (adds versus, vs, compared to/with, in contrast to, more than, "
@@ -131,6 +133,11 @@ class Arguments(common.FigureArguments):
 
     def check(self) -> None:
         positive(self, "top_k", "min_count")
+
+
+@dataclass
+class Arguments(SaliencyArguments, common.FigureArguments):
+    """Every flag of the script: the figure's and the saliency's."""
 
 
 def cut_at_contrast(persona: str, contrast: re.Pattern = CONTRAST) -> str:
@@ -175,24 +182,33 @@ def salient_words(
     return table
 
 
-def collect(args: Arguments) -> tuple[dict[str, dict[str, list[dict]]], dict[str, int], list[str]]:
+def collect(
+    figure: common.FigureArguments, saliency: SaliencyArguments
+) -> tuple[dict[str, dict[str, list[dict]]], dict[str, int], list[str]]:
     """Per dataset: the saliency table, the number of personas per dataset, and the models pooled."""
-    found = common.find_selected(args, PERSONA_INFERENCE, args.models, "--models")
+    found = common.find_selected(figure, PERSONA_INFERENCE, figure.models, "--models")
     by_dataset: dict[str, list[tuple[str, str]]] = {}
     for result in found:
         records = common.read_result_records(result.path, ("side", "persona"))
         by_dataset.setdefault(result.dataset, []).extend(
             (r["persona"], r["side"]) for r in records if r["side"] in SIDES and r["persona"]
         )
-    datasets = args.datasets or common.ordered_datasets(by_dataset)
-    tables = {d: salient_words(by_dataset[d], args.top_k, args.min_count, args.rules()) for d in datasets}
+    datasets = figure.datasets or common.ordered_datasets(by_dataset)
+    rules = saliency.rules()
+    tables = {d: salient_words(by_dataset[d], saliency.top_k, saliency.min_count, rules) for d in datasets}
     return tables, {d: len(by_dataset[d]) for d in datasets}, sorted({r.model for r in found})
 
 
-def plot(tables: dict[str, dict[str, list[dict]]], args: Arguments, models: list[str]):
-    model_names = common.parse_name_map(args.model_names, "--model_names")
-    dataset_names = common.parse_name_map(args.dataset_names, "--dataset_names")
-    fig, axes = common.new_figure(len(tables), len(SIDES), 3.6, 0.28 * args.top_k + 1.2)
+def plot(
+    tables: dict[str, dict[str, list[dict]]],
+    saliency: SaliencyArguments,
+    models: list[str],
+    model_names: dict[str, str],
+    dataset_names: dict[str, str],
+):
+    """One row of panels per dataset, one panel per side: its top words by P(side | word)."""
+    top_k, min_count = saliency.top_k, saliency.min_count
+    fig, axes = common.new_figure(len(tables), len(SIDES), 3.6, 0.28 * top_k + 1.2)
     for i, (dataset, table) in enumerate(tables.items()):
         for j, label in enumerate(SIDES):
             ax = axes[i][j]
@@ -200,18 +216,16 @@ def plot(tables: dict[str, dict[str, list[dict]]], args: Arguments, models: list
             ys = range(len(entries))
             ax.barh(ys, [e["p"] for e in entries], color=common.SIDE_COLORS[label])
             ax.set_yticks(ys, [f"{e['word']} ({e['count']})" for e in entries], fontsize=8)
-            ax.set_ylim(args.top_k - 0.5, -0.5)
+            ax.set_ylim(top_k - 0.5, -0.5)
             ax.set_xlim(0, 1)
             ax.axvline(0.5, linestyle="--", color="#555555", linewidth=1)
             ax.set_xlabel(f"P({label} | word)")
             ax.set_title(f"{dataset_names.get(dataset, dataset)}: {label} personas", fontsize=10)
             if not entries:
-                ax.text(
-                    0.5, args.top_k / 2, f"no word in {args.min_count}+ personas", ha="center", fontsize=8
-                )
+                ax.text(0.5, top_k / 2, f"no word in {min_count}+ personas", ha="center", fontsize=8)
     pooled = ", ".join(model_names.get(m, m) for m in models)
     fig.suptitle(
-        f"Personas from {pooled}; words in at least {args.min_count} personas; {args.rules().name} word rules",
+        f"Personas from {pooled}; words in at least {min_count} personas; {saliency.rules().name} word rules",
         fontsize=9,
         y=1.0,
     )
@@ -233,9 +247,11 @@ def markdown_table(table: dict[str, list[dict]], top_k: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
-    tables, sizes, models = collect(args)
+    tables, sizes, models = collect(args, args)  # its figure and saliency groups
     out_dir = args.out_folder()
-    fig = plot(tables, args, models)
+    model_names = common.parse_name_map(args.model_names, "--model_names")
+    dataset_names = common.parse_name_map(args.dataset_names, "--dataset_names")
+    fig = plot(tables, args, models, model_names, dataset_names)
     figures = common.save_figure(fig, out_dir, "saliency")
     common.close(fig)
     rows = [

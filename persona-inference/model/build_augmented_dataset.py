@@ -28,6 +28,7 @@ from persona_core.cli import parse_args, public_args
 from persona_core.data import Partition, partition_range
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import UsageError, run_cli
+from persona_core.io import atomic_output, read_records
 from persona_core.layout import (
     DATASET_CARD_FILE,
     DATASET_DICT_FILE,
@@ -41,6 +42,8 @@ from persona_core.layout import (
     pi_run_dir,
     row_key,
 )
+from persona_core.preferences import Columns, load_preferences
+from persona_core.secrets import get_key, load_env
 from persona_inference.model.arguments import DataArguments, ResultsArguments
 from persona_inference.model.run_model import Arguments as RunModelArguments
 
@@ -68,42 +71,47 @@ class Arguments(ResultsArguments, DataArguments):
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Cache folder for Hub datasets."})
 
+    def persona_run(self) -> PersonaRun:
+        return PersonaRun(
+            self.res_dir, self.model, self.inference_split, self.run_name, self.dataset_name, self.split
+        )
 
-def run_folder(args: Arguments) -> Path:
-    return pi_run_dir(args.res_dir, args.model, args.inference_split, args.run_name)
-
-
-def run_files(args: Arguments, partition: Partition = Partition.full) -> StageFiles:
-    return pi_files(
-        args.res_dir, args.model, args.inference_split, args.run_name, PERSONA_INFERENCE, partition.value
-    )
-
-
-def output_folder(args: Arguments) -> Path:
-    return augmented_dataset_dir(
-        args.out_dir, args.inference_split, args.model, args.run_name, args.new_dataset_name
-    )
+    def output_folder(self) -> Path:
+        return augmented_dataset_dir(
+            self.out_dir, self.inference_split, self.model, self.run_name, self.new_dataset_name
+        )
 
 
-def result_files(args: Arguments) -> list[StageFiles]:
-    """The stages whose results make up the run: the full run, plus its partitions when it has no final file."""
-    full = run_files(args)
-    if full.results.is_file():
-        return [full]
-    return [
-        full,
-        *(
-            run_files(args, p)
-            for p in Partition
-            if p != Partition.full and run_files(args, p).folder.is_dir()
-        ),
-    ]
+@dataclass(frozen=True)
+class PersonaRun:
+    """The persona inference run the personas come from, and the dataset it read."""
+
+    res_dir: str
+    model: str
+    inference_split: str
+    run_name: str
+    dataset_name: str
+    split: str
+
+    def folder(self) -> Path:
+        return pi_run_dir(self.res_dir, self.model, self.inference_split, self.run_name)
+
+    def files(self, partition: Partition = Partition.full) -> StageFiles:
+        return pi_files(
+            self.res_dir, self.model, self.inference_split, self.run_name, PERSONA_INFERENCE, partition.value
+        )
+
+    def result_files(self) -> list[StageFiles]:
+        """The stages whose results make up the run: the full run, plus its partitions when it has no final file."""
+        full = self.files()
+        if full.results.is_file():
+            return [full]
+        partitions = [p for p in Partition if p != Partition.full and self.files(p).folder.is_dir()]
+        return [full, *(self.files(p) for p in partitions)]
 
 
 def read_results(stages: list[StageFiles]) -> dict[str, dict]:
     """Records by id: each stage's final file, else its checkpoint (a run with failures only has that)."""
-    from persona_core.io import read_records
-
     records = {}
     for files in stages:
         if files.results.is_file():
@@ -144,35 +152,35 @@ def match_personas(preferences, records: dict[str, dict], where: Path) -> dict[t
     return personas
 
 
-def run_arguments(args: Arguments, partition: Partition | None) -> dict:
+def run_arguments(run: PersonaRun, partition: Partition | None) -> dict:
     """The arguments of the run (from its run record, else a partition's), for a resume command."""
-    full = run_files(args)
+    full = run.files()
     siblings = sorted(full.folder.glob(f"*/{full.run_record.name}"))
-    for path in [run_files(args, partition or Partition.full).run_record, full.run_record, *siblings]:
+    for path in [run.files(partition or Partition.full).run_record, full.run_record, *siblings]:
         if path.is_file():
             return json.loads(path.read_text(encoding="utf-8")).get("arguments", {})
     return {}
 
 
-def resume_command(args: Arguments, partition: Partition | None) -> str:
+def resume_command(run: PersonaRun, partition: Partition | None) -> str:
     """The run_model command that resumes (or starts) the run, with the options that identify it."""
-    recorded = run_arguments(args, partition)
+    recorded = run_arguments(run, partition)
     options = {
-        "run_name": args.run_name,
-        "model_name": recorded.get("model_name", args.model),
+        "run_name": run.run_name,
+        "model_name": recorded.get("model_name", run.model),
         "model_nickname": recorded.get("model_nickname"),
         "model_type": recorded.get("model_type"),
         "base_url": recorded.get("base_url"),
-        "dataset_name": recorded.get("dataset_name", args.dataset_name),
-        "inference_split": args.inference_split,
-        "split": recorded.get("split", args.split),
-        "res_dir": args.res_dir,
+        "dataset_name": recorded.get("dataset_name", run.dataset_name),
+        "inference_split": run.inference_split,
+        "split": recorded.get("split", run.split),
+        "res_dir": run.res_dir,
         "partition": partition.value if partition else None,
         # what the run's fingerprint holds: a resume with other values would be refused
         **{name: recorded.get(name) for name in ("prompt_dir", "persona_prefix", *GENERATION_OPTIONS)},
     }
-    if nickname(options["model_name"]) != args.model and not options["model_nickname"]:
-        options["model_nickname"] = args.model
+    if nickname(options["model_name"]) != run.model and not options["model_nickname"]:
+        options["model_nickname"] = run.model
     defaults = public_args(RunModelArguments())  # options equal to run_model's defaults are left out
     words = ["python", "-m", "persona_inference.model.run_model"]
     for name, value in options.items():
@@ -195,7 +203,7 @@ def partitions_to_resume(stages: list[StageFiles], rows: list[int], n: int) -> l
 
 
 def check_complete(
-    args: Arguments, n: int, personas: dict, failed_rows: set[int], stages: list[StageFiles]
+    run: PersonaRun, n: int, personas: dict, failed_rows: set[int], stages: list[StageFiles]
 ) -> None:
     """Refuse unless every row has both personas, naming the counts and the command that finishes the run."""
     counts = {"missing": 0, "failed": 0, "empty": 0}
@@ -210,8 +218,8 @@ def check_complete(
     if not incomplete:
         return
     rows = ", ".join(str(r) for r in incomplete[:_SHOWN]) + (", ..." if len(incomplete) > _SHOWN else "")
-    folder = run_folder(args)
-    commands = [resume_command(args, p) for p in partitions_to_resume(stages, incomplete, n)]
+    folder = run.folder()
+    commands = [resume_command(run, p) for p in partitions_to_resume(stages, incomplete, n)]
     listed = "; ".join(f"`{c}`" for c in commands[:_SHOWN])
     if len(commands) > _SHOWN:
         listed += f" and {len(commands) - _SHOWN} more partitions"
@@ -225,32 +233,25 @@ def check_complete(
     )
 
 
-def augment(args: Arguments):
+def augment(run: PersonaRun, columns: Columns, skip_bad_rows: bool, cache_dir: str | None):
     """(the dataset with both persona columns, its rows as read, the run's stages), after every check (nothing is
     written here). The rows are read as persona inference read them (same columns, same bad rows skipped)."""
-    from persona_core.preferences import load_preferences
-
     preferences = load_preferences(
-        args.dataset_name,
-        args.inference_split,
-        args.split,
-        args.cache_dir,
-        args.columns(),
-        args.skip_bad_rows,
+        run.dataset_name, run.inference_split, run.split, cache_dir, columns, skip_bad_rows
     )
-    folder = run_folder(args)
-    stages = result_files(args)
+    folder = run.folder()
+    stages = run.result_files()
     records = read_results(stages)
     if not records:
         found = sorted(p.name for p in folder.parent.iterdir()) if folder.parent.is_dir() else []
         hint = f" (runs found there: {', '.join(found)})" if found else ""
         raise UsageError(
             f"no persona inference results in '{folder}'{hint}: run "
-            f"`{resume_command(args, None)}` first, or pass the right --res_dir/--model/--run_name"
+            f"`{resume_command(run, None)}` first, or pass the right --res_dir/--model/--run_name"
         )
     personas = match_personas(preferences, records, folder)
     failed_rows = {int(r["id"].split("-")[0]) for r in records.values() if r.get("status", "ok") != "ok"}
-    check_complete(args, len(preferences), personas, failed_rows, stages)
+    check_complete(run, len(preferences), personas, failed_rows, stages)
     dataset = preferences.source_rows()
     dataset = dataset.remove_columns([c for c in GOLD_PERSONA_COLUMNS.values() if c in dataset.column_names])
     for side, column in GOLD_PERSONA_COLUMNS.items():
@@ -302,16 +303,15 @@ def _cell(value) -> str:
     return f"`{value}`" if value not in (None, "") else "unknown"
 
 
-def dataset_card(args: Arguments, dataset, preferences, stages: list[StageFiles]) -> str:
+def dataset_card(title: str, run: PersonaRun, dataset, preferences, stages: list[StageFiles]) -> str:
     """The README.md of the augmented dataset, with Hub metadata (huggingface_hub's ``DatasetCard``)."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    title = args.new_dataset_name or output_folder(args).name
-    runs = run_details(stages) or [{"run": str(run_folder(args))}]
+    runs = run_details(stages) or [{"run": str(run.folder())}]
     lines = [
         f"# {title}",
         "",
-        f"The preference data `{args.dataset_name}` with the personas that persona inference "
+        f"The preference data `{run.dataset_name}` with the personas that persona inference "
         "([Balepur et al., ACL 2025](https://aclanthology.org/2025.acl-long.168/)) inferred for each row: a user "
         "who would prefer the chosen response, and one who would prefer the rejected response. Built with "
         "`persona_inference.model.build_augmented_dataset`.",
@@ -320,7 +320,7 @@ def dataset_card(args: Arguments, dataset, preferences, stages: list[StageFiles]
         "",
         "| | |",
         "| --- | --- |",
-        f"| dataset | {_cell(args.dataset_name)} (config {_cell(args.inference_split)}, split {_cell(args.split)}) |",
+        f"| dataset | {_cell(run.dataset_name)} (config {_cell(run.inference_split)}, split {_cell(run.split)}) |",
         f"| format | {preferences.format.value} (columns {', '.join(map(_cell, preferences.source.column_names))}) |",
         "",
         "## Persona inference",
@@ -379,8 +379,6 @@ def check_output_folder(folder: Path) -> None:
 def save_dataset_atomic(dataset_dict, folder: Path, card: str | None = None) -> None:
     """``save_to_disk`` (and the dataset card) through ``persona_core.io.atomic_output``: an error never leaves a
     partial folder."""
-    from persona_core.io import atomic_output
-
     check_output_folder(folder)
     with atomic_output(folder, folder=True) as tmp:
         dataset_dict.save_to_disk(str(tmp))
@@ -398,16 +396,14 @@ def push_card(repo_id: str, card: str, token: str) -> None:
     DatasetCard(f"---\n{metadata.to_yaml()}\n---\n{ours.text}").push_to_hub(repo_id, token=token)
 
 
-def push(dataset_dict, args: Arguments, saved: Path, card: str) -> None:
-    from persona_core.secrets import get_key
-
+def push(dataset_dict, repo_id: str, config_name: str, saved: Path, card: str) -> None:
     token = get_key("hf_write")
     try:
-        dataset_dict.push_to_hub(args.new_dataset_name, config_name=args.inference_split, token=token)
-        push_card(args.new_dataset_name, card, token)
+        dataset_dict.push_to_hub(repo_id, config_name=config_name, token=token)
+        push_card(repo_id, card, token)
     except Exception as err:  # the Hub unreachable, no write access: the local copy is still there
         raise UsageError(
-            f"push to '{args.new_dataset_name}' failed ({type(err).__name__}); the dataset is saved at '{saved}': "
+            f"push to '{repo_id}' failed ({type(err).__name__}); the dataset is saved at '{saved}': "
             "check the network and your token's write access, then rerun with --push_to_hub"
         ) from None
 
@@ -415,22 +411,21 @@ def push(dataset_dict, args: Arguments, saved: Path, card: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
     if args.push_to_hub:
-        from persona_core.secrets import get_key, load_env
-
         if not args.new_dataset_name or args.new_dataset_name.count("/") != 1:
             raise UsageError("--push_to_hub needs --new_dataset_name as a Hub repo id 'owner/name'")
         load_env()
         get_key("hf_write")  # fail before any work when no token is set
     import datasets
 
-    folder = output_folder(args)
+    folder = args.output_folder()
     check_output_folder(folder)
-    dataset, preferences, stages = augment(args)
+    run = args.persona_run()
+    dataset, preferences, stages = augment(run, args.columns(), args.skip_bad_rows, args.cache_dir)
     dataset_dict = datasets.DatasetDict({args.split: dataset})
-    card = dataset_card(args, dataset, preferences, stages)
+    card = dataset_card(args.new_dataset_name or folder.name, run, dataset, preferences, stages)
     save_dataset_atomic(dataset_dict, folder, card)
     if args.push_to_hub:
-        push(dataset_dict, args, folder, card)
+        push(dataset_dict, args.new_dataset_name, args.inference_split, folder, card)
     pushed = (
         f"; pushed to the Hub as {args.new_dataset_name} (config {args.inference_split})"
         if args.push_to_hub
@@ -439,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     skipped = f", {len(preferences.skipped)} bad rows skipped" if preferences.skipped else ""
     print(
         f"augmented {len(dataset)} rows of '{args.dataset_name}' ({preferences.format.value} format{skipped}) "
-        f"with personas from '{run_folder(args)}'"
+        f"with personas from '{run.folder()}'"
     )
     print(f"saved: {folder} (split '{args.split}', dataset card {DATASET_CARD_FILE}){pushed}")
     return 0

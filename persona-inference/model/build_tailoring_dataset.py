@@ -40,6 +40,7 @@ from persona_core.layout import (
     augmented_dataset_dir,
     tailoring_dataset_dir,
 )
+from persona_core.preferences import load_preferences
 from persona_inference.model.arguments import PreferenceArguments
 from persona_inference.model.build_augmented_dataset import check_output_folder, save_dataset_atomic
 
@@ -65,7 +66,9 @@ class Retriever(str, Enum):
 
 
 @dataclass
-class Arguments(PreferenceArguments):
+class InputArguments(PreferenceArguments):
+    """The augmented dataset read, and where the splits go."""
+
     dataset_name: str = field(
         default=str(augmented_dataset_dir(DATASETS_DIR, "Sample", EMBEDDED_MODEL_NAME, "default")),
         metadata={"help": "Augmented dataset (build_augmented_dataset output, a data file, or a Hub id)."},
@@ -75,19 +78,13 @@ class Arguments(PreferenceArguments):
     output: str = field(
         default=str(tailoring_dataset_dir(DATASETS_DIR, "Sample")), metadata={"help": "Output folder."}
     )
-    retriever: Retriever = field(
-        default=Retriever.embedding, metadata={"help": "How similar prompts are found."}
-    )
-    embedding_model: str = field(
-        default=EMBEDDED_RETRIEVER,
-        metadata={
-            "help": "Sentence-transformers model: the offline all-MiniLM-L6-v2, a local folder or a Hub id."
-        },
-    )
-    device: str | None = field(
-        default=None, metadata={"help": "Device for the embedding model (default: GPU if any)."}
-    )
-    batch_size: int = field(default=32, metadata={"help": "Prompts per embedding batch."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Cache folder for Hub datasets."})
+
+
+@dataclass
+class SplitArguments:
+    """How the rows are split into the six persona-tailoring splits."""
+
     fewshot_rows: int = field(default=5, metadata={"help": "Rows in the fewshot split."})
     test_fraction: float = field(
         default=0.2, metadata={"help": "Share of rows in test (capped by --max_test_rows)."}
@@ -102,34 +99,59 @@ class Arguments(PreferenceArguments):
         default=0.2, metadata={"help": "Share of the SFT (and of the DPO) rows for validation."}
     )
     seed: int = field(default=0, metadata={"help": "Shuffling seed."})
-    cache_dir: str | None = field(default=None, metadata={"help": "Cache folder for Hub datasets."})
 
     def check(self) -> None:
-        positive(self, "fewshot_rows", "max_test_rows", "batch_size")
+        positive(self, "fewshot_rows", "max_test_rows")
         for name in ("test_fraction", "sft_fraction", "val_fraction"):
             if not 0 < getattr(self, name) < 1:
                 raise UsageError(f"--{name} must lie strictly between 0 and 1")
 
+    def sizes(self, n: int) -> dict[str, int]:
+        """Target rows per split of ``n`` rows; ``dpo_train`` takes whatever is left."""
+        minimum = self.fewshot_rows + 7  # one row per val/test split, two per train split (one to retrieve)
+        if n < minimum:
+            raise UsageError(
+                f"{n} rows are too few for the six splits: use at least {minimum} rows, or lower --fewshot_rows"
+            )
+        test = max(1, min(self.max_test_rows, round(self.test_fraction * n)))
+        training = n - self.fewshot_rows - test
+        sft = round(self.sft_fraction * training)
+        sizes = {
+            "fewshot": self.fewshot_rows,
+            "test": test,
+            "sft_val": max(1, round(self.val_fraction * sft)),
+            "dpo_val": max(1, round(self.val_fraction * (training - sft))),
+        }
+        sizes["sft_train"] = sft - sizes["sft_val"]
+        sizes["dpo_train"] = n - sum(sizes.values())
+        return sizes
 
-def split_sizes(n: int, args: Arguments) -> dict[str, int]:
-    """Target rows per split; ``dpo_train`` takes whatever is left."""
-    minimum = args.fewshot_rows + 7  # one row per val/test split, two per train split (one to retrieve)
-    if n < minimum:
-        raise UsageError(
-            f"{n} rows are too few for the six splits: use at least {minimum} rows, or lower --fewshot_rows"
-        )
-    test = max(1, min(args.max_test_rows, round(args.test_fraction * n)))
-    training = n - args.fewshot_rows - test
-    sft = round(args.sft_fraction * training)
-    sizes = {
-        "fewshot": args.fewshot_rows,
-        "test": test,
-        "sft_val": max(1, round(args.val_fraction * sft)),
-        "dpo_val": max(1, round(args.val_fraction * (training - sft))),
-    }
-    sizes["sft_train"] = sft - sizes["sft_val"]
-    sizes["dpo_train"] = n - sum(sizes.values())
-    return sizes
+
+@dataclass
+class RetrievalArguments:
+    """How each row's retrieved persona is found: the most similar other prompt's."""
+
+    retriever: Retriever = field(
+        default=Retriever.embedding, metadata={"help": "How similar prompts are found."}
+    )
+    embedding_model: str = field(
+        default=EMBEDDED_RETRIEVER,
+        metadata={
+            "help": "Sentence-transformers model: the offline all-MiniLM-L6-v2, a local folder or a Hub id."
+        },
+    )
+    device: str | None = field(
+        default=None, metadata={"help": "Device for the embedding model (default: GPU if any)."}
+    )
+    batch_size: int = field(default=32, metadata={"help": "Prompts per embedding batch."})
+
+    def check(self) -> None:
+        positive(self, "batch_size")
+
+
+@dataclass
+class Arguments(RetrievalArguments, SplitArguments, InputArguments):
+    """Every flag of the script: its input, split and retrieval groups."""
 
 
 def assign_splits(prompts: list[str], sizes: dict[str, int], seed: int) -> dict[str, list[int]]:
@@ -170,18 +192,18 @@ def tokenize(text: str) -> list[str]:
 class PromptScorer:
     """Similarity of query prompts to pool prompts, by embeddings (cosine) or BM25."""
 
-    def __init__(self, prompts: list[str], args: Arguments):
+    def __init__(self, prompts: list[str], retrieval: RetrievalArguments):
         self.prompts = prompts
-        self.retriever = args.retriever
+        self.retriever = retrieval.retriever
         self.embeddings = None
-        if args.retriever == Retriever.embedding:
-            model = load_embedder(args.embedding_model, args.device)
+        if retrieval.retriever == Retriever.embedding:
+            model = load_embedder(retrieval.embedding_model, retrieval.device)
             self.embeddings = model.encode(
                 prompts,
-                batch_size=args.batch_size,
+                batch_size=retrieval.batch_size,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
-                show_progress_bar=len(prompts) > args.batch_size,
+                show_progress_bar=len(prompts) > retrieval.batch_size,
             )
 
     def scores(self, queries: list[int], pool: list[int]):
@@ -228,15 +250,15 @@ def as_text(value) -> str:
     return "" if value is None else str(value)
 
 
-def build(preferences, args: Arguments):
+def build(preferences, splits: SplitArguments, retrieval: RetrievalArguments):
     """The persona-tailoring DatasetDict: six splits of the prompt and responses (in the input's format, under the
     paper's names), the gold and the retrieved personas (text)."""
     import datasets
     from tqdm.auto import tqdm
 
     rows = {column: [as_text(row[column]) for row in preferences] for column in ("prompt", *GOLD)}
-    assigned = assign_splits(rows["prompt"], split_sizes(len(preferences), args), args.seed)
-    scorer = PromptScorer(rows["prompt"], args)
+    assigned = assign_splits(rows["prompt"], splits.sizes(len(preferences)), splits.seed)
+    scorer = PromptScorer(rows["prompt"], retrieval)
     own = preferences.source_columns()
     text = datasets.Value("string")
     features = datasets.Features(
@@ -260,8 +282,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
     output = Path(args.output)
     check_output_folder(output)
-    from persona_core.preferences import load_preferences
-
     preferences = load_preferences(
         args.dataset_name, args.config, args.split, args.cache_dir, args.columns(), args.skip_bad_rows
     )
@@ -272,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             "`python -m persona_inference.model.build_augmented_dataset` first"
         )
     start = time.perf_counter()
-    dataset_dict = build(preferences, args)
+    dataset_dict = build(preferences, args, args)  # its split and retrieval groups
     save_dataset_atomic(dataset_dict, output)
     sizes = ", ".join(f"{name} {len(split)}" for name, split in dataset_dict.items())
     skipped = f", {len(preferences.skipped)} bad rows skipped" if preferences.skipped else ""

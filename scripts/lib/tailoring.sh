@@ -54,8 +54,9 @@ train_merge_generate() {
 # ensure_sft_model: DPO, SimPO and KTO start from the merged SFT model of TRAINING_TYPE; run scripts/sft.sh first
 # (same variables) when it is missing.
 ensure_sft_model() {
-    eval "$("$PYTHON" -m persona_core.layout pt_model --model_save_dir "$MODELS" --dataset_name "$DATASET" \
-        --model_nickname "$PT_NICKNAME" --method sft --training_type "$TRAINING_TYPE")"
+    source scripts/lib/layout.sh
+    layout_paths pt_model --model_save_dir "$MODELS" --dataset_name "$DATASET" --model_nickname "$PT_NICKNAME" \
+        --method sft --training_type "$TRAINING_TYPE" -- MERGED MERGED_DONE
     if [ ! -f "$MERGED_DONE" ]; then
         echo "no merged SFT model in $MERGED: running scripts/sft.sh first"
         bash scripts/sft.sh

@@ -1,0 +1,74 @@
+"""Which comparisons ``win_rate`` scores (every judged comparison in or under a folder, or the one named by
+run_judge's flags), and where each stands in the ΔPQ table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from persona_core import layout
+from persona_core.errors import UsageError
+from persona_tailoring.evaluation.configuration import (
+    ComparisonArguments,
+    InferenceType,
+    Method,
+    TrainingType,
+    comparison_folder,
+    resolve_sides,
+)
+from persona_tailoring.evaluation.win_rate_writers import GRID_COLUMNS, SIDES, csv_row
+
+
+def find_comparisons(args: ComparisonArguments, comparison_dir: str | None) -> tuple[Path, list[Path]]:
+    """The folder the comparisons were looked for in, and every comparison folder holding judgments: those in or
+    under ``comparison_dir``, else the one(s) ``args`` name."""
+    judgments = layout.JUDGMENTS_FILE
+    if comparison_dir:
+        flags = [
+            f for f in ("base_file", "test_file", "model_type_base", "model_type_test") if getattr(args, f)
+        ]
+        if flags:
+            raise UsageError(
+                f"pass either --comparison_dir or the comparison flags (--{flags[0]} ...), not both"
+            )
+        root = Path(comparison_dir)
+        if not root.is_dir():
+            raise UsageError(f"--comparison_dir '{root}' does not exist: pass run_judge's --output_dir")
+        found = (
+            [root]
+            if layout.judge_files(root).results.is_file()
+            else sorted(p.parent for p in root.rglob(judgments))
+        )
+    else:
+        base, tests = resolve_sides(args)
+        folders = [comparison_folder(args, base, test) for test in tests]
+        root = folders[0] if len(folders) == 1 else Path(args.output_dir)
+        found = [folder for folder in folders if layout.judge_files(folder).results.is_file()]
+    if not found:
+        raise UsageError(
+            f"no {judgments} in or under '{root}': run persona_tailoring.evaluation.run_judge first"
+        )
+    return root, found
+
+
+def grid_cell(name: str, summary: dict) -> dict:
+    """One comparison as a ΔPQ table cell: dataset (the folder above it, if any), base and test configurations."""
+    *where, pair = name.split("/")
+    base, _, test = pair.partition("_vs_")
+    method, _, rest = test.partition("-")
+    training, _, inference = rest.partition("-")
+    try:
+        config = (Method(method).value, TrainingType(training).value, InferenceType(inference).value)
+    except ValueError:  # outputs given as files not named by configuration
+        config = (None, None, None)
+    row = csv_row(name, summary)
+    return {
+        "dataset": where[0] if where else "",
+        "base": base,
+        "test": test,
+        "method": config[0],
+        "training_type": config[1],
+        "inference_type": config[2],
+        **{key: row[key] for key in GRID_COLUMNS[6:12]},
+        **{key: row[key] for key in GRID_COLUMNS[12:17]},
+        **{f"{side}_{k}": row[f"{side}_{k}"] for side in SIDES for k in ("repetitive", "mean_words")},
+    }
