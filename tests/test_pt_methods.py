@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
-from persona_core import layout
 from bench.loopback import LoopbackLLMServer
+from persona_core import layout
 from persona_tailoring.evaluation import run_judge, win_rate
 from persona_tailoring.evaluation.configuration import Method, parse_file_name
 from persona_tailoring.model import templates, train
