@@ -36,14 +36,17 @@ ROOT=${ROOT:-results/pipeline}                   # every output of every stage g
 # tiny, which keeps the run short; set TAILORING_DATA=data/sample-tailoring for the larger hand-made splits.
 TAILORING_DATA=${TAILORING_DATA:-}
 
-# --- sizes ---
-EPOCHS=${EPOCHS:-2}                              # SFT and DPO epochs (paper: 10)
-SFT_LEARNING_RATE=${SFT_LEARNING_RATE:-1e-3}     # high for a 2-epoch CPU demo (paper: 2e-5)
-DPO_LEARNING_RATE=${DPO_LEARNING_RATE:-1e-4}     # (paper: 5e-6)
-BATCH_SIZE=${BATCH_SIZE:-4}
-MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-64}             # per tailored response
-VERDICT=${VERDICT:-}                             # probability | text (default: probability for local judges)
+# --- sizes (PROTOCOL=paper: every step runs with --protocol paper, and a size below left unset is the paper's) ---
+PROTOCOL=${PROTOCOL:-}
+[ "$PROTOCOL" = paper ] && demo= || demo=1
+EPOCHS=${EPOCHS-${demo:+2}}                      # SFT and DPO epochs (paper: 10)
+SFT_LEARNING_RATE=${SFT_LEARNING_RATE-${demo:+1e-3}}  # high for a 2-epoch CPU demo (paper: 2e-5)
+DPO_LEARNING_RATE=${DPO_LEARNING_RATE-${demo:+1e-4}}  # (paper: 5e-6)
+BATCH_SIZE=${BATCH_SIZE-${demo:+4}}              # (paper: 1)
+MAX_NEW_TOKENS=${MAX_NEW_TOKENS-${demo:+64}}     # per tailored response (paper: 512)
+VERDICT=${VERDICT:-}                             # probability | text (default: probability for local judges; paper: text)
 JUDGE_MAX_TOKENS=${JUDGE_MAX_TOKENS:-1024}       # text verdicts: feedback + verdict (prometheus-eval: 1024)
+given() { [ -n "$2" ] && echo "$1 $2" || true; }  # a flag only where its value is set
 
 # Every folder and file below $ROOT, from the contract module: NAME=path lines (PI_DIR, PERSONAS, AUGMENTED,
 # SFT_MERGED, JUDGMENTS, ...; run the command below to see them all).
@@ -70,11 +73,13 @@ stage() {
 }
 
 pi=(--model_name "$PI_MODEL" --model_nickname "$PI_NICKNAME" --model_type "$PI_TYPE" --dataset_name "$DATA"
-    --inference_split "$DATASET" --res_dir "$PI_DIR")
+    --inference_split "$DATASET" --res_dir "$PI_DIR" ${PROTOCOL:+--protocol "$PROTOCOL"})
 pt=(--base_model_name "$BASE_MODEL" --model_nickname "$PT_NICKNAME" --dataset_name "$DATASET"
     --hf_dataset_name "$TAILORING" --model_save_dir "$MODELS" --results_save_dir "$GENERATIONS"
-    --training_type chosen)
-training=(--num_train_epochs "$EPOCHS" --per_device_train_batch_size "$BATCH_SIZE" --gradient_accumulation_steps 1)
+    --training_type chosen ${PROTOCOL:+--protocol "$PROTOCOL"})
+# shellcheck disable=SC2046  # each given flag is two words
+training=($(given --num_train_epochs "$EPOCHS") $(given --per_device_train_batch_size "$BATCH_SIZE")
+    --gradient_accumulation_steps 1)
 comparison=(--results_save_dir "$GENERATIONS" --dataset_name "$DATASET" --model_nickname "$PT_NICKNAME"
     --output_dir "$JUDGE_DIR" --model_type_base dpo --training_type_base chosen --inference_type_base none
     --model_type_test dpo --training_type_test chosen --inference_type_test gold-chosen)
@@ -96,20 +101,21 @@ stage "tailoring dataset" "$TAILORING" -- \
     --fewshot_rows 1 --test_fraction 0.25
 stage "SFT" "$SFT_ADAPTER" -- \
     "$PYTHON" -m persona_tailoring.model.run_model --method sft --stage train "${pt[@]}" "${training[@]}" \
-    --learning_rate "$SFT_LEARNING_RATE"
+    $(given --learning_rate "$SFT_LEARNING_RATE")
 stage "SFT merge" "$SFT_MERGED_DONE" -- \
     "$PYTHON" -m persona_tailoring.model.run_model --method sft --stage merge "${pt[@]}"
 stage "DPO" "$DPO_ADAPTER" -- \
     "$PYTHON" -m persona_tailoring.model.run_model --method dpo --stage train "${pt[@]}" "${training[@]}" \
-    --learning_rate "$DPO_LEARNING_RATE"
+    $(given --learning_rate "$DPO_LEARNING_RATE")
 stage "DPO merge" "$DPO_MERGED_DONE" -- \
     "$PYTHON" -m persona_tailoring.model.run_model --method dpo --stage merge "${pt[@]}"
 stage "generation with and without personas" "$WITH_PERSONA" "$WITHOUT_PERSONA" -- \
     "$PYTHON" -m persona_tailoring.model.run_model --method dpo --stage infer "${pt[@]}" \
-    --inference_type gold-chosen none --max_new_tokens "$MAX_NEW_TOKENS"
+    --inference_type gold-chosen none $(given --max_new_tokens "$MAX_NEW_TOKENS")
 stage "judge" "$JUDGMENTS" -- \
     "$PYTHON" -m persona_tailoring.evaluation.run_judge "${comparison[@]}" --judge_model_type "$JUDGE_TYPE" \
-    --judge_model_name "$JUDGE_MODEL" --max_tokens "$JUDGE_MAX_TOKENS" ${VERDICT:+--verdict "$VERDICT"}
+    --judge_model_name "$JUDGE_MODEL" --max_tokens "$JUDGE_MAX_TOKENS" ${VERDICT:+--verdict "$VERDICT"} \
+    ${PROTOCOL:+--protocol "$PROTOCOL"}
 stage "win rate" "$WIN_RATE_JSON" "$WIN_RATE_PNG" "$WIN_RATE_PDF" -- \
     "$PYTHON" -m persona_tailoring.evaluation.win_rate "${comparison[@]}" --plot
 stage "persona accuracy plot" "$ACCURACY_PNG" "$ACCURACY_PDF" -- \

@@ -41,6 +41,10 @@ class Experiment:
     def generation(self, args) -> GenerationConfig:
         return args.generation()
 
+    def template_folder(self, args) -> str:
+        """The folder of this experiment's templates in the prompt folder."""
+        return self.name
+
     def options(self, args) -> tuple[str, ...] | None:
         """The answers whose next-token probabilities are read instead of generating (probability verdicts)."""
         return None
@@ -157,7 +161,7 @@ def run(experiment: Experiment, args, backend: Callable[[], LLM]) -> int:
 
     dataset, rows = load_rows(args)
     template, template_path = load_template(
-        experiment.name, args.inference_split, args.prompt_dir or PROMPT_DIR
+        experiment.template_folder(args), args.inference_split, args.prompt_dir or PROMPT_DIR
     )
     plan = experiment.plan(args, dataset, rows, template)
     files = pi_files(

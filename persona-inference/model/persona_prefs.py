@@ -1,5 +1,9 @@
 """Persona preferences (the paper's Figure 4): between a row's chosen-side and rejected-side personas, which
-does a judge consider the more common user?
+does a judge consider the better persona?
+
+By default the judge sees the two personas only and is asked which is better, as in the paper
+(``--prefs_question better``); ``--prefs_question more_common`` shows the prompt too and asks whose needs are
+more common among the people who ask it (templates in ``prompts/persona_prefs_more_common/``).
 
 Each pair is asked in both orders. A row's outcome is the side picked both times; a judge that flips with the
 order has no real preference there, so that row is a tie. A row with an unparsable answer is invalid: counted
@@ -20,10 +24,12 @@ from collections import defaultdict
 from persona_core.llm.base import Request
 from persona_core.prompts import fill
 from persona_core.runs import digest
+from persona_inference.model.arguments import PrefsQuestion
 from persona_inference.model.experiment import model_folder
 from persona_inference.model.judging import RUN_PERSONA_INFERENCE_FIRST, JudgeExperiment, read_choice
 
 ORDERS = ("chosen_first", "rejected_first")
+
 OUTCOMES = ("chosen", "tie", "rejected")
 
 
@@ -109,6 +115,11 @@ class PersonaPrefs(JudgeExperiment):
 
     name, label, unit = "persona_prefs", "persona preferences", "persona pairs"
     nothing_to_judge = "have no row with both a chosen and a rejected persona in rows"
+
+    def template_folder(self, args) -> str:
+        if args.prefs_question == PrefsQuestion.more_common:
+            return "persona_prefs_more_common"
+        return self.name
 
     def persona_models(self, args) -> tuple[list[str], str]:
         if args.persona_models:

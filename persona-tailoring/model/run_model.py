@@ -40,6 +40,8 @@ from enum import Enum
 from persona_core.arguments import LimitArguments, OverwriteArguments
 from persona_core.cli import parse_known_args
 from persona_core.errors import UsageError, run_cli
+from persona_core.protocol import ProtocolArguments
+from persona_core.protocol import apply as apply_protocol
 from persona_core.shards import ShardArguments
 from persona_tailoring.model import config
 from persona_tailoring.model.generate import GeneratorArguments
@@ -49,8 +51,10 @@ TRAINING_HELP = (
     "Training takes TRL's own configs: every SFTConfig (--method sft) / DPOConfig (--method dpo) field is a flag "
     "too, e.g. --num_train_epochs, --learning_rate, --per_device_train_batch_size, --gradient_accumulation_steps, "
     "--max_length, --beta, --lr_scheduler_type, --warmup_steps, --activation_checkpointing, --padding_free. "
-    "Defaults are the paper's (10 epochs; lr 2e-5 SFT, 5e-6 DPO; batch 4 x 2 accumulation; max length 512; beta 0.1; "
-    "evaluation each epoch, best checkpoint by eval loss). `--method sft --help_training` lists them all."
+    "Defaults: 10 epochs; lr 2e-5 SFT, 5e-6 DPO; beta 0.1; max length 512; evaluation each epoch, best checkpoint by "
+    "eval loss (all the paper's); batch 4 x 2 accumulation (paper: batch 1, no accumulation); SFT loss on the "
+    "completion only (paper: the whole sequence, --completion_only_loss False). --protocol paper sets the paper's. "
+    "`--method sft --help_training` lists them all."
 )
 
 
@@ -62,7 +66,7 @@ class Stage(str, Enum):
 
 
 @dataclass
-class Arguments(OverwriteArguments, LimitArguments, ShardArguments, GeneratorArguments):
+class Arguments(ProtocolArguments, OverwriteArguments, LimitArguments, ShardArguments, GeneratorArguments):
     method: Method = field(
         default=Method.sft, metadata={"help": "Tailoring method.", "aliases": ["--model_type"]}
     )
@@ -113,12 +117,22 @@ class Arguments(OverwriteArguments, LimitArguments, ShardArguments, GeneratorArg
         },
     )
     system_persona: str | None = field(
-        default=None, metadata={"help": "Persona for --inference_type system (default: one per dataset)."}
+        default=None,
+        metadata={
+            "help": "Persona for --inference_type system (default: one per dataset, the authors' in meaning)."
+        },
     )
     # LoRA (the paper's); the trainer's own settings are SFTConfig/DPOConfig flags (see below)
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["all-linear"],
+        metadata={
+            "help": "Modules LoRA adapts: names, all-linear, or peft_default (PEFT's choice for the architecture, "
+            "q_proj v_proj on Llama). paper: peft_default."
+        },
+    )
     help_training: bool = field(
         default=False, metadata={"help": "List every SFTConfig/DPOConfig flag of --method and exit."}
     )
@@ -189,6 +203,7 @@ STAGES[Stage.all] = [run_train, run_merge, run_infer]
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = apply_protocol("persona_tailoring.model.run_model", argv)
     args, training_flags = parse_known_args(
         Arguments, argv, description=__doc__.split("\n\n")[0], epilog=TRAINING_HELP
     )

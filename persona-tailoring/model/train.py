@@ -21,6 +21,7 @@ from persona_core.cli import public_args
 from persona_core.embedded import resolve_model_name
 from persona_core.errors import UsageError
 from persona_core.io import atomic_output
+from persona_core.protocol import training_defaults
 from persona_tailoring.model import templates
 from persona_tailoring.model.config import wandb_enabled
 from persona_tailoring.model.packing import pack_dpo_forward
@@ -38,7 +39,8 @@ PAPER_TRAINING = {
     "ddp_find_unused_parameters": False,  # every LoRA weight is used in each step
     "activation_checkpointing": False,  # TRL turns it on by default; on, it trades speed for memory
 }
-"""The paper's training settings, the defaults of the SFTConfig/DPOConfig flags (the method's own below)."""
+"""Defaults of the SFTConfig/DPOConfig flags (the method's own below): the paper's, except batch 4 x 2 accumulation
+(paper: 1, none) and SFT's completion-only loss (paper: the whole sequence); ``--protocol paper`` sets those."""
 PAPER_BY_METHOD = {
     "sft": {"learning_rate": 2e-5, "completion_only_loss": True},
     "dpo": {"learning_rate": 5e-6, "beta": 0.1},
@@ -77,9 +79,12 @@ def training_parser(args, method: str, has_eval: bool = True):
 
     parser.error = one_line_error
     parser.set_defaults(
-        **PAPER_TRAINING,
-        **PAPER_BY_METHOD[method],
-        **(EVALUATED if has_eval else {"eval_strategy": "no"}),
+        **(
+            PAPER_TRAINING
+            | PAPER_BY_METHOD[method]
+            | (EVALUATED if has_eval else {"eval_strategy": "no"})
+            | training_defaults(args.protocol, method)
+        ),
         output_dir=str(model_dirs(args, method).checkpoints),
         run_name=f"{args.dataset_name}-{args.model_nickname}-{method}-{args.training_type.value}",
         seed=args.seed,
@@ -222,7 +227,7 @@ def lora_config(args):
         r=args.lora_r,
         lora_alpha=args.lora_alpha,
         lora_dropout=args.lora_dropout,
-        target_modules="all-linear",
+        target_modules=None if args.lora_target_modules == ["peft_default"] else args.lora_target_modules,
         task_type="CAUSAL_LM",
     )
 

@@ -1,0 +1,136 @@
+"""``--protocol paper``: the authors' settings as defaults of each script, explicit flags still overriding them."""
+
+import json
+
+import pytest
+
+from persona_core import protocol
+from persona_core.cli import parse_args
+from persona_core.layout import TRAINING_SUMMARY_FILE
+from persona_tailoring.evaluation import run_judge
+from persona_tailoring.model import train
+from persona_tailoring.model.run_model import Arguments as TailoringArguments
+from persona_tailoring.model.run_model import main as tailoring_main
+from tests.conftest import write_tailoring_dataset
+from tests.test_pt_judge import toolkit_outputs
+
+
+def tailoring_args(argv: list[str]) -> TailoringArguments:
+    return parse_args(TailoringArguments, protocol.apply("persona_tailoring.model.run_model", argv))
+
+
+def test_protocol_values_come_first_so_explicit_flags_win():
+    argv = protocol.apply("persona_tailoring.model.run_model", ["--protocol", "paper", "--max_tokens", "20"])
+    args = parse_args(TailoringArguments, argv)
+    assert (args.min_tokens, args.max_tokens, args.lora_target_modules) == (10, 20, ["peft_default"])
+    untouched = ["--max_tokens", "20"]
+    assert protocol.apply("persona_tailoring.model.run_model", untouched) == untouched
+    assert tailoring_args(["--protocol", "toolkit"]).max_tokens == 256
+
+
+def test_paper_training_config_and_its_overrides(tmp_path):
+    data = write_tailoring_dataset(tmp_path / "data")
+    args = tailoring_args(["--protocol", "paper", "--hf_dataset_name", str(data)])
+    sft = train.parse_training_config(args, "sft", [])
+    assert (sft.per_device_train_batch_size, sft.gradient_accumulation_steps) == (1, 1)
+    assert (sft.completion_only_loss, sft.learning_rate, sft.num_train_epochs, sft.max_length) == (
+        False,
+        2e-5,
+        10,
+        512,
+    )
+    assert sft.load_best_model_at_end and sft.metric_for_best_model == "eval_loss"
+    dpo = train.parse_training_config(args, "dpo", ["--per_device_train_batch_size", "2"])
+    assert (dpo.per_device_train_batch_size, dpo.gradient_accumulation_steps) == (2, 1)
+    assert (dpo.learning_rate, dpo.beta, dpo.max_length) == (5e-6, 0.1, 512)
+    toolkit = train.parse_training_config(tailoring_args(["--hf_dataset_name", str(data)]), "sft", [])
+    assert (toolkit.per_device_train_batch_size, toolkit.gradient_accumulation_steps) == (4, 2)
+    assert toolkit.completion_only_loss is True
+
+
+@pytest.mark.slow
+def test_a_paper_sft_run_trains_the_papers_adapter_on_whole_sequences_and_generates_512_10(
+    tmp_path, tiny_model_dir
+):
+    data = write_tailoring_dataset(tmp_path / "data")
+    common = [
+        "--protocol",
+        "paper",
+        "--method",
+        "sft",
+        "--base_model_name",
+        str(tiny_model_dir),
+        "--model_nickname",
+        "tiny",
+        "--dataset_name",
+        "Handmade",
+        "--hf_dataset_name",
+        str(data),
+        "--model_save_dir",
+        str(tmp_path / "models"),
+        "--results_save_dir",
+        str(tmp_path / "results"),
+    ]
+    # the loss covers every real token, the prompt's too (TRL's labels: -100 only on padding)
+    args = tailoring_args([*common, "--max_train_samples", "2"])
+    trainer = train.build_trainer(args, "sft", ["--num_train_epochs", "1"])
+    batch = next(iter(trainer.get_train_dataloader()))
+    real = batch["attention_mask"].bool() if "attention_mask" in batch else batch["labels"] != -100
+    assert batch["input_ids"].shape[0] == 1
+    assert (batch["labels"][real] != -100).all()
+    del trainer
+
+    status = tailoring_main(
+        [*common, "--stage", "all", "--num_train_epochs", "1", "--limit", "1", "--batch_size", "1"]
+    )
+    assert status == 0
+    adapter = train.model_dirs(args, "sft").adapter
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert set(config["target_modules"]) == {"q_proj", "v_proj"}
+    assert (config["r"], config["lora_alpha"], config["lora_dropout"]) == (16, 32, 0.05)
+    summary = json.loads((adapter / TRAINING_SUMMARY_FILE).read_text())
+    training = summary["training_config"]
+    assert (training["per_device_train_batch_size"], training["gradient_accumulation_steps"]) == (1, 1)
+    assert training["completion_only_loss"] is False and training["learning_rate"] == 2e-5
+    assert training["num_train_epochs"] == 1  # the explicit flag beat the protocol's 10
+    fingerprints = [json.loads(p.read_text()) for p in (tmp_path / "results").rglob("*.fingerprint.json")]
+    assert fingerprints and all(
+        (f["generation"]["max_tokens"], f["generation"]["min_tokens"]) == (512, 10) for f in fingerprints
+    )
+    outputs = list((tmp_path / "results").rglob("sft_Persona*.jsonl"))
+    assert outputs and all(json.loads(line)["response"] is not None for line in outputs[0].open())
+
+
+@pytest.mark.slow
+def test_the_judge_under_the_paper_protocol_writes_text_verdicts_sampled_as_prometheus_eval(
+    tmp_path, tiny_model_dir
+):
+    base, test = toolkit_outputs(tmp_path, n=1)
+    argv = [
+        "--protocol",
+        "paper",
+        "--base_file",
+        str(base),
+        "--test_file",
+        str(test),
+        "--judge_model_name",
+        str(tiny_model_dir),
+        "--max_tokens",
+        "4",  # explicit: overrides prometheus-eval's 1024 for a fast test
+        "--output_dir",
+        str(tmp_path / "out"),
+    ]
+    assert run_judge.main(argv) == 0
+    run_info = json.loads(next((tmp_path / "out").rglob("judge.run.json")).read_text())
+    arguments = run_info["arguments"]
+    assert arguments["verdict"] == "text" and arguments["judge_model_type"] == "hf_chat"
+    assert (arguments["temperature"], arguments["top_p"], arguments["repetition_penalty"]) == (1.0, 0.9, 1.03)
+    assert (arguments["verdict_retries"], arguments["max_tokens"], arguments["response_view"]) == (
+        10,
+        4,
+        "paper",
+    )
+    rows = [json.loads(line) for line in next((tmp_path / "out").rglob("judgments.jsonl")).open()]
+    # the tiny random judge writes text, never a verdict: each order asked once and retried 10 times
+    orders = [r[order] for r in rows for order in ("base_first", "test_first")]
+    assert orders and all(o["judge_output"] and o["attempts"] == 11 and o["verdict"] is None for o in orders)
