@@ -6,7 +6,6 @@ The parser is deliberately strict: an answer that names both options ("1 or 2"),
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -80,14 +79,6 @@ def choice_share(record: dict, choice: int) -> float | None:
     not read counts as 0. None for text verdicts, or when neither answer was read."""
     probabilities = record.get("probabilities")
     return None if probabilities is None else option_share(probabilities, CHOICES, str(choice))
-
-
-def proportion_stderr(successes: int, total: int) -> float:
-    """Standard error of a proportion (0 for fewer than two items, where it is undefined)."""
-    if total < 2:
-        return 0.0
-    p = successes / total
-    return math.sqrt(p * (1 - p) / total)
 
 
 RUN_PERSONA_INFERENCE_FIRST = (

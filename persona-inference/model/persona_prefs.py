@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from persona_core.intervals import cluster_bootstrap
 from persona_core.llm.base import Request
 from persona_core.prompts import fill
 from persona_core.runs import digest
@@ -98,14 +99,24 @@ def row_outcomes(records: list[dict]) -> list[dict]:
 def summarize(records: list[dict]) -> list[dict]:
     """Shares of chosen / tie / rejected per persona model over rows with two valid answers."""
     counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys((*OUTCOMES, "invalid"), 0))
+    chosen_by_row: dict[str, list[tuple[int, int]]] = defaultdict(list)  # a row (both its orders) is one unit
     for outcome in row_outcomes(records):
         counts[outcome["persona_model"]][outcome["outcome"]] += 1
+        if outcome["outcome"] != "invalid":
+            chosen_by_row[outcome["persona_model"]].append((int(outcome["outcome"] == "chosen"), 1))
     table = []
     for model, count in sorted(counts.items()):
         valid = sum(count[o] for o in OUTCOMES)
         shares = {f"{o}_share": count[o] / valid if valid else float("nan") for o in OUTCOMES}
         table.append(
-            {"persona_model": model, "rows": valid + count["invalid"], "valid": valid, **count, **shares}
+            {
+                "persona_model": model,
+                "rows": valid + count["invalid"],
+                "valid": valid,
+                **count,
+                **shares,
+                "chosen_share_interval": cluster_bootstrap(chosen_by_row[model]),
+            }
         )
     return table
 

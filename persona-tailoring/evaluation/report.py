@@ -219,16 +219,6 @@ def interval(bounds, scale: float = 100, digits: int = 1, unit: str = "%") -> st
     return f" [{scale * low:.{digits}f}{unit}, {scale * high:.{digits}f}{unit}]"
 
 
-def wilson(successes: int, total: int) -> tuple[float, float] | None:
-    """The 95% Wilson interval of a proportion (scipy), None without trials."""
-    from scipy.stats import binomtest
-
-    if total == 0:
-        return None
-    ci = binomtest(successes, total).proportion_ci(0.95, method="wilson")
-    return ci.low, ci.high
-
-
 def table(header: list[str], rows: list[list], cls: str = "") -> str:
     """An HTML table; cells are escaped text, or markup already made when wrapped in ``Markup``."""
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
@@ -323,13 +313,20 @@ def accuracy_table(run: Run) -> str:
                     judged.label,
                     line["persona_model"],
                     line["side"],
-                    percent(line["accuracy"]) + interval(wilson(line["correct"], line["valid"])),
+                    percent(line["accuracy"]) + interval(line["interval"]),
                     line["valid"],
                     line["invalid"],
                     percent(line["first_share"]),
                 ]
             )
-    header = ["judge / dataset / run", "personas of", "side", "accuracy [95% Wilson]", "valid", "invalid"]
+    header = [
+        "judge / dataset / run",
+        "personas of",
+        "side",
+        "accuracy [95%, a persona's two orders one unit]",
+        "valid",
+        "invalid",
+    ]
     return table([*header, "answered 1"], rows, "headline accuracy")
 
 
