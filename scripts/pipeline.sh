@@ -170,6 +170,9 @@ for metric in ("personalization", "response_quality"):
 delta = scores["delta_pq"]
 print(f"ΔPQ:                         {number(delta['value'], delta['ci95'], '+.3f')}; from the verdicts' "
       f"probabilities {number(delta.get('probability_value'), delta.get('probability_ci95'), '+.3f')}")
+for who, weak in (("persona judge", load(accuracy_run).get("weak_judge")), ("pairwise judge", scores.get("weak_judge"))):
+    if weak:
+        print(f"!! {who}: {weak['warning']}")
 PY
 # Last, one self-contained HTML page of the whole run: the numbers above, the figures, a browser of every row's
 # personas, responses and verdicts, and the run records (it prints its path).

@@ -26,6 +26,7 @@ from persona_core import layout
 from persona_core.cli import parse_args
 from persona_core.errors import UsageError, run_cli
 from persona_core.io import read_records
+from persona_core.weak_judge import check_answers, pairwise_answers
 
 FIGURE_CAPTIONS = {
     "accuracy": "Figure 3: persona accuracy",
@@ -735,11 +736,25 @@ def section(title: str, body: str, anchor: str) -> str:
     return f'<section id="{anchor}"><h2>{escape(title)}</h2>{body}</section>' if body else ""
 
 
+def weak_judge_notes(run: Run) -> str:
+    """A warning above the numbers for every judge that gave one answer (one position) in nearly all verdicts."""
+    checks = [
+        (stage.label, check_answers(r.get("choice") for r in stage.records))
+        for stage in run.accuracy + run.prefs
+    ]
+    checks += [(stage.label, check_answers(pairwise_answers(stage.records))) for stage in run.comparisons]
+    return "".join(
+        f'<p class="warning"><strong>{escape(label)}</strong>: {escape(weak["warning"])}</p>'
+        for label, weak in checks
+        if weak
+    )
+
+
 def render(run: Run) -> str:
     stages = run.stages()
     found = ", ".join(f"{name} {count}" for name, count in stages.items() if count)
     missing = ", ".join(name for name, count in stages.items() if not count)
-    headline = ""
+    headline = weak_judge_notes(run)
     if run.personas:
         headline += "<h3>Personas</h3>" + persona_table(run)
     if run.accuracy:

@@ -52,6 +52,7 @@ from persona_core.llm.base import GenerationConfig
 from persona_core.protocol import ProtocolArguments
 from persona_core.protocol import apply as apply_protocol
 from persona_core.shards import ShardArguments
+from persona_core.weak_judge import check_answers, pairwise_answers
 from persona_tailoring.evaluation.configuration import (
     ComparisonArguments,
     Side,
@@ -536,6 +537,9 @@ def main(argv: list[str] | None = None) -> int:
             f"  invalid verdicts: {verdicts['invalid_first_attempt']}/{total} on the first attempt, "
             f"{verdicts['invalid_after_retry']}/{total} after retries ({verdicts['invalid_after_retry'] / total:.1%})"
         )
+        weak = check_answers(pairwise_answers(rows))
+        if weak:
+            print(f"  {weak['warning']}")
         for metric in args.metrics:
             counts = {
                 o: sum(r["outcome"] == o for r in rows if r["metric"] == metric.value) for o in judge.OUTCOMES

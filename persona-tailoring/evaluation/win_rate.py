@@ -30,6 +30,7 @@ from pathlib import Path
 from persona_core import layout
 from persona_core.cli import parse_args
 from persona_core.errors import UsageError, run_cli
+from persona_core.weak_judge import check_answers, pairwise_answers
 from persona_tailoring.evaluation.configuration import ComparisonArguments, comparison_folder, resolve_sides
 
 METRICS = ("personalization", "response_quality")
@@ -611,6 +612,7 @@ def main(argv: list[str] | None = None) -> int:
             test_probabilities(records),
         )
         summary = {"comparison": name, "judgments": where, **summary}
+        summary["weak_judge"] = check_answers(pairwise_answers(records))
         outputs = layout.win_rate_files(folder)
         write_json_atomic(outputs["json"], summary)
         write_csv(outputs["csv"], [csv_row(name, summary)])
@@ -634,6 +636,8 @@ def main(argv: list[str] | None = None) -> int:
             + fmt_probability(delta.get("probability_value"), delta.get("probability_ci95"))
         )
         print(f"{name:<{width}} {'responses':<17} {fmt_responses(summary['responses'])}")
+        if summary["weak_judge"]:
+            print(f"{name:<{width}} {summary['weak_judge']['warning']}")
     if len(folders) > 1:
         write_csv(root / layout.WIN_RATE_TABLE, rows)
         written.append(root / layout.WIN_RATE_TABLE)
