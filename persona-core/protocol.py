@@ -18,7 +18,9 @@ SFT_TRAIN = "persona_tailoring/model/SFT/train.py"
 DPO_TRAIN = "persona_tailoring/model/DPO/train.py"
 SFT_INFERENCE = "persona_tailoring/model/SFT/inference.py"
 AUTHORS_JUDGE = "persona_tailoring/evaluation/run_judge.py"
-PROMETHEUS_EVAL = "prometheus-eval: PrometheusEval.relative_grade defaults"
+PROMETHEUS_EVAL = (
+    "prometheus-eval: utils.py batch_completions_with_retries (its defaults: the authors pass no params)"
+)
 
 
 class Protocol(str, Enum):
@@ -125,6 +127,11 @@ JUDGE = (
     _setting("--max_tokens", "1024", source=PROMETHEUS_EVAL),
     _setting("--verdict_retries", "10", source=PROMETHEUS_EVAL),
     _setting(
+        "--merge_system_prompt",
+        source="prometheus-eval: judge.py _get_conversation_prompt (on vLLM, Mistral's template: the system message "
+        "goes inside the first user turn)",
+    ),
+    _setting(
         "--response_view",
         "paper",
         source=f"{AUTHORS_JUDGE} (responses with 'Prompt:' and end-of-text removed, nothing cut, no primer)",
@@ -197,6 +204,5 @@ def table() -> list[dict]:
 
 if __name__ == "__main__":
     for row in table():
-        print(
-            f"{row['script']:<48} {row['setting']:<30} {row['value']!r:<16} {AUTHORS_REPOSITORY}: {row['source']}"
-        )
+        where = "" if row["source"].startswith("prometheus-eval") else f"{AUTHORS_REPOSITORY}: "
+        print(f"{row['script']:<48} {row['setting']:<30} {row['value']!r:<16} {where}{row['source']}")

@@ -130,6 +130,9 @@ def test_the_judge_under_the_paper_protocol_writes_text_verdicts_sampled_as_prom
         4,
         "paper",
     )
+    assert (
+        arguments["merge_system_prompt"] is True
+    )  # prometheus-eval folds the system prompt into the user turn
     rows = [json.loads(line) for line in next((tmp_path / "out").rglob("judgments.jsonl")).open()]
     # the tiny random judge writes text, never a verdict: each order asked once and retried 10 times
     orders = [r[order] for r in rows for order in ("base_first", "test_first")]
