@@ -137,3 +137,35 @@ def test_the_judge_under_the_paper_protocol_writes_text_verdicts_sampled_as_prom
     # the tiny random judge writes text, never a verdict: each order asked once and retried 10 times
     orders = [r[order] for r in rows for order in ("base_first", "test_first")]
     assert orders and all(o["judge_output"] and o["attempts"] == 11 and o["verdict"] is None for o in orders)
+
+
+def test_protocol_paper_in_the_scripts_passes_the_switch_and_drops_the_demo_sizes(tmp_path):
+    from tests.test_pipeline import flag, run_script
+
+    demo_sizes = (
+        "--learning_rate",
+        "--num_train_epochs",
+        "--per_device_train_batch_size",
+        "--max_new_tokens",
+    )
+    commands = run_script("dpo.sh", tmp_path, PROTOCOL="paper", MODELS=str(tmp_path / "models"), EPOCHS="3")
+    assert [(flag(c, "--method"), flag(c, "--stage")) for c in commands][::3] == [
+        ("sft", "train"),
+        ("dpo", "train"),
+    ]
+    for command in commands:
+        assert flag(command, "--protocol") == "paper" and "--limit" not in command
+        assert not any(size in command for size in demo_sizes if size != "--num_train_epochs")
+    assert flag(commands[0], "--num_train_epochs") == "3"  # a size set explicitly still goes through
+
+    (tmp_path / "dpo.sh.log").unlink()
+    demo = run_script("dpo.sh", tmp_path, MODELS=str(tmp_path / "models"))
+    assert "--protocol" not in demo[0] and flag(demo[0], "--learning_rate") == "1e-3"
+
+    judge, _ = run_script("judge.sh", tmp_path, PROTOCOL="paper")
+    assert flag(judge, "--protocol") == "paper"
+    (tmp_path / "python").unlink()
+    steps = run_script("pipeline.sh", tmp_path, PROTOCOL="paper", ROOT=str(tmp_path / "root"))
+    runs = [c for c in steps if c[1:2] and c[1].endswith(("run_model", "run_judge"))]
+    assert len(runs) == 9 and all(flag(c, "--protocol") == "paper" for c in runs)
+    assert not any(size in c for c in runs for size in demo_sizes)
