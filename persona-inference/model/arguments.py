@@ -23,6 +23,13 @@ class PrefsQuestion(str, Enum):
     )
 
 
+def template_folder(experiment: str, prefs_question: PrefsQuestion) -> str:
+    """The prompt folder of an experiment; persona_prefs has one per question."""
+    if experiment == "persona_prefs" and prefs_question == PrefsQuestion.more_common:
+        return "persona_prefs_more_common"
+    return experiment
+
+
 @dataclass
 class PreferenceArguments:
     """Where the prompt and the two responses are, in any supported format, and what to do with bad rows."""

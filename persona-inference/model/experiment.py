@@ -16,6 +16,7 @@ from persona_core.data import partition_range
 from persona_core.errors import UsageError
 from persona_core.layout import nickname, pi_files, row_key
 from persona_core.llm.base import LLM, GenerationConfig, Request, messages_for
+from persona_inference.model.arguments import template_folder
 
 
 @dataclass
@@ -43,7 +44,7 @@ class Experiment:
 
     def template_folder(self, args) -> str:
         """The folder of this experiment's templates in the prompt folder."""
-        return self.name
+        return template_folder(self.name, args.prefs_question)
 
     def options(self, args) -> tuple[str, ...] | None:
         """The answers whose next-token probabilities are read instead of generating (probability verdicts)."""
@@ -104,7 +105,9 @@ def load_rows(args):
         for experiment in args.experiments:
             try:
                 template, _ = load_template(
-                    experiment.value, args.inference_split, args.prompt_dir or PROMPT_DIR
+                    template_folder(experiment.value, args.prefs_question),
+                    args.inference_split,
+                    args.prompt_dir or PROMPT_DIR,
                 )
             except UsageError:  # run() names the missing template itself
                 continue

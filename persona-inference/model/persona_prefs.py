@@ -25,7 +25,6 @@ from persona_core.intervals import cluster_bootstrap
 from persona_core.llm.base import Request
 from persona_core.prompts import fill
 from persona_core.runs import digest
-from persona_inference.model.arguments import PrefsQuestion
 from persona_inference.model.experiment import model_folder
 from persona_inference.model.judging import RUN_PERSONA_INFERENCE_FIRST, JudgeExperiment, read_choice
 
@@ -126,11 +125,6 @@ class PersonaPrefs(JudgeExperiment):
 
     name, label, unit = "persona_prefs", "persona preferences", "persona pairs"
     nothing_to_judge = "have no row with both a chosen and a rejected persona in rows"
-
-    def template_folder(self, args) -> str:
-        if args.prefs_question == PrefsQuestion.more_common:
-            return "persona_prefs_more_common"
-        return self.name
 
     def persona_models(self, args) -> tuple[list[str], str]:
         if args.persona_models:

@@ -220,6 +220,16 @@ def load_for_training(model_name: str, args, config):
     return model, tokenizer
 
 
+def lora_targets(names: list[str]):
+    """PEFT's ``target_modules``: None (its default for the architecture) for ``peft_default``, the string
+    ``all-linear`` as PEFT spells it, else the module names."""
+    if names == ["peft_default"]:
+        return None
+    if names == ["all-linear"]:
+        return "all-linear"
+    return names
+
+
 def lora_config(args):
     from peft import LoraConfig
 
@@ -227,7 +237,7 @@ def lora_config(args):
         r=args.lora_r,
         lora_alpha=args.lora_alpha,
         lora_dropout=args.lora_dropout,
-        target_modules=None if args.lora_target_modules == ["peft_default"] else args.lora_target_modules,
+        target_modules=lora_targets(args.lora_target_modules),
         task_type="CAUSAL_LM",
     )
 
