@@ -169,3 +169,31 @@ def test_protocol_paper_in_the_scripts_passes_the_switch_and_drops_the_demo_size
     runs = [c for c in steps if c[1:2] and c[1].endswith(("run_model", "run_judge"))]
     assert len(runs) == 9 and all(flag(c, "--protocol") == "paper" for c in runs)
     assert not any(size in c for c in runs for size in demo_sizes)
+
+
+def test_explicit_flags_override_the_protocol_in_persona_inference_and_the_judge():
+    from persona_inference.model.run_model import Arguments as InferenceArguments
+    from persona_tailoring.evaluation.run_judge import Arguments as JudgeArguments
+
+    pi = parse_args(
+        InferenceArguments,
+        protocol.apply(
+            "persona_inference.model.run_model", ["--protocol", "paper", "--persona_prefix", "I am"]
+        ),
+    )
+    assert (pi.min_tokens, pi.max_tokens, pi.stop_token, pi.persona_prefix) == (5, 200, ["\nPrompt:"], "I am")
+    assert (pi.verdict.value, pi.judge_max_tokens, pi.prefs_question.value) == ("text", 200, "better")
+    judge = parse_args(
+        JudgeArguments,
+        protocol.apply(
+            "persona_tailoring.evaluation.run_judge", ["--protocol=paper", "--verdict", "probability"]
+        ),
+    )
+    assert judge.verdict.value == "probability" and judge.response_view.value == "paper"
+    assert judge.merge_system_prompt and (judge.temperature, judge.verdict_retries) == (1.0, 10)
+    toolkit = parse_args(JudgeArguments, protocol.apply("persona_tailoring.evaluation.run_judge", []))
+    assert (toolkit.verdict.value, toolkit.response_view.value, toolkit.merge_system_prompt) == (
+        "probability",
+        "cleaned",
+        False,
+    )

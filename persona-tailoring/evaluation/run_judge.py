@@ -108,7 +108,8 @@ class JudgeArguments:
     merge_system_prompt: bool = field(
         default=False,
         metadata={
-            "help": "Put Prometheus' system prompt into the user turn (for chat templates without a system role)."
+            "help": "Put Prometheus' system prompt into the user turn (for chat templates without a system role). "
+            "paper: on (prometheus-eval builds Mistral's prompt so on vLLM)."
         },
     )
     drop_repetitive: bool = field(
