@@ -276,7 +276,8 @@ def verdict_field(judge_flag: str):
         metadata={
             "help": "probability: the judge's answer is read from its next-token probabilities (one forward pass, "
             f"never invalid); text: generated and parsed. Default: probability for local {judge_flag} "
-            f"({', '.join(LOCAL_BACKENDS)}), text for API judges."
+            f"({', '.join(LOCAL_BACKENDS)}), text for API judges. paper: text (the authors' judges generate their "
+            "answers)."
         },
     )
 

@@ -17,10 +17,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DPO_LEARNING_RATE=${DPO_LEARNING_RATE:-1e-4}     # paper: 5e-6 over 10 epochs; higher for a 2-epoch CPU demo
-MAX_TRAIN_SAMPLES=${MAX_TRAIN_SAMPLES-16}        # empty: all rows
-BETA=${BETA:-0.1}
 source scripts/lib/tailoring.sh
+DPO_LEARNING_RATE=${DPO_LEARNING_RATE-${demo:+1e-4}}  # paper: 5e-6 over 10 epochs; higher for a 2-epoch CPU demo
+MAX_TRAIN_SAMPLES=${MAX_TRAIN_SAMPLES-${demo:+16}}    # empty: all rows
+BETA=${BETA:-0.1}
 
 ensure_sft_model
 

@@ -17,12 +17,14 @@ PARTITION=${PARTITION:-full}
 EXPERIMENTS=${EXPERIMENTS:-persona_inference}    # add persona_accuracy persona_prefs to judge the personas
 PI_BASE_URL=${PI_BASE_URL:-}                     # e.g. http://localhost:8000/v1 for vLLM / Ollama / llama.cpp
 PI_DIR=${PI_DIR:-results/persona-inference}
+PROTOCOL=${PROTOCOL:-}                           # paper: --protocol paper (the authors' token bounds, stop and judges)
 
 # shellcheck disable=SC2206  # EXPERIMENTS holds several names
 args=(--run_name "$RUN_NAME" --model_name "$PI_MODEL" --model_type "$PI_TYPE" --dataset_name "$DATA"
       --inference_split "$DATASET" --partition "$PARTITION" --res_dir "$PI_DIR" --experiments $EXPERIMENTS)
 [ -n "$PI_NICKNAME" ] && args+=(--model_nickname "$PI_NICKNAME")
 [ -n "$PI_BASE_URL" ] && args+=(--base_url "$PI_BASE_URL")
+[ -n "$PROTOCOL" ] && args+=(--protocol "$PROTOCOL")
 if [ -n "$PI_NICKNAME" ]; then who=(--model_nickname "$PI_NICKNAME"); else who=(--model_name "$PI_MODEL"); fi
 personas=$("$PYTHON" -m persona_core.layout_cli pi_results --res_dir "$PI_DIR" "${who[@]}" --inference_split "$DATASET" \
     --run_name "$RUN_NAME" --partition "$PARTITION")

@@ -28,6 +28,7 @@ JUDGE_MAX_TOKENS=${JUDGE_MAX_TOKENS-1024}           # text verdicts: feedback + 
 LIMIT=${LIMIT-}                                     # judge only the first N pairs
 JUDGE_DIR=${JUDGE_DIR-results/persona-tailoring/judge}  # comparisons go to $JUDGE_DIR/comparisons/
 JUDGE_EXTRA=${JUDGE_EXTRA-}                         # more run_judge flags
+PROTOCOL=${PROTOCOL-}                               # paper: --protocol paper (text verdicts, responses as the authors' judge saw them)
 
 read -r -a methods_test <<< "$METHOD_TEST"
 read -r -a trainings_test <<< "$TRAINING_TEST"
@@ -44,6 +45,7 @@ judge=(--judge_model_type "$JUDGE_TYPE" --judge_model_name "$JUDGE_MODEL" --conc
 [ -n "$JUDGE_BASE_URL" ] && judge+=(--base_url "$JUDGE_BASE_URL")
 [ -n "$LIMIT" ] && judge+=(--limit "$LIMIT")
 [ -n "$VERDICT" ] && judge+=(--verdict "$VERDICT")
+[ -n "$PROTOCOL" ] && judge+=(--protocol "$PROTOCOL")
 
 # shellcheck disable=SC2086  # JUDGE_EXTRA holds several flags
 "$PYTHON" -m persona_tailoring.evaluation.run_judge "${comparison[@]}" "${judge[@]}" $JUDGE_EXTRA

@@ -36,21 +36,26 @@ ROOT=${ROOT:-results/pipeline}                   # every output of every stage g
 # tiny, which keeps the run short; set TAILORING_DATA=data/sample-tailoring for the larger hand-made splits.
 TAILORING_DATA=${TAILORING_DATA:-}
 
-# --- training methods and sizes ---
-EPOCHS=${EPOCHS:-2}                              # epochs of every trained method (paper: 10)
-SFT_LEARNING_RATE=${SFT_LEARNING_RATE:-1e-3}     # high for a 2-epoch CPU demo (paper: 2e-5)
-DPO_LEARNING_RATE=${DPO_LEARNING_RATE:-1e-4}     # (paper: 5e-6)
-BATCH_SIZE=${BATCH_SIZE:-4}
-MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-64}             # per tailored response
-VERDICT=${VERDICT:-}                             # probability | text (default: probability for local judges)
+# --- training methods and sizes (PROTOCOL=paper: every step runs with --protocol paper, and a size below left unset
+# is the paper's) ---
+PROTOCOL=${PROTOCOL:-}
+[ "$PROTOCOL" = paper ] && demo= || demo=1
+EPOCHS=${EPOCHS-${demo:+2}}                      # epochs of every trained method (paper: 10)
+SFT_LEARNING_RATE=${SFT_LEARNING_RATE-${demo:+1e-3}}  # high for a 2-epoch CPU demo (paper: 2e-5)
+DPO_LEARNING_RATE=${DPO_LEARNING_RATE-${demo:+1e-4}}  # (paper: 5e-6)
+BATCH_SIZE=${BATCH_SIZE-${demo:+4}}              # (paper: 1)
+MAX_NEW_TOKENS=${MAX_NEW_TOKENS-${demo:+64}}     # per tailored response (paper: 512)
+VERDICT=${VERDICT:-}                             # probability | text (default: probability for local judges; paper: text)
 JUDGE_MAX_TOKENS=${JUDGE_MAX_TOKENS:-1024}       # text verdicts: feedback + verdict (prometheus-eval: 1024)
+given() { [ -n "$2" ] && echo "$1 $2" || true; }  # a flag only where its value is set
 # More tailoring methods beside SFT -> DPO (docs/METHODS.md), e.g. METHODS="orpo simpo kto": each is trained on the
 # same data and sizes, generates with gold personas, is judged against DPO's base and gets its row in the ΔPQ table
-# ($JUDGE_DIR/delta_pq_table.md, shown in the report). Learning rates: <METHOD>_LEARNING_RATE.
+# ($JUDGE_DIR/delta_pq_table.md, shown in the report). Learning rates: <METHOD>_LEARNING_RATE (unset: the method's
+# own default, docs/METHODS.md).
 METHODS=${METHODS:-}
-ORPO_LEARNING_RATE=${ORPO_LEARNING_RATE:-$SFT_LEARNING_RATE}   # ORPO starts from the base model, as SFT
-SIMPO_LEARNING_RATE=${SIMPO_LEARNING_RATE:-$DPO_LEARNING_RATE} # SimPO and KTO from the merged SFT model, as DPO
-KTO_LEARNING_RATE=${KTO_LEARNING_RATE:-$DPO_LEARNING_RATE}
+ORPO_LEARNING_RATE=${ORPO_LEARNING_RATE-$SFT_LEARNING_RATE}   # ORPO starts from the base model, as SFT
+SIMPO_LEARNING_RATE=${SIMPO_LEARNING_RATE-$DPO_LEARNING_RATE} # SimPO and KTO from the merged SFT model, as DPO
+KTO_LEARNING_RATE=${KTO_LEARNING_RATE-$DPO_LEARNING_RATE}
 
 # The paper's chain, each method trained from the previous one's merged model (run_model finds it); the last is
 # judged with and without personas.
@@ -60,10 +65,13 @@ declare -A LEARNING_RATE=([sft]=$SFT_LEARNING_RATE [dpo]=$DPO_LEARNING_RATE [orp
 JUDGED_METHOD=${CHAIN[-1]}
 read -r -a extra_methods <<< "$METHODS"
 for method in "${extra_methods[@]}"; do
-    if [ -z "${LEARNING_RATE[$method]:-}" ]; then
-        echo "error: METHODS names '$method', which is not a tailoring method: use orpo, simpo or kto" >&2
-        exit 2
-    fi
+    case "$method" in
+        orpo | simpo | kto) ;;
+        *)
+            echo "error: METHODS names '$method', which is not an added tailoring method: use orpo, simpo or kto" >&2
+            exit 2
+            ;;
+    esac
 done
 
 # Every folder and file below $ROOT this script uses, from the layout contract (scripts/lib/layout.sh).
@@ -94,11 +102,13 @@ stage() {
 }
 
 pi=(--model_name "$PI_MODEL" --model_nickname "$PI_NICKNAME" --model_type "$PI_TYPE" --dataset_name "$DATA"
-    --inference_split "$DATASET" --res_dir "$PI_DIR")
+    --inference_split "$DATASET" --res_dir "$PI_DIR" ${PROTOCOL:+--protocol "$PROTOCOL"})
 pt=(--base_model_name "$BASE_MODEL" --model_nickname "$PT_NICKNAME" --dataset_name "$DATASET"
     --hf_dataset_name "$TAILORING" --model_save_dir "$MODELS" --results_save_dir "$GENERATIONS"
-    --training_type chosen)
-training=(--num_train_epochs "$EPOCHS" --per_device_train_batch_size "$BATCH_SIZE" --gradient_accumulation_steps 1)
+    --training_type chosen ${PROTOCOL:+--protocol "$PROTOCOL"})
+# shellcheck disable=SC2046  # each given flag is two words
+training=($(given --num_train_epochs "$EPOCHS") $(given --per_device_train_batch_size "$BATCH_SIZE")
+    --gradient_accumulation_steps 1)
 judge_base=(--results_save_dir "$GENERATIONS" --dataset_name "$DATASET" --model_nickname "$PT_NICKNAME"
     --output_dir "$JUDGE_DIR" --model_type_base "$JUDGED_METHOD" --training_type_base chosen --inference_type_base none)
 comparison=("${judge_base[@]}" --model_type_test "$JUDGED_METHOD" --training_type_test chosen
@@ -125,30 +135,33 @@ for method in "${CHAIN[@]}"; do
         --method "$method" --training_type chosen -- ADAPTER_DONE MERGED MERGED_DONE
     stage "${method^^}" "$ADAPTER_DONE" -- \
         "$PYTHON" -m persona_tailoring.model.run_model --method "$method" --stage train "${pt[@]}" "${training[@]}" \
-        --learning_rate "${LEARNING_RATE[$method]}"
+        $(given --learning_rate "${LEARNING_RATE[$method]}")
     stage "${method^^} merge" "$MERGED_DONE" -- \
         "$PYTHON" -m persona_tailoring.model.run_model --method "$method" --stage merge "${pt[@]}"
     merged_models+=("merged ${method^^} model=$MERGED")
 done
 stage "generation with and without personas" "$WITH_PERSONA" "$WITHOUT_PERSONA" -- \
     "$PYTHON" -m persona_tailoring.model.run_model --method "$JUDGED_METHOD" --stage infer "${pt[@]}" \
-    --inference_type gold-chosen none --max_new_tokens "$MAX_NEW_TOKENS"
+    --inference_type gold-chosen none $(given --max_new_tokens "$MAX_NEW_TOKENS")
 stage "judge" "$JUDGMENTS" -- \
     "$PYTHON" -m persona_tailoring.evaluation.run_judge "${comparison[@]}" --judge_model_type "$JUDGE_TYPE" \
-    --judge_model_name "$JUDGE_MODEL" --max_tokens "$JUDGE_MAX_TOKENS" ${VERDICT:+--verdict "$VERDICT"}
+    --judge_model_name "$JUDGE_MODEL" --max_tokens "$JUDGE_MAX_TOKENS" ${VERDICT:+--verdict "$VERDICT"} \
+    ${PROTOCOL:+--protocol "$PROTOCOL"}
 stage "win rate" "$WIN_RATE_JSON" "$WIN_RATE_PNG" "$WIN_RATE_PDF" -- \
     "$PYTHON" -m persona_tailoring.evaluation.win_rate "${comparison[@]}" --plot
 # METHODS: each module skips what it finished before (adapter, merged model, outputs, judgments)
 for method in "${extra_methods[@]}"; do
     echo "== $method"
     "$PYTHON" -m persona_tailoring.model.run_model --method "$method" --stage all "${pt[@]}" "${training[@]}" \
-        --learning_rate "${LEARNING_RATE[$method]}" --inference_type gold-chosen --max_new_tokens "$MAX_NEW_TOKENS"
+        $(given --learning_rate "${LEARNING_RATE[$method]}") --inference_type gold-chosen \
+        $(given --max_new_tokens "$MAX_NEW_TOKENS")
 done
 if [ -n "$METHODS" ]; then
     echo "== judge and ΔPQ table: $METHODS beside $JUDGED_METHOD"
     "$PYTHON" -m persona_tailoring.evaluation.run_judge "${judge_base[@]}" --model_type_test "${extra_methods[@]}" \
         --training_type_test chosen --inference_type_test gold-chosen --judge_model_type "$JUDGE_TYPE" \
-        --judge_model_name "$JUDGE_MODEL" --max_tokens "$JUDGE_MAX_TOKENS" ${VERDICT:+--verdict "$VERDICT"}
+        --judge_model_name "$JUDGE_MODEL" --max_tokens "$JUDGE_MAX_TOKENS" ${VERDICT:+--verdict "$VERDICT"} \
+        ${PROTOCOL:+--protocol "$PROTOCOL"}
     "$PYTHON" -m persona_tailoring.evaluation.win_rate --comparison_dir "$JUDGE_DIR"
 fi
 stage "persona accuracy plot" "$ACCURACY_PNG" "$ACCURACY_PDF" -- \

@@ -15,8 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SFT_LEARNING_RATE=${SFT_LEARNING_RATE:-1e-3}     # paper: 2e-5 over 10 epochs; higher for a 2-epoch CPU demo
-MAX_TRAIN_SAMPLES=${MAX_TRAIN_SAMPLES-24}        # empty: all rows
 source scripts/lib/tailoring.sh
+SFT_LEARNING_RATE=${SFT_LEARNING_RATE-${demo:+1e-3}}  # paper: 2e-5 over 10 epochs; higher for a 2-epoch CPU demo
+MAX_TRAIN_SAMPLES=${MAX_TRAIN_SAMPLES-${demo:+24}}    # empty: all rows
 
 train_merge_generate sft "$SFT_LEARNING_RATE" "$MAX_TRAIN_SAMPLES"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from persona_inference.model.judging import parse_choice, proportion_stderr
+from persona_inference.model.judging import parse_choice
 
 
 @pytest.mark.parametrize(
@@ -51,10 +51,3 @@ from persona_inference.model.judging import parse_choice, proportion_stderr
 )
 def test_parse_choice(text, expected):
     assert parse_choice(text) == expected
-
-
-def test_proportion_stderr():
-    assert proportion_stderr(5, 10) == pytest.approx(0.158113883)
-    assert proportion_stderr(10, 10) == 0.0
-    assert proportion_stderr(1, 1) == 0.0
-    assert proportion_stderr(0, 0) == 0.0

@@ -86,7 +86,12 @@ def pi_argv(top: dict, server, data: Path) -> list[str]:
 
 
 PI_JUDGES = ["--model_name", "judge-model", "--experiments", "persona_accuracy", "persona_prefs"]
-PI_JUDGES += ["--persona_models", "pi-model"]
+PI_JUDGES += [
+    "--persona_models",
+    "pi-model",
+    "--prefs_question",
+    "more_common",
+]  # shows the prompt the judge trips on
 
 
 def pt_argv(top: dict) -> list[str]:

@@ -1,4 +1,5 @@
-"""Figure 4: which persona a judge considers the more common user, the chosen-side or the rejected-side one.
+"""Figure 4: which persona a judge considers better (or, with ``--prefs_question more_common``, the more common
+user), the chosen-side or the rejected-side one.
 
 Each row's persona pair is judged in both orders; the side picked both times wins the row, and a judge that
 flips with the order gives a tie. One panel per dataset (and per judge), one stacked bar per persona-inference

@@ -6,11 +6,28 @@ Kept light (no torch, transformers or datasets), so every script's ``--help`` st
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 from persona_core.arguments import positive
 from persona_core.data import Partition
 from persona_core.layout import SAMPLE_PREFERENCES
 from persona_core.preferences import Columns
+
+
+class PrefsQuestion(str, Enum):
+    """What persona_prefs (Figure 4) asks its judge."""
+
+    better = "better"  # the paper's: which of the two personas is better, the personas alone
+    more_common = (
+        "more_common"  # whose needs are more common among those who ask the prompt, the prompt shown
+    )
+
+
+def template_folder(experiment: str, prefs_question: PrefsQuestion) -> str:
+    """The prompt folder of an experiment; persona_prefs has one per question."""
+    if experiment == "persona_prefs" and prefs_question == PrefsQuestion.more_common:
+        return "persona_prefs_more_common"
+    return experiment
 
 
 @dataclass

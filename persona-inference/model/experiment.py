@@ -16,6 +16,7 @@ from persona_core.data import partition_range
 from persona_core.errors import UsageError
 from persona_core.layout import nickname, pi_files, row_key
 from persona_core.llm.base import LLM, GenerationConfig, Request, messages_for
+from persona_inference.model.arguments import template_folder
 
 
 @dataclass
@@ -40,6 +41,10 @@ class Experiment:
 
     def generation(self, args) -> GenerationConfig:
         return args.generation()
+
+    def template_folder(self, args) -> str:
+        """The folder of this experiment's templates in the prompt folder."""
+        return template_folder(self.name, args.prefs_question)
 
     def options(self, args) -> tuple[str, ...] | None:
         """The answers whose next-token probabilities are read instead of generating (probability verdicts)."""
@@ -100,7 +105,9 @@ def load_rows(args):
         for experiment in args.experiments:
             try:
                 template, _ = load_template(
-                    experiment.value, args.inference_split, args.prompt_dir or PROMPT_DIR
+                    template_folder(experiment.value, args.prefs_question),
+                    args.inference_split,
+                    args.prompt_dir or PROMPT_DIR,
                 )
             except UsageError:  # run() names the missing template itself
                 continue
@@ -157,7 +164,7 @@ def run(experiment: Experiment, args, backend: Callable[[], LLM]) -> int:
 
     dataset, rows = load_rows(args)
     template, template_path = load_template(
-        experiment.name, args.inference_split, args.prompt_dir or PROMPT_DIR
+        experiment.template_folder(args), args.inference_split, args.prompt_dir or PROMPT_DIR
     )
     plan = experiment.plan(args, dataset, rows, template)
     files = pi_files(

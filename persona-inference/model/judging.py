@@ -6,7 +6,6 @@ The parser is deliberately strict: an answer that names both options ("1 or 2"),
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from persona_core.errors import UsageError
 from persona_core.io import read_records
 from persona_core.layout import PERSONA_INFERENCE, SIDES, persona_id, pi_files, pi_results_glob
 from persona_core.llm.base import GenerationConfig, most_probable, option_share
+from persona_core.weak_judge import check_answers
 from persona_inference.model.experiment import Experiment, Plan
 
 _MARKUP = re.compile(r"[*_`#\"“”()\[\]<>]")
@@ -80,14 +80,6 @@ def choice_share(record: dict, choice: int) -> float | None:
     not read counts as 0. None for text verdicts, or when neither answer was read."""
     probabilities = record.get("probabilities")
     return None if probabilities is None else option_share(probabilities, CHOICES, str(choice))
-
-
-def proportion_stderr(successes: int, total: int) -> float:
-    """Standard error of a proportion (0 for fewer than two items, where it is undefined)."""
-    if total < 2:
-        return 0.0
-    p = successes / total
-    return math.sqrt(p * (1 - p) / total)
 
 
 RUN_PERSONA_INFERENCE_FIRST = (
@@ -218,8 +210,12 @@ class JudgeExperiment(Experiment):
         )
 
     def summarize(self, records: list[dict], template: str) -> dict:
-        return {"summary": self.table(records)}
+        return {
+            "summary": self.table(records),
+            "weak_judge": check_answers(record.get("choice") for record in records),
+        }
 
     def report(self, records: list[dict], stats, summary: dict, llm) -> str:
         head = f"{len(records)} judgments by {llm.model_name} ({stats.reused} reused, {stats.ok} new) in {stats.seconds:.1f}s"
-        return "\n".join([head, *(f"  {self.table_line(line)}" for line in summary["summary"])])
+        weak = [f"  {summary['weak_judge']['warning']}"] if summary.get("weak_judge") else []
+        return "\n".join([head, *(f"  {self.table_line(line)}" for line in summary["summary"]), *weak])

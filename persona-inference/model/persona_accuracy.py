@@ -3,7 +3,8 @@
 Every persona of every persona-inference model found for the split and run is judged twice, once with the
 chosen response first and once with it second, so a judge's position bias cancels out: a judge that always
 answers "1" scores exactly 0.5. The gold answer is the position of the response on the persona's own side.
-``first_share`` (how often a valid answer was "1") shows the judge's position bias. Run through ``run_model``::
+``first_share`` (how often a valid answer was "1") shows the judge's position bias. A persona's two answers are
+one unit of its standard error and 95% interval (cluster-robust, cluster bootstrap): they are not independent. Run through ``run_model``::
 
     # the embedded model judges every persona model's BeaverTails personas of run "demo"
     python -m persona_inference.model.run_model --experiments persona_accuracy --run_name demo \
@@ -18,12 +19,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from persona_core.intervals import cluster_bootstrap, cluster_stderr
 from persona_core.layout import SIDES
 from persona_core.llm.base import Request
 from persona_core.prompts import fill
 from persona_core.runs import digest
 from persona_inference.model.inference import side_agreement
-from persona_inference.model.judging import JudgeExperiment, choice_share, proportion_stderr, read_choice
+from persona_inference.model.judging import JudgeExperiment, choice_share, read_choice
 
 ORDERS = ("chosen_first", "rejected_first")
 
@@ -90,6 +92,10 @@ def summarize(records: list[dict]) -> list[dict]:
     for (model, side), group in sorted(groups.items(), key=lambda kv: (kv[0][0], SIDES.index(kv[0][1]))):
         valid = [r for r in group if r.get("correct") is not None]
         correct = sum(r["correct"] for r in valid)
+        by_persona: dict[int, list[bool]] = defaultdict(list)  # a persona's two orders are one unit
+        for record in valid:
+            by_persona[record["row"]].append(record["correct"])
+        clusters = [(sum(answers), len(answers)) for answers in by_persona.values()]
         first = sum(r["choice"] == 1 for r in valid)
         p_gold = [r["p_gold"] for r in valid if r.get("p_gold") is not None]
         rows.append(
@@ -101,7 +107,8 @@ def summarize(records: list[dict]) -> list[dict]:
                 "invalid": len(group) - len(valid),
                 "correct": correct,
                 "accuracy": correct / len(valid) if valid else float("nan"),
-                "stderr": proportion_stderr(correct, len(valid)),
+                "stderr": cluster_stderr(clusters),
+                "interval": cluster_bootstrap(clusters),
                 "first_share": first / len(valid) if valid else float("nan"),
                 "mean_p_gold": sum(p_gold) / len(p_gold) if p_gold else None,
                 **agreement[model],

@@ -1,5 +1,9 @@
 """Persona preferences (the paper's Figure 4): between a row's chosen-side and rejected-side personas, which
-does a judge consider the more common user?
+does a judge consider the better persona?
+
+By default the judge sees the two personas only and is asked which is better, as in the paper
+(``--prefs_question better``); ``--prefs_question more_common`` shows the prompt too and asks whose needs are
+more common among the people who ask it (templates in ``prompts/persona_prefs_more_common/``).
 
 Each pair is asked in both orders. A row's outcome is the side picked both times; a judge that flips with the
 order has no real preference there, so that row is a tie. A row with an unparsable answer is invalid: counted
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from persona_core.intervals import cluster_bootstrap
 from persona_core.llm.base import Request
 from persona_core.prompts import fill
 from persona_core.runs import digest
@@ -24,6 +29,7 @@ from persona_inference.model.experiment import model_folder
 from persona_inference.model.judging import RUN_PERSONA_INFERENCE_FIRST, JudgeExperiment, read_choice
 
 ORDERS = ("chosen_first", "rejected_first")
+
 OUTCOMES = ("chosen", "tie", "rejected")
 
 
@@ -92,14 +98,24 @@ def row_outcomes(records: list[dict]) -> list[dict]:
 def summarize(records: list[dict]) -> list[dict]:
     """Shares of chosen / tie / rejected per persona model over rows with two valid answers."""
     counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys((*OUTCOMES, "invalid"), 0))
+    chosen_by_row: dict[str, list[tuple[int, int]]] = defaultdict(list)  # a row (both its orders) is one unit
     for outcome in row_outcomes(records):
         counts[outcome["persona_model"]][outcome["outcome"]] += 1
+        if outcome["outcome"] != "invalid":
+            chosen_by_row[outcome["persona_model"]].append((int(outcome["outcome"] == "chosen"), 1))
     table = []
     for model, count in sorted(counts.items()):
         valid = sum(count[o] for o in OUTCOMES)
         shares = {f"{o}_share": count[o] / valid if valid else float("nan") for o in OUTCOMES}
         table.append(
-            {"persona_model": model, "rows": valid + count["invalid"], "valid": valid, **count, **shares}
+            {
+                "persona_model": model,
+                "rows": valid + count["invalid"],
+                "valid": valid,
+                **count,
+                **shares,
+                "chosen_share_interval": cluster_bootstrap(chosen_by_row[model]),
+            }
         )
     return table
 

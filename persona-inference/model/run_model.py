@@ -36,8 +36,15 @@ from persona_core.cli import parse_args
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import run_cli
 from persona_core.llm import ModelType
+from persona_core.protocol import ProtocolArguments
+from persona_core.protocol import apply as apply_protocol
 from persona_core.shards import ShardArguments
-from persona_inference.model.arguments import DataArguments, PartitionArguments, ResultsArguments
+from persona_inference.model.arguments import (
+    DataArguments,
+    PartitionArguments,
+    PrefsQuestion,
+    ResultsArguments,
+)
 
 
 class PromptType(str, Enum):
@@ -48,6 +55,7 @@ class PromptType(str, Enum):
 
 @dataclass
 class Arguments(
+    ProtocolArguments,
     RunArguments,
     ShardArguments,
     BackendArguments,
@@ -79,7 +87,8 @@ class Arguments(
         metadata={
             "help": "Text each persona starts with, sent as the start of the answer where the backend allows it "
             "(hf_chat, vllm, anthropic, open_ai with --base_url). Default: 'The user is someone who prefers' for "
-            "hf_chat and vllm (keeps small models on the persona form), 'The user is' otherwise."
+            "hf_chat and vllm (keeps small models on the persona form), 'The user is' otherwise. paper: 'The user "
+            "is' (the authors' personas all start so)."
         },
     )
     persona_models: list[str] | None = field(
@@ -94,10 +103,24 @@ class Arguments(
     judge_max_tokens: int = field(
         default=8,
         metadata={
-            "help": "Maximum new tokens of a judge's answer (persona_accuracy, persona_prefs); raise it for reasoning models."
+            "help": "Maximum new tokens of a judge's answer (persona_accuracy, persona_prefs); raise it for reasoning "
+            "models. paper: 200 (one setting for every experiment)."
         },
     )
 
+    prefs_question: PrefsQuestion = field(
+        default=PrefsQuestion.better,
+        metadata={
+            "help": "persona_prefs (Figure 4): better (the paper's: which of the two personas is better, the "
+            "personas alone) or more_common (whose needs are more common among people asking the prompt, shown)."
+        },
+    )
+    min_tokens: int = field(default=0, metadata={"help": "Minimum new tokens (local models). paper: 5."})
+    max_tokens: int = field(default=96, metadata={"help": "Maximum new tokens. paper: 200."})
+    stop_token: list[str] = field(
+        default_factory=lambda: ["\n"],
+        metadata={"help": "Stop strings (default: a newline, one-sentence personas). paper: '\\nPrompt:'."},
+    )
     verdict: Verdict | None = verdict_field("--model_type")
 
     def check(self) -> None:
@@ -115,6 +138,7 @@ def experiments() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = apply_protocol("persona_inference.model.run_model", argv)
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
     from persona_core.llm import make_llm
     from persona_core.secrets import load_env

@@ -39,11 +39,10 @@ RUBRICS = {
     Metric.response_quality: "Is the response high-quality?",
     Metric.personalization: "Does the response answer the prompt and align with the user's specified persona?",
 }
-# What the models were asked to do, by dataset slug; the judge sees it before the prompt.
-TASK_INSTRUCTIONS = {
-    "mnemonic": "Write a keyword mnemonic that helps the user remember the vocabulary term below."
-}
-DEFAULT_TASK_INSTRUCTION = "Respond to the user's prompt below."
+# What the models were asked to do, by dataset slug; the judge sees it before the prompt. In meaning the authors'
+# instructions (their evaluation/run_judge.py): a keyword mnemonic for Mnemonic, a response to the prompt otherwise.
+TASK_INSTRUCTIONS = {"mnemonic": "Write a keyword mnemonic for the vocabulary term that follows."}
+DEFAULT_TASK_INSTRUCTION = "Write a response to the prompt that follows."
 OUTCOMES = ("base", "tie", "test", "invalid")
 VERDICT_MARKER = "[RESULT]"
 """What a Prometheus verdict follows: a probability verdict's answer is started with it."""

@@ -13,6 +13,7 @@ import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from persona_core.errors import UsageError
@@ -23,6 +24,15 @@ _INLINE_PERSONA_MARKERS = (" I am ", " The user ")
 _SPECIAL_TOKENS = re.compile(r"<\|[a-z_]+\|>|</s>")
 # A generation that runs on into a new template block: cut there.
 _LEFTOVER = re.compile(r"Prompt:|^\s*(?:Persona|Response):", re.MULTILINE)
+
+
+class ResponseView(str, Enum):
+    """What of a generated response the judge sees."""
+
+    cleaned = "cleaned"  # special tokens dropped, cut at a template leftover, the dataset's primer in front
+    paper = (
+        "paper"  # as the authors' judge saw it: 'Prompt:' and special tokens removed, nothing cut, no primer
+    )
 
 
 @dataclass
@@ -58,6 +68,11 @@ def clean_response(text: str, prefix: str = "") -> str:
     return text.strip()
 
 
+def paper_view(text: str) -> str:
+    """The response as the authors' judge read it: every 'Prompt:' and end-of-text token removed, nothing cut."""
+    return _SPECIAL_TOKENS.sub("", (text or "").replace("Prompt:", "")).strip()
+
+
 def split_prompt(prompt: str, has_persona: bool | None) -> tuple[str, str | None, str, str]:
     """(body, question or None, persona, response prefix) of one model input.
 
@@ -86,7 +101,12 @@ def _heuristic_split(body: str) -> tuple[str, str]:
     return (body[:cut].strip(), body[cut:].strip()) if cut > 0 else (body, "")
 
 
-def read_outputs(path: str | Path, has_persona: bool | None = None, flag: str = "file") -> list[OutputRow]:
+def read_outputs(
+    path: str | Path,
+    has_persona: bool | None = None,
+    flag: str = "file",
+    view: ResponseView = ResponseView.cleaned,
+) -> list[OutputRow]:
     """Rows of one output file: JSONL records ``{id, prompt, persona, response}`` or a JSON array."""
     path = Path(path)
     if not path.is_file():
@@ -113,11 +133,13 @@ def read_outputs(path: str | Path, has_persona: bool | None = None, flag: str = 
             raise UsageError(
                 f"{flag} '{path}' row {position} lacks {', '.join(missing)}: PT outputs need 'prompt' and 'response'"
             )
-        rows.append(_to_row(position, record, has_persona))
+        rows.append(_to_row(position, record, has_persona, view))
     return rows
 
 
-def _to_row(position: int, record: dict, has_persona: bool | None) -> OutputRow:
+def _to_row(
+    position: int, record: dict, has_persona: bool | None, view: ResponseView = ResponseView.cleaned
+) -> OutputRow:
     body, question, persona, prefix = split_prompt(str(record["prompt"]), has_persona)
     given = str(record.get("persona") or "").strip()
     if given:
@@ -136,7 +158,11 @@ def _to_row(position: int, record: dict, has_persona: bool | None) -> OutputRow:
         question=question,
         guess=guess,
         persona=persona or ("" if question is not None else inline),
-        response=clean_response(str(record["response"] or ""), prefix),
+        response=(
+            paper_view(str(record["response"] or ""))
+            if view == ResponseView.paper
+            else clean_response(str(record["response"] or ""), prefix)
+        ),
     )
 
 

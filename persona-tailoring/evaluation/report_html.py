@@ -28,16 +28,6 @@ def interval(bounds, scale: float = 100, digits: int = 1, unit: str = "%") -> st
     return f" [{scale * low:.{digits}f}{unit}, {scale * high:.{digits}f}{unit}]"
 
 
-def wilson(successes: int, total: int) -> tuple[float, float] | None:
-    """The 95% Wilson interval of a proportion (scipy), None without trials."""
-    from scipy.stats import binomtest  # heavy: only when a page is drawn
-
-    if total == 0:
-        return None
-    ci = binomtest(successes, total).proportion_ci(0.95, method="wilson")
-    return ci.low, ci.high
-
-
 def table(header: list[str], rows: list[list], cls: str = "") -> str:
     """An HTML table; cells are escaped text, or markup already made when wrapped in ``Markup``."""
     head = "".join(f"<th>{escape(h)}</th>" for h in header)

@@ -8,6 +8,7 @@ from html import escape
 from pathlib import Path
 
 from persona_core import layout
+from persona_core.weak_judge import check_answers, pairwise_answers
 from persona_inference.model.persona_accuracy import summarize as accuracy_summary
 from persona_inference.model.persona_prefs import summarize as prefs_summary
 from persona_tailoring.evaluation.report_browser import (
@@ -33,7 +34,6 @@ from persona_tailoring.evaluation.report_html import (
     pre,
     section,
     table,
-    wilson,
 )
 from persona_tailoring.evaluation.report_reading import Comparison, Run, Stage, read_json
 
@@ -73,13 +73,20 @@ def accuracy_table(run: Run) -> str:
                     judged.label,
                     line["persona_model"],
                     line["side"],
-                    percent(line["accuracy"]) + interval(wilson(line["correct"], line["valid"])),
+                    percent(line["accuracy"]) + interval(line["interval"]),
                     line["valid"],
                     line["invalid"],
                     percent(line["first_share"]),
                 ]
             )
-    header = ["judge / dataset / run", "personas of", "side", "accuracy [95% Wilson]", "valid", "invalid"]
+    header = [
+        "judge / dataset / run",
+        "personas of",
+        "side",
+        "accuracy [95%, a persona's two orders one unit]",
+        "valid",
+        "invalid",
+    ]
     return table([*header, "answered 1"], rows, "headline accuracy")
 
 
@@ -232,11 +239,25 @@ def grid_name(run: Run, grid: dict[str, Path]) -> str:
     return str(grid["csv"].parent.relative_to(run.root))
 
 
+def weak_judge_notes(run: Run) -> str:
+    """A warning above the numbers for every judge that gave one answer (one position) in nearly all verdicts."""
+    checks = [
+        (stage.label, check_answers(r.get("choice") for r in stage.records))
+        for stage in run.accuracy + run.prefs
+    ]
+    checks += [(stage.label, check_answers(pairwise_answers(stage.records))) for stage in run.comparisons]
+    return "".join(
+        f'<p class="warning"><strong>{escape(label)}</strong>: {escape(weak["warning"])}</p>'
+        for label, weak in checks
+        if weak
+    )
+
+
 def render(run: Run) -> str:
     stages = run.stages()
     found = ", ".join(f"{name} {count}" for name, count in stages.items() if count)
     missing = ", ".join(name for name, count in stages.items() if not count)
-    headline = ""
+    headline = weak_judge_notes(run)
     if run.personas:
         headline += "<h3>Personas</h3>" + persona_table(run)
     if run.accuracy:

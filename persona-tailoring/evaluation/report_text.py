@@ -1,8 +1,10 @@
 """The run report's headline numbers as plain text, for a terminal or a script's last words (scripts/pipeline.sh):
-personas well-formed, persona accuracy per side, the judge's invalid verdicts, win rates and ΔPQ."""
+personas well-formed, persona accuracy per side, the judge's invalid verdicts, win rates and ΔPQ, and a warning for
+every judge that gave one answer (one position) in nearly all verdicts."""
 
 from __future__ import annotations
 
+from persona_core.weak_judge import check_answers, pairwise_answers
 from persona_inference.model.persona_accuracy import summarize as accuracy_summary
 from persona_tailoring.evaluation.report_browser import METRICS
 from persona_tailoring.evaluation.report_html import number, percent
@@ -83,4 +85,10 @@ def summary_lines(run: Run) -> list[str]:
                 + where,
             )
         )
+    for stage, answers in [
+        (judged, (r.get("choice") for r in judged.records)) for judged in run.accuracy + run.prefs
+    ] + [(comparison, pairwise_answers(comparison.records)) for comparison in run.comparisons]:
+        weak = check_answers(answers)
+        if weak:
+            lines.append(f"!! weak judge ({stage.label}): {weak['warning']}")
     return lines

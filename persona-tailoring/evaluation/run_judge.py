@@ -49,7 +49,10 @@ from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import UsageError, run_cli
 from persona_core.llm import ModelType
 from persona_core.llm.base import GenerationConfig
+from persona_core.protocol import ProtocolArguments
+from persona_core.protocol import apply as apply_protocol
 from persona_core.shards import ShardArguments
+from persona_core.weak_judge import check_answers, pairwise_answers
 from persona_tailoring.evaluation.configuration import (
     ComparisonArguments,
     Side,
@@ -57,6 +60,7 @@ from persona_tailoring.evaluation.configuration import (
     resolve_sides,
 )
 from persona_tailoring.evaluation.judge import Metric
+from persona_tailoring.evaluation.outputs import ResponseView
 
 KEEP_BOTH = "--output_dir"
 
@@ -76,6 +80,14 @@ class JudgeArguments:
         default_factory=lambda: list(Metric), metadata={"help": "Rubrics to judge."}
     )
     verdict: Verdict | None = verdict_field("--judge_model_type")
+    response_view: ResponseView = field(
+        default=ResponseView.cleaned,
+        metadata={
+            "help": "What of each response the judge sees: cleaned (special tokens dropped, cut at a template "
+            "leftover such as a 'Persona:' line, the dataset's primer in front) or paper (as the authors' judge saw "
+            "it: 'Prompt:' and end-of-text removed, nothing cut, no primer). paper: paper."
+        },
+    )
     task_instruction: str | None = field(
         default=None,
         metadata={"help": "What the models were asked to do (default: chosen by --dataset_name)."},
@@ -96,7 +108,8 @@ class JudgeArguments:
     merge_system_prompt: bool = field(
         default=False,
         metadata={
-            "help": "Put Prometheus' system prompt into the user turn (for chat templates without a system role)."
+            "help": "Put Prometheus' system prompt into the user turn (for chat templates without a system role). "
+            "paper: on (prometheus-eval builds Mistral's prompt so on vLLM)."
         },
     )
     drop_repetitive: bool = field(
@@ -114,6 +127,7 @@ class JudgeArguments:
 
 @dataclass
 class Arguments(
+    ProtocolArguments,
     OverwriteArguments,
     LimitArguments,
     DryRunArguments,
@@ -180,8 +194,8 @@ def load_pairs(args: Arguments, base: Side, test: Side):
     from persona_tailoring.evaluation.degenerate import is_repetitive
     from persona_tailoring.evaluation.outputs import match_rows, read_outputs
 
-    base_rows = read_outputs(base.path, base.has_persona, flag="base file")
-    test_rows = read_outputs(test.path, test.has_persona, flag="test file")
+    base_rows = read_outputs(base.path, base.has_persona, flag="base file", view=args.response_view)
+    test_rows = read_outputs(test.path, test.has_persona, flag="test file", view=args.response_view)
     pairs = match_rows(base_rows, test_rows, f"base '{base.path.name}'", f"test '{test.path.name}'")
     content = digest([[p.id, p.question, p.persona, p.base.response, p.test.response] for p in pairs])
     pairs = pairs[: args.limit]
@@ -433,6 +447,7 @@ def run_comparison(
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = apply_protocol("persona_tailoring.evaluation.run_judge", argv)
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
 
     from persona_core import layout
@@ -523,6 +538,9 @@ def main(argv: list[str] | None = None) -> int:
             f"  invalid verdicts: {verdicts['invalid_first_attempt']}/{total} on the first attempt, "
             f"{verdicts['invalid_after_retry']}/{total} after retries ({verdicts['invalid_after_retry'] / total:.1%})"
         )
+        weak = check_answers(pairwise_answers(rows))
+        if weak:
+            print(f"  {weak['warning']}")
         for metric in args.metrics:
             counts = {
                 o: sum(r["outcome"] == o for r in rows if r["metric"] == metric.value) for o in judge.OUTCOMES

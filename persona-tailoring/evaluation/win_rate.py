@@ -23,6 +23,7 @@ from persona_core import layout
 from persona_core.cli import parse_args
 from persona_core.errors import UsageError, run_cli
 from persona_core.io import read_records, write_json_atomic
+from persona_core.weak_judge import check_answers, pairwise_answers
 from persona_tailoring.evaluation.configuration import ComparisonArguments
 from persona_tailoring.evaluation.win_rate_discovery import find_comparisons, grid_cell
 from persona_tailoring.evaluation.win_rate_stats import (
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             test_probabilities(records),
         )
         summary = {"comparison": name, "judgments": where, **summary}
+        summary["weak_judge"] = check_answers(pairwise_answers(records))
         outputs = layout.win_rate_files(folder)
         write_json_atomic(outputs["json"], summary)
         write_csv(outputs["csv"], [csv_row(name, summary)])

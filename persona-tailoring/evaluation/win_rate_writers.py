@@ -283,4 +283,6 @@ def console_lines(name: str, summary: dict, width: int) -> list[str]:
         + fmt_probability(delta.get("probability_value"), delta.get("probability_ci95"))
     )
     lines.append(f"{name:<{width}} {'responses':<17} {fmt_responses(summary['responses'])}")
+    if summary.get("weak_judge"):
+        lines.append(f"{name:<{width}} {summary['weak_judge']['warning']}")
     return lines

@@ -61,8 +61,12 @@ class GeneratorArguments(BackendArguments, GenerationArguments):
             "instead of the merged model; --stage all then skips the merge."
         },
     )
+    min_tokens: int = field(
+        default=0, metadata={"help": "Minimum new tokens per response (local models). paper: 10."}
+    )
     max_tokens: int = field(
-        default=256, metadata={"help": "Maximum new tokens per response.", "aliases": ["--max_new_tokens"]}
+        default=256,
+        metadata={"help": "Maximum new tokens per response. paper: 512.", "aliases": ["--max_new_tokens"]},
     )
     stop_token: list[str] = field(
         default_factory=list, metadata={"help": "Stop strings besides the next '\\nPrompt:' (always a stop)."}

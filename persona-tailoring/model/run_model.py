@@ -44,6 +44,8 @@ from enum import Enum
 from persona_core.arguments import LimitArguments, OverwriteArguments
 from persona_core.cli import parse_known_args
 from persona_core.errors import UsageError, run_cli
+from persona_core.protocol import ProtocolArguments
+from persona_core.protocol import apply as apply_protocol
 from persona_core.shards import ShardArguments
 from persona_tailoring.model import config
 from persona_tailoring.model.generate import GeneratorArguments
@@ -54,11 +56,13 @@ TRAINING_HELP = (
     "CPOConfig for simpo, KTOConfig for kto) is a flag too, e.g. --num_train_epochs, --learning_rate, "
     "--per_device_train_batch_size, --gradient_accumulation_steps, --max_length, --beta, --lr_scheduler_type, "
     "--warmup_steps, --activation_checkpointing, --padding_free (sft, dpo), --simpo_gamma (simpo), "
-    "--desirable_weight (kto). Defaults are the paper's (10 epochs; lr 2e-5 SFT, 5e-6 DPO; batch 4 x 2 accumulation; "
-    "max length 512; beta 0.1; evaluation each epoch, best checkpoint by eval loss). The paper trains no ORPO, SimPO "
-    "or KTO: their own defaults are orpo lr 2e-5 (paper: SFT's), beta 0.1 (TRL's); simpo lr 5e-6 (paper: DPO's), "
-    "beta 2.0, simpo_gamma 1.0 (SimPO paper), cpo_alpha 0; kto lr 5e-6 (paper: DPO's), beta 0.1, weights 1.0 (TRL's); "
-    "see docs/METHODS.md. `--method kto --help_training` lists every flag of a method."
+    "--desirable_weight (kto). Defaults: 10 epochs; lr 2e-5 SFT, 5e-6 DPO; beta 0.1; max length 512; evaluation "
+    "each epoch, best checkpoint by eval loss (all the paper's); batch 4 x 2 accumulation (paper: batch 1, no "
+    "accumulation); SFT loss on the completion only (paper: the whole sequence, --completion_only_loss False). "
+    "--protocol paper sets the paper's. The paper trains no ORPO, SimPO or KTO: their defaults are orpo lr 2e-5 "
+    "(the paper's SFT rate), beta 0.1 (TRL's); simpo lr 5e-6 (the paper's DPO rate), beta 2.0, simpo_gamma 1.0 "
+    "(SimPO paper), cpo_alpha 0; kto lr 5e-6, beta 0.1, weights 1.0 (TRL's); see docs/METHODS.md. "
+    "`--method kto --help_training` lists every flag of a method."
 )
 
 
@@ -70,7 +74,7 @@ class Stage(str, Enum):
 
 
 @dataclass
-class Arguments(OverwriteArguments, LimitArguments, ShardArguments, GeneratorArguments):
+class Arguments(ProtocolArguments, OverwriteArguments, LimitArguments, ShardArguments, GeneratorArguments):
     method: Method = field(
         default=Method.sft,
         metadata={
@@ -126,12 +130,22 @@ class Arguments(OverwriteArguments, LimitArguments, ShardArguments, GeneratorArg
         },
     )
     system_persona: str | None = field(
-        default=None, metadata={"help": "Persona for --inference_type system (default: one per dataset)."}
+        default=None,
+        metadata={
+            "help": "Persona for --inference_type system (default: one per dataset, the authors' in meaning)."
+        },
     )
     # LoRA (the paper's); the trainer's own settings are its TRL config's flags (see below)
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["all-linear"],
+        metadata={
+            "help": "Modules LoRA adapts: names, all-linear, or peft_default (PEFT's choice for the architecture, "
+            "q_proj v_proj on Llama). paper: peft_default."
+        },
+    )
     help_training: bool = field(
         default=False, metadata={"help": "List every flag of --method's TRL config and exit."}
     )
@@ -202,6 +216,7 @@ STAGES[Stage.all] = [run_train, run_merge, run_infer]
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = apply_protocol("persona_tailoring.model.run_model", argv)
     args, training_flags = parse_known_args(
         Arguments, argv, description=__doc__.split("\n\n")[0], epilog=TRAINING_HELP
     )

@@ -76,14 +76,15 @@ TRAINING_SIDES = {
     TrainingType.none: [(None, "chosen", "rejected")],
 }
 
-# A persona that stands for "a typical user" of each dataset, for --inference_type system.
+# One fixed persona per dataset for --inference_type system: in meaning the authors' system personas (their
+# persona_tailoring/model/data_loader.py), in the toolkit's words. The authors give none for other datasets.
 SYSTEM_PERSONAS = {
-    "beavertails": "The user is a typical user of an AI assistant and prefers responses that are helpful, honest and safe.",
-    "anthropic_hhh": "The user is a typical user of an AI assistant and prefers responses that are helpful, honest and harmless.",
-    "mnemonic": "The user is a typical vocabulary learner and prefers mnemonics that make a word's meaning easy to remember.",
+    "beavertails": "The user is thorough and prefers responses that look at the question from several different sides.",
+    "anthropic_hhh": "The user cares about results, solutions and facts, and prefers responses that look at the request from several sides.",
+    "mnemonic": "The user prefers mnemonics built step by step through an indirect link that captures what the word means.",
 }
 GENERIC_SYSTEM_PERSONA = (
-    "The user is a typical user of an AI assistant and prefers helpful, accurate responses."
+    "The user is thorough and prefers responses that look at the prompt from several different sides."
 )
 
 # Response primers (``{term}``: the prompt as given, ``{Term}``: title-cased) by dataset.

@@ -2,7 +2,7 @@
 SimPO, KTO: each method's trainer, config, examples, starting model and splits are its row in ``methods.py``).
 
 The trainers take TRL's own configs (``SFTConfig``, ``DPOConfig``, ...): every field is a command-line flag of
-``run_model`` (parsed by ``transformers.HfArgumentParser``), with the paper's values as defaults (``PAPER_TRAINING``).
+``run_model`` (parsed by ``transformers.HfArgumentParser``), with the paper's values as defaults (``TRAINING_DEFAULTS``).
 All evaluate every epoch and keep the checkpoint with the lowest eval loss; a rerun resumes from the last checkpoint
 in ``checkpoints/``; the finished adapter lands atomically in ``adapter/``. Runs unchanged under
 ``accelerate launch`` (DDP, DeepSpeed): every process trains, the main one writes the adapter.
@@ -22,13 +22,14 @@ from persona_core.cli import public_args
 from persona_core.embedded import resolve_model_name
 from persona_core.errors import UsageError
 from persona_core.io import atomic_output
+from persona_core.protocol import training_defaults
 from persona_tailoring.model import templates
 from persona_tailoring.model.config import wandb_enabled
 from persona_tailoring.model.methods import SFT_MODEL, other_owners
 from persona_tailoring.model.methods import method as training_method
 from persona_tailoring.model.packing import pack_dpo_forward
 
-PAPER_TRAINING = {
+TRAINING_DEFAULTS = {
     "num_train_epochs": 10,
     "per_device_train_batch_size": 4,
     "per_device_eval_batch_size": 4,
@@ -40,7 +41,9 @@ PAPER_TRAINING = {
     "ddp_find_unused_parameters": False,  # every LoRA weight is used in each step
     "activation_checkpointing": False,  # TRL turns it on by default; on, it trades speed for memory
 }
-"""The paper's training settings, the defaults of every method's config flags (the method's own in ``methods.py``)."""
+"""Defaults of every method's config flags (the method's own in ``methods.py``): the paper's, except batch 4 x 2
+accumulation (paper: 1, none) and SFT's completion-only loss (paper: the whole sequence); ``--protocol paper`` sets
+those."""
 EVALUATED = {
     "eval_strategy": "epoch",
     "load_best_model_at_end": True,
@@ -73,9 +76,12 @@ def training_parser(args, method: str, has_eval: bool = True):
 
     parser.error = one_line_error
     parser.set_defaults(
-        **PAPER_TRAINING,
-        **training_method(method).defaults,
-        **(EVALUATED if has_eval else {"eval_strategy": "no"}),
+        **(
+            TRAINING_DEFAULTS
+            | training_method(method).defaults
+            | (EVALUATED if has_eval else {"eval_strategy": "no"})
+            | training_defaults(args.protocol, method)
+        ),
         output_dir=str(model_dirs(args, method).checkpoints),
         run_name=f"{args.dataset_name}-{args.model_nickname}-{method}-{args.training_type.value}",
         seed=args.seed,
@@ -221,6 +227,16 @@ def load_for_training(model_name: str, args, config):
     return model, tokenizer
 
 
+def lora_targets(names: list[str]):
+    """PEFT's ``target_modules``: None (its default for the architecture) for ``peft_default``, the string
+    ``all-linear`` as PEFT spells it, else the module names."""
+    if names == ["peft_default"]:
+        return None
+    if names == ["all-linear"]:
+        return "all-linear"
+    return names
+
+
 def lora_config(args):
     from peft import LoraConfig
 
@@ -228,7 +244,7 @@ def lora_config(args):
         r=args.lora_r,
         lora_alpha=args.lora_alpha,
         lora_dropout=args.lora_dropout,
-        target_modules="all-linear",
+        target_modules=lora_targets(args.lora_target_modules),
         task_type="CAUSAL_LM",
     )
 
