@@ -170,6 +170,8 @@ def judge_backend(args: Arguments):
     llm = make_llm(args.judge_model_type, args.judge_model_name, **args.backend_options())
     if not args.merge_system_prompt:
         check_system_role(llm)
+    if args.verdict == Verdict.probability:
+        llm.require_prefill_continued()  # the verdict marker must start the answer
     return llm
 
 
