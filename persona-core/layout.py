@@ -410,9 +410,13 @@ def pipeline_paths(
 def main(argv: list[str] | None = None) -> int:
     """Print paths for bash: ``pipeline`` prints ``NAME=path`` lines (quoted for ``eval``); ``pi_results`` one path."""
     import argparse
+    import functools
 
-    parser = argparse.ArgumentParser(prog="python -m persona_core.layout", description=main.__doc__)
-    sub = parser.add_subparsers(dest="what", required=True)
+    parser = argparse.ArgumentParser(
+        prog="python -m persona_core.layout", description=main.__doc__.replace("``", ""), allow_abbrev=False
+    )
+    strict = functools.partial(argparse.ArgumentParser, allow_abbrev=False)
+    sub = parser.add_subparsers(dest="what", required=True, parser_class=strict)
     pipeline = sub.add_parser("pipeline", help="every path of scripts/pipeline.sh")
     for flag in ("--root", "--dataset", "--pi_nickname", "--pt_nickname"):
         pipeline.add_argument(flag, required=True)

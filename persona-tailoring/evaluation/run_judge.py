@@ -47,7 +47,7 @@ from persona_core.arguments import (
 from persona_core.cli import parse_args, public_args
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import UsageError, run_cli
-from persona_core.llm import ModelType
+from persona_core.llm import ModelType, api_key
 from persona_core.llm.base import GenerationConfig
 from persona_core.shards import ShardArguments
 from persona_tailoring.evaluation.configuration import (
@@ -457,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         plans.append((plan_comparison(args, base, test, task, generation), task))
     if args.dry_run:
+        api_key(args.judge_model_type, args.base_url)  # a missing key is found now, not after the dry run
         for plan, _ in plans:
             print(
                 f"[dry run] {plan.test.label}: {len(plan.pairs)} pairs x {len(args.metrics)} metrics x 2 orders = "
