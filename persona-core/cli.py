@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import enum
 import sys
 import typing
@@ -55,8 +56,12 @@ def parse_enum(enum_cls: type[enum.Enum], value: str, flag: str) -> enum.Enum:
     for member in enum_cls:
         if value in (member.value, member.name):
             return member
-    choices = ", ".join(m.value for m in enum_cls)
-    raise UsageError(f"unknown {flag} '{value}'; choose one of: {choices}")
+    choices = [m.value for m in enum_cls]
+    near = [c for c in choices if str(value) in c.split("_")] or difflib.get_close_matches(
+        str(value), choices, n=1
+    )
+    hint = f" (did you mean {near[0]}?)" if near else ""
+    raise UsageError(f"unknown {flag} '{value}'{hint}; choose one of: {', '.join(choices)}")
 
 
 def parse_args(

@@ -45,7 +45,8 @@ class Arguments(ComparisonArguments):
     comparison_dir: str | None = field(
         default=None,
         metadata={
-            "help": "A comparison folder, or any folder above one (run_judge's --output_dir): all found are scored."
+            "help": "A comparison folder, or any folder above one (run_judge's --output_dir): all found are scored. "
+            "Without it and without a base or test configuration, the comparisons under --output_dir are scored."
         },
     )
     resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples over prompts."})
@@ -276,10 +277,18 @@ def summarize(
     return out
 
 
+def names_a_comparison(args: Arguments) -> bool:
+    """Whether a base or test side is named; without one, the comparisons under --output_dir are scored."""
+    sides = ("base_file", "test_file", "model_type_base", "training_type_base", "inference_type_base")
+    return any(
+        getattr(args, f) for f in (*sides, "model_type_test", "training_type_test", "inference_type_test")
+    )
+
+
 def find_comparisons(args: Arguments) -> tuple[Path, list[Path]]:
     """The folder the comparisons were looked for in, and every comparison folder holding judgments."""
     judgments = layout.JUDGMENTS_FILE
-    if args.comparison_dir:
+    if args.comparison_dir or not names_a_comparison(args):
         flags = [
             f for f in ("base_file", "test_file", "model_type_base", "model_type_test") if getattr(args, f)
         ]
@@ -287,9 +296,10 @@ def find_comparisons(args: Arguments) -> tuple[Path, list[Path]]:
             raise UsageError(
                 f"pass either --comparison_dir or the comparison flags (--{flags[0]} ...), not both"
             )
-        root = Path(args.comparison_dir)
+        root = Path(args.comparison_dir or args.output_dir)
         if not root.is_dir():
-            raise UsageError(f"--comparison_dir '{root}' does not exist: pass run_judge's --output_dir")
+            flag = "--comparison_dir" if args.comparison_dir else "--output_dir"
+            raise UsageError(f"{flag} '{root}' does not exist: pass run_judge's --output_dir")
         found = (
             [root]
             if layout.judge_files(root).results.is_file()
