@@ -16,7 +16,6 @@ from persona_core.llm.base import (
     GenerationConfig,
     Request,
     ResultCallback,
-    join_prefill,
     messages_for,
     option_probabilities,
 )
@@ -124,7 +123,9 @@ class OpenAIBackend(APIBackend):
 
     def probe_prefill(self) -> bool:
         """Whether the server continues a final assistant message: asked once per backend, greedily, to continue a
-        sentence it is told to repeat. A server that answers afresh repeats the sentence from its start."""
+        sentence it is told to repeat. A server that answers afresh repeats the sentence from its start (maybe
+        quoted, or after a word or two), so its first tokens hold "quick brown"; a continuation holds " over the
+        lazy dog." in those tokens."""
         if self.continues_prefill is None:
             from openai import OpenAI
 
@@ -140,7 +141,7 @@ class OpenAIBackend(APIBackend):
                         {"role": "assistant", "content": PROBE_PREFILL},
                     ],
                     temperature=0.0,
-                    max_tokens=8,
+                    max_tokens=6,
                     extra_body=CONTINUE_ANSWER,
                     timeout=self.timeout,
                 )
@@ -149,7 +150,7 @@ class OpenAIBackend(APIBackend):
                     f"the server at {self.base_url} did not answer ({type(err).__name__}: {err})"[:300]
                 ) from None
             answer = response.choices[0].message.content or ""
-            self.continues_prefill = join_prefill(PROBE_PREFILL, answer)[1]
+            self.continues_prefill = "quick brown" not in answer.lower()
         return self.continues_prefill
 
 
