@@ -76,6 +76,7 @@ def test_probability_verdicts_refuse_a_server_answering_afresh(tmp_path, capsys,
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "answers afresh" in err[0] and "--verdict text" in err[0]
+    assert not list((tmp_path / "out").rglob("*.jsonl"))  # no run folder, checkpoint or cache left behind
 
 
 def test_probability_verdicts_probe_a_continuing_server_once(tmp_path, isolated):
