@@ -22,6 +22,9 @@ from persona_core.llm.base import (
 
 CONTINUE_ANSWER = {"continue_final_message": True, "add_generation_prompt": False}
 """vLLM's chat request options that make the model continue a final assistant message (the prefill)."""
+PROBE_SENTENCE = "The quick brown fox jumps over the lazy dog."
+PROBE_PREFILL = "The quick brown fox jumps"
+"""What ``OpenAIBackend.probe_prefill`` asks a server to continue."""
 
 
 class OpenAIBackend(APIBackend):
@@ -129,33 +132,29 @@ class OpenAIBackend(APIBackend):
         if self.continues_prefill is None:
             from openai import OpenAI
 
-            client = OpenAI(api_key=self.api_key, base_url=self.base_url, max_retries=self.max_retries)
-            try:
-                response = client.chat.completions.create(
-                    model=self.model_name,
-                    messages=[
-                        {
-                            "role": "user",
-                            "content": f"Repeat exactly this sentence and nothing else: {PROBE_SENTENCE}",
-                        },
-                        {"role": "assistant", "content": PROBE_PREFILL},
-                    ],
-                    temperature=0.0,
-                    max_tokens=6,
-                    extra_body=CONTINUE_ANSWER,
-                    timeout=self.timeout,
-                )
-            except Exception as err:  # the SDK's retries are spent
-                raise UsageError(
-                    f"the server at {self.base_url} did not answer ({type(err).__name__}: {err})"[:300]
-                ) from None
+            with OpenAI(api_key=self.api_key, base_url=self.base_url, max_retries=self.max_retries) as client:
+                try:
+                    response = client.chat.completions.create(
+                        model=self.model_name,
+                        messages=[
+                            {
+                                "role": "user",
+                                "content": f"Repeat exactly this sentence and nothing else: {PROBE_SENTENCE}",
+                            },
+                            {"role": "assistant", "content": PROBE_PREFILL},
+                        ],
+                        temperature=0.0,
+                        max_tokens=6,
+                        extra_body=CONTINUE_ANSWER,
+                        timeout=self.timeout,
+                    )
+                except Exception as err:  # the SDK's retries are spent
+                    raise UsageError(
+                        f"the server at {self.base_url} did not answer ({type(err).__name__}: {err})"[:300]
+                    ) from None
             answer = response.choices[0].message.content or ""
             self.continues_prefill = "quick brown" not in answer.lower()
         return self.continues_prefill
-
-
-PROBE_SENTENCE = "The quick brown fox jumps over the lazy dog."
-PROBE_PREFILL = "The quick brown fox jumps"
 
 
 class OpenAICompletionsBackend(OpenAIBackend):
