@@ -8,6 +8,8 @@ normally. Injected 429 and 5xx answers carry ``Retry-After: 0`` and ``retry-afte
 ``max_in_flight`` records the most requests the server was handling at once, to check a client's concurrency
 bound. A chat request asking for ``logprobs`` gets, as its first token's ``top_logprobs``, the
 ``(token, logprob)`` pairs ``top_logprobs(prompt, body)`` returns (its first pair is the token answered).
+``continues_prefill`` chooses how a final assistant message is treated: continued, as vLLM does (an answer starting
+with it is sent without it), or ignored, as servers answering afresh do (the answer is sent whole).
 """
 
 from __future__ import annotations
@@ -45,8 +47,10 @@ class LoopbackLLMServer:
         timeout_sleep: float = 3.0,
         retry_after_ms: int | None = 1,
         top_logprobs: Callable[[str, dict], list[tuple[str, float]]] | None = None,
+        continues_prefill: bool = True,
     ):
         self.respond = respond
+        self.continues_prefill = continues_prefill
         self.top_logprobs = top_logprobs
         self.latency = latency
         self.faults = {k: list(v) for k, v in (faults or {}).items()}
@@ -140,7 +144,7 @@ class LoopbackLLMServer:
                 text = server.respond(prompt, body)
                 messages = body.get("messages") or [{}]
                 prefill = messages[-1].get("content") if messages[-1].get("role") == "assistant" else None
-                if isinstance(prefill, str) and text.startswith(prefill):
+                if server.continues_prefill and isinstance(prefill, str) and text.startswith(prefill):
                     text = text[len(prefill) :]  # Anthropic-style prefill: answer with the continuation only
                 usage_in, usage_out = len(prompt.split()), len(text.split())
                 if self.path.endswith("/chat/completions"):

@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import enum
 import sys
 import typing
 from typing import TypeVar
 
 from persona_core.errors import UsageError
+from persona_core.secrets import refuse_key_flags
 
 T = TypeVar("T")
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Help lines end with "(default: X)" where that says something: not for an off switch or no value, nor where
+    the help text already names its default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if "default" in text.lower() or default in (None, False, argparse.SUPPRESS) or default == []:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -42,8 +56,12 @@ def parse_enum(enum_cls: type[enum.Enum], value: str, flag: str) -> enum.Enum:
     for member in enum_cls:
         if value in (member.value, member.name):
             return member
-    choices = ", ".join(m.value for m in enum_cls)
-    raise UsageError(f"unknown {flag} '{value}'; choose one of: {choices}")
+    choices = [m.value for m in enum_cls]
+    near = [c for c in choices if str(value) in c.split("_")] or difflib.get_close_matches(
+        str(value), choices, n=1
+    )
+    hint = f" (did you mean {near[0]}?)" if near else ""
+    raise UsageError(f"unknown {flag} '{value}'{hint}; choose one of: {', '.join(choices)}")
 
 
 def parse_args(
@@ -54,21 +72,24 @@ def parse_args(
     Field metadata may hold ``aliases`` (extra flag names). Enum fields are checked with a clear error, and every
     ``check`` method along ``cls``'s bases (the composed argument groups) validates the values.
     """
-    args, rest = parse_known_args(cls, argv, description, epilog)
-    if rest:
-        print(f"error: unrecognized arguments: {' '.join(rest)} (see --help)", file=sys.stderr)
-        sys.exit(2)
+    args, _ = parse_known_args(cls, argv, description, epilog, strict=True)
     return args
 
 
 def parse_known_args(
-    cls: type[T], argv: list[str] | None = None, description: str | None = None, epilog: str | None = None
+    cls: type[T],
+    argv: list[str] | None = None,
+    description: str | None = None,
+    epilog: str | None = None,
+    strict: bool = False,
 ) -> tuple[T, list[str]]:
-    """``parse_args`` that returns the arguments it does not know (for a second parser, e.g. TRL's configs)."""
+    """``parse_args`` that returns the arguments it does not know (for a second parser, e.g. TRL's configs);
+    ``strict``: refuses them instead, before checking the values (a misspelt flag is named first)."""
+    refuse_key_flags(sys.argv[1:] if argv is None else argv)
     parser = OneLineParser(
-        description=description,
+        description=description and description.replace("``", ""),
         epilog=epilog,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
         allow_abbrev=False,
     )
     hints = typing.get_type_hints(cls)
@@ -76,8 +97,19 @@ def parse_known_args(
         base, is_list = _unwrap(hints[field.name])
         flags = [f"--{field.name}", *field.metadata.get("aliases", [])]
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-        kwargs: dict = {"dest": field.name, "help": field.metadata.get("help", ""), "default": default}
-        if base is bool:
+        help_text = field.metadata.get("help", "").replace("``", "")
+        kwargs: dict = {"dest": field.name, "help": help_text, "default": default}
+        if base is bool and not default:
+            # An off switch: --flag turns it on (--no-flag, hidden, is still accepted for scripts that pass it).
+            kwargs["action"] = "store_true"
+            parser.add_argument(
+                f"--no-{field.name}",
+                dest=field.name,
+                action="store_false",
+                default=argparse.SUPPRESS,
+                help=argparse.SUPPRESS,
+            )
+        elif base is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif _is_enum(base):
             kwargs["metavar"] = "{" + ",".join(m.value for m in base) + "}"
@@ -89,6 +121,8 @@ def parse_known_args(
             kwargs["nargs"] = "+"
         parser.add_argument(*flags, **kwargs)
     namespace, rest = parser.parse_known_args(argv)
+    if strict and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     values = {}
     for field in dataclasses.fields(cls):
         value = getattr(namespace, field.name)

@@ -56,6 +56,11 @@ def load_split(
     """
     path = Path(dataset_name).expanduser()
     if path.is_file():
+        if split != "train":
+            raise UsageError(
+                f"--split {split}: the file '{dataset_name}' holds one split, 'train': drop --split, or pass a "
+                "folder of <split>.jsonl files"
+            )
         return _load_file(path, cache_dir)
     if path.is_dir():
         jsonl_splits = _jsonl_split_files(path)
@@ -133,13 +138,25 @@ def _load_from_disk(path: Path):
         ) from None
 
 
-def _load_hub(dataset_name: str, config: str | None, cache_dir: str | None):
-    import datasets
+def looks_like_path(dataset_name: str) -> bool:
+    """A name that can only be a local path (so a missing one is reported at once, without asking the Hub): it
+    starts like a path, has more than one '/', ends in a data file suffix, or its first folder exists here."""
+    first = dataset_name.split("/", 1)[0]
+    return (
+        dataset_name.startswith((".", "/", "~"))
+        or dataset_name.count("/") > 1
+        or Path(dataset_name).suffix.lower() in LOCAL_FORMATS
+        or ("/" in dataset_name and Path(first).is_dir())
+    )
 
-    if dataset_name.startswith((".", "/", "~")) or dataset_name.count("/") > 1:
+
+def _load_hub(dataset_name: str, config: str | None, cache_dir: str | None):
+    if looks_like_path(dataset_name):
         raise UsageError(
             f"dataset path '{dataset_name}' does not exist: pass an existing file or folder, or a Hub id"
         )
+    import datasets
+
     try:
         return datasets.load_dataset(dataset_name, config, cache_dir=cache_dir)
     except ValueError as err:

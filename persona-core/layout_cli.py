@@ -14,6 +14,7 @@ each NAME asked, one a line in the order asked (a script reads them into variabl
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
 from persona_core.errors import UsageError, run_cli
@@ -108,9 +109,10 @@ def dataset_paths(
 
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m persona_core.layout_cli", description=__doc__.split("\n\n")[0]
+        prog="python -m persona_core.layout_cli", description=__doc__.split("\n\n")[0], allow_abbrev=False
     )
-    sub = parser.add_subparsers(dest="query", required=True)
+    strict = functools.partial(argparse.ArgumentParser, allow_abbrev=False)
+    sub = parser.add_subparsers(dest="query", required=True, parser_class=strict)
     pipeline = sub.add_parser("pipeline", help="the paths of scripts/pipeline.sh below one results root")
     for flag in ("--root", "--dataset", "--pi_nickname", "--pt_nickname"):
         pipeline.add_argument(flag, required=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -20,8 +21,26 @@ def load_template(experiment: str, dataset_name: str, prompt_dir: str | Path) ->
     slug = dataset_slug(dataset_name)
     for candidate in (folder / f"{slug}.txt", folder / "generic.txt"):
         if candidate.exists():
+            if candidate.stem == "generic" and slug not in ("generic", "sample"):
+                warn_generic(experiment, dataset_name, folder)
             return candidate.read_text(encoding="utf-8"), candidate
     raise UsageError(f"no prompt template for {experiment} in {folder}: add {slug}.txt or generic.txt there")
+
+
+@functools.cache
+def warn_generic(experiment: str, dataset_name: str, folder: Path) -> None:
+    """Say that ``dataset_name`` has no template of its own (a typo of a known name reads as its nearest match)."""
+    import difflib
+    import sys
+
+    known = sorted(p.stem for p in folder.glob("*.txt") if p.stem != "generic")
+    near = difflib.get_close_matches(dataset_slug(dataset_name), known, n=1, cutoff=0.6)
+    hint = f" (did you mean the template {near[0]}.txt?)" if near else ""
+    print(
+        f"warning: no {experiment} template for '{dataset_name}'{hint}; using the generic template "
+        f"{folder / 'generic.txt'}; templates of their own: {', '.join(known) or 'none'}",
+        file=sys.stderr,
+    )
 
 
 def fill(template: str, **values: str) -> str:

@@ -20,10 +20,21 @@ class RunStats:
     seconds: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    prefill_continued: int = 0
+    """Answers of servers that continued the prefill; ``prefill_answered_afresh``: of servers that ignored it."""
+    prefill_answered_afresh: int = 0
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "errors"} | {"first_errors": self.errors[:5]}
+
+
+def count_prefill(stats: RunStats, record: dict, continued: bool | None) -> None:
+    """Record whether a server continued the request's prefill, and count it (no prefill sent: nothing)."""
+    if continued is not None:
+        record["prefill_continued"] = continued
+        stats.prefill_continued += continued
+        stats.prefill_answered_afresh += not continued
 
 
 def run_requests(
@@ -62,6 +73,7 @@ def run_requests(
         record = {"id": result.id, "prompt": request.prompt, **meta.get(result.id, {})}
         if result.ok:
             record.update(raw_text=result.text, usage=result.usage, status="ok")
+            count_prefill(stats, record, result.prefill_continued)
             if options is not None:
                 record.update(probabilities=result.option_probs, tokens_read=result.tokens_read)
             record = finish(record)

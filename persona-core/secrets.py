@@ -23,6 +23,22 @@ BASE_URL_VARIABLES = {
 }
 
 
+def refuse_key_flags(argv: list[str]) -> None:
+    """A key passed as a flag (the original code's ``--open_ai_token``, ``--hf_write_token``, ...) is refused with the
+    variable to set instead: keys never travel in argv, where logs and ``ps`` would show them."""
+    for item in argv:
+        flag = item.split("=", 1)[0]
+        name = flag[2:].upper()
+        known = {n for names in KEY_VARIABLES.values() for n in names} | {"HUB_TOKEN", "TOKEN", "API_KEY"}
+        if not flag.startswith("--") or not (name in known or name.endswith("_API_KEY")):
+            continue
+        variable = "HF_TOKEN" if name in ("HUB_TOKEN", "TOKEN") else name
+        variable = "OPENAI_API_KEY" if variable == "API_KEY" else variable
+        raise UsageError(
+            f"{flag}: keys are never flags; set {variable}=... in the environment or .env (see .env.example)"
+        )
+
+
 def load_env(path: str | os.PathLike | None = None) -> None:
     """Load ``.env`` (current folder, else the nearest parent holding one) without overriding the environment."""
     from dotenv import find_dotenv, load_dotenv

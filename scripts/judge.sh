@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Judge test configurations against a base configuration, then score win rates and ΔPQ (and the ΔPQ table of a
-# grid). Defaults: the sample PT run (SFT on the embedded model, data/sample-tailoring) judged by the embedded model,
-# which is offline and fast but a weak judge (probability verdicts: never invalid, strongly position-biased).
+# grid). Defaults: the latest sample PT run (dpo.sh's outputs, else sft.sh's, else few_shot.sh's; the embedded model on
+# data/sample-tailoring), gold personas against none, judged by the embedded model, which is offline and fast but a
+# weak judge (probability verdicts: never invalid, strongly position-biased).
 # Every variable can be overridden from the environment; METHOD_TEST, TRAINING_TEST and INFERENCE_TEST take
 # several space-separated values (the grid is every combination), e.g.
 #   bash scripts/judge.sh
@@ -17,8 +18,16 @@ PYTHON=${PYTHON:-python3}
 GENERATIONS=${GENERATIONS-results/persona-tailoring}  # PT outputs root (--results_save_dir)
 DATASET=${DATASET-Sample}                           # dataset folder and judge task wording
 PT_NICKNAME=${PT_NICKNAME-smollm2-135m}             # model folder; empty for the paper's released outputs
-METHOD_BASE=${METHOD_BASE-sft}; TRAINING_BASE=${TRAINING_BASE-none};   INFERENCE_BASE=${INFERENCE_BASE-none}
-METHOD_TEST=${METHOD_TEST-sft}; TRAINING_TEST=${TRAINING_TEST-chosen}; INFERENCE_TEST=${INFERENCE_TEST-gold-chosen}
+TRAINING_BASE=${TRAINING_BASE-chosen}; INFERENCE_BASE=${INFERENCE_BASE-none}
+TRAINING_TEST=${TRAINING_TEST-chosen}; INFERENCE_TEST=${INFERENCE_TEST-gold-chosen}
+# The method judged on both sides, unless set: the first of dpo, sft, fewshot whose base outputs exist.
+latest=sft
+for method in dpo sft fewshot; do
+    if [ -f "$GENERATIONS/$DATASET/$PT_NICKNAME/${method}_Persona(training_type=$TRAINING_BASE, inference_type=$INFERENCE_BASE).jsonl" ]; then
+        latest=$method; break
+    fi
+done
+METHOD_BASE=${METHOD_BASE-$latest}; METHOD_TEST=${METHOD_TEST-$latest}
 JUDGE_TYPE=${JUDGE_TYPE-hf_chat}                    # hf_chat, open_ai, anthropic, cohere
 JUDGE_MODEL=${JUDGE_MODEL-SmolLM2-135M-Instruct}    # the embedded model; or prometheus-eval/prometheus-7b-v2.0, ...
 JUDGE_BASE_URL=${JUDGE_BASE_URL-}                   # OpenAI-compatible server (vllm serve ...)

@@ -249,5 +249,5 @@ def test_example_script_summarises_the_file_layout_names(tmp_path):
     variables = {"PI_MODEL": "org/some-model", "PI_DIR": str(tmp_path / "pi"), "DATASET": "Demo"}
     run, summary = run_script("example.sh", tmp_path, **variables)
     assert run[1] == "persona_inference.model.run_model" and flag(run, "--inference_split") == "Demo"
-    assert summary[0] == "-"
-    assert summary[1] == str(pi_files(tmp_path / "pi", "org--some-model", "Demo", "default").results)
+    assert summary[0] == "-"  # then the seconds, then each experiment's results file
+    assert summary[2:] == [str(pi_files(tmp_path / "pi", "org--some-model", "Demo", "default").results)]

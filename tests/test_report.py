@@ -35,6 +35,8 @@ REPETITIVE = "again and again and again and again and again and again and again 
 def respond(prompt: str, body: dict) -> str:
     """Every scripted model of the run, told apart by name (PI, PI judges, PT generator, pairwise judge)."""
     model = body["model"]
+    if prompt.startswith("Repeat exactly this sentence"):  # the probe of probability verdicts: continued
+        return prompt.split(": ", 1)[1]
     if model == "pi-model":
         liked = re.findall(r"Answer the user liked: (.*)", prompt)[-1]
         if SAME_PERSONA in prompt:

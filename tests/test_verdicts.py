@@ -201,6 +201,8 @@ def test_pairwise_probability_verdicts_undo_the_swaps(tmp_path):
     with LoopbackLLMServer(lambda p, b: "unused", top_logprobs=logprobs_for(prometheus_logprobs)) as server:
         assert run_judge.main(run_argv(server, tmp_path, "--verdict", "probability")) == 0
         bodies = [c["body"] for c in server.calls]
+    probe, *bodies = bodies  # first, the one probe: does the server continue a final assistant message?
+    assert probe["messages"][-1]["content"] == "The quick brown fox jumps" and "logprobs" not in probe
     assert len(bodies) == 3 * 2 * 2
     for body in bodies:
         # The answer is started with the verdict marker on the server (vLLM's continue_final_message).
@@ -389,7 +391,9 @@ def test_the_papers_released_outputs_are_grid_members(tmp_path):
     biased = logprobs_for(lambda prompt: [("A", 0.6), ("B", 0.4)])
     with LoopbackLLMServer(lambda p, b: "unused", top_logprobs=biased) as server:
         assert run_judge.main([*argv, "--base_url", server.url]) == 0
-        assert len(server.calls) == 4 * 3 * 2 * 2  # configurations x pairs x metrics x orders
+        assert (
+            len(server.calls) == 1 + 4 * 3 * 2 * 2
+        )  # the probe, then configurations x pairs x metrics x orders
     assert win_rate.main(["--comparison_dir", str(out), "--resamples", "50"]) == 0
     cells = (out / "delta_pq_table.csv").read_text().splitlines()[1:]
     assert len(cells) == 4 and all(cell.startswith("BeaverTails,dpo-none-none,dpo-") for cell in cells)

@@ -330,6 +330,14 @@ class TestServer:
             assert record["prompt"].endswith(PREFIX)
             assert f"prompt: {record['prompt']!r}" in log
         assert "stop=['\\n']" in log  # persona inference stops at a newline
+        # vLLM continues the final assistant message: each record says so, and the probe finds it
+        for verdict in VERDICTS:
+            assert all(
+                r["prefill_continued"] for r in pi_records(tmp_path, verdict, "persona_inference").values()
+            )
+        from persona_core.llm import make_llm
+
+        assert make_llm("open_ai", SERVED, base_url=vllm_server.url).probe_prefill() is True
         assert "max_tokens=1, min_tokens=0, logprobs=20" in log  # probability verdicts: one token, its top 20
 
     def test_pairwise_judge_reproduces_hf_chat(self, vllm_server, judge_outputs, hf_judgments, tmp_path):

@@ -22,6 +22,16 @@ class ModelType(str, Enum):
     cohere = "cohere"
 
 
+def api_key(model_type: ModelType, base_url: str | None = None) -> str | None:
+    """The key an API backend needs (a missing one is a UsageError naming the variable); None for local backends.
+    A local OpenAI-compatible server (vLLM, Ollama, llama.cpp) usually needs none: "EMPTY" is sent."""
+    model_type = ModelType(model_type)
+    if model_type in (ModelType.hf_chat, ModelType.vllm):
+        return None
+    base_url = base_url or base_url_from_env(model_type.value)
+    return get_key(model_type.value, required=not (model_type == ModelType.open_ai and base_url)) or "EMPTY"
+
+
 def make_llm(
     model_type: ModelType,
     model_name: str,
@@ -78,8 +88,7 @@ def make_llm(
         OpenAICompletionsBackend if model_type == ModelType.open_ai and not chat else backends[model_type]
     )
     base_url = base_url or base_url_from_env(model_type.value)
-    # A local OpenAI-compatible server (vLLM, Ollama, llama.cpp) usually needs no key.
-    key = get_key(model_type.value, required=not (model_type == ModelType.open_ai and base_url)) or "EMPTY"
+    key = api_key(model_type, base_url)
     return backend(
         model_name,
         api_key=key,
@@ -90,4 +99,4 @@ def make_llm(
     )
 
 
-__all__ = ["LLM", "Completion", "GenerationConfig", "ModelType", "Request", "make_llm"]
+__all__ = ["LLM", "Completion", "GenerationConfig", "ModelType", "Request", "api_key", "make_llm"]

@@ -22,16 +22,24 @@ from persona_core.llm.base import (
 
 CONTINUE_ANSWER = {"continue_final_message": True, "add_generation_prompt": False}
 """vLLM's chat request options that make the model continue a final assistant message (the prefill)."""
+PROBE_SENTENCE = "The quick brown fox jumps over the lazy dog."
+PROBE_PREFILL = "The quick brown fox jumps"
+"""What ``OpenAIBackend.probe_prefill`` asks a server to continue."""
 
 
 class OpenAIBackend(APIBackend):
     """OpenAI's chat API, or any server speaking it (``base_url``).
 
     A prefill (the persona prefix, a verdict marker) reaches a server at ``base_url`` as a final assistant message
-    with vLLM's ``continue_final_message``; OpenAI's own API cannot start an answer, so there it is dropped.
+    with vLLM's ``continue_final_message``; OpenAI's own API cannot start an answer, so there it is dropped. Servers
+    differ: vLLM continues the message, others (llama.cpp's Python server, many proxies) answer afresh. Each answer
+    says which (``join_prefill``); probability verdicts, which read the token right after the prefill, first probe
+    the server once and refuse where it answers afresh.
     """
 
     gives_probabilities = True
+    continues_prefill: bool | None = None
+    """The probe's finding for this server (None: not probed yet)."""
 
     def make_client(self):
         from openai import AsyncOpenAI
@@ -40,12 +48,12 @@ class OpenAIBackend(APIBackend):
             api_key=self.api_key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout
         )
 
-    def prefilled(self, request: Request) -> bool:
+    def sends_prefill(self, request: Request) -> bool:
         return bool(request.prefill and self.base_url)
 
     def chat_arguments(self, request: Request) -> dict:
         """The messages, with the prefill continued where the server can (see the class docstring)."""
-        prefilled = self.prefilled(request)
+        prefilled = self.sends_prefill(request)
         arguments = {"model": self.model_name, "messages": messages_for(request, with_prefill=prefilled)}
         if prefilled:
             arguments["extra_body"] = CONTINUE_ANSWER
@@ -70,7 +78,7 @@ class OpenAIBackend(APIBackend):
         )
         usage = response.usage.model_dump() if response.usage else None
         text = response.choices[0].message.content or ""
-        return (request.prefill + text if self.prefilled(request) else text), usage
+        return text, usage
 
     def score_options(
         self, requests: list[Request], options: tuple[str, ...], on_result: ResultCallback
@@ -82,6 +90,8 @@ class OpenAIBackend(APIBackend):
                 f"a probability verdict must start the answer with {unstartable.prefill!r}, which OpenAI's API "
                 "cannot do: use --verdict text, or --base_url of a vLLM server"
             )
+        if any(r.prefill for r in requests):
+            self.require_prefill_continued()
 
         async def call(client, request: Request) -> Completion:
             response = await client.chat.completions.create(
@@ -99,9 +109,52 @@ class OpenAIBackend(APIBackend):
             usage = response.usage.model_dump() if response.usage else None
             best = max(options, key=lambda o: probs[o] or 0.0)
             read = [{"token": token, "prob": round(prob, 6)} for token, prob in top]
-            return Completion(request.id, best, usage, option_probs=probs, tokens_read=read)
+            continued = True if request.prefill else None  # the probe found the server continues it
+            return Completion(
+                request.id, best, usage, option_probs=probs, tokens_read=read, prefill_continued=continued
+            )
 
         self.run_all(requests, on_result, call)
+
+    def require_prefill_continued(self) -> None:
+        if self.base_url and not self.probe_prefill():
+            raise UsageError(
+                f"the server at {self.base_url} answers afresh instead of continuing a final assistant message, so "
+                "it cannot read the verdict token after the prefill: use --verdict text, or a server that continues "
+                "it (vLLM, see docs/SERVERS.md)"
+            )
+
+    def probe_prefill(self) -> bool:
+        """Whether the server continues a final assistant message: asked once per backend, greedily, to continue a
+        sentence it is told to repeat. A server that answers afresh repeats the sentence from its start (maybe
+        quoted, or after a word or two), so its first tokens hold "quick brown"; a continuation holds " over the
+        lazy dog." in those tokens."""
+        if self.continues_prefill is None:
+            from openai import OpenAI
+
+            with OpenAI(api_key=self.api_key, base_url=self.base_url, max_retries=self.max_retries) as client:
+                try:
+                    response = client.chat.completions.create(
+                        model=self.model_name,
+                        messages=[
+                            {
+                                "role": "user",
+                                "content": f"Repeat exactly this sentence and nothing else: {PROBE_SENTENCE}",
+                            },
+                            {"role": "assistant", "content": PROBE_PREFILL},
+                        ],
+                        temperature=0.0,
+                        max_tokens=6,
+                        extra_body=CONTINUE_ANSWER,
+                        timeout=self.timeout,
+                    )
+                except Exception as err:  # the SDK's retries are spent
+                    raise UsageError(
+                        f"the server at {self.base_url} did not answer ({type(err).__name__}: {err})"[:300]
+                    ) from None
+            answer = response.choices[0].message.content or ""
+            self.continues_prefill = "quick brown" not in answer.lower()
+        return self.continues_prefill
 
 
 class OpenAICompletionsBackend(OpenAIBackend):
@@ -109,6 +162,9 @@ class OpenAICompletionsBackend(OpenAIBackend):
 
     gives_probabilities = False
     score_options = APIBackend.score_options  # the refusal: raw-text models are not judges
+
+    def sends_prefill(self, request: Request) -> bool:
+        return False  # the prefill ends the raw text, which a completions endpoint always continues
 
     async def complete(self, client, request: Request, gen: GenerationConfig) -> tuple[str, dict | None]:
         kwargs = {"stop": list(gen.stop[:4])} if gen.stop else {}
@@ -152,7 +208,10 @@ class AnthropicBackend(APIBackend):
             "prompt_tokens": response.usage.input_tokens,
             "completion_tokens": response.usage.output_tokens,
         }
-        return request.prefill + text if request.prefill else text, usage
+        return text, usage
+
+    def sends_prefill(self, request: Request) -> bool:
+        return bool(request.prefill)
 
 
 class CohereBackend(APIBackend):

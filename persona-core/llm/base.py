@@ -53,6 +53,9 @@ class Completion:
     """``score_options`` only: each option's probability as the next token (None: not among the tokens read)."""
     tokens_read: list[dict] | None = None
     """``score_options`` only: the most probable next tokens, as ``{"token", "prob"}``, for auditing a verdict."""
+    prefill_continued: bool | None = None
+    """Servers reached over HTTP: whether the answer continued the prefill (True) or the server answered afresh
+    (False); None where there was no prefill or the backend continues it itself."""
 
     @property
     def ok(self) -> bool:
@@ -60,6 +63,19 @@ class Completion:
 
 
 ResultCallback = Callable[[Completion], None]
+
+
+def join_prefill(prefill: str, answer: str) -> tuple[str, bool]:
+    """The whole answer to a prefilled request, and whether the server continued the prefill.
+
+    A server that continues a final assistant message returns only the continuation; one that ignores it answers
+    afresh, and an answer on the persona form then starts with the prefill itself. So an answer starting with the
+    prefill (leading whitespace aside) is kept as it is, and any other is the continuation: never doubled, never
+    without its prefix.
+    """
+    if prefill.strip() and answer.lstrip().startswith(prefill.strip()):
+        return answer.lstrip(), False
+    return prefill + answer, True
 
 
 def cut_at_stop(text: str, stop: list[str]) -> str:
@@ -96,6 +112,9 @@ class LLM:
             f"the {type(self).__name__} backend gives no token probabilities: use --verdict text with this judge"
         )
 
+    def require_prefill_continued(self) -> None:
+        """Refuse (``UsageError``) when a prefill would not start the answer; local backends always continue it."""
+
     def render(self, request: Request) -> str:
         """The model input as readable text, recorded with each result."""
         turns = messages_for(request, with_prefill=True)
@@ -124,6 +143,11 @@ class APIBackend(LLM):
     def make_client(self):
         raise NotImplementedError
 
+    def sends_prefill(self, request: Request) -> bool:
+        """Whether ``request``'s prefill goes to the server as the start of the answer (``complete`` then returns
+        the server's answer alone, joined to the prefill by ``generate``)."""
+        return False
+
     async def complete(self, client, request: Request, gen: GenerationConfig) -> tuple[str, dict | None]:
         """Return (text, usage) for one request; raise on failure (after the SDK's retries)."""
         raise NotImplementedError
@@ -133,7 +157,12 @@ class APIBackend(LLM):
     ) -> None:
         async def call(client, request: Request) -> Completion:
             text, usage = await self.complete(client, request, generation)
-            return Completion(request.id, cut_at_stop(text, generation.stop), usage)
+            continued = None
+            if self.sends_prefill(request):
+                text, continued = join_prefill(request.prefill, text)
+            return Completion(
+                request.id, cut_at_stop(text, generation.stop), usage, prefill_continued=continued
+            )
 
         self.run_all(requests, on_result, call)
 

@@ -7,7 +7,7 @@ stop words and the persona template's own words are dropped. P(label | word) is 
 holding the word that have that label, over words in at least ``--min_count`` personas (the paper uses 10).
 
 These default rules depart from the paper's on purpose, in three places (``--paper_rules`` applies the paper's
-rules instead; they are the paper's rules as the project's issue 10 describes them, not code taken from it):
+rules instead; they are the paper's rules as its text describes them, not code taken from it):
 
 * lemmatizer: simplemma lemmas (plurals and verb forms: "prefers" -> "prefer", "preferring" -> "prefer") vs.
   the paper's plural-only lemmas ("answers" -> "answer"; "preferring" stays as written);
@@ -62,7 +62,7 @@ STOP_WORDS = frozenset(
 }
 
 
-# The paper's five contrast substrings, as issue 10 describes the paper's rule (matched as whole words, so that
+# The paper's five contrast substrings, as its text describes the rule (matched as whole words, so that
 # "overall" is not cut at "over" nor "another" at "not").
 PAPER_CONTRAST = re.compile(r"\b(?:rather than|over|instead of|as opposed to|not)\b")
 # Words ending in "s" that are not plurals; "-ss", "-us" and "-is" endings are kept by rule.
@@ -120,7 +120,7 @@ class SaliencyArguments:
     paper_rules: bool = field(
         default=False,
         metadata={
-            "help": "Use the paper's word rules: plural-only lemmas, its five contrast "
+            "help": "Use the paper's word rules, as its text describes them: plural-only lemmas, its five contrast "
             "substrings (rather than, over, instead of, as opposed to, not), no stop list. The default departs "
             "from the paper on purpose in all three: simplemma lemmas (verb forms too; participles and hyphenated "
             "words kept), eleven contrast phrases (adds versus, vs, compared to/with, in contrast to, more than, "

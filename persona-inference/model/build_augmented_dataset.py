@@ -162,6 +162,19 @@ def run_arguments(run: PersonaRun, partition: Partition | None) -> dict:
     return {}
 
 
+API_MODEL_PREFIXES = {
+    "open_ai": ("gpt-", "o1", "o3", "o4", "chatgpt-"),
+    "anthropic": ("claude-",),
+    "cohere": ("command",),
+}
+
+
+def api_model_type(model_name: str) -> str | None:
+    """The API backend an API model's name implies (``gpt-4o-mini``: open_ai), for a command with no run record to
+    copy it from; None for other names (local models: run_model's default backend)."""
+    return next((kind for kind, starts in API_MODEL_PREFIXES.items() if model_name.startswith(starts)), None)
+
+
 def resume_command(run: PersonaRun, partition: Partition | None) -> str:
     """The run_model command that resumes (or starts) the run, with the options that identify it."""
     recorded = run_arguments(run, partition)
@@ -169,7 +182,7 @@ def resume_command(run: PersonaRun, partition: Partition | None) -> str:
         "run_name": run.run_name,
         "model_name": recorded.get("model_name", run.model),
         "model_nickname": recorded.get("model_nickname"),
-        "model_type": recorded.get("model_type"),
+        "model_type": recorded.get("model_type") or api_model_type(recorded.get("model_name", run.model)),
         "base_url": recorded.get("base_url"),
         "dataset_name": recorded.get("dataset_name", run.dataset_name),
         "inference_split": run.inference_split,

@@ -14,8 +14,9 @@ PERSONA_PREFIX = "The user is"
 # Sent as the start of the answer where the backend allows it (hf_chat, anthropic); keeps even a 135M model
 # on the "The user is ... prefers ..." form, which it otherwise rarely completes with a preference.
 GUIDED_PREFIX = "The user is someone who prefers"
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 _LEFTOVERS = re.compile(r"^(persona|answer|output)\s*:\s*", re.IGNORECASE)
+_RUN_ON = re.compile(r"\s*\b(Prompt|Persona|Response(?: [AB12])?)\s*:.*$", re.DOTALL)
+"""A template label the model went on to write after its persona (the next few-shot turn, a response)."""
 
 
 def build_requests(
@@ -39,15 +40,17 @@ def build_requests(
 
 
 def clean_persona(text: str) -> str:
-    """The first sentence of a generation, starting at "The user"; whitespace collapsed."""
-    text = _LEFTOVERS.sub("", " ".join(text.split()).strip(' "'))
-    start = text.find("The user")
-    if start > 0:
-        text = text[start:]
-    sentence = _SENTENCE_END.split(text, maxsplit=1)[0].strip()
-    if sentence and sentence[-1] not in ".!?":
-        sentence += "."
-    return sentence
+    """The persona in a generation: its whole first line (the first one naming "The user", else the first that is not
+    empty), from "The user" on, up to any template label the model ran on into; whitespace collapsed, a final period
+    added. Sentences are never split, so abbreviations (Ph.D., U.S., e.g.) and a second sentence stay."""
+    lines = [_LEFTOVERS.sub("", line.strip().strip('"').strip()) for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    line = next((line for line in lines if "The user" in line), lines[0] if lines else "")
+    line = line[max(line.find("The user"), 0) :]
+    persona = " ".join(_RUN_ON.sub("", line).split()).strip(' "')
+    if persona and persona[-1] not in ".!?":
+        persona += "."
+    return persona
 
 
 def is_well_formed(persona: str) -> bool:
@@ -145,4 +148,15 @@ class PersonaInference(Experiment):
             f"{stats.ok} new; {summary['well_formed']} well-formed, {summary['copied_example']} copying a prompt "
             f"example; rows whose two sides got the same persona: {summary['identical_sides']} identical, "
             f"{summary['near_identical_sides']} nearly) in {stats.seconds:.1f}s; {self.data_note}"
+            + prefill_note(stats)
         )
+
+
+def prefill_note(stats) -> str:
+    """How a server treated the persona prefix, when one was sent as the start of the answer."""
+    if not (stats.prefill_continued or stats.prefill_answered_afresh):
+        return ""
+    return (
+        f"; the server continued the persona prefix in {stats.prefill_continued} answers and answered afresh in "
+        f"{stats.prefill_answered_afresh} (each kept once)"
+    )

@@ -1,4 +1,4 @@
-"""Persona inference experiments, dispatched by ``PromptType``.
+"""Persona inference and its evaluations: persona_inference, persona_accuracy, persona_prefs.
 
 Examples::
 
@@ -80,7 +80,8 @@ class Arguments(
         metadata={"help": "Experiments to run, in order.", "aliases": ["--prompt_types"]},
     )
     prompt_dir: str | None = field(
-        default=None, metadata={"help": "Folder of prompt templates (default: built-in)."}
+        default=None,
+        metadata={"help": "Folder of prompt templates (default: the built-in persona-inference/prompts)."},
     )
     persona_prefix: str | None = field(
         default=None,
@@ -140,11 +141,13 @@ def experiments() -> dict:
 def main(argv: list[str] | None = None) -> int:
     argv = apply_protocol("persona_inference.model.run_model", argv)
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
-    from persona_core.llm import make_llm
+    from persona_core.llm import api_key, make_llm
     from persona_core.secrets import load_env
     from persona_inference.model.experiment import run
 
     load_env()
+    if args.dry_run:
+        api_key(args.model_type, args.base_url)  # a missing key is found now, not after the dry run
     # One backend for the whole invocation: persona inference and both judges share it (each call brings its own
     # generation settings), and a local model is loaded once, only when an experiment really generates.
     backend = functools.cache(lambda: make_llm(args.model_type, args.model_name, **args.backend_options()))

@@ -47,7 +47,7 @@ from persona_core.arguments import (
 from persona_core.cli import parse_args, public_args
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import UsageError, run_cli
-from persona_core.llm import ModelType
+from persona_core.llm import ModelType, api_key
 from persona_core.llm.base import GenerationConfig
 from persona_core.protocol import ProtocolArguments
 from persona_core.protocol import apply as apply_protocol
@@ -184,6 +184,8 @@ def judge_backend(args: Arguments):
     llm = make_llm(args.judge_model_type, args.judge_model_name, **args.backend_options())
     if not args.merge_system_prompt:
         check_system_role(llm)
+    if args.verdict == Verdict.probability:
+        llm.require_prefill_continued()  # the verdict marker must start the answer
     return llm
 
 
@@ -470,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         plans.append((plan_comparison(args, base, test, task, generation), task))
     if args.dry_run:
+        api_key(args.judge_model_type, args.base_url)  # a missing key is found now, not after the dry run
         for plan, _ in plans:
             print(
                 f"[dry run] {plan.test.label}: {len(plan.pairs)} pairs x {len(args.metrics)} metrics x 2 orders = "

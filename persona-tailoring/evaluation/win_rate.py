@@ -47,7 +47,8 @@ class Arguments(ComparisonArguments):
     comparison_dir: str | None = field(
         default=None,
         metadata={
-            "help": "A comparison folder, or any folder above one (run_judge's --output_dir): all found are scored."
+            "help": "A comparison folder, or any folder above one (run_judge's --output_dir): all found are scored. "
+            "Without it and without a base or test configuration, the comparisons under --output_dir are scored."
         },
     )
     resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples over prompts."})

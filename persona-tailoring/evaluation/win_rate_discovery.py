@@ -18,11 +18,19 @@ from persona_tailoring.evaluation.configuration import (
 from persona_tailoring.evaluation.win_rate_writers import GRID_COLUMNS, SIDES, csv_row
 
 
+def names_a_comparison(args: ComparisonArguments) -> bool:
+    """Whether a base or test side is named; without one, the comparisons under --output_dir are scored."""
+    sides = ("base_file", "test_file", "model_type_base", "training_type_base", "inference_type_base")
+    return any(
+        getattr(args, f) for f in (*sides, "model_type_test", "training_type_test", "inference_type_test")
+    )
+
+
 def find_comparisons(args: ComparisonArguments, comparison_dir: str | None) -> tuple[Path, list[Path]]:
     """The folder the comparisons were looked for in, and every comparison folder holding judgments: those in or
-    under ``comparison_dir``, else the one(s) ``args`` name."""
+    under ``comparison_dir`` (or ``args.output_dir`` when no side is named), else the one(s) ``args`` name."""
     judgments = layout.JUDGMENTS_FILE
-    if comparison_dir:
+    if comparison_dir or not names_a_comparison(args):
         flags = [
             f for f in ("base_file", "test_file", "model_type_base", "model_type_test") if getattr(args, f)
         ]
@@ -30,9 +38,10 @@ def find_comparisons(args: ComparisonArguments, comparison_dir: str | None) -> t
             raise UsageError(
                 f"pass either --comparison_dir or the comparison flags (--{flags[0]} ...), not both"
             )
-        root = Path(comparison_dir)
+        root = Path(comparison_dir or args.output_dir)
         if not root.is_dir():
-            raise UsageError(f"--comparison_dir '{root}' does not exist: pass run_judge's --output_dir")
+            flag = "--comparison_dir" if comparison_dir else "--output_dir"
+            raise UsageError(f"{flag} '{root}' does not exist: pass run_judge's --output_dir")
         found = (
             [root]
             if layout.judge_files(root).results.is_file()

@@ -58,7 +58,7 @@ class GeneratorArguments(BackendArguments, GenerationArguments):
         default=False,
         metadata={
             "help": "Generate from the trained LoRA adapter on its base model (vLLM serves it: --backend vllm) "
-            "instead of the merged model; --stage all then skips the merge."
+            "instead of the merged model, so no merge is needed."
         },
     )
     min_tokens: int = field(

@@ -67,7 +67,9 @@ def training_parser(args, method: str, has_eval: bool = True):
     """``HfArgumentParser`` of the method's TRL config, its defaults set to the paper's and to this run's folders."""
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(config_class(method), prog=f"run_model --method {method} (training flags)")
+    parser = HfArgumentParser(
+        config_class(method), prog=f"run_model --method {method} (training flags)", allow_abbrev=False
+    )
 
     def one_line_error(message: str):
         raise UsageError(
