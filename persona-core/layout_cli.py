@@ -109,7 +109,9 @@ def dataset_paths(
 
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m persona_core.layout_cli", description=__doc__.split("\n\n")[0], allow_abbrev=False
+        prog="python -m persona_core.layout_cli",
+        description=__doc__.split("\n\n")[0].replace("``", ""),
+        allow_abbrev=False,
     )
     strict = functools.partial(argparse.ArgumentParser, allow_abbrev=False)
     sub = parser.add_subparsers(dest="query", required=True, parser_class=strict)
