@@ -17,14 +17,17 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from persona_core.errors import UsageError
 from persona_core.io import write_json_atomic
-from persona_core.layout import StageFiles
+from persona_core.layout import MODEL_CONFIG_FILE, MODEL_FINGERPRINT_FILE, StageFiles
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 
 VERSIONED_PACKAGES = (
     "torch",
@@ -59,14 +62,45 @@ def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return found
 
 
+def model_identity(name: str) -> dict:
+    """What identifies a model's weights: a trained or merged model's own fingerprint (``fingerprint.json`` in its
+    folder, which names everything it was made from); else, for a folder, a digest of its config and of its weight
+    files' names and sizes (never their times); else its name (a Hub id)."""
+    folder = Path(name)
+    if not folder.is_dir():
+        return {"name": name}
+    identity = {"name": str(folder.resolve())}
+    lineage = folder / MODEL_FINGERPRINT_FILE
+    if lineage.exists():
+        return identity | {"fingerprint": json.loads(lineage.read_text(encoding="utf-8"))}
+    config = folder / MODEL_CONFIG_FILE
+    indexes = sorted(folder.glob("*.index.json"))
+    weights = sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES)
+    return identity | {
+        "config": digest(config.read_text(encoding="utf-8")) if config.exists() else None,
+        "index": digest([p.read_text(encoding="utf-8") for p in indexes]) if indexes else None,
+        "weights": digest({p.name: p.stat().st_size for p in weights}),
+    }
+
+
+def stage_outputs(files: StageFiles) -> list[Path]:
+    """A stage's outputs: its final file, checkpoint and run record."""
+    return [files.results, files.checkpoint, files.run_record]
+
+
 @contextmanager
 def open_run(
-    files: StageFiles, fingerprint: dict, overwrite: bool = False, keep_both: str = "--run_name"
+    files: StageFiles,
+    fingerprint: dict,
+    overwrite: bool = False,
+    keep_both: str = "--run_name",
+    outputs: Sequence[Path] | None = None,
 ) -> Iterator[StageFiles]:
     """Lock ``files.folder`` for this process and check (or write) its fingerprint; yields ``files``.
 
-    ``fingerprint`` must be JSON-ready. Raises a UsageError when another process holds the folder, or when it holds
-    results made with another fingerprint and ``overwrite`` is off.
+    ``fingerprint`` must be JSON-ready. ``outputs`` (files or folders; default ``stage_outputs(files)``) are what the
+    fingerprint vouches for: ``overwrite`` deletes them. Raises a UsageError when another process holds the folder,
+    or when it holds outputs made with another fingerprint and ``overwrite`` is off.
     """
     files.folder.mkdir(parents=True, exist_ok=True)
     with open(files.lock, "a+") as lock:
@@ -85,7 +119,11 @@ def open_run(
         lock.flush()
         try:
             _check_fingerprint(
-                files, json.loads(json.dumps(fingerprint, default=str)), overwrite, keep_both=keep_both
+                files,
+                json.loads(json.dumps(fingerprint, default=str)),
+                overwrite,
+                keep_both=keep_both,
+                outputs=outputs,
             )
             yield files
         finally:
@@ -93,7 +131,11 @@ def open_run(
 
 
 def check_fingerprint(
-    files: StageFiles, fingerprint: dict, overwrite: bool = False, keep_both: str = "--run_name"
+    files: StageFiles,
+    fingerprint: dict,
+    overwrite: bool = False,
+    keep_both: str = "--run_name",
+    outputs: Sequence[Path] | None = None,
 ) -> None:
     """The refusal ``open_run`` gives for results made with other settings, without taking the folder or writing:
     a stage can call it before loading a model, so a refused rerun stops at once (``open_run`` checks again)."""
@@ -104,20 +146,29 @@ def check_fingerprint(
             overwrite,
             write=False,
             keep_both=keep_both,
+            outputs=outputs,
         )
 
 
 def _check_fingerprint(
-    files: StageFiles, fingerprint: dict, overwrite: bool, write: bool = True, keep_both: str = "--run_name"
+    files: StageFiles,
+    fingerprint: dict,
+    overwrite: bool,
+    write: bool = True,
+    keep_both: str = "--run_name",
+    outputs: Sequence[Path] | None = None,
 ) -> None:
-    outputs = [files.results, files.checkpoint, files.run_record]
+    outputs = stage_outputs(files) if outputs is None else list(outputs)
     recorded = (
         json.loads(files.fingerprint.read_text(encoding="utf-8")) if files.fingerprint.exists() else None
     )
     has_outputs = any(path.exists() for path in outputs)
     if overwrite:
         for path in outputs:
-            path.unlink(missing_ok=True)
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
     elif has_outputs and recorded != fingerprint:
         changed = differences(recorded or {}, fingerprint) if recorded else ["no fingerprint recorded"]
         raise UsageError(

@@ -150,7 +150,9 @@ def test_training_dpo_with_padding_free_batches_writes_the_adapter(tiny_model_di
     trainer = dpo_trainer(tmp_path, tiny_model_dir, data, padding_free=True)
     from persona_tailoring.model import train
 
-    adapter = train.fit_and_save(trainer, make_args(tmp_path, tiny_model_dir, data), "dpo")
+    args = make_args(tmp_path, tiny_model_dir, data)
+    plan = train.plan_training(args, "dpo", training_flags(padding_free=True))
+    adapter = train.fit_and_save(trainer, args, plan)
     summary = json.loads((adapter / "training_summary.json").read_text())
     assert summary["training_config"]["padding_free"] is True and summary["global_step"] > 0
     assert summary["train_loss"] == summary["train_loss"]  # a number, not NaN

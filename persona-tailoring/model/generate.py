@@ -25,7 +25,7 @@ records and fingerprints sit in the hidden ``.runs/`` folder beside the outputs 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from persona_core import layout
 from persona_core.arguments import BackendArguments, GenerationArguments
 from persona_core.errors import UsageError
 from persona_core.llm.base import LLM, Completion, GenerationConfig, Request
+from persona_core.runs import digest, model_identity
 from persona_tailoring.model import templates
 
 KEEP_BOTH = "--results_save_dir (or --model_nickname)"
@@ -220,25 +221,10 @@ def inference_model(args, method: str) -> str:
     return str(merged)
 
 
-def model_identity(model: str) -> dict:
-    """What identifies the weights: the name, and for a local folder the size and time of each weight file."""
-    folder = Path(model)
-    if not folder.is_dir():
-        return {"name": model}
-    weights = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".json"))
-    return {
-        "name": str(folder.resolve()),
-        "files": {p.name: [p.stat().st_size, int(p.stat().st_mtime)] for p in weights},
-    }
-
-
 def generation_fingerprint(
     model: str, args, requests: list[Request], generation: GenerationConfig, adapter: Path | None = None
 ) -> dict:
-    from dataclasses import asdict
-
-    from persona_core.runs import digest
-
+    """What determines the outputs; a trained model is identified by its own fingerprint (what made its weights)."""
     inputs = [(r.id, r.prompt, r.prefill) for r in requests]
     return {
         "model": model_identity(model),

@@ -40,6 +40,7 @@ from enum import Enum
 from persona_core.arguments import LimitArguments, OverwriteArguments
 from persona_core.cli import parse_known_args
 from persona_core.errors import UsageError, run_cli
+from persona_core.layout import model_nickname
 from persona_core.shards import ShardArguments
 from persona_tailoring.model import config
 from persona_tailoring.model.generate import GeneratorArguments
@@ -76,8 +77,9 @@ class Arguments(OverwriteArguments, LimitArguments, ShardArguments, GeneratorArg
         metadata={"help": "Personas to infer with (several allowed, one output file each)."},
     )
     # shared defaults (persona_tailoring/model/config.py)
-    model_nickname: str = field(
-        default=config.model_nickname, metadata={"help": "Folder name for this model."}
+    model_nickname: str | None = field(
+        default=config.model_nickname,
+        metadata={"help": "Folder name for this model (default: from --base_model_name, file-safe)."},
     )
     base_model_name: str = field(
         default=config.base_model_name, metadata={"help": "Base model: Hub id or local folder."}
@@ -130,6 +132,10 @@ class Arguments(OverwriteArguments, LimitArguments, ShardArguments, GeneratorArg
         default=None, metadata={"help": "Model name the server serves (default: the merged folder's path)."}
     )
 
+    def __post_init__(self):
+        if not self.model_nickname:
+            self.model_nickname = model_nickname(self.base_model_name)
+
     def check(self) -> None:
         if self.max_train_samples is not None and self.max_train_samples <= 0:
             raise UsageError(f"--max_train_samples must be positive (got {self.max_train_samples})")
@@ -158,19 +164,12 @@ def run_merge(args: Arguments, training_flags: list[str]) -> int:
     if args.no_merge:
         print("--no_merge: generation serves the LoRA adapter on its base model, nothing to merge")
         return 0
-    from persona_core.layout import MODEL_CONFIG_FILE
+    from persona_tailoring.model.merge import merge
     from persona_tailoring.model.train import is_main_process, model_dirs
 
     if not is_main_process():  # under accelerate every process trains; merging runs once
         return 0
-    from persona_tailoring.model.merge import merge_adapter
-
-    dirs = model_dirs(args, args.method.value)
-    if (dirs.merged / MODEL_CONFIG_FILE).exists() and not args.overwrite:
-        print(f"merged model exists: {dirs.merged} (pass --overwrite to merge again)")
-        return 0
-    merge_adapter(dirs.adapter, dirs.merged, args.cache_dir)
-    print(f"merged {args.method.value} ({args.training_type.value}) model: {dirs.merged}")
+    merge(model_dirs(args, args.method.value), args.overwrite, args.cache_dir)
     return 0
 
 

@@ -2,9 +2,13 @@
 
 The trainers take TRL's own ``SFTConfig`` / ``DPOConfig``: every field is a command-line flag of ``run_model``
 (parsed by ``transformers.HfArgumentParser``), with the paper's values as defaults (``PAPER_TRAINING``). Both
-evaluate every epoch and keep the checkpoint with the lowest eval loss; a rerun resumes from the last checkpoint
-in ``checkpoints/``; the finished adapter lands atomically in ``adapter/``. Runs unchanged under
-``accelerate launch`` (DDP, DeepSpeed): every process trains, the main one writes the adapter.
+evaluate every epoch and keep the checkpoint with the lowest eval loss; the finished adapter lands atomically in
+``adapter/``. Training is a fingerprinted stage (``persona_core.runs``): the base model's identity, the training
+examples, the method, the training type, the LoRA settings and every config field that changes the weights.
+An unchanged rerun reuses the adapter and trains nothing; a killed one resumes from the last checkpoint in
+``checkpoints/``; changed settings are refused in one line, or retrained under ``--overwrite`` (which also drops
+the merged model made from the old adapter). Runs unchanged under ``accelerate launch`` (DDP, DeepSpeed): every
+process trains, the main one holds the lock and writes the adapter.
 """
 
 from __future__ import annotations
@@ -14,17 +18,24 @@ import os
 import shutil
 import sys
 import time
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from persona_core import layout
 from persona_core.cli import public_args
+from persona_core.data import load_splits
 from persona_core.embedded import resolve_model_name
 from persona_core.errors import UsageError
 from persona_core.io import atomic_output
+from persona_core.preferences import read_tailoring_split
+from persona_core.runs import check_fingerprint, digest, model_identity, open_run, write_run_record
 from persona_tailoring.model import templates
 from persona_tailoring.model.config import wandb_enabled
 from persona_tailoring.model.packing import pack_dpo_forward
 
+KEEP_BOTH = "--model_nickname (or --model_save_dir)"
 SPLITS = {"sft": ("sft_train", "sft_val"), "dpo": ("dpo_train", "dpo_val")}
 PAPER_TRAINING = {
     "num_train_epochs": 10,
@@ -50,6 +61,67 @@ EVALUATED = {
     "greater_is_better": False,
 }
 """With a validation split: evaluate each epoch and keep the checkpoint with the lowest eval loss (the paper's)."""
+NOT_WEIGHTS = (
+    "output_dir",
+    "logging_",
+    "log_",
+    "report_to",
+    "run_name",
+    "project",
+    "trackio_",
+    "push_to_hub",
+    "hub_",
+    "disable_tqdm",
+    "save_total_limit",
+    "save_on_each_node",
+    "save_only_model",
+    "resume_from_checkpoint",
+    "dataloader_num_workers",
+    "dataloader_persistent_workers",
+    "dataloader_pin_memory",
+    "dataloader_prefetch_factor",
+    "dataloader_multiprocessing_context",
+    "dataset_num_proc",
+    "ddp_timeout",
+    "skip_memory_metrics",
+    "per_device_eval_batch_size",
+    "eval_accumulation_steps",
+    "eval_do_concat_batches",
+    "eval_use_gather_object",
+    "batch_eval_metrics",
+    "include_",
+    "local_rank",
+    "debug",
+    "do_predict",
+    "torch_empty_cache_steps",
+    "activation_checkpointing",
+    "gradient_checkpointing",
+    "activation_offloading",
+)
+"""Config fields (or prefixes) that change where and how a run is logged, saved or scheduled, never the weights:
+left out of the training fingerprint, so changing them resumes or reuses. Every other field counts."""
+
+
+@dataclass
+class TrainingPlan:
+    """What a training run will do, known before any model loads: its folders, data, TRL config and fingerprint."""
+
+    method: str
+    dirs: layout.PTModelDirs
+    config: Any
+    train_dataset: Any
+    eval_dataset: Any
+    base_model: str
+    fingerprint: dict
+
+    @property
+    def files(self) -> layout.StageFiles:
+        return self.dirs.stage_files(layout.TRAIN)
+
+    @property
+    def outputs(self) -> list[Path]:
+        """What the fingerprint vouches for; ``--overwrite`` deletes it (the merged model comes from the adapter)."""
+        return [self.dirs.adapter, self.dirs.checkpoints, self.dirs.merged, self.files.run_record]
 
 
 def model_dirs(args, method: str) -> layout.PTModelDirs:
@@ -109,9 +181,6 @@ def load_tailoring_splits(args):
     they are, TRL's conversational preference and prompt-completion forms (and implicit prompts) normalized by
     ``persona_core.preferences``, so training and generation see the same prompt text whatever the format."""
     import datasets
-
-    from persona_core.data import load_splits
-    from persona_core.preferences import read_tailoring_split
 
     splits = load_splits(args.hf_dataset_name, args.dataset_name, args.cache_dir)
     where = f"dataset '{args.hf_dataset_name}'"
@@ -193,7 +262,7 @@ def training_device_map(args):
 
 def load_for_training(model_name: str, args, config):
     """Model and tokenizer with a pad token and an end-of-sequence token, quantized only where supported."""
-    from persona_core.llm.hf import load_model_and_tokenizer
+    from persona_core.llm.hf import load_model_and_tokenizer  # imports torch
 
     model, tokenizer = load_model_and_tokenizer(
         model_name,
@@ -232,34 +301,83 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def weight_settings(config) -> dict:
+    """The TRL config fields that change the weights (every field but ``NOT_WEIGHTS``)."""
+    return {k: v for k, v in config.to_dict().items() if not k.startswith(NOT_WEIGHTS)}
+
+
+def training_fingerprint(args, method: str, base: str, config, train_dataset, eval_dataset) -> dict:
+    """Everything that determines the adapter; for DPO the base is the merged SFT model, whose own fingerprint
+    (``model_identity``) names the SFT adapter and everything that made it."""
+    lora = lora_config(args)
+    return {
+        "method": method,
+        "training_type": args.training_type.value,
+        "base_model": model_identity(base),
+        "data": {
+            "train": digest(train_dataset.to_list()),
+            "eval": digest(eval_dataset.to_list()) if eval_dataset is not None else None,
+        },
+        "lora": {
+            "r": lora.r,
+            "alpha": lora.lora_alpha,
+            "dropout": lora.lora_dropout,
+            "target_modules": lora.target_modules,
+        },
+        "quantization": {"load_in_4bit": args.load_in_4bit, "load_in_8bit": args.load_in_8bit},
+        "training": weight_settings(config),
+    }
+
+
+def plan_training(args, method: str, flags: list[str]) -> TrainingPlan:
+    """Data, TRL config (a bad flag is one line here, adapter or not) and fingerprint; loads no model."""
+    train_dataset, eval_dataset = training_datasets(args, method)
+    config = parse_training_config(args, method, list(flags), eval_dataset is not None)
+    base = base_model_for(args, method)
+    fingerprint = training_fingerprint(args, method, base, config, train_dataset, eval_dataset)
+    return TrainingPlan(
+        method, model_dirs(args, method), config, train_dataset, eval_dataset, base, fingerprint
+    )
+
+
 def train(args, method: str, flags: list[str]) -> Path:
-    """Train the LoRA adapter of ``method`` ('sft' or 'dpo') for ``args.training_type``; return the adapter folder.
+    """Train the LoRA adapter of ``method`` for ``args.training_type`` unless the same one exists; return its folder.
 
     ``flags`` are the SFTConfig/DPOConfig flags of the command line.
     """
-    dirs = model_dirs(args, method)
-    if (dirs.adapter / layout.ADAPTER_CONFIG_FILE).exists() and not args.overwrite:
+    plan = plan_training(args, method, flags)
+    # refuse other settings before any model loads (every process; the main one checks again under the lock)
+    check_fingerprint(plan.files, plan.fingerprint, args.overwrite, KEEP_BOTH, plan.outputs)
+    if (plan.dirs.adapter / layout.ADAPTER_CONFIG_FILE).exists() and not args.overwrite:
         if is_main_process():
-            print(f"{method} adapter already trained: {dirs.adapter} (pass --overwrite to retrain)")
-        return dirs.adapter
-    trainer = build_trainer(args, method, flags)
-    if args.overwrite:  # drop this method's checkpoints, adapter and merged model (never another method's)
-        if trainer.accelerator.is_main_process:
-            shutil.rmtree(dirs.root, ignore_errors=True)
+            print(f"{method} adapter up to date (same settings): {plan.dirs.adapter}")
+        return plan.dirs.adapter
+    # the main process holds the folder (and under --overwrite empties it) before the trainer creates checkpoints/
+    main = is_main_process()
+    with (
+        open_run(plan.files, plan.fingerprint, args.overwrite, KEEP_BOTH, plan.outputs)
+        if main
+        else nullcontext()
+    ):
+        trainer = trainer_for(args, plan)
         trainer.accelerator.wait_for_everyone()
-    return fit_and_save(trainer, args, method)
+        adapter = fit_and_save(trainer, args, plan)
+    return adapter
 
 
 def build_trainer(args, method: str, flags: list[str] = ()):
-    """An SFTTrainer or DPOTrainer with a fresh LoRA adapter on the method's base model."""
-    train_dataset, eval_dataset = training_datasets(args, method)
-    config = parse_training_config(args, method, list(flags), eval_dataset is not None)
-    padding_free_limit = untruncated_padding_free(config, method)
-    base = base_model_for(args, method)
-    model, tokenizer = load_for_training(base, args, config)
-    data = dict(train_dataset=train_dataset, eval_dataset=eval_dataset, processing_class=tokenizer)
+    """The trainer ``run_model --stage train`` would build (for benchmarks and tests)."""
+    return trainer_for(args, plan_training(args, method, flags))
+
+
+def trainer_for(args, plan: TrainingPlan):
+    """An SFTTrainer or DPOTrainer with a fresh LoRA adapter on the plan's base model."""
     from trl import DPOTrainer, SFTTrainer
 
+    method, config = plan.method, plan.config
+    padding_free_limit = untruncated_padding_free(config, method)
+    model, tokenizer = load_for_training(plan.base_model, args, config)
+    data = dict(train_dataset=plan.train_dataset, eval_dataset=plan.eval_dataset, processing_class=tokenizer)
     # With a PEFT adapter, DPO's reference model is the policy with the adapter off: the merged SFT model.
     trainer_class = SFTTrainer if method == "sft" else DPOTrainer
     packed_dpo = method == "dpo" and config.padding_free
@@ -293,12 +411,12 @@ def untruncated_padding_free(config, method: str) -> int | None:
     return limit
 
 
-def fit_and_save(trainer, args, method: str) -> Path:
-    """Train (resuming from the last checkpoint if any) and save the best adapter."""
+def fit_and_save(trainer, args, plan: TrainingPlan) -> Path:
+    """Train (resuming from the last checkpoint if any: the caller holds the folder under the same fingerprint) and
+    save the best adapter with its fingerprint and the run record."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    training_type = args.training_type.value
-    dirs = model_dirs(args, method)
+    training_type, method, dirs = args.training_type.value, plan.method, plan.dirs
     resume = get_last_checkpoint(str(dirs.checkpoints)) if dirs.checkpoints.is_dir() else None
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
@@ -308,7 +426,7 @@ def fit_and_save(trainer, args, method: str) -> Path:
         {
             "method": method,
             "training_type": training_type,
-            "base_model": base_model_for(args, method),
+            "base_model": plan.base_model,
             "train_examples": len(trainer.train_dataset),
             "eval_examples": len(trainer.eval_dataset) if trainer.eval_dataset is not None else 0,
             "resumed_from": resume,
@@ -320,8 +438,16 @@ def fit_and_save(trainer, args, method: str) -> Path:
             "arguments": public_args(args),
             "training_config": trainer.args.to_dict(),
         },
+        plan.fingerprint,
     )
     if trainer.accelerator.is_main_process:
+        write_run_record(
+            plan.files,
+            public_args(args),
+            {"global_step": trainer.state.global_step, "train_loss": result.training_loss},
+            method=method,
+            resumed_from=resume,
+        )
         print(
             f"{method} ({training_type}): {len(trainer.train_dataset)} training examples, {trainer.state.global_step} steps, "
             f"train loss {result.training_loss:.4f}, best eval loss {trainer.state.best_metric}, adapter: {dirs.adapter}"
@@ -329,8 +455,8 @@ def fit_and_save(trainer, args, method: str) -> Path:
     return dirs.adapter
 
 
-def save_adapter(trainer, adapter_dir: Path, summary: dict) -> None:
-    """Save the (best) adapter, tokenizer and training summary into ``adapter_dir`` atomically.
+def save_adapter(trainer, adapter_dir: Path, summary: dict, fingerprint: dict) -> None:
+    """Save the (best) adapter, tokenizer, training summary and fingerprint into ``adapter_dir`` atomically.
 
     Every process joins ``save_model`` (DeepSpeed ZeRO-3 gathers the weights); only the main one writes, into a
     shared temporary folder that then replaces ``adapter_dir`` in one rename.
@@ -346,6 +472,9 @@ def save_adapter(trainer, adapter_dir: Path, summary: dict) -> None:
                 os.replace(item, tmp / item.name)
             (tmp / layout.TRAINING_SUMMARY_FILE).write_text(
                 json.dumps(summary, indent=2, default=str), encoding="utf-8"
+            )
+            (tmp / layout.MODEL_FINGERPRINT_FILE).write_text(
+                json.dumps(fingerprint, indent=2, default=str), encoding="utf-8"
             )
         shutil.rmtree(shared_tmp, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
