@@ -64,8 +64,8 @@ def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 def model_identity(name: str) -> dict:
     """What identifies a model's weights: a trained or merged model's own fingerprint (``fingerprint.json`` in its
-    folder, which names everything it was made from); else, for a folder, a digest of its config and of its weight
-    files' names and sizes (never their times); else its name (a Hub id)."""
+    folder, which names everything it was made from); else, for a folder, a digest of its config, weight index and
+    weight files (names, sizes, first and last megabyte; never their times); else its name (a Hub id)."""
     folder = Path(name)
     if not folder.is_dir():
         return {"name": name}
@@ -79,8 +79,19 @@ def model_identity(name: str) -> dict:
     return identity | {
         "config": digest(config.read_text(encoding="utf-8")) if config.exists() else None,
         "index": digest([p.read_text(encoding="utf-8") for p in indexes]) if indexes else None,
-        "weights": digest({p.name: p.stat().st_size for p in weights}),
+        "weights": digest({p.name: [p.stat().st_size, sample_digest(p)] for p in weights}),
     }
+
+
+def sample_digest(path: Path, span: int = 1 << 20) -> str:
+    """A digest of a file's first and last ``span`` bytes: cheap on many-gigabyte weights, yet it tells apart two
+    models of the same shape (the tail holds weights), where sizes alone would not."""
+    size = path.stat().st_size
+    with open(path, "rb") as file:
+        head = file.read(span)
+        file.seek(max(size - span, 0))
+        tail = file.read(span)
+    return hashlib.sha1(head + tail).hexdigest()[:12]
 
 
 def stage_outputs(files: StageFiles) -> list[Path]:

@@ -121,7 +121,14 @@ class TrainingPlan:
     @property
     def outputs(self) -> list[Path]:
         """What the fingerprint vouches for; ``--overwrite`` deletes it (the merged model comes from the adapter)."""
-        return [self.dirs.adapter, self.dirs.checkpoints, self.dirs.merged, self.files.run_record]
+        merged = self.dirs.stage_files(layout.MERGE)
+        return [
+            self.dirs.adapter,
+            self.dirs.checkpoints,
+            self.files.run_record,
+            self.dirs.merged,
+            merged.run_record,
+        ]
 
 
 def model_dirs(args, method: str) -> layout.PTModelDirs:
@@ -140,7 +147,9 @@ def training_parser(args, method: str, has_eval: bool = True):
     """``HfArgumentParser`` of the method's TRL config, its defaults set to the paper's and to this run's folders."""
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(config_class(method), prog=f"run_model --method {method} (training flags)")
+    parser = HfArgumentParser(
+        config_class(method), prog=f"run_model --method {method} (training flags)", allow_abbrev=False
+    )
 
     def one_line_error(message: str):
         raise UsageError(
