@@ -118,16 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
     from persona_core.llm import make_llm
     from persona_core.secrets import load_env
-    from persona_inference.model.experiment import run
+    from persona_inference.model.experiment import load_inputs, run
 
     load_env()
     # One backend for the whole invocation: persona inference and both judges share it (each call brings its own
     # generation settings), and a local model is loaded once, only when an experiment really generates.
     backend = functools.cache(lambda: make_llm(args.model_type, args.model_name, **args.backend_options()))
     units = experiments()
+    inputs = load_inputs(args)
     status = 0
     for experiment in args.experiments:
-        status = run(units[experiment.value], args, backend) or status
+        status = run(units[experiment.value], args, backend, inputs) or status
     return status
 
 
