@@ -234,3 +234,21 @@ def test_a_killed_training_resumes_from_its_checkpoint_under_the_same_fingerprin
     assert main(command + training_flags(num_train_epochs=2, learning_rate=5e-3) + ["--overwrite"]) == 0
     summary = json.loads((dirs.adapter / TRAINING_SUMMARY_FILE).read_text())
     assert summary["resumed_from"] is None and summary["global_step"] == 4
+
+
+def test_dry_run_prints_each_stage_and_loads_no_model(
+    tmp_path, tiny_model_dir, data_dir, monkeypatch, capsys
+):
+    monkeypatch.setattr(train, "trainer_for", refuse)
+    monkeypatch.setattr(merge, "merge_adapter", refuse)
+    monkeypatch.setattr("persona_tailoring.model.generate.load_generator", refuse)
+    extra = ["--dry_run", "--inference_type", "gold-chosen", "retr-chosen", "--learning_rate", "3e-4"]
+    assert main(argv(tmp_path, tiny_model_dir, data_dir, "sft", "all", "tiny", *extra)) == 0
+    out = capsys.readouterr().out
+    models = tmp_path / "models" / "Handmade" / "tiny" / "sft_chosen"
+    assert "[dry run]   setting learning_rate: 0.0003" in out and f"reads base model {tiny_model_dir}" in out
+    assert f"writes {models / 'adapter'}" in out and f"writes {models / 'merged'}" in out
+    for inference_type in ("gold-chosen", "retr-chosen"):
+        output = pt_output_path(tmp_path / "results", "Handmade", "tiny", "sft", "chosen", inference_type)
+        assert f"[dry run] {inference_type}: 3 requests" in out and f"writes {output}" in out
+    assert not (tmp_path / "models").exists() and not (tmp_path / "results").exists()

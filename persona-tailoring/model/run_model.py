@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from persona_core.arguments import LimitArguments, OverwriteArguments
+from persona_core.arguments import DryRunArguments, LimitArguments, OverwriteArguments
 from persona_core.cli import parse_known_args
 from persona_core.errors import UsageError, run_cli
 from persona_core.layout import model_nickname
@@ -63,7 +63,7 @@ class Stage(str, Enum):
 
 
 @dataclass
-class Arguments(OverwriteArguments, LimitArguments, ShardArguments, GeneratorArguments):
+class Arguments(OverwriteArguments, DryRunArguments, LimitArguments, ShardArguments, GeneratorArguments):
     method: Method = field(
         default=Method.sft, metadata={"help": "Tailoring method.", "aliases": ["--model_type"]}
     )
@@ -151,8 +151,11 @@ def run_train(args: Arguments, training_flags: list[str]) -> int:
     if args.method == Method.fewshot:
         print("few-shot uses the base model with demonstrations: nothing to train")
         return 0
-    from persona_tailoring.model.train import train
+    from persona_tailoring.model.train import describe_training, plan_training, train
 
+    if args.dry_run:
+        print(describe_training(plan_training(args, args.method.value, training_flags)))
+        return 0
     train(args, args.method.value, training_flags)
     return 0
 
@@ -167,6 +170,10 @@ def run_merge(args: Arguments, training_flags: list[str]) -> int:
     from persona_tailoring.model.merge import merge
     from persona_tailoring.model.train import is_main_process, model_dirs
 
+    if args.dry_run:
+        dirs = model_dirs(args, args.method.value)
+        print(f"[dry run] merge: reads {dirs.adapter} and its base model; writes {dirs.merged}")
+        return 0
     if not is_main_process():  # under accelerate every process trains; merging runs once
         return 0
     merge(model_dirs(args, args.method.value), args.overwrite, args.cache_dir)

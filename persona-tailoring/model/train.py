@@ -349,6 +349,22 @@ def plan_training(args, method: str, flags: list[str]) -> TrainingPlan:
     )
 
 
+def describe_training(plan: TrainingPlan) -> str:
+    """The dry run of training: the settings that make the adapter, what it reads and writes."""
+    fingerprint = plan.fingerprint
+    lines = [
+        f"[dry run] train {plan.method} ({fingerprint['training_type']}): {len(plan.train_dataset)} examples"
+    ]
+    lines += [f"[dry run]   setting {key}: {fingerprint[key]}" for key in ("lora", "quantization", "data")]
+    lines += [f"[dry run]   setting {key}: {value}" for key, value in sorted(fingerprint["training"].items())]
+    lines += [f"[dry run]   reads base model {plan.base_model}"]
+    lines += [
+        f"[dry run]   writes {path}"
+        for path in (plan.dirs.checkpoints, plan.dirs.adapter, plan.files.run_record)
+    ]
+    return "\n".join(lines)
+
+
 def train(args, method: str, flags: list[str]) -> Path:
     """Train the LoRA adapter of ``method`` for ``args.training_type`` unless the same one exists; return its folder.
 
