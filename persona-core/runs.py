@@ -21,6 +21,7 @@ import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from persona_core.errors import UsageError
@@ -203,21 +204,69 @@ def versions() -> dict:
     return found
 
 
-def write_run_record(files: StageFiles, arguments: dict, stats: dict, **extra) -> Path:
-    """``{stage}.run.json``: the arguments (never secrets), versions, fingerprint, finish time, stats and ``extra``."""
+@dataclass
+class RunRecord:
+    """``{stage}.run.json``, the one schema every stage writes and every reader (report, win rates, pipeline
+    summary) reads: what ran (``model``, a digest of its ``prompts``, its ``generation`` settings), with which
+    arguments (never secrets), package versions, the full fingerprint, when, how long, the stage's ``stats`` and
+    its own fields (``extra``, kept at the top level of the file)."""
+
+    stage: str
+    model: str | None = None
+    prompts: str | None = None
+    generation: dict = field(default_factory=dict)
+    seconds: float | None = None
+    arguments: dict = field(default_factory=dict)
+    fingerprint: dict | None = None
+    versions: dict = field(default_factory=dict)
+    finished_at: str | None = None
+    stats: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        return {**self.extra, **values}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RunRecord:
+        known = {f.name for f in fields(cls)} - {"extra"}
+        return cls(
+            **{k: v for k, v in values.items() if k in known},
+            extra={k: v for k, v in values.items() if k not in known},
+        )
+
+    @classmethod
+    def read(cls, path: Path) -> RunRecord | None:
+        path = Path(path)
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
+
+
+def write_run_record(
+    files: StageFiles,
+    arguments: dict,
+    stats: dict,
+    model: str | None = None,
+    prompts: str | None = None,
+    generation: dict | None = None,
+    seconds: float | None = None,
+    **extra,
+) -> Path:
+    """Write the stage's ``RunRecord`` (the fingerprint as recorded in its folder) atomically."""
     fingerprint = (
         json.loads(files.fingerprint.read_text(encoding="utf-8")) if files.fingerprint.exists() else None
     )
-    write_json_atomic(
-        files.run_record,
-        {
-            "stage": files.name,
-            "arguments": arguments,
-            "fingerprint": fingerprint,
-            "versions": versions(),
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "stats": stats,
-            **extra,
-        },
+    record = RunRecord(
+        stage=files.name,
+        model=model,
+        prompts=prompts,
+        generation=generation or {},
+        seconds=stats.get("seconds") if seconds is None else seconds,
+        arguments=arguments,
+        fingerprint=fingerprint,
+        versions=versions(),
+        finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        stats=stats,
+        extra=json.loads(json.dumps(extra, default=str)),
     )
+    write_json_atomic(files.run_record, record.as_dict())
     return files.run_record

@@ -15,7 +15,7 @@ whole lifecycle for it, the same for every stage:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from persona_core.errors import UsageError
@@ -54,6 +54,10 @@ class RequestStage:
     """The successful records -> the run record's summary fields."""
     options: tuple[str, ...] | None = None
     """Answers whose probabilities are read instead of generating."""
+    model: str | None = None
+    """What the run record names as the model that ran."""
+    prompts: str | None = None
+    """A digest of the prompts (template or built inputs), for the run record."""
     record: dict = field(default_factory=dict)
     """Extra run-record fields."""
     keep_both: str = "--run_name"
@@ -124,7 +128,9 @@ def run_stage(
             )
             ordered = [records[r.id] for r in own_requests]
             summary = stage.summarize([r for r in ordered if r["status"] == "ok"])
-            run_record = write_run_record(own_files, arguments, stats.as_dict(), **stage.record, **summary)
+            run_record = write_run_record(
+                own_files, arguments, stats.as_dict(), **headline(stage), **stage.record, **summary
+            )
             failed = [r for r in ordered if r["status"] != "ok"]
             if failed:
                 print(
@@ -148,10 +154,21 @@ def run_stage(
     ordered = [records[r.id] for r in stage.requests]
     summary = stage.summarize([r for r in ordered if r["status"] == "ok"])
     run_record = write_run_record(
-        files, arguments, stats.as_dict(), shards=shards.num_shards, **stage.record, **summary
+        files,
+        arguments,
+        stats.as_dict(),
+        shards=shards.num_shards,
+        **headline(stage),
+        **stage.record,
+        **summary,
     )
     write_jsonl_atomic(files.results, [stage.final_record(r) for r in ordered])
     return StageOutcome("done", ordered, stats, summary, run_record)
+
+
+def headline(stage: RequestStage) -> dict:
+    """The run record's typed fields of a request stage."""
+    return {"model": stage.model, "prompts": stage.prompts, "generation": asdict(stage.generation)}
 
 
 def describe(stage: RequestStage, reads: list[str], settings: dict) -> str:

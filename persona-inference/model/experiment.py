@@ -190,6 +190,8 @@ def declare(experiment: Experiment, args, inputs: Inputs) -> tuple[RequestStage,
         finish=experiment.finish,
         summarize=lambda records: experiment.summarize(records, template),
         options=experiment.options(args),
+        model=f"{args.model_name} ({args.model_type.value})",
+        prompts=digest(template),
         record={"experiment": experiment.name, "template": str(template_path), **plan.record},
         render_prompts=plan.record_model_input,
     )

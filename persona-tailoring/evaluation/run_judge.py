@@ -407,7 +407,9 @@ def run_comparison(
                 stats[f"attempt_{attempt}"] = again.as_dict()
             failed = [r for r in records.values() if r.get("status") != "ok"]
             if failed or args.sharded:
-                write_run_record(files, public_args(args), stats, **extra)
+                write_run_record(
+                    files, public_args(args), stats, **judge_headline(args, plan, stats), **extra
+                )
             if failed:
                 return {"plan": plan, "failed": failed}
             if args.sharded:
@@ -417,7 +419,11 @@ def run_comparison(
         if records is None:
             return {"plan": plan, "pending": unfinished(plan.files, args)}
     requests = plan.requests
-    rows = judge.judgments(plan.pairs, args.metrics, requests, records, task)
+    comparison = comparison_settings(args, base, plan.test)
+    rows = [
+        row | {"comparison": comparison}
+        for row in judge.judgments(plan.pairs, args.metrics, requests, records, task)
+    ]
     attempts = [r for r in records.values() if r.get("attempt", 1) > 1]
     verdicts = {
         "total": len(requests),
@@ -428,8 +434,37 @@ def run_comparison(
     }
     write_jsonl_atomic(plan.files.results, rows)
     shards = {"shards": args.num_shards} if args.sharded else {}
-    write_run_record(plan.files, public_args(args), stats, **extra, **shards, verdicts=verdicts)
+    write_run_record(
+        plan.files,
+        public_args(args),
+        stats,
+        **judge_headline(args, plan, stats),
+        **extra,
+        **shards,
+        verdicts=verdicts,
+        comparison=comparison,
+    )
     return {"plan": plan, "rows": rows, "verdicts": verdicts, "first": first}
+
+
+def comparison_settings(args: Arguments, base: Side, test: Side) -> dict:
+    """A comparison's configuration, stored in its judgments and carried into ``win_rate.json``."""
+    return {
+        "dataset": args.dataset_name or "",
+        "model_nickname": args.model_nickname,
+        "base": base.as_dict(),
+        "test": test.as_dict(),
+    }
+
+
+def judge_headline(args: Arguments, plan: Comparison, stats: dict) -> dict:
+    """The run record's typed fields: the judge, its prompts' digest, its settings, and the time of every round."""
+    return {
+        "model": f"{args.judge_model_name} ({args.judge_model_type.value})",
+        "prompts": plan.settings["prompts"],
+        "generation": plan.settings.get("generation", {}),
+        "seconds": round(sum(round_stats.get("seconds", 0) for round_stats in stats.values()), 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

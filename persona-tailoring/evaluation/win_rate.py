@@ -476,25 +476,17 @@ GRID_COLUMNS = (
 
 
 def grid_cell(name: str, summary: dict) -> dict:
-    """One comparison as a ΔPQ table cell: dataset (the folder above it, if any), base and test configurations."""
-    from persona_tailoring.evaluation.configuration import InferenceType, Method, TrainingType
-
-    *where, pair = name.split("/")
-    base, _, test = pair.partition("_vs_")
-    method, _, rest = test.partition("-")
-    training, _, inference = rest.partition("-")
-    try:
-        config = (Method(method).value, TrainingType(training).value, InferenceType(inference).value)
-    except ValueError:  # outputs given as files not named by configuration
-        config = (None, None, None)
+    """One comparison as a ΔPQ table cell: its dataset, base and test configurations as the judge stored them."""
+    comparison = summary["configuration"]
+    test = comparison["test"]
     row = csv_row(name, summary)
     return {
-        "dataset": where[0] if where else "",
-        "base": base,
-        "test": test,
-        "method": config[0],
-        "training_type": config[1],
-        "inference_type": config[2],
+        "dataset": comparison["dataset"],
+        "base": comparison["base"]["label"],
+        "test": test["label"],
+        "method": test["method"],
+        "training_type": test["training_type"],
+        "inference_type": test["inference_type"],
         **{key: row[key] for key in GRID_COLUMNS[6:12]},
         **{key: row[key] for key in GRID_COLUMNS[12:17]},
         **{f"{side}_{k}": row[f"{side}_{k}"] for side in SIDES for k in ("repetitive", "mean_words")},
@@ -610,7 +602,12 @@ def main(argv: list[str] | None = None) -> int:
             responses_by_side(records),
             test_probabilities(records),
         )
-        summary = {"comparison": name, "judgments": where, **summary}
+        configuration = records[0].get("comparison") if records else None
+        if configuration is None:
+            raise UsageError(
+                f"{where} has no comparison configuration (judged by an older version): rerun the judge on it"
+            )
+        summary = {"comparison": name, "configuration": configuration, "judgments": where, **summary}
         outputs = layout.win_rate_files(folder)
         write_json_atomic(outputs["json"], summary)
         write_csv(outputs["csv"], [csv_row(name, summary)])

@@ -279,17 +279,20 @@ def plan_infer(args, method: str) -> InferPlan:
             test, inference_type, args.dataset_name, "test", args.system_persona
         )
         requests, meta = build_requests(test, personas, style, demonstrations)
+        fingerprint = generation_fingerprint(served, args, requests, generation, adapter)
         stages.append(
             RequestStage(
                 label=inference_type.value,
                 files=layout.pt_files(final),
                 requests=requests,
                 meta=meta,
-                fingerprint=generation_fingerprint(served, args, requests, generation, adapter),
+                fingerprint=fingerprint,
                 generation=generation,
                 finish=output_record,
                 final_record=final_fields,
-                record={"method": method, "model": served},
+                model=served,
+                prompts=fingerprint["inputs"],
+                record={"method": method},
                 keep_both=KEEP_BOTH,
                 reuse_finished=True,
             )

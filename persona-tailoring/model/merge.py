@@ -66,6 +66,8 @@ def merge(dirs: layout.PTModelDirs, overwrite: bool = False, cache_dir: str | No
         return dirs.merged
     with open_run(files, fingerprint, overwrite, KEEP_BOTH, outputs):
         merge_adapter(dirs.adapter, dirs.merged, cache_dir, fingerprint)
-        write_run_record(files, {"adapter": str(dirs.adapter), "merged": str(dirs.merged)}, {})
+        write_run_record(
+            files, {"adapter": str(dirs.adapter), "merged": str(dirs.merged)}, {}, model=str(dirs.adapter)
+        )
     print(f"merged model: {dirs.merged}")
     return dirs.merged

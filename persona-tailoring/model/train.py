@@ -470,6 +470,8 @@ def fit_and_save(trainer, args, plan: TrainingPlan) -> Path:
             plan.files,
             public_args(args),
             {"global_step": trainer.state.global_step, "train_loss": result.training_loss},
+            model=plan.base_model,
+            seconds=round(time.perf_counter() - start, 1),
             method=method,
             resumed_from=resume,
         )
