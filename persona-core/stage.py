@@ -10,11 +10,16 @@ whole lifecycle for it, the same for every stage:
 5. the final file written atomically, or, with shards, assembled in order once every shard is done.
 
 ``describe`` is the dry run: what a stage would read and write, and its settings, without running anything.
+
+A stage whose output is one piece of work rather than a file of records (a trained adapter, a merged model) is a
+``WorkStage``: ``run_work_stage`` gives it the same refusal, lock, reuse and ``--overwrite``; its work resumes
+from its own checkpoints (the trainer's) under the same fingerprint only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -179,3 +184,35 @@ def describe(stage: RequestStage, reads: list[str], settings: dict) -> str:
     written = [stage.files.results, stage.files.checkpoint, stage.files.run_record, stage.files.fingerprint]
     lines += [f"[dry run]   writes {path}" for path in written]
     return "\n".join(lines)
+
+
+@dataclass
+class WorkStage:
+    """One piece of work with folder outputs: ``finished`` exists once it is done; ``outputs`` are what its
+    fingerprint vouches for (``--overwrite`` deletes them, checkpoints included)."""
+
+    label: str
+    files: StageFiles
+    fingerprint: dict
+    outputs: list[Path]
+    finished: Path
+    keep_both: str
+
+
+def run_work_stage(stage: WorkStage, work: Callable[[], object], overwrite: bool, main: bool = True) -> bool:
+    """Refuse other settings (before any model loads), reuse a finished stage, else hold the folder and ``work()``;
+    True when the work ran. Under a distributed launch every process works and only the ``main`` one holds the
+    folder (and under ``--overwrite`` empties it first)."""
+    check_fingerprint(stage.files, stage.fingerprint, overwrite, stage.keep_both, stage.outputs)
+    if stage.finished.exists() and not overwrite:
+        if main:
+            print(f"{stage.label} up to date (same settings): {stage.finished.parent}")
+        return False
+    held = (
+        open_run(stage.files, stage.fingerprint, overwrite, stage.keep_both, stage.outputs)
+        if main
+        else nullcontext()
+    )
+    with held:
+        work()
+    return True

@@ -16,7 +16,8 @@ from persona_core import layout
 from persona_core.embedded import resolve_model_name
 from persona_core.errors import UsageError
 from persona_core.io import atomic_output
-from persona_core.runs import check_fingerprint, model_identity, open_run, write_run_record
+from persona_core.runs import model_identity, write_run_record
+from persona_core.stage import WorkStage, run_work_stage
 
 KEEP_BOTH = "--model_nickname (or --model_save_dir)"
 
@@ -59,15 +60,16 @@ def merge(dirs: layout.PTModelDirs, overwrite: bool = False, cache_dir: str | No
         raise UsageError(f"no trained adapter in {dirs.adapter}: run --stage train first (same flags)")
     files = dirs.stage_files(layout.MERGE)
     fingerprint = merge_fingerprint(dirs.adapter)
-    outputs = [dirs.merged, files.run_record]
-    check_fingerprint(files, fingerprint, overwrite, KEEP_BOTH, outputs)
-    if (dirs.merged / layout.MODEL_CONFIG_FILE).exists() and not overwrite:
-        print(f"merged model up to date (same adapter): {dirs.merged}")
-        return dirs.merged
-    with open_run(files, fingerprint, overwrite, KEEP_BOTH, outputs):
+    finished = dirs.merged / layout.MODEL_CONFIG_FILE
+    stage = WorkStage(
+        "merged model", files, fingerprint, [dirs.merged, files.run_record], finished, KEEP_BOTH
+    )
+
+    def work():
         merge_adapter(dirs.adapter, dirs.merged, cache_dir, fingerprint)
-        write_run_record(
-            files, {"adapter": str(dirs.adapter), "merged": str(dirs.merged)}, {}, model=str(dirs.adapter)
-        )
-    print(f"merged model: {dirs.merged}")
+        record = {"adapter": str(dirs.adapter), "merged": str(dirs.merged)}
+        write_run_record(files, record, {}, model=str(dirs.adapter))
+
+    if run_work_stage(stage, work, overwrite):
+        print(f"merged model: {dirs.merged}")
     return dirs.merged

@@ -18,7 +18,6 @@ import os
 import shutil
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,8 @@ from persona_core.embedded import resolve_model_name
 from persona_core.errors import UsageError
 from persona_core.io import atomic_output
 from persona_core.preferences import read_tailoring_split
-from persona_core.runs import check_fingerprint, digest, model_identity, open_run, write_run_record
+from persona_core.runs import digest, model_identity, write_run_record
+from persona_core.stage import WorkStage, run_work_stage
 from persona_tailoring.model import templates
 from persona_tailoring.model.config import wandb_enabled
 from persona_tailoring.model.packing import pack_dpo_forward
@@ -117,6 +117,14 @@ class TrainingPlan:
     @property
     def files(self) -> layout.StageFiles:
         return self.dirs.stage_files(layout.TRAIN)
+
+    @property
+    def stage(self) -> WorkStage:
+        """Training as a stage of the driver: done once the adapter exists."""
+        finished = self.dirs.adapter / layout.ADAPTER_CONFIG_FILE
+        return WorkStage(
+            f"{self.method} adapter", self.files, self.fingerprint, self.outputs, finished, KEEP_BOTH
+        )
 
     @property
     def outputs(self) -> list[Path]:
@@ -371,23 +379,14 @@ def train(args, method: str, flags: list[str]) -> Path:
     ``flags`` are the SFTConfig/DPOConfig flags of the command line.
     """
     plan = plan_training(args, method, flags)
-    # refuse other settings before any model loads (every process; the main one checks again under the lock)
-    check_fingerprint(plan.files, plan.fingerprint, args.overwrite, KEEP_BOTH, plan.outputs)
-    if (plan.dirs.adapter / layout.ADAPTER_CONFIG_FILE).exists() and not args.overwrite:
-        if is_main_process():
-            print(f"{method} adapter up to date (same settings): {plan.dirs.adapter}")
-        return plan.dirs.adapter
-    # the main process holds the folder (and under --overwrite empties it) before the trainer creates checkpoints/
-    main = is_main_process()
-    with (
-        open_run(plan.files, plan.fingerprint, args.overwrite, KEEP_BOTH, plan.outputs)
-        if main
-        else nullcontext()
-    ):
+
+    def fit():
         trainer = trainer_for(args, plan)
-        trainer.accelerator.wait_for_everyone()
-        adapter = fit_and_save(trainer, args, plan)
-    return adapter
+        trainer.accelerator.wait_for_everyone()  # the others start once the main process holds the folder
+        fit_and_save(trainer, args, plan)
+
+    run_work_stage(plan.stage, fit, args.overwrite, main=is_main_process())
+    return plan.dirs.adapter
 
 
 def build_trainer(args, method: str, flags: list[str] = ()):
