@@ -241,6 +241,14 @@ class RunRecord:
         return cls.from_dict(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
 
 
+def total_seconds(stats: dict) -> float | None:
+    """A stage's time: its own ``seconds``, or the sum over its rounds (the judge: first attempts, then retries)."""
+    if "seconds" in stats:
+        return stats["seconds"]
+    rounds = [v["seconds"] for v in stats.values() if isinstance(v, dict) and "seconds" in v]
+    return round(sum(rounds), 3) if rounds else None
+
+
 def write_run_record(
     files: StageFiles,
     arguments: dict,
@@ -260,7 +268,7 @@ def write_run_record(
         model=model,
         prompts=prompts,
         generation=generation or {},
-        seconds=stats.get("seconds") if seconds is None else seconds,
+        seconds=total_seconds(stats) if seconds is None else seconds,
         arguments=arguments,
         fingerprint=fingerprint,
         versions=versions(),

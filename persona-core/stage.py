@@ -36,8 +36,18 @@ def keep_all(record: dict) -> dict:
     return record
 
 
-def no_summary(records: list[dict]) -> dict:
+def no_summary(rows: list[dict], records: dict[str, dict]) -> dict:
     return {}
+
+
+@dataclass
+class Execution:
+    """What one process's run of a stage gave: every record by id (retries included), the run record's stats, and
+    the first round's counts (what the console shows)."""
+
+    records: dict[str, dict]
+    stats: dict
+    first: RunStats
 
 
 @dataclass
@@ -54,9 +64,15 @@ class RequestStage:
     finish: Callable[[dict], dict] = keep_all
     """A finished request's checkpoint record -> its result record."""
     final_record: Callable[[dict], dict] = keep_all
-    """A result record -> what the final file keeps (shard files keep whole records)."""
-    summarize: Callable[[list[dict]], dict] = no_summary
-    """The successful records -> the run record's summary fields."""
+    """A final row -> what the final file keeps (shard files keep whole records)."""
+    summarize: Callable[[list[dict], dict[str, dict]], dict] = no_summary
+    """(final rows, or so far the successful records in request order; every record by id) -> the run record's
+    summary fields."""
+    execute: Callable[..., Execution] | None = None
+    """``execute(llm, requests, checkpoint_path, overwrite)``: how the requests are answered, when more than once
+    through ``run_requests`` (the judge: its verdict cache, then retries); default: one ``run_requests``."""
+    assemble: Callable[[dict[str, dict]], list[dict]] | None = None
+    """Every record by id -> the final file's rows (default: the records in request order)."""
     options: tuple[str, ...] | None = None
     """Answers whose probabilities are read instead of generating."""
     model: str | None = None
@@ -104,6 +120,25 @@ def check_stage(stage: RequestStage, overwrite: bool, shards: ShardArguments) ->
     return True
 
 
+def answer(stage: RequestStage, llm: LLM, requests: list[Request], checkpoint: Path) -> Execution:
+    """The default execution: every request through ``run_requests`` once, each result checkpointed at once."""
+    records, stats = run_requests(
+        llm,
+        requests,
+        stage.meta,
+        checkpoint,
+        stage.generation,
+        stage.finish,
+        desc=stage.label,
+        options=stage.options,
+    )
+    return Execution(records, stats.as_dict(), stats)
+
+
+def final_rows(stage: RequestStage, records: dict[str, dict]) -> list[dict]:
+    return stage.assemble(records) if stage.assemble else [records[r.id] for r in stage.requests]
+
+
 def run_stage(
     stage: RequestStage,
     backend: Callable[[], LLM],
@@ -121,43 +156,46 @@ def run_stage(
             for request in own_requests:
                 stage.meta[request.id]["prompt"] = llm.render(request)
         with open_run(own_files, stage.fingerprint, overwrite, stage.keep_both):
-            records, stats = run_requests(
-                llm,
-                own_requests,
-                stage.meta,
-                own_files.checkpoint,
-                stage.generation,
-                stage.finish,
-                desc=stage.label,
-                options=stage.options,
-            )
+            if stage.execute is not None:
+                execution = stage.execute(llm, own_requests, own_files.checkpoint, overwrite)
+            else:
+                execution = answer(stage, llm, own_requests, own_files.checkpoint)
+            records, stats = execution.records, execution.first
             ordered = [records[r.id] for r in own_requests]
-            summary = stage.summarize([r for r in ordered if r["status"] == "ok"])
-            run_record = write_run_record(
-                own_files, arguments, stats.as_dict(), **headline(stage), **stage.record, **summary
-            )
-            failed = [r for r in ordered if r["status"] != "ok"]
+            failed = [r for r in records.values() if r.get("status") != "ok"]
+            if failed or shards.sharded or stage.assemble is None:
+                ok_so_far = [r for r in ordered if r["status"] == "ok"]
+                partial = stage.summarize(ok_so_far, records) if stage.assemble is None else {}
+                run_record = write_run_record(
+                    own_files, arguments, execution.stats, **headline(stage), **stage.record, **partial
+                )
             if failed:
                 print(
-                    f"{stage.label}: {len(failed)} of {len(ordered)} requests failed (first: {failed[0]['error']})"
+                    f"{stage.label}: {len(failed)} of {len(records)} requests failed (first: {failed[0]['error']})"
                 )
                 print(
                     f"checkpoint kept in {own_files.folder}; rerun the same command to retry the failed requests"
                 )
-                return StageOutcome("failed", ordered, stats, summary, run_record)
+                return StageOutcome("failed", failed, stats, {}, run_record)
             if shards.sharded:
-                write_jsonl_atomic(own_files.results, ordered)
+                extra = [r for i, r in records.items() if i not in {q.id for q in own_requests}]
+                write_jsonl_atomic(own_files.results, ordered + extra)
             else:
-                write_jsonl_atomic(files.results, [stage.final_record(r) for r in ordered])
-                return StageOutcome("done", ordered, stats, summary, run_record)
+                rows = final_rows(stage, records)
+                summary = stage.summarize(rows, records)
+                run_record = write_run_record(
+                    files, arguments, execution.stats, **headline(stage), **stage.record, **summary
+                )
+                write_jsonl_atomic(files.results, [stage.final_record(r) for r in rows])
+                return StageOutcome("done", rows, stats, summary, run_record)
     records = assemble(files, stage.requests, stage.fingerprint, shards)
     if records is None:
         print(
             f"{stage.label}: shard {shards.shard_index} done ({len(own_requests)} requests); {unfinished(files, shards)}"
         )
         return StageOutcome("waiting", stats=stats)
-    ordered = [records[r.id] for r in stage.requests]
-    summary = stage.summarize([r for r in ordered if r["status"] == "ok"])
+    rows = final_rows(stage, records)
+    summary = stage.summarize(rows, records)
     run_record = write_run_record(
         files,
         arguments,
@@ -167,8 +205,8 @@ def run_stage(
         **stage.record,
         **summary,
     )
-    write_jsonl_atomic(files.results, [stage.final_record(r) for r in ordered])
-    return StageOutcome("done", ordered, stats, summary, run_record)
+    write_jsonl_atomic(files.results, [stage.final_record(r) for r in rows])
+    return StageOutcome("done", rows, stats, summary, run_record)
 
 
 def headline(stage: RequestStage) -> dict:
