@@ -468,7 +468,10 @@ def test_tailoring_splits_keep_the_format_and_train_like_the_standard_form(name,
     for method in ("sft", "dpo"):
         theirs, ours = (train.training_datasets(built[form], method) for form in ("standard", name))
         assert ours[0].to_list() == theirs[0].to_list() and ours[1].to_list() == theirs[1].to_list()
-    tests = {form: train.load_tailoring_splits(args)["test"] for form, args in built.items()}
+    tests = {
+        form: train.load_tailoring_splits(args.hf_dataset_name, args.dataset_name)["test"]
+        for form, args in built.items()
+    }
     style = templates.PromptStyle.for_run(templates.TrainingType.chosen, "Handmade")
     personas = list(tests["standard"]["chosen_persona_gold"])
     ours, theirs = (generate.build_requests(tests[form], personas, style) for form in (name, "standard"))

@@ -35,9 +35,14 @@ from persona_core.arguments import (
 from persona_core.cli import parse_args
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import run_cli
-from persona_core.llm import ModelType
+from persona_core.llm import ModelType, make_llm
+from persona_core.secrets import load_env
 from persona_core.shards import ShardArguments
 from persona_inference.model.arguments import DataArguments, PartitionArguments, ResultsArguments
+from persona_inference.model.experiment import load_inputs, run
+from persona_inference.model.inference import PersonaInference
+from persona_inference.model.persona_accuracy import PersonaAccuracy
+from persona_inference.model.persona_prefs import PersonaPrefs
 
 
 class PromptType(str, Enum):
@@ -106,19 +111,13 @@ class Arguments(
 
 
 def experiments() -> dict:
-    """The experiment units by name (imported on use, so ``--help`` stays fast)."""
-    from persona_inference.model.inference import PersonaInference
-    from persona_inference.model.persona_accuracy import PersonaAccuracy
-    from persona_inference.model.persona_prefs import PersonaPrefs
+    """The experiment units by name."""
 
     return {unit.name: unit for unit in (PersonaInference(), PersonaAccuracy(), PersonaPrefs())}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
-    from persona_core.llm import make_llm
-    from persona_core.secrets import load_env
-    from persona_inference.model.experiment import load_inputs, run
 
     load_env()
     # One backend for the whole invocation: persona inference and both judges share it (each call brings its own

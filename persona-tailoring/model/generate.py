@@ -255,7 +255,7 @@ class InferPlan:
 
 def plan_infer(args, method: str) -> InferPlan:
     """Test rows, prompts, the model's identity and one ``RequestStage`` per inference type; loads no model."""
-    splits = load_tailoring_splits(args)
+    splits = load_tailoring_splits(args.hf_dataset_name, args.dataset_name, args.cache_dir)
     test = pick_split(splits, "test", args.hf_dataset_name, args.limit)
     style = templates.PromptStyle.for_run(args.training_type, args.dataset_name, args.response_prefix)
     demonstrations = ""

@@ -41,10 +41,20 @@ from persona_core.arguments import DryRunArguments, LimitArguments, OverwriteArg
 from persona_core.cli import parse_known_args
 from persona_core.errors import UsageError, run_cli
 from persona_core.layout import model_nickname
+from persona_core.secrets import load_env
 from persona_core.shards import ShardArguments
 from persona_tailoring.model import config
-from persona_tailoring.model.generate import GeneratorArguments
+from persona_tailoring.model.generate import GeneratorArguments, infer
+from persona_tailoring.model.merge import merge
 from persona_tailoring.model.templates import InferenceType, Method, TrainingType
+from persona_tailoring.model.train import (
+    describe_training,
+    is_main_process,
+    model_dirs,
+    plan_training,
+    print_training_help,
+    train,
+)
 
 TRAINING_HELP = (
     "Training takes TRL's own configs: every SFTConfig (--method sft) / DPOConfig (--method dpo) field is a flag "
@@ -151,7 +161,6 @@ def run_train(args: Arguments, training_flags: list[str]) -> int:
     if args.method == Method.fewshot:
         print("few-shot uses the base model with demonstrations: nothing to train")
         return 0
-    from persona_tailoring.model.train import describe_training, plan_training, train
 
     if args.dry_run:
         print(describe_training(plan_training(args, args.method.value, training_flags)))
@@ -167,8 +176,6 @@ def run_merge(args: Arguments, training_flags: list[str]) -> int:
     if args.no_merge:
         print("--no_merge: generation serves the LoRA adapter on its base model, nothing to merge")
         return 0
-    from persona_tailoring.model.merge import merge
-    from persona_tailoring.model.train import is_main_process, model_dirs
 
     if args.dry_run:
         dirs = model_dirs(args, args.method.value)
@@ -181,11 +188,9 @@ def run_merge(args: Arguments, training_flags: list[str]) -> int:
 
 
 def run_infer(args: Arguments, training_flags: list[str]) -> int:
-    from persona_tailoring.model.train import is_main_process
 
     if not is_main_process():  # generation runs once (or through a server: --backend open_ai)
         return 0
-    from persona_tailoring.model.generate import infer
 
     return infer(args, args.method.value)
 
@@ -203,7 +208,6 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(
                 "few-shot trains nothing: pass --method sft or --method dpo with --help_training"
             )
-        from persona_tailoring.model.train import print_training_help
 
         print_training_help(args, args.method.value)
         return 0
@@ -212,7 +216,6 @@ def main(argv: list[str] | None = None) -> int:
             f"unrecognized arguments: {' '.join(training_flags)} (training flags apply only to --stage train/all "
             "of sft and dpo; see --help)"
         )
-    from persona_core.secrets import load_env
 
     load_env()
     config.export_hub_token()

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from persona_core import layout
+from persona_core.arguments import BackendArguments
 from persona_core.cli import public_args
 from persona_core.data import load_splits
 from persona_core.embedded import resolve_model_name
@@ -113,6 +114,7 @@ class TrainingPlan:
     eval_dataset: Any
     base_model: str
     fingerprint: dict
+    lora: Any
 
     @property
     def files(self) -> layout.StageFiles:
@@ -193,14 +195,14 @@ def print_training_help(args, method: str) -> None:
     training_parser(args, method).print_help(sys.stdout)
 
 
-def load_tailoring_splits(args):
+def load_tailoring_splits(hf_dataset_name: str, dataset_name: str, cache_dir: str | None = None):
     """Every split, each as text prompt/chosen/rejected columns beside its personas: the paper's string columns as
     they are, TRL's conversational preference and prompt-completion forms (and implicit prompts) normalized by
     ``persona_core.preferences``, so training and generation see the same prompt text whatever the format."""
     import datasets
 
-    splits = load_splits(args.hf_dataset_name, args.dataset_name, args.cache_dir)
-    where = f"dataset '{args.hf_dataset_name}'"
+    splits = load_splits(hf_dataset_name, dataset_name, cache_dir)
+    where = f"dataset '{hf_dataset_name}'"
     return datasets.DatasetDict(
         {name: read_tailoring_split(split, f"split '{name}' of {where}") for name, split in splits.items()}
     )
@@ -223,7 +225,7 @@ def training_datasets(args, method: str):
     """(train, eval or None) as TRL prompt-completion (SFT) or preference (DPO) datasets; checked before any model loads."""
     import datasets
 
-    splits = load_tailoring_splits(args)
+    splits = load_tailoring_splits(args.hf_dataset_name, args.dataset_name, args.cache_dir)
     style = templates.PromptStyle.for_run(args.training_type, args.dataset_name, args.response_prefix)
     build = templates.sft_examples if method == "sft" else templates.dpo_examples
     train_name, eval_name = SPLITS[method]
@@ -267,33 +269,33 @@ def use_bf16() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
-def training_device_map(args):
+def training_device_map(options: BackendArguments):
     """One model copy per process under data parallelism; ``device_map`` (e.g. auto) only for a single process."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
-        return args.device_map
-    if args.load_in_4bit or args.load_in_8bit:
+        return options.device_map
+    if options.load_in_4bit or options.load_in_8bit:
         return {"": int(os.environ.get("LOCAL_RANK", "0"))}
     return None
 
 
-def load_for_training(model_name: str, args, config):
+def load_for_training(model_name: str, options: BackendArguments, config):
     """Model and tokenizer with a pad token and an end-of-sequence token, quantized only where supported."""
     from persona_core.llm.hf import load_model_and_tokenizer  # imports torch
 
     model, tokenizer = load_model_and_tokenizer(
         model_name,
-        device_map=training_device_map(args),
-        load_in_4bit=args.load_in_4bit,
-        load_in_8bit=args.load_in_8bit,
-        cache_dir=args.cache_dir,
+        device_map=training_device_map(options),
+        load_in_4bit=options.load_in_4bit,
+        load_in_8bit=options.load_in_8bit,
+        cache_dir=options.cache_dir,
         dtype="bfloat16" if use_bf16() else "auto",
     )
     if tokenizer.eos_token is None:
         raise UsageError(
             f"the tokenizer of '{model_name}' has no end-of-sequence token: set tokenizer.eos_token and save it"
         )
-    if args.load_in_4bit or args.load_in_8bit:
+    if options.load_in_4bit or options.load_in_8bit:
         from peft import prepare_model_for_kbit_training
 
         checkpointing = bool(config.gradient_checkpointing or config.activation_checkpointing)
@@ -301,13 +303,13 @@ def load_for_training(model_name: str, args, config):
     return model, tokenizer
 
 
-def lora_config(args):
+def lora_config(r: int, alpha: int, dropout: float):
     from peft import LoraConfig
 
     return LoraConfig(
-        r=args.lora_r,
-        lora_alpha=args.lora_alpha,
-        lora_dropout=args.lora_dropout,
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
         target_modules="all-linear",
         task_type="CAUSAL_LM",
     )
@@ -326,7 +328,7 @@ def weight_settings(config) -> dict:
 def training_fingerprint(args, method: str, base: str, config, train_dataset, eval_dataset) -> dict:
     """Everything that determines the adapter; for DPO the base is the merged SFT model, whose own fingerprint
     (``model_identity``) names the SFT adapter and everything that made it."""
-    lora = lora_config(args)
+    lora = lora_config(args.lora_r, args.lora_alpha, args.lora_dropout)
     return {
         "method": method,
         "training_type": args.training_type.value,
@@ -352,9 +354,9 @@ def plan_training(args, method: str, flags: list[str]) -> TrainingPlan:
     config = parse_training_config(args, method, list(flags), eval_dataset is not None)
     base = base_model_for(args, method)
     fingerprint = training_fingerprint(args, method, base, config, train_dataset, eval_dataset)
-    return TrainingPlan(
-        method, model_dirs(args, method), config, train_dataset, eval_dataset, base, fingerprint
-    )
+    lora = lora_config(args.lora_r, args.lora_alpha, args.lora_dropout)
+    dirs = model_dirs(args, method)
+    return TrainingPlan(method, dirs, config, train_dataset, eval_dataset, base, fingerprint, lora)
 
 
 def describe_training(plan: TrainingPlan) -> str:
@@ -408,7 +410,7 @@ def trainer_for(args, plan: TrainingPlan):
     config.padding_free = (
         config.padding_free and not packed_dpo
     )  # TRL 1.16's DPO would pad anyway, with a warning
-    trainer = trainer_class(model=model, args=config, peft_config=lora_config(args), **data)
+    trainer = trainer_class(model=model, args=config, peft_config=plan.lora, **data)
     if packed_dpo:
         config.padding_free = True  # what the training summary records: the forwards below are padding-free
         pack_dpo_forward(trainer.model)
