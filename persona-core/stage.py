@@ -163,7 +163,7 @@ def run_stage(
             records, stats = execution.records, execution.first
             ordered = [records[r.id] for r in own_requests]
             failed = [r for r in records.values() if r.get("status") != "ok"]
-            if failed or shards.sharded or stage.assemble is None:
+            if failed or shards.sharded:  # this process's record; the final one comes with the final file
                 ok_so_far = [r for r in ordered if r["status"] == "ok"]
                 partial = stage.summarize(ok_so_far, records) if stage.assemble is None else {}
                 run_record = write_run_record(
