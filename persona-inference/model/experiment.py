@@ -70,9 +70,9 @@ class Experiment:
         raise NotImplementedError
 
 
-def model_folder(args) -> str:
+def model_folder(model_nickname: str | None, model_name: str) -> str:
     """The folder under ``--res_dir`` of this run's model: ``--model_nickname``, else a file-safe model name."""
-    return args.model_nickname or nickname(args.model_name)
+    return model_nickname or nickname(model_name)
 
 
 @dataclass
@@ -173,7 +173,7 @@ def declare(experiment: Experiment, args, inputs: Inputs) -> tuple[RequestStage,
     plan = experiment.plan(args, inputs.dataset, inputs.rows, template)
     files = pi_files(
         args.res_dir,
-        model_folder(args),
+        model_folder(args.model_nickname, args.model_name),
         args.inference_split,
         args.run_name,
         experiment.name,

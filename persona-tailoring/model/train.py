@@ -325,13 +325,21 @@ def weight_settings(config) -> dict:
     return {k: v for k, v in config.to_dict().items() if not k.startswith(NOT_WEIGHTS)}
 
 
-def training_fingerprint(args, method: str, base: str, config, train_dataset, eval_dataset) -> dict:
+def training_fingerprint(
+    method: str,
+    training_type: str,
+    base: str,
+    config,
+    lora,
+    quantization: dict,
+    train_dataset,
+    eval_dataset,
+) -> dict:
     """Everything that determines the adapter; for DPO the base is the merged SFT model, whose own fingerprint
     (``model_identity``) names the SFT adapter and everything that made it."""
-    lora = lora_config(args.lora_r, args.lora_alpha, args.lora_dropout)
     return {
         "method": method,
-        "training_type": args.training_type.value,
+        "training_type": training_type,
         "base_model": model_identity(base),
         "data": {
             "train": digest(train_dataset.to_list()),
@@ -343,7 +351,7 @@ def training_fingerprint(args, method: str, base: str, config, train_dataset, ev
             "dropout": lora.lora_dropout,
             "target_modules": lora.target_modules,
         },
-        "quantization": {"load_in_4bit": args.load_in_4bit, "load_in_8bit": args.load_in_8bit},
+        "quantization": quantization,
         "training": weight_settings(config),
     }
 
@@ -353,8 +361,11 @@ def plan_training(args, method: str, flags: list[str]) -> TrainingPlan:
     train_dataset, eval_dataset = training_datasets(args, method)
     config = parse_training_config(args, method, list(flags), eval_dataset is not None)
     base = base_model_for(args, method)
-    fingerprint = training_fingerprint(args, method, base, config, train_dataset, eval_dataset)
     lora = lora_config(args.lora_r, args.lora_alpha, args.lora_dropout)
+    quantization = {"load_in_4bit": args.load_in_4bit, "load_in_8bit": args.load_in_8bit}
+    fingerprint = training_fingerprint(
+        method, args.training_type.value, base, config, lora, quantization, train_dataset, eval_dataset
+    )
     dirs = model_dirs(args, method)
     return TrainingPlan(method, dirs, config, train_dataset, eval_dataset, base, fingerprint, lora)
 
