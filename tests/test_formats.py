@@ -512,7 +512,7 @@ def test_persona_tailoring_trains_and_generates_on_trl_conversational_data(tiny_
         theirs, ours = train.training_datasets(standard, method), train.training_datasets(args, method)
         assert ours[0].to_list() == theirs[0].to_list()
     plan = train.plan_training(args, "sft", training_flags())
-    adapter = train.fit_and_save(train.trainer_for(args, plan), args, plan)
+    adapter = train.fit_and_save(train.trainer_for(plan, args), plan, {})
     assert json.loads((adapter / "training_summary.json").read_text())["train_examples"] == 4
     args.model_path = str(tiny_model_dir)
     args.max_tokens = 4

@@ -115,7 +115,7 @@ def dpo_trainer(tmp_path, tiny_model_dir, data, plan=None, **flags):
         args, plan = dpo_plan(tmp_path, tiny_model_dir, data, **flags)
     else:
         args = make_args(tmp_path, tiny_model_dir, data)
-    trainer = train.trainer_for(args, plan)
+    trainer = train.trainer_for(plan, args)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():  # LoRA B starts at zero, which would make the policy the reference (loss log 2)
         for name, param in sorted(trainer.model.named_parameters()):
@@ -162,7 +162,7 @@ def test_training_dpo_with_padding_free_batches_writes_the_adapter(tiny_model_di
 
     args, plan = dpo_plan(tmp_path, tiny_model_dir, data, padding_free=True)
     trainer = dpo_trainer(tmp_path, tiny_model_dir, data, plan=plan)
-    adapter = train.fit_and_save(trainer, args, plan)
+    adapter = train.fit_and_save(trainer, plan, {})
     summary = json.loads((adapter / "training_summary.json").read_text())
     assert summary["training_config"]["padding_free"] is True and summary["global_step"] > 0
     assert summary["train_loss"] == summary["train_loss"]  # a number, not NaN

@@ -224,15 +224,19 @@ def inference_model(args, method: str) -> str:
 
 
 def generation_fingerprint(
-    model: str, args, requests: list[Request], generation: GenerationConfig, adapter: Path | None = None
+    model: str,
+    options: GeneratorArguments,
+    requests: list[Request],
+    generation: GenerationConfig,
+    adapter: Path | None = None,
 ) -> dict:
     """What determines the outputs; a trained model is identified by its own fingerprint (what made its weights)."""
     inputs = [(r.id, r.prompt, r.prefill) for r in requests]
     return {
         "model": model_identity(model),
         **({"adapter": model_identity(str(adapter))} if adapter is not None else {}),
-        "backend": args.backend.value,
-        "weights": args.weight_options(),
+        "backend": options.backend.value,
+        "weights": options.weight_options(),
         "inputs": digest(inputs),
         "generation": asdict(generation),
     }

@@ -394,9 +394,9 @@ def train(args, method: str, flags: list[str]) -> Path:
     plan = plan_training(args, method, flags)
 
     def fit():
-        trainer = trainer_for(args, plan)
+        trainer = trainer_for(plan, args)
         trainer.accelerator.wait_for_everyone()  # the others start once the main process holds the folder
-        fit_and_save(trainer, args, plan)
+        fit_and_save(trainer, plan, public_args(args))
 
     run_work_stage(plan.stage, fit, args.overwrite, main=is_main_process())
     return plan.dirs.adapter
@@ -404,16 +404,16 @@ def train(args, method: str, flags: list[str]) -> Path:
 
 def build_trainer(args, method: str, flags: list[str] = ()):
     """The trainer ``run_model --stage train`` would build (for benchmarks and tests)."""
-    return trainer_for(args, plan_training(args, method, flags))
+    return trainer_for(plan_training(args, method, flags), args)
 
 
-def trainer_for(args, plan: TrainingPlan):
+def trainer_for(plan: TrainingPlan, options: BackendArguments):
     """An SFTTrainer or DPOTrainer with a fresh LoRA adapter on the plan's base model."""
     from trl import DPOTrainer, SFTTrainer
 
     method, config = plan.method, plan.config
     padding_free_limit = untruncated_padding_free(config, method)
-    model, tokenizer = load_for_training(plan.base_model, args, config)
+    model, tokenizer = load_for_training(plan.base_model, options, config)
     data = dict(train_dataset=plan.train_dataset, eval_dataset=plan.eval_dataset, processing_class=tokenizer)
     # With a PEFT adapter, DPO's reference model is the policy with the adapter off: the merged SFT model.
     trainer_class = SFTTrainer if method == "sft" else DPOTrainer
@@ -448,12 +448,12 @@ def untruncated_padding_free(config, method: str) -> int | None:
     return limit
 
 
-def fit_and_save(trainer, args, plan: TrainingPlan) -> Path:
+def fit_and_save(trainer, plan: TrainingPlan, arguments: dict) -> Path:
     """Train (resuming from the last checkpoint if any: the caller holds the folder under the same fingerprint) and
     save the best adapter with its fingerprint and the run record."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    training_type, method, dirs = args.training_type.value, plan.method, plan.dirs
+    training_type, method, dirs = plan.fingerprint["training_type"], plan.method, plan.dirs
     resume = get_last_checkpoint(str(dirs.checkpoints)) if dirs.checkpoints.is_dir() else None
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
@@ -472,7 +472,7 @@ def fit_and_save(trainer, args, plan: TrainingPlan) -> Path:
             "best_eval_loss": trainer.state.best_metric,
             "train_loss": result.training_loss,
             "seconds": round(time.perf_counter() - start, 1),
-            "arguments": public_args(args),
+            "arguments": arguments,
             "training_config": trainer.args.to_dict(),
         },
         plan.fingerprint,
@@ -480,7 +480,7 @@ def fit_and_save(trainer, args, plan: TrainingPlan) -> Path:
     if trainer.accelerator.is_main_process:
         write_run_record(
             plan.files,
-            public_args(args),
+            arguments,
             {"global_step": trainer.state.global_step, "train_loss": result.training_loss},
             model=plan.base_model,
             seconds=round(time.perf_counter() - start, 1),
