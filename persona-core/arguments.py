@@ -240,7 +240,10 @@ class LimitArguments:
 @dataclass
 class DryRunArguments:
     dry_run: bool = field(
-        default=False, metadata={"help": "Print the first prompt and the request count; call nothing."}
+        default=False,
+        metadata={
+            "help": "Print what would run (requests, settings, files read and written); call no model."
+        },
     )
 
 

@@ -69,6 +69,12 @@ def nickname(model_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", model_name.strip("/").replace("/", "--")).strip("-") or "model"
 
 
+def model_nickname(model_name: str) -> str:
+    """The default results folder name of a model: a local folder's own name, or the file-safe Hub id."""
+    local = Path(model_name).expanduser().exists() or model_name.startswith((".", "/", "~"))
+    return nickname(Path(model_name).expanduser().name if local else model_name)
+
+
 # --- the files of one stage --------------------------------------------------------------------------------------
 
 
@@ -180,6 +186,10 @@ MODEL_CONFIG_FILE = "config.json"
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 TRAINING_SUMMARY_FILE = "training_summary.json"
 MERGE_INFO_FILE = "merge_info.json"
+MODEL_FINGERPRINT_FILE = "fingerprint.json"
+"""In an adapter or merged model folder: the fingerprint of the stage that made it (what its weights come from)."""
+TRAIN = "train"
+MERGE = "merge"
 _PT_OUTPUT = re.compile(r"^(\w+)_Persona\(training_type=([\w-]+), inference_type=([\w-]+)\)$")
 
 
@@ -208,6 +218,10 @@ class PTModelDirs:
     @property
     def training_summary(self) -> Path:
         return self.adapter / TRAINING_SUMMARY_FILE
+
+    def stage_files(self, stage: str) -> StageFiles:
+        """The lock, fingerprint and run record of ``train`` or ``merge`` (``{root}/{stage}.*``)."""
+        return StageFiles(self.root, stage)
 
 
 def pt_output_name(method: str, training_type: str, inference_type: str) -> str:

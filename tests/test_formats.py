@@ -468,7 +468,10 @@ def test_tailoring_splits_keep_the_format_and_train_like_the_standard_form(name,
     for method in ("sft", "dpo"):
         theirs, ours = (train.training_datasets(built[form], method) for form in ("standard", name))
         assert ours[0].to_list() == theirs[0].to_list() and ours[1].to_list() == theirs[1].to_list()
-    tests = {form: train.load_tailoring_splits(args)["test"] for form, args in built.items()}
+    tests = {
+        form: train.load_tailoring_splits(args.hf_dataset_name, args.dataset_name)["test"]
+        for form, args in built.items()
+    }
     style = templates.PromptStyle.for_run(templates.TrainingType.chosen, "Handmade")
     personas = list(tests["standard"]["chosen_persona_gold"])
     ours, theirs = (generate.build_requests(tests[form], personas, style) for form in (name, "standard"))
@@ -508,7 +511,8 @@ def test_persona_tailoring_trains_and_generates_on_trl_conversational_data(tiny_
     for method in ("sft", "dpo"):
         theirs, ours = train.training_datasets(standard, method), train.training_datasets(args, method)
         assert ours[0].to_list() == theirs[0].to_list()
-    adapter = train.fit_and_save(train.build_trainer(args, "sft", training_flags()), args, "sft")
+    plan = train.plan_training(args, "sft", training_flags())
+    adapter = train.fit_and_save(train.trainer_for(plan, args), plan, {})
     assert json.loads((adapter / "training_summary.json").read_text())["train_examples"] == 4
     args.model_path = str(tiny_model_dir)
     args.max_tokens = 4

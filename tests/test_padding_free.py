@@ -92,11 +92,9 @@ def test_untruncated_padding_free_sft_is_refused(tiny_model_dir, data, tmp_path)
         build_trainer(args, "sft", training_flags(padding_free=True, max_length=8))
 
 
-def dpo_trainer(tmp_path, tiny_model_dir, data, **flags):
-    """A DPO trainer on the tiny model (standing in for the merged SFT model) with the same nonzero LoRA weights."""
+def dpo_plan(tmp_path, tiny_model_dir, data, **flags):
+    """The DPO training plan on the tiny model, standing in for the merged SFT model."""
     import shutil
-
-    import torch
 
     from persona_tailoring.model import train
 
@@ -104,7 +102,20 @@ def dpo_trainer(tmp_path, tiny_model_dir, data, **flags):
     sft_merged = train.model_dirs(args, "sft").merged
     if not sft_merged.exists():
         shutil.copytree(tiny_model_dir, sft_merged)
-    trainer = build_trainer(args, "dpo", training_flags(**flags))
+    return args, train.plan_training(args, "dpo", training_flags(**flags))
+
+
+def dpo_trainer(tmp_path, tiny_model_dir, data, plan=None, **flags):
+    """A DPO trainer (of ``plan``, else a new one) with the same nonzero LoRA weights."""
+    import torch
+
+    from persona_tailoring.model import train
+
+    if plan is None:
+        args, plan = dpo_plan(tmp_path, tiny_model_dir, data, **flags)
+    else:
+        args = make_args(tmp_path, tiny_model_dir, data)
+    trainer = train.trainer_for(plan, args)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():  # LoRA B starts at zero, which would make the policy the reference (loss log 2)
         for name, param in sorted(trainer.model.named_parameters()):
@@ -147,10 +158,11 @@ def test_padding_free_dpo_gives_the_padded_loss_and_gradients_on_the_real_tokens
 
 
 def test_training_dpo_with_padding_free_batches_writes_the_adapter(tiny_model_dir, data, tmp_path):
-    trainer = dpo_trainer(tmp_path, tiny_model_dir, data, padding_free=True)
     from persona_tailoring.model import train
 
-    adapter = train.fit_and_save(trainer, make_args(tmp_path, tiny_model_dir, data), "dpo")
+    args, plan = dpo_plan(tmp_path, tiny_model_dir, data, padding_free=True)
+    trainer = dpo_trainer(tmp_path, tiny_model_dir, data, plan=plan)
+    adapter = train.fit_and_save(trainer, plan, {})
     summary = json.loads((adapter / "training_summary.json").read_text())
     assert summary["training_config"]["padding_free"] is True and summary["global_step"] > 0
     assert summary["train_loss"] == summary["train_loss"]  # a number, not NaN

@@ -77,11 +77,11 @@ def test_template_then_generation_change_is_refused_and_overwrite_redoes(
     setup, tmp_path, capsys, monkeypatch
 ):
     data, server, args = setup
-    import persona_core.llm
+    from persona_inference.model import run_model
 
     built = []  # a refusal comes before any backend is built (a local model would load for minutes)
-    make_llm = persona_core.llm.make_llm
-    monkeypatch.setattr(persona_core.llm, "make_llm", lambda *a, **k: built.append(a) or make_llm(*a, **k))
+    make_llm = run_model.make_llm
+    monkeypatch.setattr(run_model, "make_llm", lambda *a, **k: built.append(a) or make_llm(*a, **k))
     files = files_of(tmp_path, "loopback-model", "persona_inference")
     assert cli(args, capsys)[0] == 0
     assert len(server.calls) == 2 * N_ROWS

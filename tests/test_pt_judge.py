@@ -202,7 +202,8 @@ def test_unchanged_rerun_resumes_changed_settings_are_refused_and_overwrite_redo
         before = path.read_bytes()
         with monkeypatch.context() as patch:  # a finished comparison builds no judge backend at all
             patch.setattr(
-                "persona_core.llm.make_llm", lambda *a, **k: pytest.fail("judge built on a full resume")
+                "persona_tailoring.evaluation.run_judge.make_llm",
+                lambda *a, **k: pytest.fail("judge built on a full resume"),
             )
             assert run(server, tmp_path) == 0
         assert len(server.calls) == 8 and path.read_bytes() == before

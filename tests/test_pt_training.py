@@ -50,11 +50,12 @@ def adapter_and_merged_logits(adapter_dir, merged_dir, tokenizer_text="Prompt: q
 
 
 def train_check_and_merge(args, method):
-    trainer = train.build_trainer(args, method, training_flags())
+    plan = train.plan_training(args, method, training_flags())
+    trainer = train.trainer_for(plan, args)
     model = trainer.model
     base_before, lora_before = snapshot(model)
     assert lora_before and all(p.requires_grad == ("lora_" in n) for n, p in model.named_parameters())
-    adapter_dir = train.fit_and_save(trainer, args, method)
+    adapter_dir = train.fit_and_save(trainer, plan, {})
     base_after, lora_after = snapshot(model)
     assert all(torch.equal(base_before[n], base_after[n]) for n in base_before), "a base weight changed"
     changed = [n for n in lora_before if not torch.equal(lora_before[n], lora_after[n])]

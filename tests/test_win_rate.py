@@ -11,10 +11,26 @@ from persona_core.errors import run_cli
 from persona_tailoring.evaluation import win_rate, win_rate_stats
 
 
-def write_judgments(folder: Path, outcomes: dict[str, list[str]]) -> Path:
+def side(label: str, method=None, training_type=None, inference_type=None) -> dict:
+    return {
+        "label": label,
+        "file": f"{label}.jsonl",
+        "method": method,
+        "training_type": training_type,
+        "inference_type": inference_type,
+    }
+
+
+def comparison(base: str = "x", test: str = "y", dataset: str = "", **test_config) -> dict:
+    """A comparison's configuration as the judge stores it in each judgment."""
+    return {"dataset": dataset, "model_nickname": None, "base": side(base), "test": side(test, **test_config)}
+
+
+def write_judgments(folder: Path, outcomes: dict[str, list[str]], configuration: dict | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
+    configuration = configuration or comparison()
     rows = [
-        {"id": f"p{i}", "metric": metric, "outcome": outcome}
+        {"id": f"p{i}", "metric": metric, "outcome": outcome, "comparison": configuration}
         for metric, values in outcomes.items()
         for i, outcome in enumerate(values)
     ]
@@ -64,7 +80,7 @@ def test_probability_win_rates_average_p_test_and_survive_a_position_biased_judg
     folder.mkdir(parents=True)
     p_tests = {"personalization": [0.5, 0.5, 0.8, 0.6], "response_quality": [0.5, 0.4, 0.5, 0.5]}
     rows = [
-        {"id": f"p{i}", "metric": metric, "outcome": "tie", "p_test": value}
+        {"id": f"p{i}", "metric": metric, "outcome": "tie", "p_test": value, "comparison": comparison()}
         for metric, values in p_tests.items()
         for i, value in enumerate(values)
     ]
@@ -125,10 +141,12 @@ def test_cli_scores_every_comparison_and_writes_json_csv_and_plots(tmp_path, cap
             "personalization": ["test", "base", "test", "test"],
             "response_quality": ["test", "tie", "base", "test"],
         },
+        comparison("x", "y", "A", method="sft", training_type="chosen", inference_type="gold-chosen"),
     )
     write_judgments(
         root / "comparisons" / "A" / "x_vs_z",
         {"personalization": ["tie", "tie"], "response_quality": ["tie", "invalid"]},
+        comparison("x", "z", "A"),
     )
     assert win_rate.main(["--comparison_dir", str(root), "--resamples", "100", "--plot"]) == 0
     out = capsys.readouterr().out
@@ -141,6 +159,16 @@ def test_cli_scores_every_comparison_and_writes_json_csv_and_plots(tmp_path, cap
     assert summary["delta_pq"]["value"] == pytest.approx(
         0.5 * ((0.75 - 0.5) / 0.5 + (2 / 3 - 0.5) / 0.5), abs=1e-3
     )
+    assert summary["configuration"]["test"]["inference_type"] == "gold-chosen"
+    with open(root / "delta_pq_table.csv", newline="") as handle:
+        cells = {row["test"]: row for row in csv.DictReader(handle)}
+    # the table's configuration is the one the judge stored, not parsed from the folder names
+    assert (cells["y"]["dataset"], cells["y"]["method"], cells["y"]["inference_type"]) == (
+        "A",
+        "sft",
+        "gold-chosen",
+    )
+    assert cells["z"]["method"] == "" and cells["z"]["dataset"] == "A"
     undefined = json.loads((root / "comparisons" / "A" / "x_vs_z" / "win_rate.json").read_text())
     assert undefined["personalization"]["win_rate"] is None and undefined["delta_pq"]["value"] is None
     with open(root / "win_rates.csv", newline="") as handle:

@@ -1,9 +1,10 @@
-"""The one sequence every persona-inference experiment runs, and the shape an experiment has.
+"""The shape a persona-inference experiment has, and how each is declared to the stage driver.
 
 An ``Experiment`` builds its requests (``plan``), finishes each record (``finish``), and summarizes the results
-(``summarize``, ``report``); ``run`` does the rest for all of them alike: load the rows, build the requests, open
-the run folder under its fingerprint, generate, refuse to write results while any request failed, write the
-results and the run record, and print the summary. A dry run stops after building the requests.
+(``summarize``, ``report``); ``run`` declares it as a ``persona_core.stage.RequestStage`` and the driver does the
+rest for all of them alike (fingerprinted run folder, generation, failure check, results and run record). The
+data, the token counter and the templates are loaded once per invocation (``load_inputs``), for every experiment.
+A dry run stops after building the requests.
 """
 
 from __future__ import annotations
@@ -11,11 +12,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from persona_core.cli import public_args
 from persona_core.data import partition_range
+from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import UsageError
 from persona_core.layout import nickname, pi_files, row_key
 from persona_core.llm.base import LLM, GenerationConfig, Request, messages_for
+from persona_core.preferences import fit_prompts, load_preferences, load_token_counter
+from persona_core.prompts import load_template
+from persona_core.runs import digest
+from persona_core.stage import RequestStage, check_stage, run_stage
+from persona_inference import PROMPT_DIR
 from persona_inference.model.arguments import template_folder
 
 
@@ -42,10 +51,6 @@ class Experiment:
     def generation(self, args) -> GenerationConfig:
         return args.generation()
 
-    def template_folder(self, args) -> str:
-        """The folder of this experiment's templates in the prompt folder."""
-        return template_folder(self.name, args.prefs_question)
-
     def options(self, args) -> tuple[str, ...] | None:
         """The answers whose next-token probabilities are read instead of generating (probability verdicts)."""
         return None
@@ -66,21 +71,43 @@ class Experiment:
         raise NotImplementedError
 
 
-def model_folder(args) -> str:
+def model_folder(model_nickname: str | None, model_name: str) -> str:
     """The folder under ``--res_dir`` of this run's model: ``--model_nickname``, else a file-safe model name."""
-    return args.model_nickname or nickname(args.model_name)
+    return model_nickname or nickname(model_name)
 
 
-def load_rows(args):
+@dataclass
+class Inputs:
+    """What every experiment of one invocation reads: the rows (loaded and fitted once) and each template."""
+
+    dataset: object
+    rows: range
+    templates: dict[str, tuple[str, Path]]
+
+
+def load_inputs(args) -> Inputs:
+    """The templates of the requested experiments and the rows, once for the whole invocation."""
+    templates = {
+        experiment.value: load_template(
+            template_folder(experiment.value, args.prefs_question),
+            args.inference_split,
+            args.prompt_dir or PROMPT_DIR,
+        )
+        for experiment in args.experiments
+    }
+    dataset, rows = load_rows(args, {name: text for name, (text, _) in templates.items()})
+    return Inputs(dataset, rows, templates)
+
+
+def load_rows(args, templates: dict[str, str] | None = None):
     """The preference rows and the row range to run, after every check of the data (before any model is loaded).
 
     Rows in any supported format are read as text (``persona_core.preferences``); a bad row stops the run, or is
     skipped with ``--skip_bad_rows``. Prompts are fitted to the context of a local model (or to
-    ``--max_prompt_tokens``), leaving room for each experiment's template, its answer and the personas a judge
-    reads; a cut prompt keeps its row's ids, so judges with another context still find their personas.
+    ``--max_prompt_tokens``), leaving room for each experiment's template (``templates``: by experiment name, by
+    default the requested experiments' own), its answer and the personas a judge reads; a cut prompt keeps its
+    row's ids, so judges with another context still find their personas.
     """
-    from persona_core.preferences import fit_prompts, load_preferences, load_token_counter
-
     dataset = load_preferences(
         args.dataset_name,
         args.inference_split,
@@ -91,27 +118,24 @@ def load_rows(args):
     )
     local = args.model_type.value in ("hf_chat", "vllm")  # models whose tokenizer and context are at hand
     if args.max_prompt_tokens is not None or local:
-        from persona_core.embedded import EMBEDDED_MODEL_NAME
-        from persona_core.prompts import load_template
-        from persona_inference import PROMPT_DIR
-
+        if templates is None:
+            templates = {}
+            for experiment in args.experiments:
+                try:
+                    templates[experiment.value], _ = load_template(
+                        template_folder(experiment.value, args.prefs_question),
+                        args.inference_split,
+                        args.prompt_dir or PROMPT_DIR,
+                    )
+                except UsageError:  # the run names the missing template itself
+                    continue
         counter = load_token_counter(args.model_name if local else EMBEDDED_MODEL_NAME, args.cache_dir)
         room = {  # what each experiment adds to its template and a row: its answer, the personas it shows
             "persona_inference": args.max_tokens,
             "persona_accuracy": args.judge_max_tokens + args.max_tokens,
             "persona_prefs": args.judge_max_tokens + 2 * args.max_tokens,
         }
-        reserve = 0
-        for experiment in args.experiments:
-            try:
-                template, _ = load_template(
-                    template_folder(experiment.value, args.prefs_question),
-                    args.inference_split,
-                    args.prompt_dir or PROMPT_DIR,
-                )
-            except UsageError:  # run() names the missing template itself
-                continue
-            reserve = max(reserve, counter.count([template])[0] + room[experiment.value])
+        reserve = max((counter.count([text])[0] + room[name] for name, text in templates.items()), default=0)
         fit_prompts(dataset, counter, args.max_prompt_tokens, reserve)
     rows = partition_range(args.partition, len(dataset))
     if args.limit is not None:
@@ -136,8 +160,6 @@ def fingerprint(
     experiment: Experiment, args, plan: Plan, template: str, dataset, generation: GenerationConfig
 ) -> dict:
     """What determines the outputs: model, template, data, generation settings (never batch size or concurrency)."""
-    from persona_core.runs import digest
-
     return {
         "experiment": experiment.name,
         "model": {
@@ -152,90 +174,52 @@ def fingerprint(
     }
 
 
-def run(experiment: Experiment, args, backend: Callable[[], LLM]) -> int:
-    """Run ``experiment`` with ``args``; ``backend()`` gives the run's one backend (built on first use)."""
-    from persona_core.cli import public_args
-    from persona_core.io import write_jsonl_atomic
-    from persona_core.prompts import load_template
-    from persona_core.runner import RunStats, run_requests
-    from persona_core.runs import check_fingerprint, open_run, write_run_record
-    from persona_core.shards import assemble, missing_shards, this_shard, unfinished
-    from persona_inference import PROMPT_DIR
-
-    dataset, rows = load_rows(args)
-    template, template_path = load_template(
-        experiment.template_folder(args), args.inference_split, args.prompt_dir or PROMPT_DIR
-    )
-    plan = experiment.plan(args, dataset, rows, template)
+def declare(experiment: Experiment, args, inputs: Inputs) -> tuple[RequestStage, Plan, Path]:
+    """The experiment as a stage of the driver: its files, requests, fingerprint, records and summary."""
+    template, template_path = inputs.templates[experiment.name]
+    plan = experiment.plan(args, inputs.dataset, inputs.rows, template)
     files = pi_files(
         args.res_dir,
-        model_folder(args),
+        model_folder(args.model_nickname, args.model_name),
         args.inference_split,
         args.run_name,
         experiment.name,
         args.partition.value,
     )
     generation = experiment.generation(args)
+    stage = RequestStage(
+        label=experiment.label,
+        files=files,
+        requests=plan.requests,
+        meta=plan.meta,
+        fingerprint=fingerprint(experiment, args, plan, template, inputs.dataset, generation),
+        generation=generation,
+        finish=experiment.finish,
+        summarize=lambda rows, _: experiment.summarize(rows, template),
+        options=experiment.options(args),
+        model=f"{args.model_name} ({args.model_type.value})",
+        prompts=digest(template),
+        record={"experiment": experiment.name, "template": str(template_path), **plan.record},
+        render_prompts=plan.record_model_input,
+    )
+    return stage, plan, template_path
+
+
+def run(experiment: Experiment, args, backend: Callable[[], LLM], inputs: Inputs) -> int:
+    """Run ``experiment`` on ``inputs``; ``backend()`` gives the invocation's one backend (built on first use)."""
+    stage, plan, template_path = declare(experiment, args, inputs)
     if args.dry_run:
         first = "\n".join(
             f"[{m['role']}] {m['content']}" for m in messages_for(plan.requests[0], with_prefill=True)
         )
         print(f"[dry run] template: {template_path}\n[dry run] {len(plan.requests)} requests {plan.counted}")
-        print(f"[dry run] results would go to {files.results}\n[dry run] first prompt:\n{first}")
+        print(f"[dry run] results would go to {stage.files.results}\n[dry run] first prompt:\n{first}")
         return 0
-    settings = fingerprint(experiment, args, plan, template, dataset, generation)
-    own_files, own_requests = this_shard(files, plan.requests, args)  # everything, unless --num_shards
-    if args.merge_shards:
-        if missing_shards(files, args):
-            raise UsageError(f"cannot merge yet: {unfinished(files, args)}")
-        llm, stats = LLM(args.model_name), RunStats(total=len(plan.requests))
-    else:
-        check_fingerprint(own_files, settings, args.overwrite)  # a refused rerun stops before a model loads
-        llm = backend()  # before the run folder exists: a missing key or model leaves no files behind
-        if plan.record_model_input:
-            for request in own_requests:
-                plan.meta[request.id]["prompt"] = llm.render(request)
-        with open_run(own_files, settings, args.overwrite):
-            records, stats = run_requests(
-                llm,
-                own_requests,
-                plan.meta,
-                own_files.checkpoint,
-                generation,
-                experiment.finish,
-                desc=experiment.label,
-                options=experiment.options(args),
-            )
-            ordered = [records[r.id] for r in own_requests]
-            summary = experiment.summarize([r for r in ordered if r["status"] == "ok"], template)
-            extra = {"experiment": experiment.name, "template": str(template_path), **plan.record, **summary}
-            run_record = write_run_record(own_files, public_args(args), stats.as_dict(), **extra)
-            failed = [r for r in ordered if r["status"] != "ok"]
-            if failed:
-                print(
-                    f"{experiment.label}: {len(failed)} of {len(ordered)} requests failed "
-                    f"(first: {failed[0]['error']})"
-                )
-                print(
-                    f"checkpoint kept in {own_files.folder}; rerun the same command to retry the failed requests"
-                )
-                return 1
-            write_jsonl_atomic(own_files.results, ordered)
-    if args.sharded:
-        records = assemble(files, plan.requests, settings, args)
-        if records is None:
-            print(
-                f"{experiment.label}: shard {args.shard_index} done ({len(own_requests)} requests); "
-                f"{unfinished(files, args)}"
-            )
-            return 0
-        ordered = [records[r.id] for r in plan.requests]
-        summary = experiment.summarize(ordered, template)
-        extra = {"experiment": experiment.name, "template": str(template_path), **plan.record, **summary}
-        run_record = write_run_record(
-            files, public_args(args), stats.as_dict(), shards=args.num_shards, **extra
-        )
-        write_jsonl_atomic(files.results, ordered)
-    print(f"{experiment.label}: {experiment.report(ordered, stats, summary, llm)}")
-    print(f"results: {files.results}\nrun record: {run_record}")
+    check_stage(stage, args.overwrite, args)  # a refused rerun stops before a model loads
+    outcome = run_stage(stage, backend, args.overwrite, args, public_args(args))
+    if outcome.status != "done":
+        return 0 if outcome.ok else 1
+    llm = LLM(args.model_name) if args.merge_shards else backend()
+    print(f"{experiment.label}: {experiment.report(outcome.records, outcome.stats, outcome.summary, llm)}")
+    print(f"results: {stage.files.results}\nrun record: {outcome.run_record}")
     return 0

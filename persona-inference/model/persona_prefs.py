@@ -129,7 +129,7 @@ class PersonaPrefs(JudgeExperiment):
     def persona_models(self, args) -> tuple[list[str], str]:
         if args.persona_models:
             return args.persona_models, RUN_PERSONA_INFERENCE_FIRST
-        own = model_folder(args)
+        own = model_folder(args.model_nickname, args.model_name)
         return [own], (
             f"persona_prefs judges the judge's own personas ({own}) unless --persona_model names others; "
             "pass it, or run persona_inference with this model first"

@@ -35,9 +35,10 @@ from persona_core.arguments import (
 from persona_core.cli import parse_args
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import run_cli
-from persona_core.llm import ModelType
+from persona_core.llm import ModelType, api_key, make_llm
 from persona_core.protocol import ProtocolArguments
 from persona_core.protocol import apply as apply_protocol
+from persona_core.secrets import load_env
 from persona_core.shards import ShardArguments
 from persona_inference.model.arguments import (
     DataArguments,
@@ -45,6 +46,10 @@ from persona_inference.model.arguments import (
     PrefsQuestion,
     ResultsArguments,
 )
+from persona_inference.model.experiment import load_inputs, run
+from persona_inference.model.inference import PersonaInference
+from persona_inference.model.persona_accuracy import PersonaAccuracy
+from persona_inference.model.persona_prefs import PersonaPrefs
 
 
 class PromptType(str, Enum):
@@ -130,10 +135,7 @@ class Arguments(
 
 
 def experiments() -> dict:
-    """The experiment units by name (imported on use, so ``--help`` stays fast)."""
-    from persona_inference.model.inference import PersonaInference
-    from persona_inference.model.persona_accuracy import PersonaAccuracy
-    from persona_inference.model.persona_prefs import PersonaPrefs
+    """The experiment units by name."""
 
     return {unit.name: unit for unit in (PersonaInference(), PersonaAccuracy(), PersonaPrefs())}
 
@@ -141,9 +143,6 @@ def experiments() -> dict:
 def main(argv: list[str] | None = None) -> int:
     argv = apply_protocol("persona_inference.model.run_model", argv)
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
-    from persona_core.llm import api_key, make_llm
-    from persona_core.secrets import load_env
-    from persona_inference.model.experiment import run
 
     load_env()
     if args.dry_run:
@@ -152,9 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     # generation settings), and a local model is loaded once, only when an experiment really generates.
     backend = functools.cache(lambda: make_llm(args.model_type, args.model_name, **args.backend_options()))
     units = experiments()
+    inputs = load_inputs(args)
     status = 0
     for experiment in args.experiments:
-        status = run(units[experiment.value], args, backend) or status
+        status = run(units[experiment.value], args, backend, inputs) or status
     return status
 
 

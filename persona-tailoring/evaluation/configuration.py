@@ -121,6 +121,19 @@ class Side:
     path: Path
     label: str
     has_persona: bool | None
+    configuration: Configuration | None = None
+    """The method, training and inference type of the outputs (None for a file not named by configuration)."""
+
+    def as_dict(self) -> dict:
+        """What a comparison stores of this side, so readers never parse it back from folder names."""
+        config = self.configuration
+        return {
+            "label": self.label,
+            "file": str(self.path),
+            "method": config.method.value if config else None,
+            "training_type": config.training_type.value if config else None,
+            "inference_type": config.inference_type.value if config else None,
+        }
 
 
 def resolve_sides(args: ComparisonArguments) -> tuple[Side, list[Side]]:
@@ -157,7 +170,7 @@ def one_side(args: ComparisonArguments, side: str, files, methods, trainings, in
         for file in files:
             config = parse_file_name(file)
             has_persona = None if config is None else config.inference_type != InferenceType.none
-            sides.append(Side(side, Path(file), label_for_file(file), has_persona))
+            sides.append(Side(side, Path(file), label_for_file(file), has_persona, config))
         return sides
     if not given:
         raise UsageError(
@@ -181,6 +194,7 @@ def one_side(args: ComparisonArguments, side: str, files, methods, trainings, in
             config.output_path(args.results_save_dir, args.dataset_name, args.model_nickname),
             config.label,
             config.inference_type != InferenceType.none,
+            config,
         )
         for config in dict.fromkeys(configs)
     ]

@@ -8,6 +8,7 @@ from html import escape
 from pathlib import Path
 
 from persona_core import layout
+from persona_core.runs import RunRecord
 from persona_core.weak_judge import check_answers, pairwise_answers
 from persona_inference.model.persona_accuracy import summarize as accuracy_summary
 from persona_inference.model.persona_prefs import summarize as prefs_summary
@@ -170,17 +171,6 @@ def win_rate_table(comparison: Comparison) -> str:
     return out + table(["side", "responses", "repetitive", "mean words"], side_rows, "headline responses")
 
 
-def model_name(fingerprint: dict, record: dict) -> str | None:
-    """The model a stage ran: PI's ``{model_name, model_type}``, the judge's ``{model_type, model_name}``, or PT's
-    ``{name, files}`` (a local folder with its weight files' sizes)."""
-    model = fingerprint.get("model") or fingerprint.get("judge") or record.get("model")
-    if not isinstance(model, dict):
-        return model
-    if "name" in model:
-        return model["name"]
-    return f"{model.get('model_name')} ({model.get('model_type')})"
-
-
 def versions_text(record: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in record.get("versions", {}).items())
 
@@ -188,22 +178,17 @@ def versions_text(record: dict) -> str:
 def record_row(kind: str, stage: Stage) -> list:
     """Model, prompt digest, generation settings and timing of one stage's run record (all of it folded below)."""
     record = stage.run_record or {}
-    fingerprint = record.get("fingerprint") or {}
-    digest = fingerprint.get("template") or fingerprint.get("prompts") or fingerprint.get("inputs")
-    settings = ", ".join(f"{k} {v}" for k, v in (fingerprint.get("generation") or {}).items())
-    stats = record.get("stats", {})
-    seconds = stats.get("seconds")
-    if seconds is None:  # the judge: first attempts, then each round of retries
-        seconds = round(sum(v.get("seconds", 0) for v in stats.values() if isinstance(v, dict)), 3)
+    typed = RunRecord.from_dict(record) if record else RunRecord(stage="")
+    settings = ", ".join(f"{k} {v}" for k, v in typed.generation.items())
     full = Markup(details("run record", pre(record))) if record else "no run record"
     return [
         kind,
         stage.label,
-        model_name(fingerprint, record),
-        digest,
+        typed.model,
+        typed.prompts,
         settings,
-        record.get("finished_at"),
-        seconds,
+        typed.finished_at,
+        typed.seconds,
         full,
     ]
 

@@ -31,8 +31,10 @@ Then: ``python -m persona_tailoring.evaluation.win_rate --comparison_dir <output
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 
+from persona_core import layout
 from persona_core.arguments import (
     BackendArguments,
     DryRunArguments,
@@ -47,20 +49,28 @@ from persona_core.arguments import (
 from persona_core.cli import parse_args, public_args
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import UsageError, run_cli
-from persona_core.llm import ModelType, api_key
-from persona_core.llm.base import GenerationConfig
+from persona_core.io import JsonlCheckpoint
+from persona_core.llm import ModelType, api_key, make_llm
+from persona_core.llm.base import LLM, GenerationConfig
+from persona_core.prompts import dataset_slug
 from persona_core.protocol import ProtocolArguments
 from persona_core.protocol import apply as apply_protocol
-from persona_core.shards import ShardArguments
+from persona_core.runner import run_requests
+from persona_core.runs import digest
+from persona_core.secrets import load_env
+from persona_core.shards import ShardArguments, this_shard
+from persona_core.stage import Execution, RequestStage, check_stage, run_stage
 from persona_core.weak_judge import check_answers, pairwise_answers
+from persona_tailoring.evaluation import judge
 from persona_tailoring.evaluation.configuration import (
     ComparisonArguments,
     Side,
     comparison_folder,
     resolve_sides,
 )
+from persona_tailoring.evaluation.degenerate import is_repetitive
 from persona_tailoring.evaluation.judge import Metric
-from persona_tailoring.evaluation.outputs import ResponseView
+from persona_tailoring.evaluation.outputs import ResponseView, match_rows, read_outputs
 
 KEEP_BOTH = "--output_dir"
 
@@ -179,7 +189,6 @@ def check_system_role(llm) -> None:
 
 def judge_backend(args: Arguments):
     """The run's one judge backend, shared by every comparison, first attempts and retries."""
-    from persona_core.llm import make_llm
 
     llm = make_llm(args.judge_model_type, args.judge_model_name, **args.backend_options())
     if not args.merge_system_prompt:
@@ -192,9 +201,6 @@ def judge_backend(args: Arguments):
 def load_pairs(args: Arguments, base: Side, test: Side):
     """The pairs to judge (the first ``--limit``, less repetitive ones with ``--drop_repetitive``), how many were
     dropped, and a digest of all pairs' content, for the fingerprint."""
-    from persona_core.runs import digest
-    from persona_tailoring.evaluation.degenerate import is_repetitive
-    from persona_tailoring.evaluation.outputs import match_rows, read_outputs
 
     base_rows = read_outputs(base.path, base.has_persona, flag="base file", view=args.response_view)
     test_rows = read_outputs(test.path, test.has_persona, flag="test file", view=args.response_view)
@@ -241,7 +247,6 @@ def fingerprint(args: Arguments, templates: dict, generation, pairs_digest: str)
 
     Not ``--metrics`` or ``--limit``: they choose which verdicts exist, and the checkpoint is keyed by request.
     """
-    from persona_core.runs import digest
 
     return {
         **verdict_settings(args, generation),
@@ -262,8 +267,6 @@ class VerdictCache:
     FIELDS = ("raw_text", "usage", "probabilities", "tokens_read")
 
     def __init__(self, path, settings: dict):
-        from persona_core.io import JsonlCheckpoint
-        from persona_core.runs import digest
 
         self.file = JsonlCheckpoint(path)
         self.settings = digest(settings)
@@ -271,14 +274,11 @@ class VerdictCache:
         self.hits = 0
 
     def key(self, request, attempt: int) -> str:
-        from persona_core.runs import digest
 
         return digest([self.settings, request.system, request.prompt, request.prefill, attempt])
 
     def fill(self, requests, meta, checkpoint_path) -> None:
         """Copy the cached verdicts of ``requests`` missing from a comparison's checkpoint into it."""
-        from persona_core.io import JsonlCheckpoint
-        from persona_tailoring.evaluation.judge import finish_record
 
         checkpoint = JsonlCheckpoint(checkpoint_path)
         done = {i for i, r in checkpoint.load().items() if r.get("status") == "ok"}
@@ -288,7 +288,7 @@ class VerdictCache:
             if request.id not in done and entry is not None:
                 fields = {k: entry.get(k) for k in self.FIELDS if k in entry}
                 record = {"id": request.id, "prompt": request.prompt, **meta[request.id], **fields}
-                found.append(finish_record({**record, "status": "ok", "cached": True}))
+                found.append(judge.finish_record({**record, "status": "ok", "cached": True}))
         if found:
             checkpoint.append(found)
             self.hits += len(found)
@@ -317,12 +317,11 @@ class VerdictCache:
 
 def attempts_needed(requests, meta, done: dict, retries: int) -> bool:
     """Whether any first attempt or needed retry is missing from ``done`` (else no model is loaded at all)."""
-    from persona_tailoring.evaluation.judge import retry_requests
 
     if any(r.id not in done for r in requests):
         return True
     for attempt in range(2, retries + 2):
-        pending, _ = retry_requests(requests, meta, done, attempt)
+        pending, _ = judge.retry_requests(requests, meta, done, attempt)
         if any(r.id not in done for r in pending):
             return True
     return False
@@ -330,155 +329,155 @@ def attempts_needed(requests, meta, done: dict, retries: int) -> bool:
 
 @dataclass
 class Comparison:
-    """One base-vs-test comparison of a run: its files, pairs and requests."""
+    """One base-vs-test comparison of a run: its pairs, and itself as a stage of the driver."""
 
     test: Side
-    files: object
-    """The comparison's own files (its final judgments and run record)."""
     pairs: list
     dropped: int
-    requests: list
-    meta: dict
-    settings: dict
-    shard_files: object
-    """This process's files: the comparison's own, or its shard's with --num_shards."""
-    shard_requests: list
+    stage: RequestStage
+
+    @property
+    def files(self):
+        return self.stage.files
 
 
-def plan_comparison(args: Arguments, base: Side, test: Side, task: str, generation) -> Comparison:
-    from persona_core import layout
-    from persona_core.shards import this_shard
-    from persona_tailoring.evaluation import judge
-
+def plan_comparison(
+    args: Arguments, base: Side, test: Side, task: str, generation, cache: VerdictCache
+) -> Comparison:
+    """The comparison's pairs and requests, and how the driver judges them (through ``cache``, then retries), makes
+    the final judgments and summarizes them."""
     files = layout.judge_files(comparison_folder(args, base, test))
     pairs, dropped, pairs_digest = load_pairs(args, base, test)
     job = judge.JudgeJob(task, args.merge_system_prompt, args.verdict)
     requests, meta = judge.build_requests(pairs, args.metrics, job)
     settings = fingerprint(args, judge.templates(task), generation, pairs_digest)
-    own_files, own_requests = this_shard(files, requests, args)
-    return Comparison(test, files, pairs, dropped, requests, meta, settings, own_files, own_requests)
+    comparison = comparison_settings(args, base, test)
+    probability = args.verdict == Verdict.probability
+
+    def execute(llm, own_requests, checkpoint, overwrite: bool) -> Execution:
+        return judge_requests(args, llm, own_requests, meta, checkpoint, overwrite, cache, test.label)
+
+    def assemble(records: dict) -> list[dict]:
+        rows = judge.judgments(pairs, args.metrics, requests, records, task)
+        return [row | {"comparison": comparison} for row in rows]
+
+    def summarize(rows: list[dict], records: dict) -> dict:
+        attempts = [r for r in records.values() if r.get("attempt", 1) > 1]
+        verdicts = {
+            "total": len(requests),
+            "invalid_first_attempt": sum(records[r.id]["verdict"] is None for r in requests),
+            "invalid_after_retry": sum(row[o.value]["verdict"] is None for row in rows for o in judge.Order),
+            "retried": len(attempts),
+            "cached": sum(bool(records[r.id].get("cached")) for r in requests),
+        }
+        return {"verdicts": verdicts}
+
+    stage = RequestStage(
+        label=f"judge {test.label}",
+        files=files,
+        requests=requests,
+        meta=meta,
+        fingerprint=settings,
+        generation=generation,
+        finish=judge.finish_record,
+        summarize=summarize,
+        options=judge.LETTERS if probability else None,
+        model=f"{args.judge_model_name} ({args.judge_model_type.value})",
+        prompts=settings["prompts"],
+        record={
+            "base_file": str(base.path),
+            "test_file": str(test.path),
+            "judge": f"{args.judge_model_type.value}:{args.judge_model_name}",
+            "verdict_mode": args.verdict.value,
+            "task_instruction": task,
+            "pairs": len(pairs),
+            "dropped_repetitive": dropped,
+            "comparison": comparison,
+        },
+        keep_both=KEEP_BOTH,
+        execute=execute,
+        assemble=assemble,
+    )
+    return Comparison(test, pairs, dropped, stage)
 
 
-def run_comparison(
-    args: Arguments, base: Side, plan: Comparison, task: str, llm, cache: VerdictCache
-) -> dict:
-    """Judge this process's requests of one comparison (first attempts, then text retries) and, once every shard is
-    done, write the comparison's judgments and run record; returns what the summary prints. Failed requests are
-    reported and kept for the next run, never raised."""
-    from persona_core.io import write_jsonl_atomic
-    from persona_core.runner import run_requests
-    from persona_core.runs import open_run, write_run_record
-    from persona_core.shards import assemble, unfinished
-    from persona_tailoring.evaluation import judge
-
-    files, requests, meta = plan.shard_files, plan.shard_requests, plan.meta
+def judge_requests(
+    args: Arguments, llm, requests, meta, checkpoint, overwrite: bool, cache: VerdictCache, label: str
+) -> Execution:
+    """First attempts, then the text retries of invalid verdicts; every verdict through the cache."""
     probability = args.verdict == Verdict.probability
     first_attempt = args.generation() if not probability else GenerationConfig(max_tokens=1)
-    extra = {
-        "base_file": str(base.path),
-        "test_file": str(plan.test.path),
-        "judge": f"{args.judge_model_type.value}:{args.judge_model_name}",
-        "verdict_mode": args.verdict.value,
-        "task_instruction": task,
-        "pairs": len(plan.pairs),
-        "dropped_repetitive": plan.dropped,
+    if not overwrite:
+        cache.fill(requests, meta, checkpoint)
+    records, first = run_requests(
+        llm,
+        requests,
+        meta,
+        checkpoint,
+        first_attempt,
+        judge.finish_record,
+        desc=f"judge {label}",
+        options=judge.LETTERS if probability else None,
+    )
+    cache.add(requests, meta, records)
+    stats = {"first_attempts": first.as_dict()}
+    for attempt in range(2, args.verdict_retries + 2):
+        retries, retry_meta = judge.retry_requests(requests, meta, records, attempt)
+        if not retries:
+            break
+        if not overwrite:
+            cache.fill(retries, retry_meta, checkpoint)
+        temperature = args.temperature if args.retry_temperature is None else args.retry_temperature
+        retry = args.generation(temperature=temperature, seed=args.seed + attempt - 1)
+        done, again = run_requests(
+            llm, retries, retry_meta, checkpoint, retry, judge.finish_record, desc="judge retries"
+        )
+        cache.add(retries, retry_meta, done)
+        records.update(done)
+        stats[f"attempt_{attempt}"] = again.as_dict()
+    return Execution(records, stats, first)
+
+
+def comparison_settings(args: Arguments, base: Side, test: Side) -> dict:
+    """A comparison's configuration, stored in its judgments and carried into ``win_rate.json``."""
+    return {
+        "dataset": args.dataset_name or "",
+        "model_nickname": args.model_nickname,
+        "base": base.as_dict(),
+        "test": test.as_dict(),
     }
-    stats: dict = {}
-    first = None
-    if not args.merge_shards:
-        with open_run(files, plan.settings, args.overwrite, keep_both=KEEP_BOTH):
-            if not args.overwrite:
-                cache.fill(requests, meta, files.checkpoint)
-            records, first = run_requests(
-                llm,
-                requests,
-                meta,
-                files.checkpoint,
-                first_attempt,
-                judge.finish_record,
-                desc=f"judge {plan.test.label}",
-                options=judge.LETTERS if probability else None,
-            )
-            cache.add(requests, meta, records)
-            stats["first_attempts"] = first.as_dict()
-            for attempt in range(2, args.verdict_retries + 2):
-                retries, retry_meta = judge.retry_requests(requests, meta, records, attempt)
-                if not retries:
-                    break
-                if not args.overwrite:
-                    cache.fill(retries, retry_meta, files.checkpoint)
-                temperature = args.temperature if args.retry_temperature is None else args.retry_temperature
-                retry = args.generation(temperature=temperature, seed=args.seed + attempt - 1)
-                done, again = run_requests(
-                    llm,
-                    retries,
-                    retry_meta,
-                    files.checkpoint,
-                    retry,
-                    judge.finish_record,
-                    desc="judge retries",
-                )
-                cache.add(retries, retry_meta, done)
-                records.update(done)
-                stats[f"attempt_{attempt}"] = again.as_dict()
-            failed = [r for r in records.values() if r.get("status") != "ok"]
-            if failed or args.sharded:
-                write_run_record(files, public_args(args), stats, **extra)
-            if failed:
-                return {"plan": plan, "failed": failed}
-            if args.sharded:
-                write_jsonl_atomic(files.results, list(records.values()))
-    if args.sharded:
-        records = assemble(plan.files, plan.requests, plan.settings, args)
-        if records is None:
-            return {"plan": plan, "pending": unfinished(plan.files, args)}
-    requests = plan.requests
-    rows = judge.judgments(plan.pairs, args.metrics, requests, records, task)
-    attempts = [r for r in records.values() if r.get("attempt", 1) > 1]
-    verdicts = {
-        "total": len(requests),
-        "invalid_first_attempt": sum(records[r.id]["verdict"] is None for r in requests),
-        "invalid_after_retry": sum(row[o.value]["verdict"] is None for row in rows for o in judge.Order),
-        "retried": len(attempts),
-        "cached": sum(bool(records[r.id].get("cached")) for r in requests),
-    }
-    write_jsonl_atomic(plan.files.results, rows)
-    shards = {"shards": args.num_shards} if args.sharded else {}
-    write_run_record(plan.files, public_args(args), stats, **extra, **shards, verdicts=verdicts)
-    return {"plan": plan, "rows": rows, "verdicts": verdicts, "first": first}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = apply_protocol("persona_tailoring.evaluation.run_judge", argv)
     args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
-
-    from persona_core import layout
-    from persona_core.io import JsonlCheckpoint
-    from persona_core.llm.base import LLM
-    from persona_core.prompts import dataset_slug
-    from persona_core.runs import check_fingerprint
-    from persona_core.secrets import load_env
-    from persona_core.shards import missing_shards, unfinished
-    from persona_tailoring.evaluation import judge
-
     load_env()
     base, tests = resolve_sides(args)
     probability = args.verdict == Verdict.probability
     generation = args.generation() if not probability else GenerationConfig(max_tokens=1)
+    cache = VerdictCache(layout.verdict_cache_path(args.output_dir), verdict_settings(args, generation))
+    try:
+        return judge_grid(args, base, tests, generation, cache)
+    finally:
+        cache.close()
+
+
+def judge_grid(args: Arguments, base: Side, tests: list[Side], generation, cache: VerdictCache) -> int:
+    """Every comparison of the grid through the stage driver, on one judge backend; a summary of each."""
     plans = []
     for test in tests:
         task = args.task_instruction or judge.task_instruction(
             dataset_slug(args.dataset_name or test.path.parent.name)
         )
-        plans.append((plan_comparison(args, base, test, task, generation), task))
+        plans.append(plan_comparison(args, base, test, task, generation, cache))
     if args.dry_run:
         api_key(args.judge_model_type, args.base_url)  # a missing key is found now, not after the dry run
-        for plan, _ in plans:
+        for plan in plans:
             print(
                 f"[dry run] {plan.test.label}: {len(plan.pairs)} pairs x {len(args.metrics)} metrics x 2 orders = "
-                f"{len(plan.requests)} judge requests ({args.verdict.value} verdicts) -> {plan.files.results}"
+                f"{len(plan.stage.requests)} judge requests ({args.verdict.value} verdicts) -> {plan.files.results}"
             )
-        first = plans[0][0].requests[0]
+        first = plans[0].stage.requests[0]
         print(f"[dry run] base: {base.path}")
         print(
             f"[dry run] first system prompt:\n{first.system}\n[dry run] first judge prompt:\n{first.prompt}"
@@ -486,50 +485,35 @@ def main(argv: list[str] | None = None) -> int:
         if first.prefill:
             print(f"[dry run] the answer starts with: {first.prefill}")
         return 0
-    for plan, _ in plans:  # a refused rerun loads no model and touches no comparison
-        check_fingerprint(plan.shard_files, plan.settings, args.overwrite, keep_both=KEEP_BOTH)
-    cache = VerdictCache(layout.verdict_cache_path(args.output_dir), verdict_settings(args, generation))
+    for plan in plans:  # a refused rerun loads no model and touches no comparison
+        check_stage(plan.stage, args.overwrite, args)
     # Built before any folder is taken, so a missing key or model leaves nothing behind; a grid whose every verdict
     # is in the checkpoints or the cache loads no model (the bare ``LLM`` placeholder is never asked).
     needed = False
-    for plan, _ in plans:
-        done = {} if args.overwrite else JsonlCheckpoint(plan.shard_files.checkpoint).load()
+    for plan in plans:
+        own_files, own_requests = this_shard(plan.files, plan.stage.requests, args)
+        done = {} if args.overwrite else JsonlCheckpoint(own_files.checkpoint).load()
         done = {i: r for i, r in done.items() if r.get("status") == "ok"}
-        needed = needed or attempts_needed(plan.shard_requests, plan.meta, done, args.verdict_retries)
-    if args.merge_shards:
-        needed = False
-        unready = [plan for plan, _ in plans if missing_shards(plan.files, args)]
-        if unready:
-            raise UsageError(f"cannot merge yet: {unfinished(unready[0].files, args)}")
-    llm = judge_backend(args) if needed else LLM(args.judge_model_name)
+        needed = needed or attempts_needed(own_requests, plan.stage.meta, done, args.verdict_retries)
+    needed = needed and not args.merge_shards
+    backend = functools.cache(lambda: judge_backend(args) if needed else LLM(args.judge_model_name))
     identity = f"{args.judge_model_type.value}:{args.judge_model_name}"
-    status, results = 0, []
-    try:
-        for plan, task in plans:
-            results.append(run_comparison(args, base, plan, task, llm, cache))
-    finally:
-        cache.close()
-    for result in results:
-        plan = result["plan"]
-        if "failed" in result:
-            failed = result["failed"]
+    status = 0
+    for plan in plans:
+        outcome = run_stage(plan.stage, backend, args.overwrite, args, public_args(args))
+        if outcome.status == "failed":
             status = 1
-            print(f"{plan.test.label}: {len(failed)} judge requests failed (first: {failed[0]['error']})")
-            if any("role" in (r.get("error") or "").lower() for r in failed):
+            if any("role" in (r.get("error") or "").lower() for r in outcome.records):
                 print("the judge seems to reject the system role: rerun with --merge_system_prompt")
-            print(
-                f"checkpoint kept in {plan.files.folder}; rerun the same command to retry the failed requests"
-            )
             continue
-        if "pending" in result:
-            print(f"{plan.test.label}: shard {args.shard_index} done; {result['pending']}")
+        if outcome.status != "done":
             continue
-        rows, verdicts, first = result["rows"], result["verdicts"], result["first"]
+        rows, verdicts, first = outcome.records, outcome.summary["verdicts"], outcome.stats
         total = verdicts["total"]
         asked = (
             f"{first.reused} reused, {verdicts['cached']} from the cache, {first.ok} new, "
             f"{verdicts['retried']} retried, in {first.seconds:.1f}s"
-            if first is not None
+            if not args.merge_shards
             else f"assembled from {args.num_shards} shards"
         )
         print(
@@ -551,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {metric.value}: " + ", ".join(f"{o} {n}" for o, n in counts.items()))
         print(f"  results: {plan.files.results}")
     print(
-        f"{len(results)} comparison(s) under {args.output_dir}; verdict cache: {cache.file.path} ({cache.hits} hits)"
+        f"{len(plans)} comparison(s) under {args.output_dir}; verdict cache: {cache.file.path} ({cache.hits} hits)"
     )
     print(f"next: python -m persona_tailoring.evaluation.win_rate --comparison_dir {args.output_dir}")
     return status

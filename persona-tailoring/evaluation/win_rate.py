@@ -77,7 +77,12 @@ def main(argv: list[str] | None = None) -> int:
             responses_by_side(records),
             test_probabilities(records),
         )
-        summary = {"comparison": name, "judgments": where, **summary}
+        configuration = records[0].get("comparison") if records else None
+        if configuration is None:
+            raise UsageError(
+                f"{where} has no comparison configuration (judged by an older version): rerun the judge on it"
+            )
+        summary = {"comparison": name, "configuration": configuration, "judgments": where, **summary}
         summary["weak_judge"] = check_answers(pairwise_answers(records))
         outputs = layout.win_rate_files(folder)
         write_json_atomic(outputs["json"], summary)

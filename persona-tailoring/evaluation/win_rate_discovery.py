@@ -9,9 +9,6 @@ from persona_core import layout
 from persona_core.errors import UsageError
 from persona_tailoring.evaluation.configuration import (
     ComparisonArguments,
-    InferenceType,
-    Method,
-    TrainingType,
     comparison_folder,
     resolve_sides,
 )
@@ -60,23 +57,17 @@ def find_comparisons(args: ComparisonArguments, comparison_dir: str | None) -> t
 
 
 def grid_cell(name: str, summary: dict) -> dict:
-    """One comparison as a ΔPQ table cell: dataset (the folder above it, if any), base and test configurations."""
-    *where, pair = name.split("/")
-    base, _, test = pair.partition("_vs_")
-    method, _, rest = test.partition("-")
-    training, _, inference = rest.partition("-")
-    try:
-        config = (Method(method).value, TrainingType(training).value, InferenceType(inference).value)
-    except ValueError:  # outputs given as files not named by configuration
-        config = (None, None, None)
+    """One comparison as a ΔPQ table cell: its dataset, base and test configurations as the judge stored them."""
+    comparison = summary["configuration"]
+    test = comparison["test"]
     row = csv_row(name, summary)
     return {
-        "dataset": where[0] if where else "",
-        "base": base,
-        "test": test,
-        "method": config[0],
-        "training_type": config[1],
-        "inference_type": config[2],
+        "dataset": comparison["dataset"],
+        "base": comparison["base"]["label"],
+        "test": test["label"],
+        "method": test["method"],
+        "training_type": test["training_type"],
+        "inference_type": test["inference_type"],
         **{key: row[key] for key in GRID_COLUMNS[6:12]},
         **{key: row[key] for key in GRID_COLUMNS[12:17]},
         **{f"{side}_{k}": row[f"{side}_{k}"] for side in SIDES for k in ("repetitive", "mean_words")},

@@ -30,7 +30,11 @@ from persona_tailoring.model.templates import THIRD_PERSON_START, PromptStyle, T
 
 SAMPLE_MODEL = str(
     layout.PTModelDirs.of(
-        config.model_save_dir, config.dataset_name, config.model_nickname, "sft", "chosen"
+        config.model_save_dir,
+        config.dataset_name,
+        config.model_nickname or layout.model_nickname(config.base_model_name),
+        "sft",
+        "chosen",
     ).merged
 )
 _FIRST_PERSON = re.compile(r"^(?:I am|I'm|Im)\s+", re.IGNORECASE)

@@ -11,7 +11,7 @@ import os
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.layout import SAMPLE_TAILORING
 
-model_nickname = "smollm2-135m"  # folder name for this model's checkpoints and results
+model_nickname = None  # folder name for this model's checkpoints and results (None: from base_model_name)
 base_model_name = EMBEDDED_MODEL_NAME  # Hub id or local folder (e.g. meta-llama/Llama-3.1-8B)
 use_wandb = False  # log training to Weights & Biases (needs WANDB_API_KEY or WANDB_KEY)
 dataset_name = "Sample"  # dataset name: Hub config, results folder, per-dataset persona and primer

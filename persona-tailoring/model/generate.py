@@ -25,15 +25,22 @@ records and fingerprints sit in the hidden ``.runs/`` folder beside the outputs 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 
 from persona_core import layout
 from persona_core.arguments import BackendArguments, GenerationArguments
+from persona_core.cli import public_args
 from persona_core.errors import UsageError
+from persona_core.llm import make_llm
 from persona_core.llm.base import LLM, Completion, GenerationConfig, Request
+from persona_core.runs import digest, model_identity
+from persona_core.secrets import base_url_from_env
+from persona_core.stage import RequestStage, check_stage, describe, run_stage
 from persona_tailoring.model import templates
+from persona_tailoring.model.train import load_tailoring_splits, model_dirs, pick_split
 
 KEEP_BOTH = "--results_save_dir (or --model_nickname)"
 
@@ -79,8 +86,6 @@ class GeneratorArguments(BackendArguments, GenerationArguments):
                 "drop --no_merge to generate from the merged model"
             )
         if self.backend == Backend.open_ai and not self.base_url:
-            from persona_core.secrets import base_url_from_env
-
             if not base_url_from_env("open_ai"):
                 raise UsageError(
                     "--backend open_ai needs --base_url (e.g. http://localhost:8000/v1 for `vllm serve`)"
@@ -117,8 +122,6 @@ def load_generator(model: str, options: GeneratorArguments | None = None, adapte
     ``Backend.open_ai`` it is the name the server serves (``vllm serve`` uses the folder path). ``adapter``: a LoRA
     folder that ``Backend.vllm`` serves on top of ``model`` (its base).
     """
-    from persona_core.llm import make_llm
-
     options = options or GeneratorArguments()
     model_type = BACKEND_MODEL_TYPES[options.backend]
     llm = make_llm(model_type, model, chat=False, adapter=adapter, **options.backend_options())
@@ -192,8 +195,6 @@ def inference_adapter(args, method: str) -> Path | None:
     """With ``--no_merge``, the method's trained LoRA adapter (served on its base model); else None."""
     if not args.no_merge or args.model_path or method == "fewshot":
         return None
-    from persona_tailoring.model.train import model_dirs
-
     adapter = model_dirs(args, method).adapter
     if not (adapter / layout.ADAPTER_CONFIG_FILE).exists():
         raise UsageError(f"no trained {method} adapter in {adapter}: run --stage train first (same flags)")
@@ -214,56 +215,55 @@ def inference_model(args, method: str) -> str:
         return json.loads((adapter / layout.ADAPTER_CONFIG_FILE).read_text(encoding="utf-8"))[
             "base_model_name_or_path"
         ]
-    from persona_tailoring.model.train import model_dirs
-
     merged = model_dirs(args, method).merged
-    if args.backend != Backend.open_ai and not (merged / layout.MODEL_CONFIG_FILE).exists():
+    if (
+        args.backend != Backend.open_ai
+        and not args.dry_run
+        and not (merged / layout.MODEL_CONFIG_FILE).exists()
+    ):
         raise UsageError(
             f"no merged {method} model in {merged}: run --stage train and --stage merge first (same flags)"
         )
     return str(merged)
 
 
-def model_identity(model: str) -> dict:
-    """What identifies the weights: the name, and for a local folder the size and time of each weight file."""
-    folder = Path(model)
-    if not folder.is_dir():
-        return {"name": model}
-    weights = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".json"))
-    return {
-        "name": str(folder.resolve()),
-        "files": {p.name: [p.stat().st_size, int(p.stat().st_mtime)] for p in weights},
-    }
-
-
 def generation_fingerprint(
-    model: str, args, requests: list[Request], generation: GenerationConfig, adapter: Path | None = None
+    model: str,
+    options: GeneratorArguments,
+    requests: list[Request],
+    generation: GenerationConfig,
+    adapter: Path | None = None,
 ) -> dict:
-    from dataclasses import asdict
-
-    from persona_core.runs import digest
-
+    """What determines the outputs; a trained model is identified by its own fingerprint (what made its weights)."""
     inputs = [(r.id, r.prompt, r.prefill) for r in requests]
     return {
         "model": model_identity(model),
         **({"adapter": model_identity(str(adapter))} if adapter is not None else {}),
-        "backend": args.backend.value,
-        "weights": args.weight_options(),
+        "backend": options.backend.value,
+        "weights": options.weight_options(),
         "inputs": digest(inputs),
         "generation": asdict(generation),
     }
 
 
-def infer(args, method: str) -> int:
-    """Generate for every requested inference type; resumable, fingerprinted, each final file written atomically."""
-    from persona_core.cli import public_args
-    from persona_core.io import write_jsonl_atomic
-    from persona_core.runner import run_requests
-    from persona_core.runs import check_fingerprint, open_run, write_run_record
-    from persona_core.shards import assemble, missing_shards, this_shard, unfinished
-    from persona_tailoring.model.train import load_tailoring_splits, pick_split
+def final_fields(record: dict) -> dict:
+    """What an output file keeps of a record (the documented fields)."""
+    return {k: record[k] for k in layout.PT_OUTPUT_FIELDS}
 
-    splits = load_tailoring_splits(args)
+
+@dataclass
+class InferPlan:
+    """The infer stage of one method, known before any model loads: what it generates from, and one stage per
+    inference type for the driver."""
+
+    model: str
+    adapter: Path | None
+    stages: list[RequestStage]
+
+
+def plan_infer(args, method: str) -> InferPlan:
+    """Test rows, prompts, the model's identity and one ``RequestStage`` per inference type; loads no model."""
+    splits = load_tailoring_splits(args.hf_dataset_name, args.dataset_name, args.cache_dir)
     test = pick_split(splits, "test", args.hf_dataset_name, args.limit)
     style = templates.PromptStyle.for_run(args.training_type, args.dataset_name, args.response_prefix)
     demonstrations = ""
@@ -273,7 +273,7 @@ def infer(args, method: str) -> int:
     model, adapter = inference_model(args, method), inference_adapter(args, method)
     served = model if args.backend != Backend.open_ai else (args.server_model_name or model)
     generation = args.generation()
-    plans = []
+    stages = []
     for inference_type in args.inference_type:
         final = layout.pt_output_path(
             args.results_save_dir,
@@ -287,65 +287,53 @@ def infer(args, method: str) -> int:
             test, inference_type, args.dataset_name, "test", args.system_persona
         )
         requests, meta = build_requests(test, personas, style, demonstrations)
-        files = layout.pt_files(final)
         fingerprint = generation_fingerprint(served, args, requests, generation, adapter)
-        own_files, own_requests = this_shard(files, requests, args)  # everything, unless --num_shards
-        if final.exists() and not args.overwrite:
-            check_fingerprint(files, fingerprint, args.overwrite, KEEP_BOTH)
-            print(f"{final} exists (same settings; pass --overwrite to regenerate)")
-            continue
-        if args.merge_shards and missing_shards(files, args):
-            raise UsageError(f"cannot merge yet: {unfinished(files, args)}")
-        if not args.merge_shards:  # refuse stale settings before any model loads
-            check_fingerprint(own_files, fingerprint, args.overwrite, KEEP_BOTH)
-        plans.append((inference_type, files, own_files, fingerprint, requests, own_requests, meta))
-    if not plans:
-        return 0
-    llm = (
-        None
-        if args.merge_shards
-        else load_generator(served, args, adapter=None if adapter is None else str(adapter))
-    )
-    status = 0
-    for inference_type, files, own_files, fingerprint, requests, own_requests, meta in plans:
-        done = f"assembled from {args.num_shards} shards"
-        if not args.merge_shards:
-            with open_run(own_files, fingerprint, args.overwrite, KEEP_BOTH):
-                records, stats = run_requests(
-                    llm,
-                    own_requests,
-                    meta,
-                    own_files.checkpoint,
-                    generation,
-                    output_record,
-                    desc=inference_type.value,
-                )
-                ordered = [records[r.id] for r in own_requests]
-                failed = [r for r in ordered if r["status"] != "ok"]
-                write_run_record(own_files, public_args(args), stats.as_dict(), method=method, model=served)
-                if failed:
-                    print(
-                        f"{inference_type.value}: {len(failed)} of {len(ordered)} generations failed "
-                        f"(first: {failed[0]['error']}); rerun the same command to retry them"
-                    )
-                    status = 1
-                    continue
-                if not args.sharded:
-                    write_jsonl_atomic(
-                        files.results, [{k: r[k] for k in layout.PT_OUTPUT_FIELDS} for r in ordered]
-                    )
-                else:
-                    write_jsonl_atomic(own_files.results, ordered)
-            done = f"{stats.reused} resumed, {stats.ok} new, in {stats.seconds:.1f}s"
-        if args.sharded:
-            records = assemble(files, requests, fingerprint, args)
-            if records is None:
-                print(f"{inference_type.value}: shard {args.shard_index} done; {unfinished(files, args)}")
-                continue
-            ordered = [records[r.id] for r in requests]
-            write_jsonl_atomic(files.results, [{k: r[k] for k in layout.PT_OUTPUT_FIELDS} for r in ordered])
-        print(
-            f"{method} {args.training_type.value}/{inference_type.value}: {len(ordered)} responses "
-            f"({done}) -> {files.results}"
+        stages.append(
+            RequestStage(
+                label=inference_type.value,
+                files=layout.pt_files(final),
+                requests=requests,
+                meta=meta,
+                fingerprint=fingerprint,
+                generation=generation,
+                finish=output_record,
+                final_record=final_fields,
+                model=served,
+                prompts=fingerprint["inputs"],
+                record={"method": method},
+                keep_both=KEEP_BOTH,
+                reuse_finished=True,
+            )
         )
+    return InferPlan(served, adapter, stages)
+
+
+def infer(args, method: str) -> int:
+    """Generate for every requested inference type through the stage driver; one backend for all of them."""
+    plan = plan_infer(args, method)
+    if args.dry_run:
+        settings = {
+            "model": plan.model,
+            "backend": args.backend.value,
+            "generation": asdict(args.generation()),
+        }
+        for stage in plan.stages:
+            print(describe(stage, [args.hf_dataset_name, plan.model], settings))
+        return 0
+    pending = [stage for stage in plan.stages if check_stage(stage, args.overwrite, args)]
+    adapter = None if plan.adapter is None else str(plan.adapter)
+    backend = functools.cache(lambda: load_generator(plan.model, args, adapter=adapter))
+    status = 0
+    for stage in pending:
+        outcome = run_stage(stage, backend, args.overwrite, args, public_args(args))
+        if outcome.status == "done":
+            stats = outcome.stats
+            done = f"{stats.reused} resumed, {stats.ok} new, in {stats.seconds:.1f}s"
+            if args.merge_shards:
+                done = f"assembled from {args.num_shards} shards"
+            print(
+                f"{method} {args.training_type.value}/{stage.label}: {len(outcome.records)} responses "
+                f"({done}) -> {stage.files.results}"
+            )
+        status = status if outcome.ok else 1
     return status

@@ -41,15 +41,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from persona_core.arguments import LimitArguments, OverwriteArguments
+from persona_core.arguments import DryRunArguments, LimitArguments, OverwriteArguments
 from persona_core.cli import parse_known_args
 from persona_core.errors import UsageError, run_cli
+from persona_core.layout import model_nickname
 from persona_core.protocol import ProtocolArguments
 from persona_core.protocol import apply as apply_protocol
+from persona_core.secrets import load_env
 from persona_core.shards import ShardArguments
 from persona_tailoring.model import config
-from persona_tailoring.model.generate import GeneratorArguments
+from persona_tailoring.model.generate import GeneratorArguments, infer
+from persona_tailoring.model.merge import merge
 from persona_tailoring.model.templates import InferenceType, Method, TrainingType
+from persona_tailoring.model.train import (
+    describe_training,
+    is_main_process,
+    model_dirs,
+    plan_training,
+    print_training_help,
+    train,
+)
 
 TRAINING_HELP = (
     "Training takes TRL's own configs: every field of the method's config (SFTConfig, DPOConfig; ORPOConfig for orpo, "
@@ -74,7 +85,9 @@ class Stage(str, Enum):
 
 
 @dataclass
-class Arguments(ProtocolArguments, OverwriteArguments, LimitArguments, ShardArguments, GeneratorArguments):
+class Arguments(
+    ProtocolArguments, OverwriteArguments, DryRunArguments, LimitArguments, ShardArguments, GeneratorArguments
+):
     method: Method = field(
         default=Method.sft,
         metadata={
@@ -93,8 +106,9 @@ class Arguments(ProtocolArguments, OverwriteArguments, LimitArguments, ShardArgu
         metadata={"help": "Personas to infer with (several allowed, one output file each)."},
     )
     # shared defaults (persona_tailoring/model/config.py)
-    model_nickname: str = field(
-        default=config.model_nickname, metadata={"help": "Folder name for this model."}
+    model_nickname: str | None = field(
+        default=config.model_nickname,
+        metadata={"help": "Folder name for this model (default: from --base_model_name, file-safe)."},
     )
     base_model_name: str = field(
         default=config.base_model_name, metadata={"help": "Base model: Hub id or local folder."}
@@ -157,6 +171,10 @@ class Arguments(ProtocolArguments, OverwriteArguments, LimitArguments, ShardArgu
         default=None, metadata={"help": "Model name the server serves (default: the merged folder's path)."}
     )
 
+    def __post_init__(self):
+        if not self.model_nickname:
+            self.model_nickname = model_nickname(self.base_model_name)
+
     def check(self) -> None:
         if self.max_train_samples is not None and self.max_train_samples <= 0:
             raise UsageError(f"--max_train_samples must be positive (got {self.max_train_samples})")
@@ -172,8 +190,10 @@ def run_train(args: Arguments, training_flags: list[str]) -> int:
     if args.method == Method.fewshot:
         print("few-shot uses the base model with demonstrations: nothing to train")
         return 0
-    from persona_tailoring.model.train import train
 
+    if args.dry_run:
+        print(describe_training(plan_training(args, args.method.value, training_flags)))
+        return 0
     train(args, args.method.value, training_flags)
     return 0
 
@@ -185,28 +205,21 @@ def run_merge(args: Arguments, training_flags: list[str]) -> int:
     if args.no_merge:
         print("--no_merge: generation serves the LoRA adapter on its base model, nothing to merge")
         return 0
-    from persona_core.layout import MODEL_CONFIG_FILE
-    from persona_tailoring.model.train import is_main_process, model_dirs
 
+    if args.dry_run:
+        dirs = model_dirs(args, args.method.value)
+        print(f"[dry run] merge: reads {dirs.adapter} and its base model; writes {dirs.merged}")
+        return 0
     if not is_main_process():  # under accelerate every process trains; merging runs once
         return 0
-    from persona_tailoring.model.merge import merge_adapter
-
-    dirs = model_dirs(args, args.method.value)
-    if (dirs.merged / MODEL_CONFIG_FILE).exists() and not args.overwrite:
-        print(f"merged model exists: {dirs.merged} (pass --overwrite to merge again)")
-        return 0
-    merge_adapter(dirs.adapter, dirs.merged, args.cache_dir)
-    print(f"merged {args.method.value} ({args.training_type.value}) model: {dirs.merged}")
+    merge(model_dirs(args, args.method.value), args.overwrite, args.cache_dir)
     return 0
 
 
 def run_infer(args: Arguments, training_flags: list[str]) -> int:
-    from persona_tailoring.model.train import is_main_process
 
     if not is_main_process():  # generation runs once (or through a server: --backend open_ai)
         return 0
-    from persona_tailoring.model.generate import infer
 
     return infer(args, args.method.value)
 
@@ -225,7 +238,6 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(
                 "few-shot trains nothing: pass a trained --method (sft, dpo, orpo, simpo, kto) with --help_training"
             )
-        from persona_tailoring.model.train import print_training_help
 
         print_training_help(args, args.method.value)
         return 0
@@ -234,7 +246,6 @@ def main(argv: list[str] | None = None) -> int:
             f"unrecognized arguments: {' '.join(training_flags)} (training flags apply only to --stage train/all "
             "of a trained method; see --help)"
         )
-    from persona_core.secrets import load_env
 
     load_env()
     config.export_hub_token()

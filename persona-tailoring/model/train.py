@@ -2,10 +2,14 @@
 SimPO, KTO: each method's trainer, config, examples, starting model and splits are its row in ``methods.py``).
 
 The trainers take TRL's own configs (``SFTConfig``, ``DPOConfig``, ...): every field is a command-line flag of
-``run_model`` (parsed by ``transformers.HfArgumentParser``), with the paper's values as defaults (``TRAINING_DEFAULTS``).
-All evaluate every epoch and keep the checkpoint with the lowest eval loss; a rerun resumes from the last checkpoint
-in ``checkpoints/``; the finished adapter lands atomically in ``adapter/``. Runs unchanged under
-``accelerate launch`` (DDP, DeepSpeed): every process trains, the main one writes the adapter.
+``run_model`` (parsed by ``transformers.HfArgumentParser``), with ``TRAINING_DEFAULTS`` and the method's own as
+defaults. All evaluate every epoch and keep the checkpoint with the lowest eval loss; the finished adapter lands
+atomically in ``adapter/``. Training is a fingerprinted stage (``persona_core.runs``): the base model's identity, the
+training examples, the method, the training type, the LoRA settings and every config field that changes the weights.
+An unchanged rerun reuses the adapter and trains nothing; a killed one resumes from the last complete checkpoint in
+``checkpoints/``; changed settings are refused in one line, or retrained under ``--overwrite`` (which also drops
+the merged model made from the old adapter). Runs unchanged under ``accelerate launch`` (DDP, DeepSpeed): every
+process trains, the main one holds the lock and writes the adapter.
 """
 
 from __future__ import annotations
@@ -15,20 +19,28 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from persona_core import layout
+from persona_core.arguments import BackendArguments
 from persona_core.cli import public_args
+from persona_core.data import load_splits
 from persona_core.embedded import resolve_model_name
 from persona_core.errors import UsageError
 from persona_core.io import atomic_output
+from persona_core.preferences import read_tailoring_split
 from persona_core.protocol import training_defaults
+from persona_core.runs import digest, model_identity, write_run_record
+from persona_core.stage import WorkStage, run_work_stage
 from persona_tailoring.model import templates
 from persona_tailoring.model.config import wandb_enabled
 from persona_tailoring.model.methods import SFT_MODEL, other_owners
 from persona_tailoring.model.methods import method as training_method
 from persona_tailoring.model.packing import pack_dpo_forward
 
+KEEP_BOTH = "--model_nickname (or --model_save_dir)"
 TRAINING_DEFAULTS = {
     "num_train_epochs": 10,
     "per_device_train_batch_size": 4,
@@ -51,6 +63,83 @@ EVALUATED = {
     "greater_is_better": False,
 }
 """With a validation split: evaluate each epoch and keep the checkpoint with the lowest eval loss (the paper's)."""
+NOT_WEIGHTS = (
+    "output_dir",
+    "logging_",
+    "log_",
+    "report_to",
+    "run_name",
+    "project",
+    "trackio_",
+    "push_to_hub",
+    "hub_",
+    "disable_tqdm",
+    "save_total_limit",
+    "save_on_each_node",
+    "save_only_model",
+    "resume_from_checkpoint",
+    "dataloader_num_workers",
+    "dataloader_persistent_workers",
+    "dataloader_pin_memory",
+    "dataloader_prefetch_factor",
+    "dataloader_multiprocessing_context",
+    "dataset_num_proc",
+    "ddp_timeout",
+    "skip_memory_metrics",
+    "per_device_eval_batch_size",
+    "eval_accumulation_steps",
+    "eval_do_concat_batches",
+    "eval_use_gather_object",
+    "batch_eval_metrics",
+    "include_",
+    "local_rank",
+    "debug",
+    "do_predict",
+    "torch_empty_cache_steps",
+    "activation_checkpointing",
+    "gradient_checkpointing",
+    "activation_offloading",
+)
+"""Config fields (or prefixes) that change where and how a run is logged, saved or scheduled, never the weights:
+left out of the training fingerprint, so changing them resumes or reuses. Every other field counts."""
+
+
+@dataclass
+class TrainingPlan:
+    """What a training run will do, known before any model loads: its folders, data, TRL config and fingerprint."""
+
+    method: str
+    dirs: layout.PTModelDirs
+    config: Any
+    train_dataset: Any
+    eval_dataset: Any
+    base_model: str
+    fingerprint: dict
+    lora: Any
+
+    @property
+    def files(self) -> layout.StageFiles:
+        return self.dirs.stage_files(layout.TRAIN)
+
+    @property
+    def stage(self) -> WorkStage:
+        """Training as a stage of the driver: done once the adapter exists."""
+        finished = self.dirs.adapter / layout.ADAPTER_CONFIG_FILE
+        return WorkStage(
+            f"{self.method} adapter", self.files, self.fingerprint, self.outputs, finished, KEEP_BOTH
+        )
+
+    @property
+    def outputs(self) -> list[Path]:
+        """What the fingerprint vouches for; ``--overwrite`` deletes it (the merged model comes from the adapter)."""
+        merged = self.dirs.stage_files(layout.MERGE)
+        return [
+            self.dirs.adapter,
+            self.dirs.checkpoints,
+            self.files.run_record,
+            self.dirs.merged,
+            merged.run_record,
+        ]
 
 
 def model_dirs(args, method: str) -> layout.PTModelDirs:
@@ -115,17 +204,14 @@ def print_training_help(args, method: str) -> None:
     training_parser(args, method).print_help(sys.stdout)
 
 
-def load_tailoring_splits(args):
+def load_tailoring_splits(hf_dataset_name: str, dataset_name: str, cache_dir: str | None = None):
     """Every split, each as text prompt/chosen/rejected columns beside its personas: the paper's string columns as
     they are, TRL's conversational preference and prompt-completion forms (and implicit prompts) normalized by
     ``persona_core.preferences``, so training and generation see the same prompt text whatever the format."""
     import datasets
 
-    from persona_core.data import load_splits
-    from persona_core.preferences import read_tailoring_split
-
-    splits = load_splits(args.hf_dataset_name, args.dataset_name, args.cache_dir)
-    where = f"dataset '{args.hf_dataset_name}'"
+    splits = load_splits(hf_dataset_name, dataset_name, cache_dir)
+    where = f"dataset '{hf_dataset_name}'"
     return datasets.DatasetDict(
         {name: read_tailoring_split(split, f"split '{name}' of {where}") for name, split in splits.items()}
     )
@@ -149,7 +235,7 @@ def training_datasets(args, method: str):
     SimPO, unpaired for KTO); several splits (ORPO's) are concatenated; checked before any model loads."""
     import datasets
 
-    splits = load_tailoring_splits(args)
+    splits = load_tailoring_splits(args.hf_dataset_name, args.dataset_name, args.cache_dir)
     style = templates.PromptStyle.for_run(args.training_type, args.dataset_name, args.response_prefix)
     spec = training_method(method)
     train_rows, eval_rows = [], []
@@ -195,33 +281,33 @@ def use_bf16() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
-def training_device_map(args):
+def training_device_map(options: BackendArguments):
     """One model copy per process under data parallelism; ``device_map`` (e.g. auto) only for a single process."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
-        return args.device_map
-    if args.load_in_4bit or args.load_in_8bit:
+        return options.device_map
+    if options.load_in_4bit or options.load_in_8bit:
         return {"": int(os.environ.get("LOCAL_RANK", "0"))}
     return None
 
 
-def load_for_training(model_name: str, args, config):
+def load_for_training(model_name: str, options: BackendArguments, config):
     """Model and tokenizer with a pad token and an end-of-sequence token, quantized only where supported."""
-    from persona_core.llm.hf import load_model_and_tokenizer
+    from persona_core.llm.hf import load_model_and_tokenizer  # imports torch
 
     model, tokenizer = load_model_and_tokenizer(
         model_name,
-        device_map=training_device_map(args),
-        load_in_4bit=args.load_in_4bit,
-        load_in_8bit=args.load_in_8bit,
-        cache_dir=args.cache_dir,
+        device_map=training_device_map(options),
+        load_in_4bit=options.load_in_4bit,
+        load_in_8bit=options.load_in_8bit,
+        cache_dir=options.cache_dir,
         dtype="bfloat16" if use_bf16() else "auto",
     )
     if tokenizer.eos_token is None:
         raise UsageError(
             f"the tokenizer of '{model_name}' has no end-of-sequence token: set tokenizer.eos_token and save it"
         )
-    if args.load_in_4bit or args.load_in_8bit:
+    if options.load_in_4bit or options.load_in_8bit:
         from peft import prepare_model_for_kbit_training
 
         checkpointing = bool(config.gradient_checkpointing or config.activation_checkpointing)
@@ -239,14 +325,14 @@ def lora_targets(names: list[str]):
     return names
 
 
-def lora_config(args):
+def lora_config(r: int, alpha: int, dropout: float, target_modules: list[str]):
     from peft import LoraConfig
 
     return LoraConfig(
-        r=args.lora_r,
-        lora_alpha=args.lora_alpha,
-        lora_dropout=args.lora_dropout,
-        target_modules=lora_targets(args.lora_target_modules),
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=lora_targets(target_modules),
         task_type="CAUSAL_LM",
     )
 
@@ -256,37 +342,108 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def train(args, method: str, flags: list[str]) -> Path:
-    """Train the LoRA adapter of ``method`` (a ``methods.METHODS`` name) for ``args.training_type``; return the adapter
-    folder. ``flags`` are the method's TRL config flags of the command line.
-    """
+def weight_settings(config) -> dict:
+    """The TRL config fields that change the weights (every field but ``NOT_WEIGHTS``)."""
+    return {k: v for k, v in config.to_dict().items() if not k.startswith(NOT_WEIGHTS)}
+
+
+def training_fingerprint(
+    method: str,
+    training_type: str,
+    base: str,
+    config,
+    lora,
+    quantization: dict,
+    train_dataset,
+    eval_dataset,
+) -> dict:
+    """Everything that determines the adapter; for DPO the base is the merged SFT model, whose own fingerprint
+    (``model_identity``) names the SFT adapter and everything that made it."""
+    return {
+        "method": method,
+        "training_type": training_type,
+        "base_model": model_identity(base),
+        "data": {
+            "train": digest(train_dataset.to_list()),
+            "eval": digest(eval_dataset.to_list()) if eval_dataset is not None else None,
+        },
+        "lora": {
+            "r": lora.r,
+            "alpha": lora.lora_alpha,
+            "dropout": lora.lora_dropout,
+            "target_modules": (
+                sorted(lora.target_modules)
+                if isinstance(lora.target_modules, (set, list))
+                else lora.target_modules
+            ),
+        },
+        "quantization": quantization,
+        "training": weight_settings(config),
+    }
+
+
+def plan_training(args, method: str, flags: list[str]) -> TrainingPlan:
+    """Data, TRL config (a bad flag is one line here, adapter or not) and fingerprint; loads no model."""
+    train_dataset, eval_dataset = training_datasets(args, method)
+    config = parse_training_config(args, method, list(flags), eval_dataset is not None)
+    base = base_model_for(args, method)
+    lora = lora_config(args.lora_r, args.lora_alpha, args.lora_dropout, args.lora_target_modules)
+    quantization = {"load_in_4bit": args.load_in_4bit, "load_in_8bit": args.load_in_8bit}
+    fingerprint = training_fingerprint(
+        method, args.training_type.value, base, config, lora, quantization, train_dataset, eval_dataset
+    )
     dirs = model_dirs(args, method)
-    if (dirs.adapter / layout.ADAPTER_CONFIG_FILE).exists() and not args.overwrite:
-        if is_main_process():
-            print(f"{method} adapter already trained: {dirs.adapter} (pass --overwrite to retrain)")
-        return dirs.adapter
-    trainer = build_trainer(args, method, flags)
-    if args.overwrite:  # drop this method's checkpoints, adapter and merged model (never another method's)
-        if trainer.accelerator.is_main_process:
-            shutil.rmtree(dirs.root, ignore_errors=True)
-        trainer.accelerator.wait_for_everyone()
-    return fit_and_save(trainer, args, method)
+    return TrainingPlan(method, dirs, config, train_dataset, eval_dataset, base, fingerprint, lora)
+
+
+def describe_training(plan: TrainingPlan) -> str:
+    """The dry run of training: the settings that make the adapter, what it reads and writes."""
+    fingerprint = plan.fingerprint
+    lines = [
+        f"[dry run] train {plan.method} ({fingerprint['training_type']}): {len(plan.train_dataset)} examples"
+    ]
+    lines += [f"[dry run]   setting {key}: {fingerprint[key]}" for key in ("lora", "quantization", "data")]
+    lines += [f"[dry run]   setting {key}: {value}" for key, value in sorted(fingerprint["training"].items())]
+    lines += [f"[dry run]   reads base model {plan.base_model}"]
+    lines += [
+        f"[dry run]   writes {path}"
+        for path in (plan.dirs.checkpoints, plan.dirs.adapter, plan.files.run_record)
+    ]
+    return "\n".join(lines)
+
+
+def train(args, method: str, flags: list[str]) -> Path:
+    """Train the LoRA adapter of ``method`` (a ``methods.METHODS`` name) for ``args.training_type`` unless the same
+    one exists; return its folder. ``flags`` are the method's TRL config flags of the command line.
+    """
+    plan = plan_training(args, method, flags)
+
+    def fit():
+        trainer = trainer_for(plan, args)
+        trainer.accelerator.wait_for_everyone()  # the others start once the main process holds the folder
+        fit_and_save(trainer, plan, public_args(args))
+
+    run_work_stage(plan.stage, fit, args.overwrite, main=is_main_process())
+    return plan.dirs.adapter
 
 
 def build_trainer(args, method: str, flags: list[str] = ()):
-    """The method's trainer (SFTTrainer, DPOTrainer, ...) with a fresh LoRA adapter on the method's starting model."""
-    train_dataset, eval_dataset = training_datasets(args, method)
-    config = parse_training_config(args, method, list(flags), eval_dataset is not None)
+    """The trainer ``run_model --stage train`` would build (for benchmarks and tests)."""
+    return trainer_for(plan_training(args, method, flags), args)
+
+
+def trainer_for(plan: TrainingPlan, options: BackendArguments):
+    """The method's trainer (SFTTrainer, DPOTrainer, ...) with a fresh LoRA adapter on the plan's base model."""
+    method, config = plan.method, plan.config
     padding_free_limit = untruncated_padding_free(config, method)
-    base = base_model_for(args, method)
-    model, tokenizer = load_for_training(base, args, config)
-    data = dict(train_dataset=train_dataset, eval_dataset=eval_dataset, processing_class=tokenizer)
+    model, tokenizer = load_for_training(plan.base_model, options, config)
+    data = dict(train_dataset=plan.train_dataset, eval_dataset=plan.eval_dataset, processing_class=tokenizer)
     # With a PEFT adapter, DPO's and KTO's reference model is the policy with the adapter off: the merged SFT model.
     trainer_class = training_method(method).trainer_class()
     packed_dpo = method == "dpo" and config.padding_free
     if hasattr(config, "padding_free"):  # TRL 1.16's DPO would pad anyway, with a warning
         config.padding_free = config.padding_free and not packed_dpo
-    trainer = trainer_class(model=model, args=config, peft_config=lora_config(args), **data)
+    trainer = trainer_class(model=model, args=config, peft_config=plan.lora, **data)
     if packed_dpo:
         config.padding_free = True  # what the training summary records: the forwards below are padding-free
         pack_dpo_forward(trainer.model)
@@ -315,10 +472,10 @@ def untruncated_padding_free(config, method: str) -> int | None:
     return limit
 
 
-def fit_and_save(trainer, args, method: str) -> Path:
-    """Train (resuming from the last checkpoint if any) and save the best adapter."""
-    training_type = args.training_type.value
-    dirs = model_dirs(args, method)
+def fit_and_save(trainer, plan: TrainingPlan, arguments: dict) -> Path:
+    """Train (resuming from the last complete checkpoint if any: the caller holds the folder under the same
+    fingerprint) and save the best adapter with its fingerprint and the run record."""
+    training_type, method, dirs = plan.fingerprint["training_type"], plan.method, plan.dirs
     resume = last_complete_checkpoint(dirs.checkpoints)
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
@@ -328,7 +485,7 @@ def fit_and_save(trainer, args, method: str) -> Path:
         {
             "method": method,
             "training_type": training_type,
-            "base_model": base_model_for(args, method),
+            "base_model": plan.base_model,
             "train_examples": len(trainer.train_dataset),
             "eval_examples": len(trainer.eval_dataset) if trainer.eval_dataset is not None else 0,
             "resumed_from": resume,
@@ -337,11 +494,21 @@ def fit_and_save(trainer, args, method: str) -> Path:
             "best_eval_loss": trainer.state.best_metric,
             "train_loss": result.training_loss,
             "seconds": round(time.perf_counter() - start, 1),
-            "arguments": public_args(args),
+            "arguments": arguments,
             "training_config": trainer.args.to_dict(),
         },
+        plan.fingerprint,
     )
     if trainer.accelerator.is_main_process:
+        write_run_record(
+            plan.files,
+            arguments,
+            {"global_step": trainer.state.global_step, "train_loss": result.training_loss},
+            model=plan.base_model,
+            seconds=round(time.perf_counter() - start, 1),
+            method=method,
+            resumed_from=resume,
+        )
         print(
             f"{method} ({training_type}): {len(trainer.train_dataset)} training examples, {trainer.state.global_step} steps, "
             f"train loss {result.training_loss:.4f}, best eval loss {trainer.state.best_metric}, adapter: {dirs.adapter}"
@@ -364,8 +531,8 @@ def last_complete_checkpoint(folder: Path) -> str | None:
     return str(max(steps)[1]) if steps else None
 
 
-def save_adapter(trainer, adapter_dir: Path, summary: dict) -> None:
-    """Save the (best) adapter, tokenizer and training summary into ``adapter_dir`` atomically.
+def save_adapter(trainer, adapter_dir: Path, summary: dict, fingerprint: dict) -> None:
+    """Save the (best) adapter, tokenizer, training summary and fingerprint into ``adapter_dir`` atomically.
 
     Every process joins ``save_model`` (DeepSpeed ZeRO-3 gathers the weights); only the main one writes, into a
     shared temporary folder that then replaces ``adapter_dir`` in one rename.
@@ -381,6 +548,9 @@ def save_adapter(trainer, adapter_dir: Path, summary: dict) -> None:
                 os.replace(item, tmp / item.name)
             (tmp / layout.TRAINING_SUMMARY_FILE).write_text(
                 json.dumps(summary, indent=2, default=str), encoding="utf-8"
+            )
+            (tmp / layout.MODEL_FINGERPRINT_FILE).write_text(
+                json.dumps(fingerprint, indent=2, default=str), encoding="utf-8"
             )
         shutil.rmtree(shared_tmp, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
