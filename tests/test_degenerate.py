@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from persona_tailoring.evaluation import degenerate, win_rate, win_rate_stats
+from tests.test_win_rate import comparison
 
 LOOP = "the cat sat. the cat sat. the cat sat."
 
@@ -127,6 +128,7 @@ def test_cli_reports_repetitive_responses_mean_words_and_lc_win_rate(tmp_path, c
             if i == 0
             else " ".join(["b"] + [f"x{k}" for k in range(base_words[i] - 1)]),
             "test_response": " ".join(f"y{k}" for k in range(test_words[i])),
+            "comparison": comparison("a", "b"),
         }
         for metric in win_rate_stats.METRICS
         for i, outcome in enumerate(outcomes)

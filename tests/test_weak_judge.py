@@ -7,6 +7,7 @@ from persona_inference.model.persona_accuracy import PersonaAccuracy
 from persona_tailoring.evaluation import win_rate
 from persona_tailoring.evaluation.report_page import weak_judge_notes
 from persona_tailoring.evaluation.report_reading import Comparison, Run
+from tests.test_win_rate import comparison
 
 
 def test_one_answer_in_nearly_all_verdicts_is_flagged_and_a_varied_judge_is_not():
@@ -38,7 +39,7 @@ def test_win_rate_flags_a_judge_that_always_answers_a(tmp_path, capsys):
     rows = []
     for i in range(6):
         for metric in ("personalization", "response_quality"):
-            row = judgment("A", "A", i) | {"metric": metric}
+            row = judgment("A", "A", i) | {"metric": metric, "comparison": comparison("base", "test")}
             rows.append(row)
     assert pairwise_answers(rows) == ["A"] * 24
     folder = tmp_path / "judge" / "comparisons" / "base_vs_test"
