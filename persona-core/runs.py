@@ -162,6 +162,12 @@ def check_fingerprint(
         )
 
 
+def holds_something(path: Path) -> bool:
+    """A file, or a folder with anything in it: an empty folder (a trainer's output folder made by building the
+    trainer, say) holds no result to vouch for."""
+    return path.is_file() or (path.is_dir() and any(path.iterdir()))
+
+
 def _check_fingerprint(
     files: StageFiles,
     fingerprint: dict,
@@ -174,7 +180,7 @@ def _check_fingerprint(
     recorded = (
         json.loads(files.fingerprint.read_text(encoding="utf-8")) if files.fingerprint.exists() else None
     )
-    has_outputs = any(path.exists() for path in outputs)
+    has_outputs = any(holds_something(path) for path in outputs)
     if overwrite:
         for path in outputs:
             if path.is_dir():

@@ -67,6 +67,20 @@ def test_outputs_without_a_fingerprint_are_not_reused(tmp_path):
             pass
 
 
+def test_an_empty_output_folder_is_no_result_but_a_filled_one_is(tmp_path):
+    """A folder output (a trainer's checkpoints) made empty before any run vouches for nothing; with a file in it,
+    it is a result the fingerprint must vouch for."""
+    files = StageFiles(tmp_path / "run", "stage")
+    checkpoints = tmp_path / "run" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    with open_run(files, FINGERPRINT, outputs=[checkpoints]):
+        pass
+    (checkpoints / "checkpoint-1").mkdir()
+    with pytest.raises(UsageError, match="other settings"):
+        with open_run(files, FINGERPRINT | {"requests": "def"}, outputs=[checkpoints]):
+            pass
+
+
 def test_a_second_process_on_the_same_folder_is_refused(tmp_path):
     files = StageFiles(tmp_path / "run", "stage")
     script = (
