@@ -1,8 +1,9 @@
 """Argument dataclasses shared between scripts, composed (never copied) into each script's own arguments.
 
-A script's arguments inherit the groups it needs, e.g. ``class Arguments(RunArguments, BackendArguments,
-GenerationArguments)``. Each group checks its values in ``check`` (run by ``persona_core.cli.parse_args``), so a bad
-value is a one-line error before anything loads.
+A script parses the groups it needs as a tuple, e.g. ``script, run, backend, generation =
+parse((ScriptArguments, RunArguments, BackendArguments, GenerationArguments))``, and hands each library function the
+one group it reads. Each group checks its values in ``check`` (run by ``persona_core.cli.parse``; a group built on
+another calls ``super().check()``), so a bad value is a one-line error before anything loads.
 """
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ class BackendArguments(VLLMArguments):
     )
 
     def check(self) -> None:
+        super().check()
         positive(self, "concurrency", "batch_size", "request_timeout")
         positive(self, "max_retries", allow_zero=True)
         if self.load_in_4bit and self.load_in_8bit:
@@ -256,6 +258,7 @@ class RunArguments(OverwriteArguments, LimitArguments, DryRunArguments):
     )
 
     def check(self) -> None:
+        super().check()
         if not self.run_name or "/" in self.run_name:
             raise UsageError(f"--run_name '{self.run_name}' must be a non-empty name without '/'")
 

@@ -64,27 +64,22 @@ def parse_enum(enum_cls: type[enum.Enum], value: str, flag: str) -> enum.Enum:
     raise UsageError(f"unknown {flag} '{value}'{hint}; choose one of: {', '.join(choices)}")
 
 
-def parse_args(
-    cls: type[T], argv: list[str] | None = None, description: str | None = None, epilog: str | None = None
-) -> T:
-    """Build an argparse parser from dataclass ``cls`` (help from ``metadata['help']``) and parse ``argv``.
-
-    Field metadata may hold ``aliases`` (extra flag names). Enum fields are checked with a clear error, and every
-    ``check`` method along ``cls``'s bases (the composed argument groups) validates the values.
-    """
-    args, _ = parse_known_args(cls, argv, description, epilog, strict=True)
-    return args
-
-
-def parse_known_args(
-    cls: type[T],
+def parse(
+    groups: tuple[type, ...],
     argv: list[str] | None = None,
     description: str | None = None,
     epilog: str | None = None,
-    strict: bool = False,
-) -> tuple[T, list[str]]:
-    """``parse_args`` that returns the arguments it does not know (for a second parser, e.g. TRL's configs);
-    ``strict``: refuses them instead, before checking the values (a misspelt flag is named first)."""
+    return_remaining: bool = False,
+) -> tuple:
+    """Parse ``argv`` into one instance per argument group, in the order of ``groups`` (the shape of TRL's
+    ``HfArgumentParser.parse_args_into_dataclasses``), without importing transformers so ``--help`` stays fast.
+
+    Each group is a dataclass; its fields are flags (help from ``metadata['help']``, extra names from
+    ``metadata['aliases']``) listed under the group's title in ``--help``. Enum values are checked with a clear
+    error, then each group's ``check`` method, if it has one, validates its values: a bad value is one line before
+    anything loads. ``return_remaining``: the flags no group knows come back last (for TRL's own configs), else
+    they are refused before any value is checked (a misspelt flag is named first).
+    """
     refuse_key_flags(sys.argv[1:] if argv is None else argv)
     parser = OneLineParser(
         description=description and description.replace("``", ""),
@@ -92,8 +87,31 @@ def parse_known_args(
         formatter_class=DefaultsHelpFormatter,
         allow_abbrev=False,
     )
-    hints = typing.get_type_hints(cls)
-    for field in dataclasses.fields(cls):
+    for group in groups:
+        _add_group(parser, group)
+    namespace, rest = parser.parse_known_args(argv)
+    if rest and not return_remaining:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    instances = tuple(_build(group, namespace) for group in groups)
+    for instance in instances:
+        check = getattr(instance, "check", None)
+        if check is not None:
+            check()
+    return (*instances, rest) if return_remaining else instances
+
+
+def _title(group: type) -> str:
+    doc = (group.__doc__ or "").strip()
+    first = doc.split("\n\n")[0].replace("\n", " ").replace("``", "")
+    return first.rstrip(".") if doc and not first.startswith(group.__name__ + "(") else group.__name__
+
+
+def _add_group(parser: argparse.ArgumentParser, group: type) -> None:
+    section = parser.add_argument_group(_title(group))
+    hints = typing.get_type_hints(group)
+    for field in dataclasses.fields(group):
+        if not field.init:
+            continue
         base, is_list = _unwrap(hints[field.name])
         flags = [f"--{field.name}", *field.metadata.get("aliases", [])]
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
@@ -102,7 +120,7 @@ def parse_known_args(
         if base is bool and not default:
             # An off switch: --flag turns it on (--no-flag, hidden, is still accepted for scripts that pass it).
             kwargs["action"] = "store_true"
-            parser.add_argument(
+            section.add_argument(
                 f"--no-{field.name}",
                 dest=field.name,
                 action="store_false",
@@ -119,37 +137,71 @@ def parse_known_args(
             kwargs["type"] = base
         if is_list:
             kwargs["nargs"] = "+"
-        parser.add_argument(*flags, **kwargs)
-    namespace, rest = parser.parse_known_args(argv)
-    if strict and rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        section.add_argument(*flags, **kwargs)
+
+
+def _build(group: type[T], namespace: argparse.Namespace) -> T:
+    hints = typing.get_type_hints(group)
     values = {}
-    for field in dataclasses.fields(cls):
+    for field in dataclasses.fields(group):
+        if not field.init:
+            continue
         value = getattr(namespace, field.name)
         base, is_list = _unwrap(hints[field.name])
         if _is_enum(base) and value is not None:
             flag = f"--{field.name}"
             value = [parse_enum(base, v, flag) for v in value] if is_list else parse_enum(base, value, flag)
         values[field.name] = value
-    args = cls(**values)
+    return group(**values)
+
+
+def public_args(*groups) -> dict:
+    """The argument groups' values as one JSON-ready dict, for run records (no secrets ever live in arguments)."""
+    out = {}
+    for group in groups:
+        for key, value in dataclasses.asdict(group).items():
+            if isinstance(value, enum.Enum):
+                value = value.value
+            elif isinstance(value, list):
+                value = [v.value if isinstance(v, enum.Enum) else v for v in value]
+            out[key] = value
+    return out
+
+
+def parse_args(
+    cls: type[T], argv: list[str] | None = None, description: str | None = None, epilog: str | None = None
+) -> T:
+    """Transitional: one composed dataclass, checked along its bases. Use ``parse``."""
+    args, _ = parse_known_args(cls, argv, description, epilog, strict=True)
+    return args
+
+
+def parse_known_args(
+    cls: type[T],
+    argv: list[str] | None = None,
+    description: str | None = None,
+    epilog: str | None = None,
+    strict: bool = False,
+) -> tuple[T, list[str]]:
+    """Transitional: ``parse_args`` returning the flags it does not know. Use ``parse``."""
+    refuse_key_flags(sys.argv[1:] if argv is None else argv)
+    parser = OneLineParser(
+        description=description and description.replace("``", ""),
+        epilog=epilog,
+        formatter_class=DefaultsHelpFormatter,
+        allow_abbrev=False,
+    )
+    _add_group(parser, cls)
+    namespace, rest = parser.parse_known_args(argv)
+    if strict and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args = _build(cls, namespace)
     check(args)
     return args, rest
 
 
 def check(args) -> None:
-    """Run the ``check`` method of every argument group ``args`` is composed of (its dataclass bases)."""
+    """Transitional: run every ``check`` along ``args``'s dataclass bases."""
     for klass in reversed(type(args).__mro__):
         if "check" in vars(klass):
             vars(klass)["check"](args)
-
-
-def public_args(args) -> dict:
-    """The arguments as JSON-ready values, for ``run.json`` (no secrets ever live in arguments)."""
-    out = {}
-    for key, value in dataclasses.asdict(args).items():
-        if isinstance(value, enum.Enum):
-            value = value.value
-        elif isinstance(value, list):
-            value = [v.value if isinstance(v, enum.Enum) else v for v in value]
-        out[key] = value
-    return out
