@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from persona_core.io import JsonlCheckpoint
 from persona_core.llm.base import LLM, Completion, GenerationConfig, Request
@@ -23,6 +22,8 @@ class RunStats:
     prefill_continued: int = 0
     """Answers of servers that continued the prefill; ``prefill_answered_afresh``: of servers that ignored it."""
     prefill_answered_afresh: int = 0
+    cached: int = 0
+    """Answers that came from a cache (the judge's verdict cache) instead of the model."""
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -41,13 +42,15 @@ def run_requests(
     llm: LLM,
     requests: list[Request],
     meta: dict[str, dict],
-    checkpoint_path: Path,
+    checkpoint: JsonlCheckpoint,
     generation: GenerationConfig,
     finish: Callable[[dict], dict] = lambda record: record,
     desc: str = "requests",
     options: tuple[str, ...] | None = None,
+    previous: dict[str, dict] | None = None,
 ) -> tuple[dict[str, dict], RunStats]:
-    """Generate every request whose id has no ``ok`` record in the checkpoint yet.
+    """Generate every request whose id has no ``ok`` record in the checkpoint yet (``previous``: its records when
+    the caller has read them already, as a judge's retry rounds do; the caller opens and closes ``checkpoint``).
 
     Each result is appended at once as ``{id, prompt, **meta[id], raw_text, usage, status}`` after
     ``finish`` (which adds derived fields such as the cleaned persona). Failed requests are recorded with
@@ -59,8 +62,7 @@ def run_requests(
     """
     from tqdm.auto import tqdm
 
-    checkpoint = JsonlCheckpoint(checkpoint_path)
-    previous = checkpoint.load()
+    previous = checkpoint.load() if previous is None else previous
     by_id = {r.id: r for r in requests}
     records = {i: rec for i, rec in previous.items() if i in by_id and rec.get("status") == "ok"}
     todo = [r for r in requests if r.id not in records]
@@ -74,6 +76,9 @@ def run_requests(
         if result.ok:
             record.update(raw_text=result.text, usage=result.usage, status="ok")
             count_prefill(stats, record, result.prefill_continued)
+            if result.cached:
+                record["cached"] = True
+                stats.cached += 1
             if options is not None:
                 record.update(probabilities=result.option_probs, tokens_read=result.tokens_read)
             record = finish(record)
@@ -94,7 +99,6 @@ def run_requests(
         elif todo:
             llm.generate(todo, on_result, generation)
     finally:
-        checkpoint.close()
         progress.close()
     stats.seconds = round(time.perf_counter() - start, 3)
     return records, stats

@@ -18,13 +18,14 @@ from its own checkpoints (the trainer's) under the same fingerprint only.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from persona_core.errors import UsageError
-from persona_core.io import write_jsonl_atomic
+from persona_core.io import JsonlCheckpoint, write_jsonl_atomic
 from persona_core.layout import StageFiles
 from persona_core.llm.base import LLM, GenerationConfig, Request
 from persona_core.runner import RunStats, run_requests
@@ -69,8 +70,9 @@ class RequestStage:
     """(final rows, or so far the successful records in request order; every record by id) -> the run record's
     summary fields."""
     execute: Callable[..., Execution] | None = None
-    """``execute(llm, requests, checkpoint_path, overwrite)``: how the requests are answered, when more than once
-    through ``run_requests`` (the judge: its verdict cache, then retries); default: one ``run_requests``."""
+    """``execute(llm, requests, checkpoint)``: how the requests are answered, when more than once through
+    ``run_requests`` (the judge: first attempts, then retries, on the open checkpoint); default: one
+    ``run_requests``."""
     assemble: Callable[[dict[str, dict]], list[dict]] | None = None
     """Every record by id -> the final file's rows (default: the records in request order)."""
     options: tuple[str, ...] | None = None
@@ -120,7 +122,7 @@ def check_stage(stage: RequestStage, overwrite: bool, shards: ShardArguments) ->
     return True
 
 
-def answer(stage: RequestStage, llm: LLM, requests: list[Request], checkpoint: Path) -> Execution:
+def answer(stage: RequestStage, llm: LLM, requests: list[Request], checkpoint: JsonlCheckpoint) -> Execution:
     """The default execution: every request through ``run_requests`` once, each result checkpointed at once."""
     records, stats = run_requests(
         llm,
@@ -156,10 +158,14 @@ def run_stage(
             for request in own_requests:
                 stage.meta[request.id]["prompt"] = llm.render(request)
         with open_run(own_files, stage.fingerprint, overwrite, stage.keep_both):
-            if stage.execute is not None:
-                execution = stage.execute(llm, own_requests, own_files.checkpoint, overwrite)
-            else:
-                execution = answer(stage, llm, own_requests, own_files.checkpoint)
+            checkpoint = JsonlCheckpoint(
+                own_files.checkpoint
+            )  # opened once: every round of the stage appends here
+            try:
+                execute = stage.execute or functools.partial(answer, stage)
+                execution = execute(llm, own_requests, checkpoint)
+            finally:
+                checkpoint.close()
             records, stats = execution.records, execution.first
             ordered = [records[r.id] for r in own_requests]
             failed = [r for r in records.values() if r.get("status") != "ok"]

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from persona_core import protocol
-from persona_core.cli import parse_args
+from persona_core.cli import parse, parse_args
 from persona_core.layout import TRAINING_SUMMARY_FILE
 from persona_tailoring.evaluation import run_judge
 from persona_tailoring.model import train
@@ -173,7 +173,6 @@ def test_protocol_paper_in_the_scripts_passes_the_switch_and_drops_the_demo_size
 
 def test_explicit_flags_override_the_protocol_in_persona_inference_and_the_judge():
     from persona_inference.model.run_model import Arguments as InferenceArguments
-    from persona_tailoring.evaluation.run_judge import Arguments as JudgeArguments
 
     pi = parse_args(
         InferenceArguments,
@@ -183,15 +182,16 @@ def test_explicit_flags_override_the_protocol_in_persona_inference_and_the_judge
     )
     assert (pi.min_tokens, pi.max_tokens, pi.stop_token, pi.persona_prefix) == (5, 200, ["\nPrompt:"], "I am")
     assert (pi.verdict.value, pi.judge_max_tokens, pi.prefs_question.value) == ("text", 200, "better")
-    judge = parse_args(
-        JudgeArguments,
+    groups = parse(
+        run_judge.GROUPS,
         protocol.apply(
             "persona_tailoring.evaluation.run_judge", ["--protocol=paper", "--verdict", "probability"]
         ),
     )
+    generation, judge = groups[6], groups[7]
     assert judge.verdict.value == "probability" and judge.response_view.value == "paper"
-    assert judge.merge_system_prompt and (judge.temperature, judge.verdict_retries) == (1.0, 10)
-    toolkit = parse_args(JudgeArguments, protocol.apply("persona_tailoring.evaluation.run_judge", []))
+    assert judge.merge_system_prompt and (generation.temperature, judge.verdict_retries) == (1.0, 10)
+    toolkit = parse(run_judge.GROUPS, protocol.apply("persona_tailoring.evaluation.run_judge", []))[7]
     assert (toolkit.verdict.value, toolkit.response_view.value, toolkit.merge_system_prompt) == (
         "probability",
         "cleaned",

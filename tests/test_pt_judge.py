@@ -327,7 +327,7 @@ def test_delta_pq_matches_a_hand_computed_value(tmp_path):
 
 
 def test_configuration_paths_come_from_each_sides_own_flags(tmp_path):
-    args = run_judge.Arguments(
+    args = configuration.ComparisonArguments(
         results_save_dir=str(tmp_path),
         dataset_name="BeaverTails",
         model_nickname="llama",

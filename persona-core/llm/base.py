@@ -56,6 +56,8 @@ class Completion:
     prefill_continued: bool | None = None
     """Servers reached over HTTP: whether the answer continued the prefill (True) or the server answered afresh
     (False); None where there was no prefill or the backend continues it itself."""
+    cached: bool = False
+    """Answered from a cache (the judge's verdict cache), not by the model."""
 
     @property
     def ok(self) -> bool:

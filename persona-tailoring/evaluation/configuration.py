@@ -136,18 +136,23 @@ class Side:
         }
 
 
-def resolve_sides(args: ComparisonArguments) -> tuple[Side, list[Side]]:
+def resolve_sides(where: ComparisonArguments) -> tuple[Side, list[Side]]:
     """The base side and every test side (several files, or the product of the test configuration flags)."""
     base = one_side(
-        args,
+        where,
         "base",
-        args.base_file,
-        [args.model_type_base],
-        [args.training_type_base],
-        [args.inference_type_base],
+        where.base_file,
+        [where.model_type_base],
+        [where.training_type_base],
+        [where.inference_type_base],
     )[0]
     tests = one_side(
-        args, "test", args.test_file, args.model_type_test, args.training_type_test, args.inference_type_test
+        where,
+        "test",
+        where.test_file,
+        where.model_type_test,
+        where.training_type_test,
+        where.inference_type_test,
     )
     for test in tests:
         if base.path.resolve() == test.path.resolve():
@@ -157,7 +162,7 @@ def resolve_sides(args: ComparisonArguments) -> tuple[Side, list[Side]]:
     return base, tests
 
 
-def one_side(args: ComparisonArguments, side: str, files, methods, trainings, inferences) -> list[Side]:
+def one_side(where: ComparisonArguments, side: str, files, methods, trainings, inferences) -> list[Side]:
     """A side's files, from that side's own flags only (a list: the test side may name several)."""
     files = [files] if isinstance(files, str) else files
     parts = {"model_type": methods, "training_type": trainings, "inference_type": inferences}
@@ -180,7 +185,7 @@ def one_side(args: ComparisonArguments, side: str, files, methods, trainings, in
     if len(given) < 3:
         missing = ", ".join(f"--{key}_{side}" for key in parts if key not in given)
         raise UsageError(f"incomplete {side} configuration: also pass {missing}")
-    if not args.dataset_name:
+    if not where.dataset_name:
         raise UsageError(
             "--dataset_name is needed to find configuration outputs (e.g. --dataset_name BeaverTails)"
         )
@@ -191,7 +196,7 @@ def one_side(args: ComparisonArguments, side: str, files, methods, trainings, in
     return [
         Side(
             side,
-            config.output_path(args.results_save_dir, args.dataset_name, args.model_nickname),
+            config.output_path(where.results_save_dir, where.dataset_name, where.model_nickname),
             config.label,
             config.inference_type != InferenceType.none,
             config,
@@ -200,7 +205,7 @@ def one_side(args: ComparisonArguments, side: str, files, methods, trainings, in
     ]
 
 
-def comparison_folder(args: ComparisonArguments, base: Side, test: Side) -> Path:
+def comparison_folder(where: ComparisonArguments, base: Side, test: Side) -> Path:
     return layout.comparison_dir(
-        args.output_dir, args.dataset_name, args.model_nickname, base.label, test.label
+        where.output_dir, where.dataset_name, where.model_nickname, base.label, test.label
     )

@@ -16,12 +16,16 @@ pair's ``p_test`` is the mean of its two orders' (the position bias cancels out)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
 from persona_core.arguments import Verdict
-from persona_core.llm.base import Request, most_probable, option_share
+from persona_core.io import JsonlCheckpoint
+from persona_core.llm.base import LLM, GenerationConfig, Request, most_probable, option_share
+from persona_core.runner import run_requests
 from persona_core.runs import digest
+from persona_core.stage import Execution
 from persona_tailoring.evaluation.outputs import Pair
 
 
@@ -169,6 +173,45 @@ def retry_requests(requests: list[Request], meta: dict[str, dict], records: dict
             retries.append(Request(retry_id, request.prompt, system=request.system, prefill=request.prefill))
             retry_meta[retry_id] = {**meta[request.id], "attempt": attempt}
     return retries, retry_meta
+
+
+def judge_with_retries(
+    llm: LLM,
+    requests: list[Request],
+    meta: dict[str, dict],
+    checkpoint: JsonlCheckpoint,
+    first_attempt: GenerationConfig,
+    retry: Callable[[int], GenerationConfig],
+    retries: int,
+    label: str,
+    options: tuple[str, ...] | None = None,
+) -> Execution:
+    """First attempts, then up to ``retries`` rounds asking each unparsable text verdict again (``retry(attempt)``:
+    that attempt's settings), all on one open ``checkpoint`` read once; ``options``: probability verdicts."""
+    known = checkpoint.load()
+    records, first = run_requests(
+        llm, requests, meta, checkpoint, first_attempt, finish_record, f"judge {label}", options, known
+    )
+    known |= records
+    stats = {"first_attempts": first.as_dict()}
+    for attempt in range(2, retries + 2):
+        pending, pending_meta = retry_requests(requests, meta, records, attempt)
+        if not pending:
+            break
+        done, again = run_requests(
+            llm,
+            pending,
+            pending_meta,
+            checkpoint,
+            retry(attempt),
+            finish_record,
+            "judge retries",
+            previous=known,
+        )
+        records |= done
+        known |= done
+        stats[f"attempt_{attempt}"] = again.as_dict()
+    return Execution(records, stats, first)
 
 
 def finish_record(record: dict) -> dict:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from persona_core import layout
-from persona_core.cli import parse_args
+from persona_core.cli import parse
 from persona_core.errors import UsageError, run_cli
 from persona_core.io import write_text_atomic
 from persona_tailoring.evaluation.report_page import render
@@ -27,7 +27,9 @@ from persona_tailoring.evaluation.report_text import summary_lines
 
 
 @dataclass
-class Arguments:
+class ReportArguments:
+    """Which run to report, and where the page goes."""
+
     root: str | None = field(
         default=None, metadata={"help": "The results root of a run (scripts/pipeline.sh's ROOT)."}
     )
@@ -46,7 +48,7 @@ class Arguments:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
+    (args,) = parse((ReportArguments,), argv, description=__doc__.split("\n\n")[0])
     root = Path(args.root)
     run = read_run(root)
     if args.summary:

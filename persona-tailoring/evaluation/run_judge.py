@@ -46,20 +46,18 @@ from persona_core.arguments import (
     resolve_verdict,
     verdict_field,
 )
-from persona_core.cli import parse_args, public_args
+from persona_core.cli import parse, public_args
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import UsageError, run_cli
-from persona_core.io import JsonlCheckpoint
 from persona_core.llm import ModelType, api_key, make_llm
 from persona_core.llm.base import LLM, GenerationConfig
 from persona_core.prompts import dataset_slug
 from persona_core.protocol import ProtocolArguments
 from persona_core.protocol import apply as apply_protocol
-from persona_core.runner import run_requests
 from persona_core.runs import digest
 from persona_core.secrets import load_env
 from persona_core.shards import ShardArguments, this_shard
-from persona_core.stage import Execution, RequestStage, check_stage, run_stage
+from persona_core.stage import RequestStage, check_stage, run_stage
 from persona_core.weak_judge import check_answers, pairwise_answers
 from persona_tailoring.evaluation import judge
 from persona_tailoring.evaluation.configuration import (
@@ -71,6 +69,7 @@ from persona_tailoring.evaluation.configuration import (
 from persona_tailoring.evaluation.degenerate import is_repetitive
 from persona_tailoring.evaluation.judge import Metric
 from persona_tailoring.evaluation.outputs import ResponseView, match_rows, read_outputs
+from persona_tailoring.evaluation.verdict_cache import CachingJudge
 
 KEEP_BOTH = "--output_dir"
 
@@ -134,21 +133,34 @@ class JudgeArguments:
         positive(self, "retry_temperature", "verdict_retries", allow_zero=True)
         self.verdict = resolve_verdict(self.verdict, self.judge_model_type, "--judge_model_type")
 
+    def first_attempt(self, generation: GenerationArguments) -> GenerationConfig:
+        """Probability verdicts generate nothing: one token's probabilities are read."""
+        return generation.generation() if self.verdict == Verdict.text else GenerationConfig(max_tokens=1)
+
+    def retry(self, generation: GenerationArguments, attempt: int) -> GenerationConfig:
+        """Attempt ``attempt``'s settings: a new seed, and ``--retry_temperature`` when given."""
+        temperature = generation.temperature if self.retry_temperature is None else self.retry_temperature
+        return generation.generation(temperature=temperature, seed=generation.seed + attempt - 1)
+
+    def identity(self, weights: dict) -> dict:
+        """The judge, as verdicts depend on it: backend, model, weight options, verdict mode."""
+        return {
+            "model_type": self.judge_model_type.value,
+            "model_name": self.judge_model_name,
+            "weights": weights,
+            "verdict": self.verdict.value,
+        }
+
+    @property
+    def label(self) -> str:
+        return f"{self.judge_model_type.value}:{self.judge_model_name}"
+
 
 @dataclass
-class Arguments(
-    ProtocolArguments,
-    OverwriteArguments,
-    LimitArguments,
-    DryRunArguments,
-    ShardArguments,
-    BackendArguments,
-    GenerationArguments,
-    JudgeArguments,
-    ComparisonArguments,
-):
-    # Text verdicts sample as prometheus-eval's relative grading does (its default parameters); probability
-    # verdicts generate nothing, so these do not apply to them.
+class JudgeGenerationArguments(GenerationArguments):
+    """Text verdicts sample as prometheus-eval's relative grading does (its default parameters); probability
+    verdicts generate nothing, so these do not apply to them."""
+
     temperature: float = field(
         default=1.0, metadata={"help": "Text verdicts: sampling temperature (prometheus-eval: 1.0)."}
     )
@@ -170,6 +182,19 @@ class Arguments(
     )
 
 
+GROUPS = (
+    ProtocolArguments,
+    OverwriteArguments,
+    LimitArguments,
+    DryRunArguments,
+    ShardArguments,
+    BackendArguments,
+    JudgeGenerationArguments,
+    JudgeArguments,
+    ComparisonArguments,
+)
+
+
 def check_system_role(llm) -> None:
     """A local judge whose chat template refuses system messages (Mistral-style, e.g. Prometheus) needs merging."""
     tokenizer = getattr(llm, "tokenizer", None)
@@ -187,35 +212,33 @@ def check_system_role(llm) -> None:
         ) from None
 
 
-def judge_backend(args: Arguments):
+def judge_backend(judging: JudgeArguments, backend: BackendArguments) -> LLM:
     """The run's one judge backend, shared by every comparison, first attempts and retries."""
-
-    llm = make_llm(args.judge_model_type, args.judge_model_name, **args.backend_options())
-    if not args.merge_system_prompt:
+    llm = make_llm(judging.judge_model_type, judging.judge_model_name, **backend.backend_options())
+    if not judging.merge_system_prompt:
         check_system_role(llm)
-    if args.verdict == Verdict.probability:
+    if judging.verdict == Verdict.probability:
         llm.require_prefill_continued()  # the verdict marker must start the answer
     return llm
 
 
-def load_pairs(args: Arguments, base: Side, test: Side):
-    """The pairs to judge (the first ``--limit``, less repetitive ones with ``--drop_repetitive``), how many were
+def load_pairs(judging: JudgeArguments, limit: int | None, base: Side, test: Side):
+    """The pairs to judge (the first ``limit``, less repetitive ones with ``--drop_repetitive``), how many were
     dropped, and a digest of all pairs' content, for the fingerprint."""
-
-    base_rows = read_outputs(base.path, base.has_persona, flag="base file", view=args.response_view)
-    test_rows = read_outputs(test.path, test.has_persona, flag="test file", view=args.response_view)
+    base_rows = read_outputs(base.path, base.has_persona, flag="base file", view=judging.response_view)
+    test_rows = read_outputs(test.path, test.has_persona, flag="test file", view=judging.response_view)
     pairs = match_rows(base_rows, test_rows, f"base '{base.path.name}'", f"test '{test.path.name}'")
     content = digest([[p.id, p.question, p.persona, p.base.response, p.test.response] for p in pairs])
-    pairs = pairs[: args.limit]
+    pairs = pairs[:limit]
     dropped = 0
-    if args.drop_repetitive:
+    if judging.drop_repetitive:
         kept = [p for p in pairs if not (is_repetitive(p.base.response) or is_repetitive(p.test.response))]
         pairs, dropped = kept, len(pairs) - len(kept)
         if not pairs:
             raise UsageError(
                 f"every pair of {test.label} has a repetitive response: drop --drop_repetitive to judge them"
             )
-    if Metric.personalization in args.metrics and not any(p.persona for p in pairs):
+    if Metric.personalization in judging.metrics and not any(p.persona for p in pairs):
         raise UsageError(
             "neither configuration carries a persona, so personalization cannot be judged: "
             "pass --metrics response_quality or a test configuration with personas"
@@ -223,108 +246,29 @@ def load_pairs(args: Arguments, base: Side, test: Side):
     return pairs, dropped, content
 
 
-def verdict_settings(args: Arguments, generation) -> dict:
-    """What, besides the prompt, decides a verdict: the judge and how its verdict is read."""
-    settings = {
-        "judge": {
-            "model_type": args.judge_model_type.value,
-            "model_name": args.judge_model_name,
-            "weights": args.weight_options(),
-        },
-        "verdict": args.verdict.value,
-    }
-    if args.verdict == Verdict.text:
-        settings["generation"] = {
-            **dataclasses.asdict(generation),
-            "retry_temperature": args.retry_temperature,
-            "verdict_retries": args.verdict_retries,
-        }
-    return settings
-
-
-def fingerprint(args: Arguments, templates: dict, generation, pairs_digest: str) -> dict:
+def fingerprint(
+    judging: JudgeArguments, weights: dict, templates: dict, generation, pairs_digest: str
+) -> dict:
     """What determines the verdicts: judge, verdict mode, prompts, generation settings and the pairs' content.
 
     Not ``--metrics`` or ``--limit``: they choose which verdicts exist, and the checkpoint is keyed by request.
     """
-
+    identity = judging.identity(weights)
+    settings = {"judge": {k: identity[k] for k in ("model_type", "model_name", "weights")}}
+    settings["verdict"] = identity["verdict"]
+    if judging.verdict == Verdict.text:
+        settings["generation"] = {
+            **dataclasses.asdict(generation.generation()),
+            "retry_temperature": judging.retry_temperature,
+            "verdict_retries": judging.verdict_retries,
+        }
     return {
-        **verdict_settings(args, generation),
+        **settings,
         "prompts": digest(templates),
-        "merge_system_prompt": args.merge_system_prompt,
-        "drop_repetitive": args.drop_repetitive,
+        "merge_system_prompt": judging.merge_system_prompt,
+        "drop_repetitive": judging.drop_repetitive,
         "pairs": pairs_digest,
     }
-
-
-class VerdictCache:
-    """Verdicts by (judge settings, rendered prompt, attempt): an append-only JSONL file in ``--output_dir``.
-
-    Each comparison keeps its own checkpoint; the cache adds that a prompt judged before anywhere under the same
-    output folder (another comparison of a grid, an earlier or overwritten run) is answered without the judge.
-    """
-
-    FIELDS = ("raw_text", "usage", "probabilities", "tokens_read")
-
-    def __init__(self, path, settings: dict):
-
-        self.file = JsonlCheckpoint(path)
-        self.settings = digest(settings)
-        self.entries = {key: entry for key, entry in self.file.load().items()}
-        self.hits = 0
-
-    def key(self, request, attempt: int) -> str:
-
-        return digest([self.settings, request.system, request.prompt, request.prefill, attempt])
-
-    def fill(self, requests, meta, checkpoint_path) -> None:
-        """Copy the cached verdicts of ``requests`` missing from a comparison's checkpoint into it."""
-
-        checkpoint = JsonlCheckpoint(checkpoint_path)
-        done = {i for i, r in checkpoint.load().items() if r.get("status") == "ok"}
-        found = []
-        for request in requests:
-            entry = self.entries.get(self.key(request, meta[request.id]["attempt"]))
-            if request.id not in done and entry is not None:
-                fields = {k: entry.get(k) for k in self.FIELDS if k in entry}
-                record = {"id": request.id, "prompt": request.prompt, **meta[request.id], **fields}
-                found.append(judge.finish_record({**record, "status": "ok", "cached": True}))
-        if found:
-            checkpoint.append(found)
-            self.hits += len(found)
-        checkpoint.close()
-
-    def add(self, requests, meta, records: dict) -> None:
-        new = []
-        for request in requests:
-            record = records.get(request.id)
-            key = self.key(request, meta[request.id]["attempt"])
-            if (
-                record
-                and record.get("status") == "ok"
-                and not record.get("cached")
-                and key not in self.entries
-            ):
-                entry = {"id": key, **{k: record[k] for k in self.FIELDS if k in record}}
-                self.entries[key] = entry
-                new.append(entry)
-        if new:
-            self.file.append(new)
-
-    def close(self) -> None:
-        self.file.close()
-
-
-def attempts_needed(requests, meta, done: dict, retries: int) -> bool:
-    """Whether any first attempt or needed retry is missing from ``done`` (else no model is loaded at all)."""
-
-    if any(r.id not in done for r in requests):
-        return True
-    for attempt in range(2, retries + 2):
-        pending, _ = judge.retry_requests(requests, meta, done, attempt)
-        if any(r.id not in done for r in pending):
-            return True
-    return False
 
 
 @dataclass
@@ -342,23 +286,43 @@ class Comparison:
 
 
 def plan_comparison(
-    args: Arguments, base: Side, test: Side, task: str, generation, cache: VerdictCache
+    judging: JudgeArguments,
+    generation: GenerationArguments,
+    weights: dict,
+    where: ComparisonArguments,
+    limit: int | None,
+    base: Side,
+    test: Side,
 ) -> Comparison:
-    """The comparison's pairs and requests, and how the driver judges them (through ``cache``, then retries), makes
+    """The comparison's pairs and requests, and how the driver judges them (first attempts, then retries), makes
     the final judgments and summarizes them."""
-    files = layout.judge_files(comparison_folder(args, base, test))
-    pairs, dropped, pairs_digest = load_pairs(args, base, test)
-    job = judge.JudgeJob(task, args.merge_system_prompt, args.verdict)
-    requests, meta = judge.build_requests(pairs, args.metrics, job)
-    settings = fingerprint(args, judge.templates(task), generation, pairs_digest)
-    comparison = comparison_settings(args, base, test)
-    probability = args.verdict == Verdict.probability
+    task = judging.task_instruction or judge.task_instruction(
+        dataset_slug(where.dataset_name or test.path.parent.name)
+    )
+    pairs, dropped, pairs_digest = load_pairs(judging, limit, base, test)
+    job = judge.JudgeJob(task, judging.merge_system_prompt, judging.verdict)
+    requests, meta = judge.build_requests(pairs, judging.metrics, job)
+    settings = fingerprint(judging, weights, judge.templates(task), generation, pairs_digest)
+    comparison = comparison_settings(where, base, test)
+    options = judge.LETTERS if judging.verdict == Verdict.probability else None
 
-    def execute(llm, own_requests, checkpoint, overwrite: bool) -> Execution:
-        return judge_requests(args, llm, own_requests, meta, checkpoint, overwrite, cache, test.label)
+    def execute(llm, own_requests, checkpoint):
+        first_attempt = judging.first_attempt(generation)
+        retry = functools.partial(judging.retry, generation)
+        return judge.judge_with_retries(
+            llm,
+            own_requests,
+            meta,
+            checkpoint,
+            first_attempt,
+            retry,
+            judging.verdict_retries,
+            test.label,
+            options,
+        )
 
     def assemble(records: dict) -> list[dict]:
-        rows = judge.judgments(pairs, args.metrics, requests, records, task)
+        rows = judge.judgments(pairs, judging.metrics, requests, records, task)
         return [row | {"comparison": comparison} for row in rows]
 
     def summarize(rows: list[dict], records: dict) -> dict:
@@ -374,21 +338,21 @@ def plan_comparison(
 
     stage = RequestStage(
         label=f"judge {test.label}",
-        files=files,
+        files=layout.judge_files(comparison_folder(where, base, test)),
         requests=requests,
         meta=meta,
         fingerprint=settings,
-        generation=generation,
+        generation=judging.first_attempt(generation),
         finish=judge.finish_record,
         summarize=summarize,
-        options=judge.LETTERS if probability else None,
-        model=f"{args.judge_model_name} ({args.judge_model_type.value})",
+        options=options,
+        model=f"{judging.judge_model_name} ({judging.judge_model_type.value})",
         prompts=settings["prompts"],
         record={
             "base_file": str(base.path),
             "test_file": str(test.path),
-            "judge": f"{args.judge_model_type.value}:{args.judge_model_name}",
-            "verdict_mode": args.verdict.value,
+            "judge": judging.label,
+            "verdict_mode": judging.verdict.value,
             "task_instruction": task,
             "pairs": len(pairs),
             "dropped_repetitive": dropped,
@@ -401,143 +365,105 @@ def plan_comparison(
     return Comparison(test, pairs, dropped, stage)
 
 
-def judge_requests(
-    args: Arguments, llm, requests, meta, checkpoint, overwrite: bool, cache: VerdictCache, label: str
-) -> Execution:
-    """First attempts, then the text retries of invalid verdicts; every verdict through the cache."""
-    probability = args.verdict == Verdict.probability
-    first_attempt = args.generation() if not probability else GenerationConfig(max_tokens=1)
-    if not overwrite:
-        cache.fill(requests, meta, checkpoint)
-    records, first = run_requests(
-        llm,
-        requests,
-        meta,
-        checkpoint,
-        first_attempt,
-        judge.finish_record,
-        desc=f"judge {label}",
-        options=judge.LETTERS if probability else None,
-    )
-    cache.add(requests, meta, records)
-    stats = {"first_attempts": first.as_dict()}
-    for attempt in range(2, args.verdict_retries + 2):
-        retries, retry_meta = judge.retry_requests(requests, meta, records, attempt)
-        if not retries:
-            break
-        if not overwrite:
-            cache.fill(retries, retry_meta, checkpoint)
-        temperature = args.temperature if args.retry_temperature is None else args.retry_temperature
-        retry = args.generation(temperature=temperature, seed=args.seed + attempt - 1)
-        done, again = run_requests(
-            llm, retries, retry_meta, checkpoint, retry, judge.finish_record, desc="judge retries"
-        )
-        cache.add(retries, retry_meta, done)
-        records.update(done)
-        stats[f"attempt_{attempt}"] = again.as_dict()
-    return Execution(records, stats, first)
-
-
-def comparison_settings(args: Arguments, base: Side, test: Side) -> dict:
+def comparison_settings(where: ComparisonArguments, base: Side, test: Side) -> dict:
     """A comparison's configuration, stored in its judgments and carried into ``win_rate.json``."""
     return {
-        "dataset": args.dataset_name or "",
-        "model_nickname": args.model_nickname,
+        "dataset": where.dataset_name or "",
+        "model_nickname": where.model_nickname,
         "base": base.as_dict(),
         "test": test.as_dict(),
     }
 
 
+def print_dry_run(plans: list[Comparison], base: Side, judging: JudgeArguments) -> None:
+    for plan in plans:
+        print(
+            f"[dry run] {plan.test.label}: {len(plan.pairs)} pairs x {len(judging.metrics)} metrics x 2 orders = "
+            f"{len(plan.stage.requests)} judge requests ({judging.verdict.value} verdicts) -> {plan.files.results}"
+        )
+    first = plans[0].stage.requests[0]
+    print(f"[dry run] base: {base.path}")
+    print(f"[dry run] first system prompt:\n{first.system}\n[dry run] first judge prompt:\n{first.prompt}")
+    if first.prefill:
+        print(f"[dry run] the answer starts with: {first.prefill}")
+
+
+def needs_judge(plans: list[Comparison], overwrite: bool, shards: ShardArguments) -> bool:
+    """Whether a comparison is still to judge (a finished one is resumed whole from its checkpoint)."""
+    if shards.merge_shards:
+        return False
+    return overwrite or any(not this_shard(p.files, [], shards)[0].results.exists() for p in plans)
+
+
+def print_outcome(
+    plan: Comparison, outcome, base: Side, judging: JudgeArguments, shards: ShardArguments
+) -> None:
+    """The console summary of one judged comparison: counts, invalid verdicts, a weak judge, outcomes."""
+    rows, verdicts, first = outcome.records, outcome.summary["verdicts"], outcome.stats
+    total = verdicts["total"]
+    asked = (
+        f"{first.reused} reused, {first.cached} from the cache, {first.ok - first.cached} new, "
+        f"{verdicts['retried']} retried, in {first.seconds:.1f}s"
+        if not shards.merge_shards
+        else f"assembled from {shards.num_shards} shards"
+    )
+    print(
+        f"{plan.test.label} vs {base.label}: {len(plan.pairs)} pairs x {len(judging.metrics)} metrics x 2 orders = "
+        f"{total} {judging.verdict.value} verdicts by {judging.label} ({asked})"
+        + (f"; {plan.dropped} pairs with a repetitive response dropped" if judging.drop_repetitive else "")
+    )
+    print(
+        f"  invalid verdicts: {verdicts['invalid_first_attempt']}/{total} on the first attempt, "
+        f"{verdicts['invalid_after_retry']}/{total} after retries ({verdicts['invalid_after_retry'] / total:.1%})"
+    )
+    weak = check_answers(pairwise_answers(rows))
+    if weak:
+        print(f"  {weak['warning']}")
+    for metric in judging.metrics:
+        counts = {
+            o: sum(r["outcome"] == o for r in rows if r["metric"] == metric.value) for o in judge.OUTCOMES
+        }
+        print(f"  {metric.value}: " + ", ".join(f"{o} {n}" for o, n in counts.items()))
+    print(f"  results: {plan.files.results}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = apply_protocol("persona_tailoring.evaluation.run_judge", argv)
-    args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
+    groups = parse(GROUPS, argv, description=__doc__.split("\n\n")[0])
+    _, overwrite, limit, dry_run, shards, backend, generation, judging, where = groups
     load_env()
-    base, tests = resolve_sides(args)
-    probability = args.verdict == Verdict.probability
-    generation = args.generation() if not probability else GenerationConfig(max_tokens=1)
-    cache = VerdictCache(layout.verdict_cache_path(args.output_dir), verdict_settings(args, generation))
-    try:
-        return judge_grid(args, base, tests, generation, cache)
-    finally:
-        cache.close()
-
-
-def judge_grid(args: Arguments, base: Side, tests: list[Side], generation, cache: VerdictCache) -> int:
-    """Every comparison of the grid through the stage driver, on one judge backend; a summary of each."""
-    plans = []
-    for test in tests:
-        task = args.task_instruction or judge.task_instruction(
-            dataset_slug(args.dataset_name or test.path.parent.name)
-        )
-        plans.append(plan_comparison(args, base, test, task, generation, cache))
-    if args.dry_run:
-        api_key(args.judge_model_type, args.base_url)  # a missing key is found now, not after the dry run
-        for plan in plans:
-            print(
-                f"[dry run] {plan.test.label}: {len(plan.pairs)} pairs x {len(args.metrics)} metrics x 2 orders = "
-                f"{len(plan.stage.requests)} judge requests ({args.verdict.value} verdicts) -> {plan.files.results}"
-            )
-        first = plans[0].stage.requests[0]
-        print(f"[dry run] base: {base.path}")
-        print(
-            f"[dry run] first system prompt:\n{first.system}\n[dry run] first judge prompt:\n{first.prompt}"
-        )
-        if first.prefill:
-            print(f"[dry run] the answer starts with: {first.prefill}")
+    base, tests = resolve_sides(where)
+    weights = backend.weight_options()
+    plans = [plan_comparison(judging, generation, weights, where, limit.limit, base, test) for test in tests]
+    if dry_run.dry_run:
+        api_key(
+            judging.judge_model_type, backend.base_url
+        )  # a missing key is found now, not after the dry run
+        print_dry_run(plans, base, judging)
         return 0
     for plan in plans:  # a refused rerun loads no model and touches no comparison
-        check_stage(plan.stage, args.overwrite, args)
-    # Built before any folder is taken, so a missing key or model leaves nothing behind; a grid whose every verdict
-    # is in the checkpoints or the cache loads no model (the bare ``LLM`` placeholder is never asked).
-    needed = False
-    for plan in plans:
-        own_files, own_requests = this_shard(plan.files, plan.stage.requests, args)
-        done = {} if args.overwrite else JsonlCheckpoint(own_files.checkpoint).load()
-        done = {i: r for i, r in done.items() if r.get("status") == "ok"}
-        needed = needed or attempts_needed(own_requests, plan.stage.meta, done, args.verdict_retries)
-    needed = needed and not args.merge_shards
-    backend = functools.cache(lambda: judge_backend(args) if needed else LLM(args.judge_model_name))
-    identity = f"{args.judge_model_type.value}:{args.judge_model_name}"
+        check_stage(plan.stage, overwrite.overwrite, shards)
+    model = functools.cache(lambda: judge_backend(judging, backend))
+    if needs_judge(plans, overwrite.overwrite, shards):
+        model()  # built before any folder is taken, so a missing key or model leaves nothing behind
+    cache_path = layout.verdict_cache_path(where.output_dir)
+    cached = CachingJudge(cache_path, judging.identity(weights), model, read=not overwrite.overwrite)
     status = 0
-    for plan in plans:
-        outcome = run_stage(plan.stage, backend, args.overwrite, args, public_args(args))
-        if outcome.status == "failed":
-            status = 1
-            if any("role" in (r.get("error") or "").lower() for r in outcome.records):
-                print("the judge seems to reject the system role: rerun with --merge_system_prompt")
-            continue
-        if outcome.status != "done":
-            continue
-        rows, verdicts, first = outcome.records, outcome.summary["verdicts"], outcome.stats
-        total = verdicts["total"]
-        asked = (
-            f"{first.reused} reused, {verdicts['cached']} from the cache, {first.ok} new, "
-            f"{verdicts['retried']} retried, in {first.seconds:.1f}s"
-            if not args.merge_shards
-            else f"assembled from {args.num_shards} shards"
-        )
-        print(
-            f"{plan.test.label} vs {base.label}: {len(plan.pairs)} pairs x {len(args.metrics)} metrics x 2 orders = "
-            f"{total} {args.verdict.value} verdicts by {identity} ({asked})"
-            + (f"; {plan.dropped} pairs with a repetitive response dropped" if args.drop_repetitive else "")
-        )
-        print(
-            f"  invalid verdicts: {verdicts['invalid_first_attempt']}/{total} on the first attempt, "
-            f"{verdicts['invalid_after_retry']}/{total} after retries ({verdicts['invalid_after_retry'] / total:.1%})"
-        )
-        weak = check_answers(pairwise_answers(rows))
-        if weak:
-            print(f"  {weak['warning']}")
-        for metric in args.metrics:
-            counts = {
-                o: sum(r["outcome"] == o for r in rows if r["metric"] == metric.value) for o in judge.OUTCOMES
-            }
-            print(f"  {metric.value}: " + ", ".join(f"{o} {n}" for o, n in counts.items()))
-        print(f"  results: {plan.files.results}")
+    try:
+        for plan in plans:
+            outcome = run_stage(plan.stage, lambda: cached, overwrite.overwrite, shards, public_args(*groups))
+            if outcome.status == "failed":
+                status = 1
+                if any("role" in (r.get("error") or "").lower() for r in outcome.records):
+                    print("the judge seems to reject the system role: rerun with --merge_system_prompt")
+            elif outcome.status == "done":
+                print_outcome(plan, outcome, base, judging, shards)
+    finally:
+        cached.close()
     print(
-        f"{len(plans)} comparison(s) under {args.output_dir}; verdict cache: {cache.file.path} ({cache.hits} hits)"
+        f"{len(plans)} comparison(s) under {where.output_dir}; verdict cache: {cache_path} ({cached.hits} hits)"
     )
-    print(f"next: python -m persona_tailoring.evaluation.win_rate --comparison_dir {args.output_dir}")
+    print(f"next: python -m persona_tailoring.evaluation.win_rate --comparison_dir {where.output_dir}")
     return status
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from persona_core import layout
-from persona_core.cli import parse_args
+from persona_core.cli import parse
 from persona_core.errors import UsageError, run_cli
 from persona_core.io import read_records, write_json_atomic
 from persona_core.weak_judge import check_answers, pairwise_answers
@@ -43,7 +43,9 @@ from persona_tailoring.evaluation.win_rate_writers import (
 
 
 @dataclass
-class Arguments(ComparisonArguments):
+class ScoringArguments:
+    """Which comparisons to score, and how the intervals are drawn."""
+
     comparison_dir: str | None = field(
         default=None,
         metadata={
@@ -61,34 +63,36 @@ class Arguments(ComparisonArguments):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
-    root, folders = find_comparisons(args, args.comparison_dir)
+    where, scoring = parse(
+        (ComparisonArguments, ScoringArguments), argv, description=__doc__.split("\n\n")[0]
+    )
+    root, folders = find_comparisons(where, scoring.comparison_dir)
     rows, cells, written = [], [], []
     names = [layout.comparison_name(folder) for folder in folders]
     width = max(len("comparison"), *map(len, names))
     print(console_header(width))
     for folder, name in zip(folders, names, strict=True):
-        where = str(layout.judge_files(folder).results)
-        records = read_records(where)
+        judged = str(layout.judge_files(folder).results)
+        records = read_records(judged)
         summary = summarize(
-            outcome_codes(records, where),
-            args.resamples,
-            args.seed,
+            outcome_codes(records, judged),
+            scoring.resamples,
+            scoring.seed,
             responses_by_side(records),
             test_probabilities(records),
         )
         configuration = records[0].get("comparison") if records else None
         if configuration is None:
             raise UsageError(
-                f"{where} has no comparison configuration (judged by an older version): rerun the judge on it"
+                f"{judged} has no comparison configuration (judged by an older version): rerun the judge on it"
             )
-        summary = {"comparison": name, "configuration": configuration, "judgments": where, **summary}
+        summary = {"comparison": name, "configuration": configuration, "judgments": judged, **summary}
         summary["weak_judge"] = check_answers(pairwise_answers(records))
         outputs = layout.win_rate_files(folder)
         write_json_atomic(outputs["json"], summary)
         write_csv(outputs["csv"], [csv_row(name, summary)])
         written += [outputs["json"], outputs["csv"]]
-        if args.plot:
+        if scoring.plot:
             written += plot(summary, name, [outputs["png"], outputs["pdf"]])
         rows.append(csv_row(name, summary))
         cells.append(grid_cell(name, summary))
@@ -101,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ΔPQ table ({len(cells)} cells): {table[1]}")
         print(table[1].read_text(encoding="utf-8"))
     print(
-        f"{len(folders)} comparison(s) scored ({args.resamples} bootstrap resamples); wrote {len(written)} files, e.g.:"
+        f"{len(folders)} comparison(s) scored ({scoring.resamples} bootstrap resamples); wrote {len(written)} files, e.g.:"
     )
     for path in written[:4]:
         print(f"  {path}")

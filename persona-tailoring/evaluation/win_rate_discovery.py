@@ -15,27 +15,27 @@ from persona_tailoring.evaluation.configuration import (
 from persona_tailoring.evaluation.win_rate_writers import GRID_COLUMNS, SIDES, csv_row
 
 
-def names_a_comparison(args: ComparisonArguments) -> bool:
+def names_a_comparison(where: ComparisonArguments) -> bool:
     """Whether a base or test side is named; without one, the comparisons under --output_dir are scored."""
     sides = ("base_file", "test_file", "model_type_base", "training_type_base", "inference_type_base")
     return any(
-        getattr(args, f) for f in (*sides, "model_type_test", "training_type_test", "inference_type_test")
+        getattr(where, f) for f in (*sides, "model_type_test", "training_type_test", "inference_type_test")
     )
 
 
-def find_comparisons(args: ComparisonArguments, comparison_dir: str | None) -> tuple[Path, list[Path]]:
+def find_comparisons(where: ComparisonArguments, comparison_dir: str | None) -> tuple[Path, list[Path]]:
     """The folder the comparisons were looked for in, and every comparison folder holding judgments: those in or
-    under ``comparison_dir`` (or ``args.output_dir`` when no side is named), else the one(s) ``args`` name."""
+    under ``comparison_dir`` (or ``where.output_dir`` when no side is named), else the one(s) ``where`` name."""
     judgments = layout.JUDGMENTS_FILE
-    if comparison_dir or not names_a_comparison(args):
+    if comparison_dir or not names_a_comparison(where):
         flags = [
-            f for f in ("base_file", "test_file", "model_type_base", "model_type_test") if getattr(args, f)
+            f for f in ("base_file", "test_file", "model_type_base", "model_type_test") if getattr(where, f)
         ]
         if flags:
             raise UsageError(
                 f"pass either --comparison_dir or the comparison flags (--{flags[0]} ...), not both"
             )
-        root = Path(comparison_dir or args.output_dir)
+        root = Path(comparison_dir or where.output_dir)
         if not root.is_dir():
             flag = "--comparison_dir" if comparison_dir else "--output_dir"
             raise UsageError(f"{flag} '{root}' does not exist: pass run_judge's --output_dir")
@@ -45,9 +45,9 @@ def find_comparisons(args: ComparisonArguments, comparison_dir: str | None) -> t
             else sorted(p.parent for p in root.rglob(judgments))
         )
     else:
-        base, tests = resolve_sides(args)
-        folders = [comparison_folder(args, base, test) for test in tests]
-        root = folders[0] if len(folders) == 1 else Path(args.output_dir)
+        base, tests = resolve_sides(where)
+        folders = [comparison_folder(where, base, test) for test in tests]
+        root = folders[0] if len(folders) == 1 else Path(where.output_dir)
         found = [folder for folder in folders if layout.judge_files(folder).results.is_file()]
     if not found:
         raise UsageError(
