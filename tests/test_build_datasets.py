@@ -170,7 +170,7 @@ def test_no_results_names_the_command_that_makes_them(sample):
 
 def test_push_to_hub_is_opt_in_and_needs_a_repo_id(sample, tmp_path, monkeypatch):
     _, argv, _ = sample
-    assert augmentation.Arguments().push_to_hub is False
+    assert augmentation.AugmentationArguments().push_to_hub is False
     monkeypatch.setenv("HF_TOKEN", "hf_test")
     with pytest.raises(UsageError, match="owner/name"):
         augmentation.main([*argv, "--push_to_hub"])

@@ -90,12 +90,13 @@ def test_chat_help_does_not_speak_of_stages(capsys):
 
 
 def test_off_switches_still_accept_their_no_form():
-    from persona_core.cli import parse_args
-    from persona_inference.model.run_model import Arguments
+    from persona_core.cli import parse
+    from persona_inference.model.arguments import DataArguments
+    from persona_inference.model.run_model import GROUPS
 
-    assert parse_args(Arguments, []).dry_run is False
-    assert parse_args(Arguments, ["--dry_run"]).dry_run is True
-    assert parse_args(Arguments, ["--no-skip_bad_rows"]).skip_bad_rows is False
+    assert parse(GROUPS, [])[1].dry_run is False
+    assert parse(GROUPS, ["--dry_run"])[1].dry_run is True
+    assert parse((DataArguments,), ["--no-skip_bad_rows"])[0].skip_bad_rows is False
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ import datasets
 import pytest
 
 from bench.loopback import LoopbackLLMServer
-from persona_core.cli import parse_args
+from persona_core.cli import parse
 from persona_core.errors import UsageError, run_cli
 from persona_core.layout import DATASET_CARD_FILE, REPO_ROOT, ROW_KEY_COLUMN, pi_files, row_key
 from persona_core.preferences import PreferenceFormat, load_preferences, read_preferences
@@ -24,7 +24,7 @@ from persona_inference import PROMPT_DIR
 from persona_inference.model import build_augmented_dataset as augmentation
 from persona_inference.model import build_tailoring_dataset as tailoring
 from persona_inference.model import run_model
-from persona_inference.model.experiment import data_digest, load_rows
+from persona_inference.model.experiment import data_digest, load_inputs
 from tests.conftest import api_args, fake_persona, make_args, read_jsonl, tailoring_row, write_template
 
 FORMATS = REPO_ROOT / "data" / "formats"
@@ -204,6 +204,13 @@ def test_judges_read_the_whole_conversation_and_accept_personas_of_a_cut_prompt(
     assert augmented["chosen_persona_gold"][4] == lisbon["persona"]
 
 
+def load_data(argv: list[str]):
+    """The rows persona inference would run on, loaded as ``run_model`` loads them."""
+    _, runs, _, backend, generation, _, data, rows, settings = parse(run_model.GROUPS, argv)
+    inputs = load_inputs(settings, data, rows, runs.limit, generation.max_tokens, backend.cache_dir)
+    return inputs.dataset, inputs.rows
+
+
 def test_an_hf_chat_model_context_cuts_the_oldest_turns(tiny_model_dir, tmp_path):
     """The tiny model's 4096 positions: a long conversation loses its oldest turns, whole, and keeps its id."""
     turns = []
@@ -217,7 +224,7 @@ def test_an_hf_chat_model_context_cuts_the_oldest_turns(tiny_model_dir, tmp_path
     data = write_jsonl(tmp_path / "long.jsonl", rows)
     prompts = write_template(tmp_path / "prompts")
     argv = ["--dataset_name", str(data), "--model_name", str(tiny_model_dir), "--prompt_dir", str(prompts)]
-    dataset, _ = load_rows(parse_args(run_model.Arguments, argv))
+    dataset, _ = load_data(argv)
     uncut = read_preferences(datasets.Dataset.from_list(rows))
     kept = dataset[0]["prompt"].split("\n\n")
     assert dataset.cut[0]["dropped_turns"] == len(turns) - len(kept) > 0
@@ -228,7 +235,7 @@ def test_an_hf_chat_model_context_cuts_the_oldest_turns(tiny_model_dir, tmp_path
     rows.append(in_format("conversational", [user("bridges " * 2000)], "Yes.", "No."))
     write_jsonl(data, rows)
     with pytest.raises(UsageError, match=r"1 prompt\(s\) do not fit .* row 1 \("):
-        load_rows(parse_args(run_model.Arguments, argv))
+        load_data(argv)
 
 
 def test_persona_inference_on_the_tiny_model_is_the_same_for_both_forms(tiny_model_dir, tmp_path):

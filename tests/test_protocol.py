@@ -7,6 +7,7 @@ import pytest
 from persona_core import protocol
 from persona_core.cli import parse, parse_args
 from persona_core.layout import TRAINING_SUMMARY_FILE
+from persona_inference.model import run_model as pi_run_model
 from persona_tailoring.evaluation import run_judge
 from persona_tailoring.model import train
 from persona_tailoring.model.run_model import Arguments as TailoringArguments
@@ -172,16 +173,20 @@ def test_protocol_paper_in_the_scripts_passes_the_switch_and_drops_the_demo_size
 
 
 def test_explicit_flags_override_the_protocol_in_persona_inference_and_the_judge():
-    from persona_inference.model.run_model import Arguments as InferenceArguments
-
-    pi = parse_args(
-        InferenceArguments,
+    pi_groups = parse(
+        pi_run_model.GROUPS,
         protocol.apply(
             "persona_inference.model.run_model", ["--protocol", "paper", "--persona_prefix", "I am"]
         ),
     )
-    assert (pi.min_tokens, pi.max_tokens, pi.stop_token, pi.persona_prefix) == (5, 200, ["\nPrompt:"], "I am")
-    assert (pi.verdict.value, pi.judge_max_tokens, pi.prefs_question.value) == ("text", 200, "better")
+    generation, pi = pi_groups[4], pi_groups[-1]
+    assert (generation.min_tokens, generation.max_tokens, generation.stop_token) == (5, 200, ["\nPrompt:"])
+    assert (pi.persona_prefix, pi.verdict.value, pi.judge_max_tokens, pi.prefs_question.value) == (
+        "I am",
+        "text",
+        200,
+        "better",
+    )
     groups = parse(
         run_judge.GROUPS,
         protocol.apply(

@@ -510,12 +510,10 @@ def test_vllm_backend_is_refused_clearly_without_vllm(capsys, tmp_path):
 
 
 def test_engine_flags_reach_the_backend_as_engine_args():
-    from persona_core.cli import parse_args
-    from persona_inference.model.run_model import Arguments
+    from persona_core.arguments import BackendArguments
+    from persona_core.cli import parse
 
     flags = [
-        "--model_type",
-        "vllm",
         "--tensor_parallel_size",
         "2",
         "--max_model_len",
@@ -531,7 +529,8 @@ def test_engine_flags_reach_the_backend_as_engine_args():
         "enforce_eager=false",
         "tokenizer_mode=slow",
     ]
-    options = parse_args(Arguments, flags).backend_options()["engine_options"]
+    (backend,) = parse((BackendArguments,), flags)
+    options = backend.backend_options()["engine_options"]
     assert options == {
         "tensor_parallel_size": 2,
         "max_model_len": 4096,
@@ -541,11 +540,11 @@ def test_engine_flags_reach_the_backend_as_engine_args():
         "enforce_eager": False,
         "tokenizer_mode": "slow",
     }
-    assert parse_args(Arguments, []).backend_options()["engine_options"] == {}  # vLLM's own defaults
+    assert BackendArguments().backend_options()["engine_options"] == {}  # vLLM's own defaults
     with pytest.raises(UsageError, match="--engine_args 'max_num_seqs' is not key=value"):
-        parse_args(Arguments, ["--engine_args", "max_num_seqs"])
+        parse((BackendArguments,), ["--engine_args", "max_num_seqs"])
     with pytest.raises(UsageError, match="--gpu_memory_utilization must be in"):
-        parse_args(Arguments, ["--gpu_memory_utilization", "1.5"])
+        parse((BackendArguments,), ["--gpu_memory_utilization", "1.5"])
 
 
 def test_in_process_data_parallelism_is_refused_with_the_ways_to_get_it():

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from persona_core.cli import parse_args
+from persona_core.cli import parse
 from persona_core.errors import UsageError
 from persona_core.io import atomic_output, read_records
 from persona_core.layout import figure_paths, figure_table, figures_dir, pi_files
@@ -97,22 +97,22 @@ def select(found: list[ResultFile], wanted: list[str] | None, attribute: str, fl
 
 
 def find_selected(
-    args: FigureArguments, experiment: str, models: list[str] | None, models_flag: str
+    selection: FigureArguments, experiment: str, models: list[str] | None, models_flag: str
 ) -> list[ResultFile]:
     """The results of ``experiment`` for the run, narrowed by ``--datasets`` and ``models``; none is an error."""
-    found = find_results(args.res_dir, args.run_name, experiment)
+    found = find_results(selection.res_dir, selection.run_name, experiment)
     if not found:
-        root = Path(args.res_dir)
+        root = Path(selection.res_dir)
         others = (
             {p.parent.name for p in root.glob(results_pattern("*", experiment))} if root.is_dir() else set()
         )
-        others.discard(args.run_name)
+        others.discard(selection.run_name)
         hint = f" (--run_name values that have it: {', '.join(sorted(others))})" if others else ""
         raise UsageError(
             f"no {Path(results_pattern('*', experiment)).name} under "
-            f"{args.res_dir}/<model>/<dataset>/{args.run_name}/{hint}: run the {experiment} experiment first"
+            f"{selection.res_dir}/<model>/<dataset>/{selection.run_name}/{hint}: run the {experiment} experiment first"
         )
-    return select(select(found, models, "model", models_flag), args.datasets, "dataset", "--datasets")
+    return select(select(found, models, "model", models_flag), selection.datasets, "dataset", "--datasets")
 
 
 def read_result_records(path: Path, required: tuple[str, ...]) -> list[dict]:
@@ -207,13 +207,13 @@ class Panels:
     dataset_names: dict[str, str]
 
     @classmethod
-    def of(cls, rows: list[dict], args: JudgedFigureArguments) -> Panels:
+    def of(cls, rows: list[dict], selection: JudgedFigureArguments) -> Panels:
         return cls(
-            args.evaluator_models or sorted({r["evaluator"] for r in rows}),
-            args.datasets or ordered_datasets(r["dataset"] for r in rows),
-            args.models or sorted({r["persona_model"] for r in rows}),
-            parse_name_map(args.model_names, "--model_names"),
-            parse_name_map(args.dataset_names, "--dataset_names"),
+            selection.evaluator_models or sorted({r["evaluator"] for r in rows}),
+            selection.datasets or ordered_datasets(r["dataset"] for r in rows),
+            selection.models or sorted({r["persona_model"] for r in rows}),
+            parse_name_map(selection.model_names, "--model_names"),
+            parse_name_map(selection.dataset_names, "--dataset_names"),
         )
 
     def title(self, dataset: str, evaluator: str) -> str:
@@ -242,26 +242,28 @@ class JudgedFigure:
     invalid: str
     """What the ``invalid`` counts count: 'invalid judge answers'."""
 
-    def collect(self, args: JudgedFigureArguments) -> list[dict]:
+    def collect(self, selection: JudgedFigureArguments) -> list[dict]:
         """One row per (judge, dataset, persona model[, side]) of the selected results."""
         rows = []
-        for result in find_selected(args, self.experiment, args.evaluator_models, "--evaluator_models"):
+        for result in find_selected(
+            selection, self.experiment, selection.evaluator_models, "--evaluator_models"
+        ):
             records = read_result_records(result.path, self.required)
             rows += [
                 {"evaluator": result.model, "dataset": result.dataset, **line}
                 for line in self.summarize(records)
             ]
         judged = sorted({r["persona_model"] for r in rows})
-        unknown = [m for m in args.models or [] if m not in judged]
+        unknown = [m for m in selection.models or [] if m not in judged]
         if unknown:
             raise UsageError(
                 f"--models {', '.join(unknown)} not judged in the selected results; judged: {', '.join(judged)}"
             )
-        return [r for r in rows if r["persona_model"] in args.models] if args.models else rows
+        return [r for r in rows if r["persona_model"] in selection.models] if selection.models else rows
 
     def main(self, argv: list[str] | None = None, description: str | None = None) -> int:
         """The figure script's command line."""
-        args = parse_args(JudgedFigureArguments, argv, description=description)
+        (args,) = parse((JudgedFigureArguments,), argv, description=description)
         rows = self.collect(args)
         if not rows:
             raise UsageError(

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from persona_core.arguments import positive
-from persona_core.cli import parse_args
+from persona_core.cli import parse
 from persona_core.errors import run_cli
 from persona_core.layout import PERSONA_INFERENCE, SIDES, figure_table
 from persona_inference.evaluation import common
@@ -133,11 +133,6 @@ class SaliencyArguments:
 
     def check(self) -> None:
         positive(self, "top_k", "min_count")
-
-
-@dataclass
-class Arguments(SaliencyArguments, common.FigureArguments):
-    """Every flag of the script: the figure's and the saliency's."""
 
 
 def cut_at_contrast(persona: str, contrast: re.Pattern = CONTRAST) -> str:
@@ -246,16 +241,18 @@ def markdown_table(table: dict[str, list[dict]], top_k: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
-    tables, sizes, models = collect(args, args)  # its figure and saliency groups
-    out_dir = args.out_folder()
-    model_names = common.parse_name_map(args.model_names, "--model_names")
-    dataset_names = common.parse_name_map(args.dataset_names, "--dataset_names")
-    fig = plot(tables, args, models, model_names, dataset_names)
+    figure, saliency = parse(
+        (common.FigureArguments, SaliencyArguments), argv, description=__doc__.split("\n\n")[0]
+    )
+    tables, sizes, models = collect(figure, saliency)
+    out_dir = figure.out_folder()
+    model_names = common.parse_name_map(figure.model_names, "--model_names")
+    dataset_names = common.parse_name_map(figure.dataset_names, "--dataset_names")
+    fig = plot(tables, saliency, models, model_names, dataset_names)
     figures = common.save_figure(fig, out_dir, "saliency")
     common.close(fig)
     rows = [
-        {"dataset": dataset, "label": label, "rank": rank + 1, **entry, "rules": args.rules().name}
+        {"dataset": dataset, "label": label, "rank": rank + 1, **entry, "rules": saliency.rules().name}
         for dataset, table in tables.items()
         for label in SIDES
         for rank, entry in enumerate(table[label])
@@ -263,16 +260,16 @@ def main(argv: list[str] | None = None) -> int:
     csv_path = common.write_csv(rows, figure_table(out_dir, "saliency"))
     for dataset, table in tables.items():
         print(
-            f"\n{dataset} ({sizes[dataset]} personas from {', '.join(models)})\n{markdown_table(table, args.top_k)}"
+            f"\n{dataset} ({sizes[dataset]} personas from {', '.join(models)})\n{markdown_table(table, saliency.top_k)}"
         )
     empty = [d for d, t in tables.items() if not any(t.values())]
     if empty:
         print(
-            f"\nno word reaches --min_count {args.min_count} in: {', '.join(empty)} (lower it for small runs)"
+            f"\nno word reaches --min_count {saliency.min_count} in: {', '.join(empty)} (lower it for small runs)"
         )
     print(
-        f"\nword saliency: {len(tables)} dataset(s), {sum(sizes.values())} personas, {args.rules().name} word rules"
-        + (" (--paper_rules)" if args.paper_rules else " (the paper's: --paper_rules)")
+        f"\nword saliency: {len(tables)} dataset(s), {sum(sizes.values())} personas, {saliency.rules().name} word rules"
+        + (" (--paper_rules)" if saliency.paper_rules else " (the paper's: --paper_rules)")
     )
     print(f"figure: {', '.join(map(str, figures))}\nnumbers: {csv_path}")
     return 0

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from persona_core.arguments import GenerationArguments
-from persona_core.cli import parse_args, public_args
+from persona_core.cli import parse, public_args
 from persona_core.data import Partition, partition_range
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import UsageError, run_cli
@@ -45,14 +45,16 @@ from persona_core.layout import (
 from persona_core.preferences import Columns, load_preferences
 from persona_core.secrets import get_key, load_env
 from persona_inference.model.arguments import DataArguments, ResultsArguments
-from persona_inference.model.run_model import Arguments as RunModelArguments
+from persona_inference.model.run_model import GROUPS as RUN_MODEL_GROUPS
 
 _SHOWN = 5  # how many row numbers or commands an error message lists
 GENERATION_OPTIONS = tuple(f.name for f in fields(GenerationArguments))
 
 
 @dataclass
-class Arguments(ResultsArguments, DataArguments):
+class AugmentationArguments:
+    """Which persona inference run the personas come from, and where the augmented dataset goes."""
+
     run_name: str = field(default="default", metadata={"help": "Run name of the persona inference run."})
     model: str = field(
         default=EMBEDDED_MODEL_NAME, metadata={"help": "Model nickname: the results folder under --res_dir."}
@@ -71,14 +73,13 @@ class Arguments(ResultsArguments, DataArguments):
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Cache folder for Hub datasets."})
 
-    def persona_run(self) -> PersonaRun:
-        return PersonaRun(
-            self.res_dir, self.model, self.inference_split, self.run_name, self.dataset_name, self.split
-        )
+    def check(self) -> None:
+        if self.push_to_hub and (not self.new_dataset_name or self.new_dataset_name.count("/") != 1):
+            raise UsageError("--push_to_hub needs --new_dataset_name as a Hub repo id 'owner/name'")
 
-    def output_folder(self) -> Path:
+    def output_folder(self, inference_split: str) -> Path:
         return augmented_dataset_dir(
-            self.out_dir, self.inference_split, self.model, self.run_name, self.new_dataset_name
+            self.out_dir, inference_split, self.model, self.run_name, self.new_dataset_name
         )
 
 
@@ -194,7 +195,9 @@ def resume_command(run: PersonaRun, partition: Partition | None) -> str:
     }
     if nickname(options["model_name"]) != run.model and not options["model_nickname"]:
         options["model_nickname"] = run.model
-    defaults = public_args(RunModelArguments())  # options equal to run_model's defaults are left out
+    defaults = public_args(
+        *(group() for group in RUN_MODEL_GROUPS)
+    )  # options equal to run_model's defaults are left out
     words = ["python", "-m", "persona_inference.model.run_model"]
     for name, value in options.items():
         if value is not None and defaults.get(name) != value:
@@ -422,34 +425,36 @@ def push(dataset_dict, repo_id: str, config_name: str, saved: Path, card: str) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
-    if args.push_to_hub:
-        if not args.new_dataset_name or args.new_dataset_name.count("/") != 1:
-            raise UsageError("--push_to_hub needs --new_dataset_name as a Hub repo id 'owner/name'")
+    results, data, options = parse(
+        (ResultsArguments, DataArguments, AugmentationArguments), argv, description=__doc__.split("\n\n")[0]
+    )
+    if options.push_to_hub:
         load_env()
         get_key("hf_write")  # fail before any work when no token is set
     import datasets
 
-    folder = args.output_folder()
+    folder = options.output_folder(data.inference_split)
     check_output_folder(folder)
-    run = args.persona_run()
-    dataset, preferences, stages = augment(run, args.columns(), args.skip_bad_rows, args.cache_dir)
-    dataset_dict = datasets.DatasetDict({args.split: dataset})
-    card = dataset_card(args.new_dataset_name or folder.name, run, dataset, preferences, stages)
+    run = PersonaRun(
+        results.res_dir, options.model, data.inference_split, options.run_name, data.dataset_name, data.split
+    )
+    dataset, preferences, stages = augment(run, data.columns(), data.skip_bad_rows, options.cache_dir)
+    dataset_dict = datasets.DatasetDict({data.split: dataset})
+    card = dataset_card(options.new_dataset_name or folder.name, run, dataset, preferences, stages)
     save_dataset_atomic(dataset_dict, folder, card)
-    if args.push_to_hub:
-        push(dataset_dict, args.new_dataset_name, args.inference_split, folder, card)
+    if options.push_to_hub:
+        push(dataset_dict, options.new_dataset_name, data.inference_split, folder, card)
     pushed = (
-        f"; pushed to the Hub as {args.new_dataset_name} (config {args.inference_split})"
-        if args.push_to_hub
+        f"; pushed to the Hub as {options.new_dataset_name} (config {data.inference_split})"
+        if options.push_to_hub
         else ""
     )
     skipped = f", {len(preferences.skipped)} bad rows skipped" if preferences.skipped else ""
     print(
-        f"augmented {len(dataset)} rows of '{args.dataset_name}' ({preferences.format.value} format{skipped}) "
+        f"augmented {len(dataset)} rows of '{data.dataset_name}' ({preferences.format.value} format{skipped}) "
         f"with personas from '{run.folder()}'"
     )
-    print(f"saved: {folder} (split '{args.split}', dataset card {DATASET_CARD_FILE}){pushed}")
+    print(f"saved: {folder} (split '{data.split}', dataset card {DATASET_CARD_FILE}){pushed}")
     return 0
 
 

@@ -29,7 +29,7 @@ from enum import Enum
 from pathlib import Path
 
 from persona_core.arguments import positive
-from persona_core.cli import parse_args
+from persona_core.cli import parse
 from persona_core.data import PREFERENCE_COLUMNS
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import UsageError, run_cli
@@ -149,9 +149,7 @@ class RetrievalArguments:
         positive(self, "batch_size")
 
 
-@dataclass
-class Arguments(RetrievalArguments, SplitArguments, InputArguments):
-    """Every flag of the script: its input, split and retrieval groups."""
+GROUPS = (InputArguments, SplitArguments, RetrievalArguments)
 
 
 def assign_splits(prompts: list[str], sizes: dict[str, int], seed: int) -> dict[str, list[int]]:
@@ -279,7 +277,7 @@ def build(preferences, splits: SplitArguments, retrieval: RetrievalArguments):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
+    args, splits, retrieval = parse(GROUPS, argv, description=__doc__.split("\n\n")[0])
     output = Path(args.output)
     check_output_folder(output)
     preferences = load_preferences(
@@ -292,13 +290,13 @@ def main(argv: list[str] | None = None) -> int:
             "`python -m persona_inference.model.build_augmented_dataset` first"
         )
     start = time.perf_counter()
-    dataset_dict = build(preferences, args, args)  # its split and retrieval groups
+    dataset_dict = build(preferences, splits, retrieval)
     save_dataset_atomic(dataset_dict, output)
     sizes = ", ".join(f"{name} {len(split)}" for name, split in dataset_dict.items())
     skipped = f", {len(preferences.skipped)} bad rows skipped" if preferences.skipped else ""
     print(
         f"persona tailoring dataset from {len(preferences)} rows ({preferences.format.value} format{skipped}, "
-        f"{args.retriever.value} retrieval, seed {args.seed}, {time.perf_counter() - start:.1f}s): {sizes}"
+        f"{retrieval.retriever.value} retrieval, seed {splits.seed}, {time.perf_counter() - start:.1f}s): {sizes}"
     )
     print(f"saved: {output}")
     return 0

@@ -8,7 +8,8 @@ from persona_core.layout import SIDES, persona_id
 from persona_core.llm import ModelType
 from persona_core.llm.base import Request
 from persona_core.prompts import chat_request
-from persona_inference.model.experiment import Experiment, Plan
+from persona_inference.model.arguments import ExperimentArguments
+from persona_inference.model.experiment import Experiment, Inputs, Plan, ResultsPlace
 
 PERSONA_PREFIX = "The user is"
 # Sent as the start of the answer where the backend allows it (hf_chat, anthropic); keeps even a 135M model
@@ -111,9 +112,10 @@ class PersonaInference(Experiment):
     data_note = ""
     """The rows' format, bad rows skipped and prompts cut, for the console summary (set by ``plan``)."""
 
-    def plan(self, args, dataset, rows: range, template: str) -> Plan:
-        prefix = args.persona_prefix or (
-            GUIDED_PREFIX if args.model_type in (ModelType.hf_chat, ModelType.vllm) else PERSONA_PREFIX
+    def plan(self, settings: ExperimentArguments, place: ResultsPlace, inputs: Inputs, template: str) -> Plan:
+        dataset, rows = inputs.dataset, inputs.rows
+        prefix = settings.persona_prefix or (
+            GUIDED_PREFIX if settings.model_type in (ModelType.hf_chat, ModelType.vllm) else PERSONA_PREFIX
         )
         requests, meta = build_requests(dataset, rows, template, prefix)
         for record in meta.values():

@@ -10,13 +10,14 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from persona_core.arguments import Verdict
+from persona_core.arguments import GenerationArguments, Verdict
 from persona_core.errors import UsageError
 from persona_core.io import read_records
 from persona_core.layout import PERSONA_INFERENCE, SIDES, persona_id, pi_files, pi_results_glob
 from persona_core.llm.base import GenerationConfig, most_probable, option_share
 from persona_core.weak_judge import check_answers
-from persona_inference.model.experiment import Experiment, Plan
+from persona_inference.model.arguments import ExperimentArguments
+from persona_inference.model.experiment import Experiment, Inputs, Plan, ResultsPlace
 
 _MARKUP = re.compile(r"[*_`#\"“”()\[\]<>]")
 # A lone 1 or 2: not part of 10, 1.5, 2nd, 12 or a date.
@@ -165,9 +166,9 @@ class JudgeExperiment(Experiment):
     nothing_to_judge: str
     """Why no request was built, followed by a row range: 'cover none of the rows'."""
 
-    def persona_models(self, args) -> tuple[list[str] | None, str]:
+    def persona_models(self, settings: ExperimentArguments) -> tuple[list[str] | None, str]:
         """The persona models to judge (None: every one found) and the fix to name when results are missing."""
-        return args.persona_models, RUN_PERSONA_INFERENCE_FIRST
+        return settings.persona_models, RUN_PERSONA_INFERENCE_FIRST
 
     build_requests: Callable[..., tuple[list, dict]]
     """``(dataset, personas by model, template) -> (requests, meta)``."""
@@ -177,23 +178,24 @@ class JudgeExperiment(Experiment):
     def table_line(self, line: dict) -> str:
         raise NotImplementedError
 
-    def generation(self, args):
+    def generation(self, settings: ExperimentArguments, generation: GenerationArguments) -> GenerationConfig:
         """The judge's own small token budget: its answer is a single choice (probability verdicts generate
         nothing, so no sampling setting can change them)."""
-        if args.verdict == Verdict.probability:
+        if settings.verdict == Verdict.probability:
             return GenerationConfig(max_tokens=1)
-        return args.generation(max_tokens=args.judge_max_tokens, min_tokens=0)
+        return generation.generation(max_tokens=settings.judge_max_tokens, min_tokens=0)
 
-    def options(self, args) -> tuple[str, ...] | None:
-        return CHOICES if args.verdict == Verdict.probability else None
+    def options(self, settings: ExperimentArguments) -> tuple[str, ...] | None:
+        return CHOICES if settings.verdict == Verdict.probability else None
 
-    def plan(self, args, dataset, rows: range, template: str) -> Plan:
-        models, fix = self.persona_models(args)
+    def plan(self, settings: ExperimentArguments, place: ResultsPlace, inputs: Inputs, template: str) -> Plan:
+        dataset, rows = inputs.dataset, inputs.rows
+        models, fix = self.persona_models(settings)
         paths = find_persona_results(
-            args.res_dir, args.inference_split, args.run_name, args.partition.value, models, fix
+            place.res_dir, place.inference_split, place.run_name, place.partition, models, fix
         )
         personas = {
-            model: load_personas(path, dataset, args.dataset_name, rows) for model, path in paths.items()
+            model: load_personas(path, dataset, inputs.dataset_name, rows) for model, path in paths.items()
         }
         requests, meta = self.build_requests(dataset, personas, template)
         if not requests:
@@ -205,7 +207,7 @@ class JudgeExperiment(Experiment):
             requests,
             meta,
             f"({len(requests) // 2} {self.unit} x 2 orders) from {', '.join(paths)}",
-            fingerprint={"persona_models": list(paths), "verdict": args.verdict.value},
+            fingerprint={"persona_models": list(paths), "verdict": settings.verdict.value},
             record={"persona_results": {m: str(p) for m, p in paths.items()}},
         )
 

@@ -25,7 +25,7 @@ from persona_core.intervals import cluster_bootstrap
 from persona_core.llm.base import Request
 from persona_core.prompts import fill
 from persona_core.runs import digest
-from persona_inference.model.experiment import model_folder
+from persona_inference.model.arguments import ExperimentArguments
 from persona_inference.model.judging import RUN_PERSONA_INFERENCE_FIRST, JudgeExperiment, read_choice
 
 ORDERS = ("chosen_first", "rejected_first")
@@ -126,10 +126,10 @@ class PersonaPrefs(JudgeExperiment):
     name, label, unit = "persona_prefs", "persona preferences", "persona pairs"
     nothing_to_judge = "have no row with both a chosen and a rejected persona in rows"
 
-    def persona_models(self, args) -> tuple[list[str], str]:
-        if args.persona_models:
-            return args.persona_models, RUN_PERSONA_INFERENCE_FIRST
-        own = model_folder(args.model_nickname, args.model_name)
+    def persona_models(self, settings: ExperimentArguments) -> tuple[list[str], str]:
+        if settings.persona_models:
+            return settings.persona_models, RUN_PERSONA_INFERENCE_FIRST
+        own = settings.model_folder
         return [own], (
             f"persona_prefs judges the judge's own personas ({own}) unless --persona_model names others; "
             "pass it, or run persona_inference with this model first"

@@ -20,141 +20,77 @@ model or dataset it stops with a one-line error, since old and new results would
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
-from enum import Enum
 
-from persona_core.arguments import (
-    BackendArguments,
-    GenerationArguments,
-    RunArguments,
-    Verdict,
-    positive,
-    resolve_verdict,
-    verdict_field,
-)
-from persona_core.cli import parse_args
-from persona_core.embedded import EMBEDDED_MODEL_NAME
+from persona_core.arguments import BackendArguments, RunArguments
+from persona_core.cli import parse, public_args
 from persona_core.errors import run_cli
-from persona_core.llm import ModelType, api_key, make_llm
+from persona_core.llm import api_key, make_llm
 from persona_core.protocol import ProtocolArguments
 from persona_core.protocol import apply as apply_protocol
 from persona_core.secrets import load_env
 from persona_core.shards import ShardArguments
 from persona_inference.model.arguments import (
     DataArguments,
+    ExperimentArguments,
     PartitionArguments,
-    PrefsQuestion,
+    PersonaGenerationArguments,
+    PromptType,
     ResultsArguments,
 )
-from persona_inference.model.experiment import load_inputs, run
+from persona_inference.model.experiment import ResultsPlace, declare, dry_run, load_inputs, run
 from persona_inference.model.inference import PersonaInference
 from persona_inference.model.persona_accuracy import PersonaAccuracy
 from persona_inference.model.persona_prefs import PersonaPrefs
 
+__all__ = ["GROUPS", "PromptType", "experiments", "main"]
 
-class PromptType(str, Enum):
-    persona_inference = "persona_inference"
-    persona_accuracy = "persona_accuracy"
-    persona_prefs = "persona_prefs"
-
-
-@dataclass
-class Arguments(
+GROUPS = (
     ProtocolArguments,
     RunArguments,
     ShardArguments,
     BackendArguments,
-    GenerationArguments,
+    PersonaGenerationArguments,
     ResultsArguments,
-    PartitionArguments,
     DataArguments,
-):
-    model_name: str = field(
-        default=EMBEDDED_MODEL_NAME,
-        metadata={
-            "help": "Model: a Hub id, a local folder, an API model name, or the embedded SmolLM2-135M-Instruct."
-        },
-    )
-    model_nickname: str | None = field(
-        default=None,
-        metadata={"help": "Folder name for this model's results (default: a file-safe model name)."},
-    )
-    model_type: ModelType = field(default=ModelType.hf_chat, metadata={"help": "Backend."})
-    experiments: list[PromptType] = field(
-        default_factory=lambda: [PromptType.persona_inference],
-        metadata={"help": "Experiments to run, in order.", "aliases": ["--prompt_types"]},
-    )
-    prompt_dir: str | None = field(
-        default=None,
-        metadata={"help": "Folder of prompt templates (default: the built-in persona-inference/prompts)."},
-    )
-    persona_prefix: str | None = field(
-        default=None,
-        metadata={
-            "help": "Text each persona starts with, sent as the start of the answer where the backend allows it "
-            "(hf_chat, vllm, anthropic, open_ai with --base_url). Default: 'The user is someone who prefers' for "
-            "hf_chat and vllm (keeps small models on the persona form), 'The user is' otherwise. paper: 'The user "
-            "is' (the authors' personas all start so)."
-        },
-    )
-    persona_models: list[str] | None = field(
-        default=None,
-        metadata={
-            "help": "Persona-inference result folders (model nicknames) whose personas the judge reads. "
-            "Default: persona_accuracy judges every model found for --inference_split/--run_name; "
-            "persona_prefs judges this model's own personas.",
-            "aliases": ["--persona_model"],
-        },
-    )
-    judge_max_tokens: int = field(
-        default=8,
-        metadata={
-            "help": "Maximum new tokens of a judge's answer (persona_accuracy, persona_prefs); raise it for reasoning "
-            "models. paper: 200 (one setting for every experiment)."
-        },
-    )
-
-    prefs_question: PrefsQuestion = field(
-        default=PrefsQuestion.better,
-        metadata={
-            "help": "persona_prefs (Figure 4): better (the paper's: which of the two personas is better, the "
-            "personas alone) or more_common (whose needs are more common among people asking the prompt, shown)."
-        },
-    )
-    min_tokens: int = field(default=0, metadata={"help": "Minimum new tokens (local models). paper: 5."})
-    max_tokens: int = field(default=96, metadata={"help": "Maximum new tokens. paper: 200."})
-    stop_token: list[str] = field(
-        default_factory=lambda: ["\n"],
-        metadata={"help": "Stop strings (default: a newline, one-sentence personas). paper: '\\nPrompt:'."},
-    )
-    verdict: Verdict | None = verdict_field("--model_type")
-
-    def check(self) -> None:
-        positive(self, "judge_max_tokens")
-        self.verdict = resolve_verdict(self.verdict, self.model_type, "--model_type")
+    PartitionArguments,
+    ExperimentArguments,
+)
 
 
 def experiments() -> dict:
     """The experiment units by name."""
-
     return {unit.name: unit for unit in (PersonaInference(), PersonaAccuracy(), PersonaPrefs())}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = apply_protocol("persona_inference.model.run_model", argv)
-    args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
-
+    groups = parse(GROUPS, argv, description=__doc__.split("\n\n")[0])
+    _, runs, shards, backend_args, generation, results, data, rows, settings = groups
     load_env()
-    if args.dry_run:
-        api_key(args.model_type, args.base_url)  # a missing key is found now, not after the dry run
+    if runs.dry_run:
+        api_key(
+            settings.model_type, backend_args.base_url
+        )  # a missing key is found now, not after the dry run
     # One backend for the whole invocation: persona inference and both judges share it (each call brings its own
     # generation settings), and a local model is loaded once, only when an experiment really generates.
-    backend = functools.cache(lambda: make_llm(args.model_type, args.model_name, **args.backend_options()))
+    backend = functools.cache(
+        lambda: make_llm(settings.model_type, settings.model_name, **backend_args.backend_options())
+    )
+    inputs = load_inputs(settings, data, rows, runs.limit, generation.max_tokens, backend_args.cache_dir)
+    place = ResultsPlace(results.res_dir, data.inference_split, runs.run_name, rows.partition.value)
+    weights = backend_args.weight_options()
     units = experiments()
-    inputs = load_inputs(args)
     status = 0
-    for experiment in args.experiments:
-        status = run(units[experiment.value], args, backend, inputs) or status
+    for name in settings.experiments:
+        experiment = units[name.value]
+        stage, plan, template_path = declare(experiment, settings, place, generation, weights, inputs)
+        if runs.dry_run:
+            dry_run(stage, plan, template_path)
+            continue
+        arguments = public_args(*groups)
+        status = (
+            run(experiment, stage, backend, runs.overwrite, shards, arguments, settings.model_name) or status
+        )
     return status
 
 
