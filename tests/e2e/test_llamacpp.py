@@ -3,7 +3,7 @@ final assistant message afresh, so the persona prefix is not prepended again, an
 
 Optional: it needs llama-cpp-python[server], which builds from source in about 10 minutes, in its own environment:
     python3 -m venv /tmp/llamacpp && /tmp/llamacpp/bin/pip install 'llama-cpp-python[server]'
-    LLAMA_CPP_PYTHON=/tmp/llamacpp/bin/python python3 -m pytest -q tests/test_llamacpp.py
+    LLAMA_CPP_PYTHON=/tmp/llamacpp/bin/python python3 -m pytest -q tests/e2e/test_llamacpp.py
 """
 
 import os

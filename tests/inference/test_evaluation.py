@@ -1,6 +1,6 @@
 """The persona-inference evaluation chain on a tiny dataset, with scripted judges behind the loopback server.
 
-Persona inference runs through the real OpenAI SDK against tests/loopback.py; so do the judges, whose
+Persona inference runs through the real OpenAI SDK against bench/loopback.py; so do the judges, whose
 answers are scripted by model name: "judge-ones" always says 1, "judge-gold" reads the persona and picks
 the response (or persona) it fits, "judge-flaky" does the same but cannot decide on one row. The numbers
 these judges must produce are known exactly: 0.5 / 1.0 accuracy, all ties / all chosen preferences.

@@ -287,7 +287,7 @@ def test_new_methods_join_sft_and_dpo_in_the_delta_pq_table(tmp_path):
     assert all(float(c["delta_pq"]) == 1.0 for c in cells)  # the judge always prefers the test side
 
 
-# --- the scripts, with a stand-in $PYTHON (tests/test_pipeline.py): which modules they start, with which flags ----
+# --- the scripts, with a stand-in $PYTHON (tests/e2e/test_pipeline.py): which modules they start, with which flags ----
 
 
 def test_orpo_script_trains_from_the_base_model_in_one_stage(tmp_path):
