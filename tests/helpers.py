@@ -14,7 +14,7 @@ from persona_core.layout import paper_data_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# --- a tiny random causal LM with a real tokenizer, built from a config in seconds (as TRL's tests do) ---------
+# --- a tiny random causal LM with a real tokenizer, built from a config in seconds (as TRL's tests do) -------------
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}</s>\n{% endfor %}"
@@ -103,7 +103,7 @@ VLLM_TINY_CONFIG = {"hidden_size": 64, "num_attention_heads": 2, "num_key_value_
 """Head size 32, the smallest vLLM's CPU attention supports."""
 
 
-# --- persona inference: a tiny preference dataset, a fake LLM answer, runs against the loopback server ---------
+# --- persona inference: a tiny preference dataset, a fake LLM answer, runs against the loopback server -------------
 
 KEY_VARIABLES = (
     "OPENAI_API_KEY",
@@ -200,7 +200,7 @@ def run_module(args: list[str], env: dict, cwd: Path, timeout: float = 120) -> s
     )
 
 
-# --- persona tailoring: a hand-made tailoring dataset and run arguments -----------------------------------------
+# --- persona tailoring: a hand-made tailoring dataset and run arguments --------------------------------------------
 
 PERSONA_COLUMNS = (
     "chosen_persona_gold",
@@ -293,7 +293,7 @@ def sigkill_after(
     return count_lines(checkpoint)
 
 
-# --- judging and win rates: a comparison's configuration, toolkit outputs, Prometheus verdicts ----------------
+# --- judging and win rates: a comparison's configuration, toolkit outputs, Prometheus verdicts ---------------------
 
 
 def side(label: str, method=None, training_type=None, inference_type=None) -> dict:
@@ -366,7 +366,7 @@ def run_argv(server, folder: Path, *extra: str) -> list[str]:
     ]
 
 
-# --- merging: an adapter's logits against its merged model's --------------------------------------------------
+# --- merging: an adapter's logits against its merged model's -------------------------------------------------------
 
 
 def adapter_and_merged_logits(adapter_dir, merged_dir, tokenizer_text="Prompt: question?\nResponse: answer"):
@@ -388,7 +388,7 @@ def adapter_and_merged_logits(adapter_dir, merged_dir, tokenizer_text="Prompt: q
         return adapted_logits, merged(**inputs).logits
 
 
-# --- building datasets: preference rows whose prompts share no word, and their gold personas --------------------
+# --- building datasets: preference rows whose prompts share no word, and their gold personas -----------------------
 
 WORDS = (
     "apple bridge candle dolphin engine falcon garden harbor island jungle kettle lantern meadow needle orchard "
@@ -413,3 +413,81 @@ def make_rows(n: int, twins: int = 0) -> list[dict]:
 
 def persona(row: int, side: str) -> str:
     return f"The user is reader {row} and prefers {side} answers."
+
+
+# --- the scripts, with a stand-in $PYTHON: which modules they start, with which flags ------------------------------
+
+
+def run_script(script: str, tmp_path: Path, **variables: str) -> list[list[str]]:
+    """Run ``scripts/{script}`` with $PYTHON a stand-in that answers layout queries with the real module and only
+    records every other command line; returns the recorded command lines, in order."""
+    log = tmp_path / f"{script}.log"
+    python = tmp_path / "python"
+    python.write_text(
+        "#!/bin/bash\n"
+        f'if [ "$1 $2" = "-m persona_core.layout_cli" ]; then exec "{sys.executable}" "$@"; fi\n'
+        f'printf "%s\\0" "$@" >> "{log}"; printf "\\n" >> "{log}"\n'
+        '[ "$1" = - ] && cat > /dev/null\n'
+        "exit 0\n"
+    )
+    python.chmod(0o755)
+    env = os.environ | {"PYTHON": str(python), **variables}
+    done = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / script)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [line.split("\0")[:-1] for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def flag(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+# --- generation from the tailored model through an API: its answers and arguments ----------------------------------
+
+
+OUTPUT_NAME = "sft_Persona(training_type=chosen, inference_type=gold-chosen).jsonl"
+
+
+def loopback_answer(prompt: str, body: dict) -> str:
+    """Like a raw LM: answers, then runs on into another example (which the stop strings must cut)."""
+    question = prompt.rsplit("Prompt: ", 1)[1].split("\n")[0]
+    return f" Answer to {question}\nPrompt: something else\nResponse: more"
+
+
+def api_argv(data: Path, tmp_path: Path, url: str, *extra: str) -> list[str]:
+    return [
+        "--method",
+        "sft",
+        "--stage",
+        "infer",
+        "--backend",
+        "open_ai",
+        "--base_url",
+        url,
+        "--server_model_name",
+        "served-model",
+        "--hf_dataset_name",
+        str(data),
+        "--dataset_name",
+        "Handmade",
+        "--model_nickname",
+        "tiny",
+        "--model_save_dir",
+        str(tmp_path / "models"),
+        "--results_save_dir",
+        str(tmp_path / "results"),
+        *extra,
+    ]
+
+
+# --- judging: the file names of a comparison's sides, and a judge that prefers the test side -----------------------
+
+BASE_NAME = "dpo_Persona(training_type=none, inference_type=none).jsonl"
+TEST_NAME = "dpo_Persona(training_type=chosen, inference_type=gold-chosen).jsonl"
+INLINE_NAME = "dpo_Persona(training_type=none, inference_type=gold-chosen).jsonl"
+
+
+def prefers_test(prompt, body):
+    _, side_a, _ = judge_view(prompt)
+    return verdict("A" if side_a == "test" else "B")

@@ -25,7 +25,17 @@ from persona_inference.model import build_augmented_dataset as augmentation
 from persona_inference.model import build_tailoring_dataset as tailoring
 from persona_inference.model import run_model
 from persona_inference.model.experiment import data_digest, load_rows
-from tests.helpers import api_args, fake_persona, make_args, read_jsonl, tailoring_row, write_template
+from tests.helpers import (
+    SPLITS,
+    api_args,
+    fake_persona,
+    make_args,
+    read_jsonl,
+    tailoring_row,
+    training_flags,
+    write_tailoring_dataset,
+    write_template,
+)
 
 FORMATS = REPO_ROOT / "data" / "formats"
 SPLIT = "Sample"
@@ -481,7 +491,6 @@ def test_tailoring_splits_keep_the_format_and_train_like_the_standard_form(name,
 def trl_conversational(folder: Path) -> Path:
     """conftest's tailoring dataset in TRL's conversational forms: SFT splits as prompt-completion, the others as
     preference rows."""
-    from tests.helpers import SPLITS
 
     folder.mkdir(parents=True)
     for split, n in SPLITS.items():
@@ -504,7 +513,6 @@ def test_persona_tailoring_trains_and_generates_on_trl_conversational_data(tiny_
     from persona_core.io import read_records
     from persona_core.layout import pt_output_path
     from persona_tailoring.model import generate, train
-    from tests.helpers import training_flags, write_tailoring_dataset
 
     standard = make_args(tmp_path / "standard", tiny_model_dir, write_tailoring_dataset(tmp_path / "plain"))
     args = make_args(tmp_path, tiny_model_dir, trl_conversational(tmp_path / "trl"))

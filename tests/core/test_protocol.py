@@ -11,7 +11,7 @@ from persona_tailoring.evaluation import run_judge
 from persona_tailoring.model import train
 from persona_tailoring.model.run_model import Arguments as TailoringArguments
 from persona_tailoring.model.run_model import main as tailoring_main
-from tests.helpers import toolkit_outputs, write_tailoring_dataset
+from tests.helpers import flag, run_script, toolkit_outputs, write_tailoring_dataset
 
 
 def tailoring_args(argv: list[str]) -> TailoringArguments:
@@ -139,7 +139,6 @@ def test_the_judge_under_the_paper_protocol_writes_text_verdicts_sampled_as_prom
 
 
 def test_protocol_paper_in_the_scripts_passes_the_switch_and_drops_the_demo_sizes(tmp_path):
-    from tests.helpers import flag, run_script
 
     demo_sizes = (
         "--learning_rate",

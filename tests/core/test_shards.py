@@ -8,7 +8,19 @@ import pytest
 from bench.loopback import LoopbackLLMServer
 from persona_core.errors import UsageError, run_cli
 from persona_tailoring.evaluation import run_judge
-from tests.helpers import judge_view, read_jsonl, toolkit_outputs, verdict
+from tests.helpers import (
+    OUTPUT_NAME,
+    api_args,
+    api_argv,
+    fake_persona,
+    judge_view,
+    loopback_answer,
+    read_jsonl,
+    toolkit_outputs,
+    verdict,
+    write_preferences,
+    write_tailoring_dataset,
+)
 
 
 def content_judge(prompt, body):
@@ -101,7 +113,6 @@ def test_bad_shard_flags_are_one_line_errors(tmp_path, flags, message):
 
 def test_persona_inference_shards_equal_the_unsharded_run_also_within_a_partition(tmp_path, isolated):
     from persona_inference.model import run_model
-    from tests.helpers import api_args, fake_persona, write_preferences
 
     data = write_preferences(tmp_path / "prefs.jsonl", 8)
 
@@ -129,7 +140,6 @@ def test_persona_inference_shards_equal_the_unsharded_run_also_within_a_partitio
 def test_tailored_generation_shards_equal_the_unsharded_run(tmp_path, monkeypatch):
     from persona_core.io import read_records
     from persona_tailoring.model.run_model import main
-    from tests.helpers import OUTPUT_NAME, api_argv, loopback_answer, write_tailoring_dataset
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     data = write_tailoring_dataset(tmp_path / "data", {"test": 5})

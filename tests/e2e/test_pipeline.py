@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, flag, run_script
 
 REPO = REPO_ROOT
 STAGES = 15
@@ -132,34 +132,6 @@ def check_report(root: Path, stdout: str, test_rows: int) -> None:
         assert re.search(
             rf"<td>{side}</td><td>{re.escape(accuracy)}[^<]*</td><td>{valid}</td><td>{invalid}</td>", page
         )
-
-
-# --- the other scripts, with a stand-in $PYTHON: which modules they start, with which flags (fast) ------------
-
-
-def run_script(script: str, tmp_path: Path, **variables: str) -> list[list[str]]:
-    """Run ``scripts/{script}`` with $PYTHON a stand-in that answers layout queries with the real module and only
-    records every other command line; returns the recorded command lines, in order."""
-    log = tmp_path / f"{script}.log"
-    python = tmp_path / "python"
-    python.write_text(
-        "#!/bin/bash\n"
-        f'if [ "$1 $2" = "-m persona_core.layout_cli" ]; then exec "{sys.executable}" "$@"; fi\n'
-        f'printf "%s\\0" "$@" >> "{log}"; printf "\\n" >> "{log}"\n'
-        '[ "$1" = - ] && cat > /dev/null\n'
-        "exit 0\n"
-    )
-    python.chmod(0o755)
-    env = os.environ | {"PYTHON": str(python), **variables}
-    done = subprocess.run(
-        ["bash", str(REPO / "scripts" / script)], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return [line.split("\0")[:-1] for line in log.read_text().splitlines()] if log.exists() else []
-
-
-def flag(command: list[str], name: str) -> str:
-    return command[command.index(name) + 1]
 
 
 def test_dpo_script_runs_sft_first_only_without_a_merged_sft_model(tmp_path):

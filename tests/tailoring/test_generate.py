@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -14,13 +13,19 @@ from persona_core.io import read_records
 from persona_core.layout import PT_OUTPUT_FIELDS, pt_files, pt_output_name
 from persona_tailoring.model import generate
 from persona_tailoring.model.run_model import main
-from tests.helpers import make_args, sigkill_after, write_tailoring_dataset
+from tests.helpers import (
+    OUTPUT_NAME,
+    api_argv,
+    loopback_answer,
+    make_args,
+    sigkill_after,
+    write_tailoring_dataset,
+)
 
 EGG = "Prompt: How do I boil an egg?\nResponse:"
 ABC = "Prompt: abc\nResponse:"
 # What the parrot model learns to say: one answer running on into a next "Prompt:", one ending at end of sequence.
 PARROT_TEXTS = [EGG + " Put it in boiling water.\nPrompt: Why?\nResponse: Heat.", ABC + " Done</s>"]
-OUTPUT_NAME = "sft_Persona(training_type=chosen, inference_type=gold-chosen).jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -107,38 +112,6 @@ def test_infer_writes_one_documented_record_per_test_row(tmp_path, tiny_model_di
 
 def plain_name() -> str:
     return pt_output_name("sft", "chosen", "none")
-
-
-def loopback_answer(prompt: str, body: dict) -> str:
-    """Like a raw LM: answers, then runs on into another example (which the stop strings must cut)."""
-    question = prompt.rsplit("Prompt: ", 1)[1].split("\n")[0]
-    return f" Answer to {question}\nPrompt: something else\nResponse: more"
-
-
-def api_argv(data: Path, tmp_path: Path, url: str, *extra: str) -> list[str]:
-    return [
-        "--method",
-        "sft",
-        "--stage",
-        "infer",
-        "--backend",
-        "open_ai",
-        "--base_url",
-        url,
-        "--server_model_name",
-        "served-model",
-        "--hf_dataset_name",
-        str(data),
-        "--dataset_name",
-        "Handmade",
-        "--model_nickname",
-        "tiny",
-        "--model_save_dir",
-        str(tmp_path / "models"),
-        "--results_save_dir",
-        str(tmp_path / "results"),
-        *extra,
-    ]
 
 
 def test_openai_completions_backend_sends_raw_text_and_cuts_at_the_stop(tmp_path, monkeypatch):

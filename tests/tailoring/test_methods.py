@@ -22,8 +22,11 @@ from tests.helpers import (
     REPO_ROOT,
     adapter_and_merged_logits,
     clean_env,
+    flag,
     make_args,
+    prefers_test,
     read_jsonl,
+    run_script,
     sigkill_after,
     tailoring_row,
     toolkit_outputs,
@@ -253,7 +256,6 @@ def test_training_resumes_after_a_kill(tmp_path, tiny_model_dir, data_dir, metho
 
 def test_new_methods_join_sft_and_dpo_in_the_delta_pq_table(tmp_path):
     """Outputs named like the paper's, for every method: run_judge and win_rate take them unchanged."""
-    from tests.helpers import prefers_test
 
     folder = tmp_path / "outputs" / "Sample"
     folder.mkdir(parents=True)
@@ -291,7 +293,6 @@ def test_new_methods_join_sft_and_dpo_in_the_delta_pq_table(tmp_path):
 
 
 def test_orpo_script_trains_from_the_base_model_in_one_stage(tmp_path):
-    from tests.helpers import flag, run_script
 
     commands = run_script("orpo.sh", tmp_path, MODELS=str(tmp_path / "models"), DATASET="Demo")
     assert [(flag(c, "--method"), flag(c, "--stage")) for c in commands] == [
@@ -307,7 +308,6 @@ def test_orpo_script_trains_from_the_base_model_in_one_stage(tmp_path):
 )
 def test_simpo_and_kto_scripts_run_sft_first_only_without_a_merged_sft_model(tmp_path, script, knobs):
     from persona_core.layout import MODEL_CONFIG_FILE, PTModelDirs
-    from tests.helpers import flag, run_script
 
     method = script.removesuffix(".sh")
     variables = {
@@ -332,7 +332,6 @@ def test_simpo_and_kto_scripts_run_sft_first_only_without_a_merged_sft_model(tmp
 
 
 def test_pipeline_adds_methods_to_its_grid_and_judges_them_against_dpos_base(tmp_path):
-    from tests.helpers import flag, run_script
 
     commands = run_script("pipeline.sh", tmp_path, ROOT=str(tmp_path / "root"), METHODS="orpo kto")
     trained = [

@@ -15,13 +15,19 @@ from persona_core.layout import paper_data_dir
 from persona_core.runs import open_run
 from persona_tailoring.evaluation import configuration, run_judge, win_rate
 from persona_tailoring.evaluation.outputs import clean_response, match_rows, read_outputs
-from tests.helpers import judge_view, run_argv, toolkit_outputs, verdict, write_jsonl
+from tests.helpers import (
+    BASE_NAME,
+    INLINE_NAME,
+    TEST_NAME,
+    judge_view,
+    run_argv,
+    toolkit_outputs,
+    verdict,
+    write_jsonl,
+)
 
 PAPER = paper_data_dir() / "paper-outputs"
 SYSTEM = "You are a fair judge assistant"
-BASE_NAME = "dpo_Persona(training_type=none, inference_type=none).jsonl"
-TEST_NAME = "dpo_Persona(training_type=chosen, inference_type=gold-chosen).jsonl"
-INLINE_NAME = "dpo_Persona(training_type=none, inference_type=gold-chosen).jsonl"
 
 
 def run(server, folder: Path, *extra: str) -> int:

@@ -14,12 +14,15 @@ from persona_core.llm.base import Request
 from persona_inference.model import run_model
 from persona_tailoring.evaluation import run_judge, win_rate
 from tests.helpers import (
+    BASE_NAME,
+    INLINE_NAME,
+    TEST_NAME,
     api_args,
     judge_view,
+    prefers_test,
     read_jsonl,
     run_argv,
     toolkit_outputs,
-    verdict,
     write_jsonl,
     write_preferences,
 )
@@ -282,14 +285,6 @@ def test_openai_itself_cannot_start_the_verdict(tmp_path, capsys, isolated):
     assert "--base_url of a vLLM server" in capsys.readouterr().err
 
 
-# --- the grid in one command, the verdict cache, --drop_repetitive ---------------------------------------------
-
-
-def prefers_test(prompt, body):
-    _, side_a, _ = judge_view(prompt)
-    return verdict("A" if side_a == "test" else "B")
-
-
 def test_grid_judges_each_test_file_once_and_the_cache_answers_repeats(tmp_path):
     base, test = toolkit_outputs(tmp_path, n=3)
     twin = shutil.copy(test, tmp_path / "twin.jsonl")  # the same outputs under another name
@@ -359,7 +354,6 @@ def test_drop_repetitive_leaves_degenerate_pairs_out(tmp_path, capsys):
 
 def test_win_rate_over_a_grid_writes_the_delta_pq_table(tmp_path):
     """Two datasets x two test configurations, named as the paper's files: one ΔPQ table over all of them."""
-    from tests.helpers import BASE_NAME, INLINE_NAME, TEST_NAME
 
     out = tmp_path / "judge"
     for dataset in ("BeaverTails", "Mnemonic"):
