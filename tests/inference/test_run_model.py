@@ -1,15 +1,11 @@
-"""Run folders of persona inference and its judges: an unchanged rerun resumes, a changed template or generation
+"""persona_inference.model.run_model end to end: run folders, bad input, partitions and a killed run.
+
+Run folders of persona inference and its judges: an unchanged rerun resumes, a changed template or generation
 setting under the same ``--run_name`` is refused (old results untouched), ``--overwrite`` redoes everything, and a
-second process on a folder that another one holds is refused.
-
-Bad input to run_model: one ``error:`` line naming the fix, a non-zero exit, no traceback, no result files.
-
-Each case runs in a fresh process, the way a user meets it.
-
-
-Partitions cover a dataset exactly once, for every partition size and odd dataset lengths.
-
-Kill a persona-inference run with SIGKILL midway, tear its last checkpoint line, rerun: exactly the clean result."""
+second process on a folder that another one holds is refused. Bad input gives one ``error:`` line naming the fix, a
+non-zero exit, no traceback, no result files (each case in a fresh process, the way a user meets it). Partitions
+cover a dataset exactly once, for every partition size and odd dataset lengths. A run killed with SIGKILL midway,
+its last checkpoint line torn, then rerun gives exactly the clean result."""
 
 import json
 import shutil
@@ -178,6 +174,8 @@ def test_a_second_process_on_a_held_folder_is_refused(setup, tmp_path):
     assert len(read_jsonl(files.results)) == 2 * N_ROWS
 
 
+# --- bad input: one line naming the fix, in a fresh process --------------------------------------------------------
+
 CASES = {
     "unknown_model_type": (
         ["--model_type", "gpt5"],
@@ -240,6 +238,8 @@ def test_bad_input_is_one_line_naming_the_fix(case, inputs, tmp_path):
     assert not res_dir.exists() or not any(res_dir.rglob("*"))
 
 
+# --- partitions ----------------------------------------------------------------------------------------------------
+
 SIZES = {"half": 2, "quarter": 4, "eighth": 8}
 
 
@@ -281,6 +281,8 @@ def test_quarter_runs_together_equal_the_full_run(tmp_path, monkeypatch):
     assert combined == full
     assert len(server.calls) == 2 * 7 * 2  # the full run, then each row once more across the quarters
 
+
+# --- a run killed midway, then rerun -------------------------------------------------------------------------------
 
 RESUME_ROWS = 6
 
