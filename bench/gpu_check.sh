@@ -4,8 +4,8 @@
 #      Llama with random weights built from a config (bench.random_model; 1.07 B parameters, bfloat16);
 #   2. engines: bench.engines on 64 BeaverTails persona-inference prompts at batch 64, hf_chat in bfloat16 on the GPU
 #      (plus vLLM in process and `vllm serve`, only where .venv-vllm imports vllm);
-#   3. test_cuda: tests/test_cuda.py (hf_chat on CUDA, bf16, stop strings, CUDA = CPU answers and probabilities,
-#      LoRA SFT in bf16, padding-free loss, vLLM if present);
+#   3. test_cuda: tests/core/llm/test_hf_cuda.py (hf_chat on CUDA, bf16, stop strings, CUDA = CPU answers and
+#      probabilities, LoRA SFT in bf16, padding-free loss, vLLM if present);
 #   4. pt: padded vs padding-free LoRA SFT tokens/s (bench.pt_throughput --skip_generation) on the same model;
 #   5. suite: a fast subset of the test suite with CUDA present, in the time left.
 # Each part's log (and figures as JSON) goes to $OUT, at most 8 files; a summary ends the output. A failed part
@@ -200,7 +200,7 @@ elif [[ $VLLM == 1 ]]; then
 fi
 part engines 150 "$PY" -m bench.engines --model_name "$MODEL" --prompts 64 --batch_size 64 --engines "${ENGINES[@]}" \
     --dtype bfloat16 --hf_dtype bfloat16 --json "$OUT/engines.json"
-part test_cuda 150 "$PY" -m pytest tests/test_cuda.py -v -rA -p no:cacheprovider
+part test_cuda 150 "$PY" -m pytest tests/core/llm/test_hf_cuda.py -v -rA -p no:cacheprovider
 if [[ $SIZE == 1b ]]; then
     PT=(--train_examples 256 --train_batch_size 32 --max_length 1024)
 else
@@ -209,8 +209,9 @@ fi
 part pt 150 "$PY" -m bench.pt_throughput --skip_generation --model_name "$MODEL" "${PT[@]}" --threads 0 \
     --json "$OUT/pt.json"
 # Tests on the tiny model only (test_random_model and the vLLM tests need the embedded model, which stays here).
-part suite 200 "$PY" -m pytest -v -p no:cacheprovider -m "not slow" tests/test_pi_hf.py tests/test_padding_free.py \
-    tests/test_pt_generation.py tests/test_bench.py tests/test_verdicts.py
+part suite 200 "$PY" -m pytest -v -p no:cacheprovider -m "not slow" tests/core/llm/test_hf.py \
+    tests/tailoring/test_packing.py tests/tailoring/test_generate.py tests/bench/test_pi_throughput.py \
+    tests/bench/test_pt_throughput.py tests/bench/test_judge_verdicts.py tests/tailoring/test_verdicts.py
 
 {
     echo "=== summary ($SIZE model, ${SECONDS}s of a ${BUDGET}s budget)"
