@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from persona_core import layout
 from persona_core.errors import UsageError
+from persona_core.io import read_records
 from persona_core.layout import StageFiles
 
 
@@ -67,8 +68,6 @@ def assemble(
 
     A shard run with other settings is an error: its records would mix with these.
     """
-    from persona_core.io import read_records
-
     expected = json.loads(json.dumps(fingerprint, default=str))
     records: dict[str, dict] = {}
     for index in range(shards.num_shards):
