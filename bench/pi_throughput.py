@@ -30,7 +30,7 @@ from persona_core.cli import parse_args
 from persona_core.data import load_split
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import run_cli
-from persona_core.io import write_json_atomic
+from persona_core.io import JsonlCheckpoint, write_json_atomic
 from persona_core.layout import PERSONA_INFERENCE, SAMPLE_PREFERENCES, StageFiles, paper_data_dir
 from persona_core.llm import ModelType, make_llm
 from persona_core.llm.base import Completion, GenerationConfig, cut_at_stop
@@ -139,8 +139,9 @@ def time_api(
     )
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        checkpoint = StageFiles(Path(folder), "bench").checkpoint
+        checkpoint = JsonlCheckpoint(StageFiles(Path(folder), "bench").checkpoint)
         records, stats = run_requests(llm, requests, meta, checkpoint, generation, desc=f"API x{concurrency}")
+        checkpoint.close()
         seconds = time.perf_counter() - start
     if stats.ok != len(requests):
         raise RuntimeError(f"{stats.failed} requests failed: {stats.errors[:1]}")

@@ -79,9 +79,7 @@ def plot(rows: list[dict], panels: common.Panels):
             ax.set_title(panels.title(dataset, evaluator), fontsize=10)
             if j == 0:
                 ax.set_ylabel("Persona accuracy")
-    fig.legend(loc="upper center", ncol=3, bbox_to_anchor=(0.5, 1.06), frameon=False)
-    fig.tight_layout()
-    return fig
+    return common.with_legend(fig, 1.06)
 
 
 FIGURE = common.JudgedFigure(

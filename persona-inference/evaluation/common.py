@@ -190,6 +190,13 @@ def new_figure(n_rows: int, n_cols: int, width: float, height: float):
     return fig, axes
 
 
+def with_legend(fig, height: float):
+    """The figure with its legend centred above the panels at ``height`` (figure coordinates), laid out."""
+    fig.legend(loc="upper center", ncol=3, bbox_to_anchor=(0.5, height), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def close(fig) -> None:
     import matplotlib.pyplot as plt
 

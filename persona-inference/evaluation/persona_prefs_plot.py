@@ -53,9 +53,7 @@ def plot(rows: list[dict], panels: common.Panels):
             ax.set_title(panels.title(dataset, evaluator), fontsize=10)
             if i == len(evaluators) - 1:
                 ax.set_xlabel("Share of rows")
-    fig.legend(loc="upper center", ncol=3, bbox_to_anchor=(0.5, 1.08), frameon=False)
-    fig.tight_layout()
-    return fig
+    return common.with_legend(fig, 1.08)
 
 
 FIGURE = common.JudgedFigure(

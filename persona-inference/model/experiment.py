@@ -111,7 +111,12 @@ def load_inputs(
     answer_tokens: int,
     cache_dir: str | None,
 ) -> Inputs:
-    """The templates of the requested experiments and the rows, once for the whole invocation."""
+    """The templates of the requested experiments and the rows to run, once for the whole invocation, after every
+    check of the data (before any model is loaded).
+
+    Rows in any supported format are read as text (``persona_core.preferences``); a bad row stops the run, or is
+    skipped with ``--skip_bad_rows``. Prompts are fitted to the context (``fit_to_context``).
+    """
     templates = {
         experiment.value: load_template(
             template_folder(experiment.value, settings.prefs_question),
@@ -120,49 +125,41 @@ def load_inputs(
         )
         for experiment in settings.experiments
     }
-    texts = {name: text for name, (text, _) in templates.items()}
-    dataset, selected = load_rows(settings, data, rows, limit, answer_tokens, cache_dir, texts)
-    return Inputs(data.dataset_name, dataset, selected, templates)
-
-
-def load_rows(
-    settings: ExperimentArguments,
-    data: DataArguments,
-    rows: PartitionArguments,
-    limit: int | None,
-    answer_tokens: int,
-    cache_dir: str | None,
-    templates: dict[str, str],
-):
-    """The preference rows and the row range to run, after every check of the data (before any model is loaded).
-
-    Rows in any supported format are read as text (``persona_core.preferences``); a bad row stops the run, or is
-    skipped with ``--skip_bad_rows``. Prompts are fitted to the context of a local model (or to
-    ``--max_prompt_tokens``), leaving room for each experiment's template (``templates``, by experiment name), its
-    answer (``answer_tokens``) and the personas a judge reads; a cut prompt keeps its row's ids, so judges with
-    another context still find their personas.
-    """
     dataset = load_preferences(
         data.dataset_name, data.inference_split, data.split, cache_dir, data.columns(), data.skip_bad_rows
     )
-    local = settings.model_type.value in ("hf_chat", "vllm")  # models whose tokenizer and context are at hand
-    if rows.max_prompt_tokens is not None or local:
-        counter = load_token_counter(settings.model_name if local else EMBEDDED_MODEL_NAME, cache_dir)
-        room = {  # what each experiment adds to its template and a row: its answer, the personas it shows
-            "persona_inference": answer_tokens,
-            "persona_accuracy": settings.judge_max_tokens + answer_tokens,
-            "persona_prefs": settings.judge_max_tokens + 2 * answer_tokens,
-        }
-        reserve = max((counter.count([text])[0] + room[name] for name, text in templates.items()), default=0)
-        fit_prompts(dataset, counter, rows.max_prompt_tokens, reserve)
-    selected = partition_range(rows.partition, len(dataset))
-    if limit is not None:
-        selected = selected[:limit]
+    texts = {name: text for name, (text, _) in templates.items()}
+    fit_to_context(dataset, settings, rows.max_prompt_tokens, answer_tokens, cache_dir, texts)
+    selected = partition_range(rows.partition, len(dataset))[:limit]
     if len(selected) == 0:
         raise UsageError(
             f"partition '{rows.partition.value}' of '{data.dataset_name}' has no rows: use a larger dataset"
         )
-    return dataset, selected
+    return Inputs(data.dataset_name, dataset, selected, templates)
+
+
+def fit_to_context(
+    dataset,
+    settings: ExperimentArguments,
+    max_prompt_tokens: int | None,
+    answer_tokens: int,
+    cache_dir: str | None,
+    templates: dict[str, str],
+) -> None:
+    """Cut prompts to the context of a local model (or to ``--max_prompt_tokens``), leaving room for each
+    experiment's template (``templates``, by experiment name), its answer (``answer_tokens``) and the personas a
+    judge reads; a cut prompt keeps its row's ids, so judges with another context still find their personas."""
+    local = settings.model_type.value in ("hf_chat", "vllm")  # models whose tokenizer and context are at hand
+    if max_prompt_tokens is None and not local:
+        return
+    counter = load_token_counter(settings.model_name if local else EMBEDDED_MODEL_NAME, cache_dir)
+    room = {  # what each experiment adds to its template and a row: its answer, the personas it shows
+        "persona_inference": answer_tokens,
+        "persona_accuracy": settings.judge_max_tokens + answer_tokens,
+        "persona_prefs": settings.judge_max_tokens + 2 * answer_tokens,
+    }
+    reserve = max((counter.count([text])[0] + room[name] for name, text in templates.items()), default=0)
+    fit_prompts(dataset, counter, max_prompt_tokens, reserve)
 
 
 def data_digest(dataset) -> str:
