@@ -3,15 +3,18 @@ continuous batching (``persona_core.llm.batching``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from persona_core.embedded import resolve_model_name
 from persona_core.errors import UsageError
-from persona_core.llm.base import LLM, TOKENS_READ, Completion, Request, messages_for
+from persona_core.llm.base import (
+    LLM,
+    TOKENS_READ,
+    Completion,
+    GenerationConfig,
+    Request,
+    ResultCallback,
+    messages_for,
+)
 from persona_core.llm.batching import ROUND_TOKENS, ContinuousBatcher
-
-if TYPE_CHECKING:
-    from persona_core.llm.base import GenerationConfig, ResultCallback
 
 
 def quantization_config(load_in_4bit: bool, load_in_8bit: bool):
