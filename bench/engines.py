@@ -29,7 +29,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.common import finish, load_average
 from persona_core.arguments import DTYPES as HF_DTYPES
 from persona_core.cli import parse
 from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT, resolve_model_name
@@ -42,6 +41,7 @@ from persona_inference.model.inference import GUIDED_PREFIX
 if not __package__:  # run as a path (python bench/x.py): `bench` imports from the repository root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from bench.common import finish, load_average  # noqa: E402 (after the path above)
 from bench.pi_throughput import load_requests  # noqa: E402 (after the path above)
 
 VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"

@@ -20,16 +20,21 @@ Run from the repository root::
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import finish
 from persona_core.cli import parse
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import run_cli
 from persona_core.io import read_records
 from persona_tailoring.evaluation import run_judge
+
+if not __package__:  # run as a path (python bench/x.py): `bench` imports from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench.common import finish  # noqa: E402 (after the path above)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "obvious_pairs.jsonl"
 MODES = ("probability", "text")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -32,10 +33,14 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
-from bench.common import finish, load_average
 from persona_core.cli import parse
 from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT, resolve_model_name
 from persona_core.errors import UsageError
+
+if not __package__:  # run as a path (python bench/x.py): `bench` imports from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench.common import finish, load_average  # noqa: E402 (after the path above)
 
 SAMPLE_DATA = REPO_ROOT / "data" / "sample-tailoring"
 ALL_METHODS = ("sft", "dpo", "orpo", "simpo", "kto")

@@ -26,7 +26,6 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import finish
 from persona_core.cli import parse
 from persona_core.data import load_split
 from persona_core.embedded import EMBEDDED_MODEL_NAME
@@ -44,6 +43,7 @@ from persona_inference.model.inference import GUIDED_PREFIX, PERSONA_PREFIX, bui
 if not __package__:  # run as a path (python bench/x.py): `bench` imports from the repository root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from bench.common import finish  # noqa: E402 (after the path above)
 from bench.loopback import LoopbackLLMServer  # noqa: E402 (after the path above)
 
 PAPER_DATA = paper_data_dir() / "persona-inference-BeaverTails"

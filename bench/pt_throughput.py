@@ -28,12 +28,12 @@ data/sample-tailoring. Run from the repository root::
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import finish, load_average
 from persona_core.arguments import positive
 from persona_core.cli import parse
 from persona_core.data import load_splits
@@ -49,6 +49,11 @@ from persona_tailoring.model.generate import (
 from persona_tailoring.model.run_model import Arguments as RunArguments
 from persona_tailoring.model.templates import InferenceType, PromptStyle, TrainingType, inference_personas
 from persona_tailoring.model.train import build_trainer, model_dirs, pick_split
+
+if not __package__:  # run as a path (python bench/x.py): `bench` imports from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench.common import finish, load_average  # noqa: E402 (after the path above)
 
 PAPER_DATA = paper_data_dir() / "persona-tailoring-BeaverTails"
 SAMPLE_DATA = REPO_ROOT / "data" / "sample-tailoring"
@@ -330,6 +335,7 @@ def count_computed_tokens(trainer) -> dict:
 def bench_training(
     shared: SharedArguments, bench: TrainingBenchArguments, path: str, dataset_name: str
 ) -> dict:
+
     import torch
 
     sizes = {
