@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from persona_core.arguments import DTYPES as HF_DTYPES
-from persona_core.cli import parse_args
+from persona_core.cli import parse
 from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT, resolve_model_name
 from persona_core.errors import UsageError, run_cli
 from persona_core.io import write_json_atomic
@@ -41,6 +41,7 @@ from persona_inference.model.inference import GUIDED_PREFIX
 if not __package__:  # run as a path (python bench/x.py): `bench` imports from the repository root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from bench.common import finish, load_average  # noqa: E402 (after the path above)
 from bench.pi_throughput import load_requests  # noqa: E402 (after the path above)
 
 VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
@@ -48,7 +49,9 @@ ENGINES = ("hf_chat", "vllm", "vllm_serve")
 
 
 @dataclass
-class Arguments:
+class EnginesArguments:
+    """The prompts, the model and the engines to compare."""
+
     dataset_name: str | None = field(
         default=None,
         metadata={"help": "Preference data (default: BeaverTails paper data if present, else the sample)."},
@@ -269,14 +272,14 @@ def summarize(results: dict[str, dict], requests, tokenizer) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
+    (args,) = parse((EnginesArguments,), argv, description=__doc__.split("\n\n")[0])
     generation = args.generation()
     if args.worker:
         return worker(Path(args.worker), args.model_name, args.vllm_options(), generation)
     from transformers import AutoTokenizer
 
     requests, _, path = load_requests(args.dataset_name, args.prompts, GUIDED_PREFIX)
-    wall, load = time.perf_counter(), os.getloadavg()
+    wall, load_start = time.perf_counter(), load_average()
     hf_chat = run_hf_chat(args.model_name, requests, generation, args.batch_size, args.hf_dtype, args.threads)
     results = {"hf_chat": hf_chat}
     if "vllm" in args.engines:
@@ -297,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         "vllm_dtype": args.dtype,
         "gpu": gpu_name(),
         "engines": summarize(results, requests, tokenizer),
-        "load_average": {"start": [round(x, 2) for x in load], "end": [round(x, 2) for x in os.getloadavg()]},
+        "load_average": {"start": load_start, "end": load_average()},
         "wall_s": round(time.perf_counter() - wall, 1),
     }
     hf = figures["engines"]["hf_chat"]
@@ -322,14 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    print(
-        f"load average (1, 5, 15 min) on {os.cpu_count()} CPUs: start {figures['load_average']['start']}, "
-        f"end {figures['load_average']['end']}; wall time {figures['wall_s']}s"
-    )
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
-        print(f"figures: {args.json}")
-    return 0
+    return finish(figures, args.json)
 
 
 if __name__ == "__main__":

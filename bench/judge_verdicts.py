@@ -20,22 +20,30 @@ Run from the repository root::
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from persona_core.cli import parse_args
+from persona_core.cli import parse
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import run_cli
-from persona_core.io import read_records, write_json_atomic
+from persona_core.io import read_records
 from persona_tailoring.evaluation import run_judge
+
+if not __package__:  # run as a path (python bench/x.py): `bench` imports from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench.common import finish  # noqa: E402 (after the path above)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "obvious_pairs.jsonl"
 MODES = ("probability", "text")
 
 
 @dataclass
-class Arguments:
+class JudgeVerdictsArguments:
+    """The judge, the pairs and the rubrics."""
+
     judge_model_name: str = field(default=EMBEDDED_MODEL_NAME, metadata={"help": "Local judge model."})
     pairs: int | None = field(default=None, metadata={"help": "Use only the first N pairs of the fixture."})
     metrics: list[str] = field(
@@ -86,7 +94,7 @@ def judge(judge_flags: list[str], mode: str, base: Path, test: Path, out: Path) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
+    (args,) = parse((JudgeVerdictsArguments,), argv, description=__doc__.split("\n\n")[0])
     rows = read_records(FIXTURE)[: args.pairs]
     figures = {"judge": args.judge_model_name, "pairs": len(rows), "metrics": args.metrics}
     judge_flags = ["--judge_model_name", args.judge_model_name, "--metrics", *args.metrics]
@@ -111,10 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{first:>7} {m['invalid']:>4}/{m['verdicts']}"
         )
     print(f"probability verdicts are {figures['speedup']}x faster per verdict (target: at least 20x)")
-    if args.json:
-        write_json_atomic(args.json, figures)
-        print(f"figures: {args.json}")
-    return 0
+    return finish(figures, args.json)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -29,6 +30,64 @@ def _last_user_text(body: dict) -> str:
                 return "".join(part.get("text", "") for part in content if isinstance(part, dict))
             return content or ""
     return ""
+
+
+def _prompt_of(body: dict) -> str:
+    """Text completions (``/v1/completions``) send a raw ``prompt``; chat APIs send messages."""
+    return body["prompt"] if isinstance(body.get("prompt"), str) else _last_user_text(body)
+
+
+def _openai_usage(usage_in: int, usage_out: int) -> dict:
+    return {"prompt_tokens": usage_in, "completion_tokens": usage_out, "total_tokens": usage_in + usage_out}
+
+
+def _chat_completion(body: dict, text: str, usage_in: int, usage_out: int, logprobs: dict | None) -> dict:
+    choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+    return {
+        "id": "cmpl-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": body.get("model", ""),
+        "choices": [{**choice, "logprobs": logprobs}],
+        "usage": _openai_usage(usage_in, usage_out),
+    }
+
+
+def _text_completion(body: dict, text: str, usage_in: int, usage_out: int) -> dict:
+    return {
+        "id": "cmpl-2",
+        "object": "text_completion",
+        "created": 0,
+        "model": body.get("model", ""),
+        "choices": [{"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}],
+        "usage": _openai_usage(usage_in, usage_out),
+    }
+
+
+def _anthropic_message(body: dict, text: str, usage_in: int, usage_out: int) -> dict:
+    return {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": body.get("model", ""),
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": usage_in, "output_tokens": usage_out},
+    }
+
+
+def _cohere_chat(body: dict, text: str, usage_in: int, usage_out: int) -> dict:
+    return {
+        "id": "co-1",
+        "finish_reason": "COMPLETE",
+        "message": {"role": "assistant", "content": [{"type": "text", "text": text}]},
+        "usage": {"tokens": {"input_tokens": usage_in, "output_tokens": usage_out}},
+    }
+
+
+_PAYLOADS = (("/completions", _text_completion), ("/messages", _anthropic_message), ("/chat", _cohere_chat))
+"""The answer of each path (by its ending) but ``/chat/completions``, which may carry log-probabilities."""
 
 
 class _Server(ThreadingHTTPServer):
@@ -85,6 +144,68 @@ class LoopbackLLMServer:
             queue = self.faults.get(prompt)
             return queue.pop(0) if queue else None
 
+    @contextmanager
+    def _handling(self, path: str, body: dict, auth_header: str):
+        """Record the call and count it in flight while it is answered."""
+        with self._lock:
+            self.calls.append({"path": path, "body": body})
+            self.auth_headers.append(auth_header)
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _reply(self, path: str, body: dict, prompt: str) -> tuple[int, dict, dict | None]:
+        """(status, payload, headers) of one request: its next injected fault, else the answer after the latency."""
+        fault = self._next_fault(prompt)
+        if fault == "timeout" or isinstance(fault, int):
+            return self._fault_reply(fault)
+        if self.latency:
+            time.sleep(self.latency)
+        return self._answer_reply(path, body, prompt, self._answer_text(prompt, body))
+
+    def _fault_reply(self, fault: str | int) -> tuple[int, dict, dict | None]:
+        if fault == "timeout":
+            time.sleep(self.timeout_sleep)
+            return 504, {"error": {"message": "slow"}}, None
+        retry_headers = {"Retry-After": "0"}
+        if self.retry_after_ms is not None:
+            retry_headers["retry-after-ms"] = str(self.retry_after_ms)
+        message = "rate limited" if fault == 429 else f"injected {fault}"
+        return fault, {"error": {"message": message}}, retry_headers
+
+    def _answer_text(self, prompt: str, body: dict) -> str:
+        """``respond``'s answer; where the last message is an assistant prefill it starts with, the continuation only
+        (Anthropic-style prefill), unless the server answers afresh."""
+        text = self.respond(prompt, body)
+        messages = body.get("messages") or [{}]
+        prefill = messages[-1].get("content") if messages[-1].get("role") == "assistant" else None
+        if self.continues_prefill and isinstance(prefill, str) and text.startswith(prefill):
+            return text[len(prefill) :]
+        return text
+
+    def _with_logprobs(self, prompt: str, body: dict, text: str) -> tuple[str, dict | None]:
+        """(text, logprobs) of a chat answer: a request asking for ``logprobs`` is answered with the first of
+        ``top_logprobs``' tokens, the pairs as its first token's ``top_logprobs``."""
+        if not body.get("logprobs") or self.top_logprobs is None:
+            return text, None
+        top = self.top_logprobs(prompt, body)[: body.get("top_logprobs") or 1]
+        entries = [{"token": t, "logprob": lp, "bytes": None} for t, lp in top]
+        return top[0][0], {"content": [{**entries[0], "top_logprobs": entries}]}
+
+    def _answer_reply(self, path: str, body: dict, prompt: str, text: str) -> tuple[int, dict, dict | None]:
+        usage_in, usage_out = len(prompt.split()), len(text.split())
+        if path.endswith("/chat/completions"):
+            text, logprobs = self._with_logprobs(prompt, body, text)
+            return 200, _chat_completion(body, text, usage_in, usage_out, logprobs), None
+        for ending, payload in _PAYLOADS:
+            if path.endswith(ending):
+                return 200, payload(body, text, usage_in, usage_out), None
+        return 404, {"error": {"message": f"unknown path {path}"}}, None
+
     def _handler(self):
         server = self
 
@@ -112,112 +233,8 @@ class LoopbackLLMServer:
 
             def do_POST(self):  # noqa: N802 (http.server's naming)
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                # Text completions (``/v1/completions``) send a raw ``prompt``; chat APIs send messages.
-                prompt = body["prompt"] if isinstance(body.get("prompt"), str) else _last_user_text(body)
-                with server._lock:
-                    server.calls.append({"path": self.path, "body": body})
-                    server.auth_headers.append(
-                        self.headers.get("Authorization") or self.headers.get("x-api-key") or ""
-                    )
-                    server.in_flight += 1
-                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                try:
-                    self._answer(body, prompt)
-                finally:
-                    with server._lock:
-                        server.in_flight -= 1
-
-            def _answer(self, body: dict, prompt: str) -> None:
-                fault = server._next_fault(prompt)
-                retry_headers = {"Retry-After": "0"}
-                if server.retry_after_ms is not None:
-                    retry_headers["retry-after-ms"] = str(server.retry_after_ms)
-                if fault == "timeout":
-                    time.sleep(server.timeout_sleep)
-                    return self._send(504, {"error": {"message": "slow"}})
-                if fault == 429:
-                    return self._send(429, {"error": {"message": "rate limited"}}, retry_headers)
-                if isinstance(fault, int):
-                    return self._send(fault, {"error": {"message": f"injected {fault}"}}, retry_headers)
-                if server.latency:
-                    time.sleep(server.latency)
-                text = server.respond(prompt, body)
-                messages = body.get("messages") or [{}]
-                prefill = messages[-1].get("content") if messages[-1].get("role") == "assistant" else None
-                if server.continues_prefill and isinstance(prefill, str) and text.startswith(prefill):
-                    text = text[len(prefill) :]  # Anthropic-style prefill: answer with the continuation only
-                usage_in, usage_out = len(prompt.split()), len(text.split())
-                if self.path.endswith("/chat/completions"):
-                    logprobs = None
-                    if body.get("logprobs") and server.top_logprobs is not None:
-                        top = server.top_logprobs(prompt, body)[: body.get("top_logprobs") or 1]
-                        text = top[0][0]
-                        entries = [{"token": t, "logprob": lp, "bytes": None} for t, lp in top]
-                        logprobs = {"content": [{**entries[0], "top_logprobs": entries}]}
-                    return self._send(
-                        200,
-                        {
-                            "id": "cmpl-1",
-                            "object": "chat.completion",
-                            "created": 0,
-                            "model": body.get("model", ""),
-                            "choices": [
-                                {
-                                    "index": 0,
-                                    "finish_reason": "stop",
-                                    "message": {"role": "assistant", "content": text},
-                                    "logprobs": logprobs,
-                                }
-                            ],
-                            "usage": {
-                                "prompt_tokens": usage_in,
-                                "completion_tokens": usage_out,
-                                "total_tokens": usage_in + usage_out,
-                            },
-                        },
-                    )
-                if self.path.endswith("/completions"):
-                    return self._send(
-                        200,
-                        {
-                            "id": "cmpl-2",
-                            "object": "text_completion",
-                            "created": 0,
-                            "model": body.get("model", ""),
-                            "choices": [
-                                {"index": 0, "finish_reason": "stop", "text": text, "logprobs": None}
-                            ],
-                            "usage": {
-                                "prompt_tokens": usage_in,
-                                "completion_tokens": usage_out,
-                                "total_tokens": usage_in + usage_out,
-                            },
-                        },
-                    )
-                if self.path.endswith("/messages"):
-                    return self._send(
-                        200,
-                        {
-                            "id": "msg_1",
-                            "type": "message",
-                            "role": "assistant",
-                            "model": body.get("model", ""),
-                            "content": [{"type": "text", "text": text}],
-                            "stop_reason": "end_turn",
-                            "stop_sequence": None,
-                            "usage": {"input_tokens": usage_in, "output_tokens": usage_out},
-                        },
-                    )
-                if self.path.endswith("/chat"):
-                    return self._send(
-                        200,
-                        {
-                            "id": "co-1",
-                            "finish_reason": "COMPLETE",
-                            "message": {"role": "assistant", "content": [{"type": "text", "text": text}]},
-                            "usage": {"tokens": {"input_tokens": usage_in, "output_tokens": usage_out}},
-                        },
-                    )
-                return self._send(404, {"error": {"message": f"unknown path {self.path}"}})
+                auth_header = self.headers.get("Authorization") or self.headers.get("x-api-key") or ""
+                with server._handling(self.path, body, auth_header):
+                    self._send(*server._reply(self.path, body, _prompt_of(body)))
 
         return Handler

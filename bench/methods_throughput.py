@@ -24,8 +24,8 @@ Run from the repository root::
 from __future__ import annotations
 
 import json
-import os
 import re
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -33,16 +33,23 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
-from persona_core.cli import parse_args
+from persona_core.cli import parse
 from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT, resolve_model_name
 from persona_core.errors import UsageError
+
+if not __package__:  # run as a path (python bench/x.py): `bench` imports from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench.common import finish, load_average  # noqa: E402 (after the path above)
 
 SAMPLE_DATA = REPO_ROOT / "data" / "sample-tailoring"
 ALL_METHODS = ("sft", "dpo", "orpo", "simpo", "kto")
 
 
 @dataclass
-class Arguments:
+class MethodsThroughputArguments:
+    """The data, the model, the methods and how each trains."""
+
     hf_dataset_name: str = field(
         default=str(SAMPLE_DATA), metadata={"help": "Tailoring splits; the rows come from dpo_train."}
     )
@@ -64,20 +71,23 @@ class Arguments:
     device_map: str = field(default="auto", metadata={"help": "Device map of the model (CUDA when present)."})
     json: str | None = field(default=None, metadata={"help": "Also write the figures to this JSON file."})
 
-
-def check_arguments(args: Arguments) -> None:
-    unknown = [m for m in args.methods if m not in ALL_METHODS]
-    if unknown:
-        raise UsageError(f"--methods: unknown {', '.join(unknown)} (choose from {', '.join(ALL_METHODS)})")
-    if args.batch_size < 2:
-        raise UsageError("--batch_size must be 2 or more (KTO's KL term needs other examples in the batch)")
-    if args.rows < 2 * args.batch_size or args.rows % 2:
-        raise UsageError(
-            f"--rows ({args.rows}) must be even and at least twice --batch_size ({args.batch_size}): the first "
-            "step is the warm-up, and ORPO reads half the rows from each of two splits"
-        )
-    if args.rounds <= 0 or args.max_length <= 0 or args.threads < 0:
-        raise UsageError("--rounds and --max_length must be positive, --threads 0 or more")
+    def check(self) -> None:
+        unknown = [m for m in self.methods if m not in ALL_METHODS]
+        if unknown:
+            raise UsageError(
+                f"--methods: unknown {', '.join(unknown)} (choose from {', '.join(ALL_METHODS)})"
+            )
+        if self.batch_size < 2:
+            raise UsageError(
+                "--batch_size must be 2 or more (KTO's KL term needs other examples in the batch)"
+            )
+        if self.rows < 2 * self.batch_size or self.rows % 2:
+            raise UsageError(
+                f"--rows ({self.rows}) must be even and at least twice --batch_size ({self.batch_size}): the first "
+                "step is the warm-up, and ORPO reads half the rows from each of two splits"
+            )
+        if self.rounds <= 0 or self.max_length <= 0 or self.threads < 0:
+            raise UsageError("--rounds and --max_length must be positive, --threads 0 or more")
 
 
 def same_rows_folder(source: str, rows: int, folder: Path, method: str) -> Path:
@@ -132,7 +142,7 @@ def count_forwards(trainer) -> dict:
     return counts
 
 
-def measure(method: str, args_dict: dict) -> dict:
+def measure(method: str, bench_fields: dict) -> dict:
     """One epoch of ``method`` in this (fresh) process: timing, forward counts, peak memory."""
     import torch
     from transformers import PrinterCallback, ProgressCallback
@@ -141,31 +151,31 @@ def measure(method: str, args_dict: dict) -> dict:
     from persona_tailoring.model.run_model import Arguments as RunArguments
     from persona_tailoring.model.train import build_trainer, model_dirs
 
-    args = Arguments(**args_dict)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    bench = MethodsThroughputArguments(**bench_fields)
+    if bench.threads:
+        torch.set_num_threads(bench.threads)
     with tempfile.TemporaryDirectory(prefix="methods-bench-") as folder:
-        data = same_rows_folder(args.hf_dataset_name, args.rows, Path(folder) / "data", method)
+        data = same_rows_folder(bench.hf_dataset_name, bench.rows, Path(folder) / "data", method)
         run_args = RunArguments(
-            base_model_name=args.model_name,
+            base_model_name=bench.model_name,
             model_nickname="bench",
-            dataset_name=args.dataset_name,
+            dataset_name=bench.dataset_name,
             hf_dataset_name=str(data),
             model_save_dir=folder,
             results_save_dir=folder,
-            device_map=args.device_map,
-            max_train_samples=args.rows,
+            device_map=bench.device_map,
+            max_train_samples=bench.rows,
             max_eval_samples=0,
         )
         merged = model_dirs(run_args, "sft").merged  # the base model stands in for the merged SFT model
         merged.parent.mkdir(parents=True)
-        merged.symlink_to(Path(resolve_model_name(args.model_name)).resolve(), target_is_directory=True)
-        flags = ["--num_train_epochs", "1", "--per_device_train_batch_size", str(args.batch_size)]
+        merged.symlink_to(Path(resolve_model_name(bench.model_name)).resolve(), target_is_directory=True)
+        flags = ["--num_train_epochs", "1", "--per_device_train_batch_size", str(bench.batch_size)]
         flags += [
             "--gradient_accumulation_steps",
             "1",
             "--max_length",
-            str(args.max_length),
+            str(bench.max_length),
             "--save_strategy",
             "no",
         ]
@@ -184,16 +194,16 @@ def measure(method: str, args_dict: dict) -> dict:
         peak_rss = memory_kb("VmHWM")
         examples = len(trainer.train_dataset)
     steps = trainer.state.global_step
-    timed_examples = examples - args.batch_size  # the first step is the warm-up
+    timed_examples = examples - bench.batch_size  # the first step is the warm-up
     seconds = clock.stamps[-1] - clock.stamps[0]
     return {
         "method": method,
         "examples": examples,
-        "rows": args.rows,
+        "rows": bench.rows,
         "steps": steps,
         "seconds": seconds,
         "timed_examples": timed_examples,
-        "timed_rows": timed_examples * args.rows / examples,
+        "timed_rows": timed_examples * bench.rows / examples,
         "forwards_per_step": forwards["forwards"] / steps,
         "reference_forwards_per_step": forwards["reference_forwards"] / steps,
         "reference_token_share": forwards["reference_tokens"] / forwards["tokens"],
@@ -208,16 +218,16 @@ def measure(method: str, args_dict: dict) -> dict:
     }
 
 
-def run_all(args: Arguments) -> dict[str, dict]:
+def run_all(bench: MethodsThroughputArguments) -> dict[str, dict]:
     """Every method in its own fresh process, the order alternating each round; timings summed over rounds."""
     totals: dict[str, dict] = {}
     context = get_context("spawn")
-    methods = tuple(args.methods)
-    for round_index in range(args.rounds):
+    methods = tuple(bench.methods)
+    for round_index in range(bench.rounds):
         order = methods if round_index % 2 == 0 else methods[::-1]
         for method in order:
             with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-                figures = pool.submit(measure, method, asdict(args)).result()
+                figures = pool.submit(measure, method, asdict(bench)).result()
             print(
                 f"  round {round_index + 1}: {method}: {figures['timed_examples'] / figures['seconds']:.2f} examples/s, "
                 f"peak {figures['peak_rss_mb']:.0f} MB"
@@ -290,28 +300,27 @@ def print_table(table: dict[str, dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
-    check_arguments(args)
-    start, load_start = time.perf_counter(), tuple(round(x, 2) for x in os.getloadavg())
-    print(f"{len(args.methods)} methods x {args.rounds} round(s), each in a fresh process:")
-    totals = run_all(args)
+    (bench,) = parse((MethodsThroughputArguments,), argv, description=__doc__.split("\n\n")[0])
+    start, load_start = time.perf_counter(), load_average()
+    print(f"{len(bench.methods)} methods x {bench.rounds} round(s), each in a fresh process:")
+    totals = run_all(bench)
     table = summarize(totals)
     figures = {
-        "data": args.hf_dataset_name,
-        "model": args.model_name,
-        "rows": args.rows,
-        "batch_size": args.batch_size,
-        "max_length": args.max_length,
-        "rounds": args.rounds,
+        "data": bench.hf_dataset_name,
+        "model": bench.model_name,
+        "rows": bench.rows,
+        "batch_size": bench.batch_size,
+        "max_length": bench.max_length,
+        "rounds": bench.rounds,
         "threads": next(iter(totals.values()))["threads"],
         "device": next(iter(totals.values()))["device"],
         "methods": table,
-        "load_average": {"start": load_start, "end": tuple(round(x, 2) for x in os.getloadavg())},
+        "load_average": {"start": load_start, "end": load_average()},
         "wall_s": round(time.perf_counter() - start, 1),
     }
     print(
-        f"\n{args.rows} preference rows of {args.hf_dataset_name}, model {args.model_name}, batch {args.batch_size}, "
-        f"max_length {args.max_length}, one epoch, LoRA, {figures['threads']} thread(s) on {figures['device']}"
+        f"\n{bench.rows} preference rows of {bench.hf_dataset_name}, model {bench.model_name}, batch {bench.batch_size}, "
+        f"max_length {bench.max_length}, one epoch, LoRA, {figures['threads']} thread(s) on {figures['device']}"
     )
     print_table(table)
     print(
@@ -320,14 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         "adapter off (reference log-probabilities); peak RSS: the process's high-water mark during training "
         "(+train: above its size once the trainer was built)"
     )
-    loads = figures["load_average"]
-    print(
-        f"load average (1, 5, 15 min): start {loads['start']}, end {loads['end']}; wall time {figures['wall_s']}s"
-    )
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
-        print(f"figures: {args.json}")
-    return 0
+    return finish(figures, bench.json)
 
 
 if __name__ == "__main__":

@@ -26,11 +26,11 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from persona_core.cli import parse_args
+from persona_core.cli import parse
 from persona_core.data import load_split
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.errors import run_cli
-from persona_core.io import JsonlCheckpoint, write_json_atomic
+from persona_core.io import JsonlCheckpoint
 from persona_core.layout import PERSONA_INFERENCE, SAMPLE_PREFERENCES, StageFiles, paper_data_dir
 from persona_core.llm import ModelType, make_llm
 from persona_core.llm.base import Completion, GenerationConfig, cut_at_stop
@@ -44,6 +44,7 @@ from persona_inference.model.inference import GUIDED_PREFIX, PERSONA_PREFIX, bui
 if not __package__:  # run as a path (python bench/x.py): `bench` imports from the repository root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from bench.common import finish  # noqa: E402 (after the path above)
 from bench.loopback import LoopbackLLMServer  # noqa: E402 (after the path above)
 
 PAPER_DATA = paper_data_dir() / "persona-inference-BeaverTails"
@@ -94,11 +95,6 @@ class LocalArguments:
         default=None, metadata={"help": "torch CPU threads (default: torch's own choice)."}
     )
     skip_local: bool = field(default=False, metadata={"help": "Skip the local generation part."})
-
-
-@dataclass
-class Arguments(LocalArguments, ApiArguments, SharedArguments):
-    """Every flag of the benchmark."""
 
 
 def load_requests(dataset_name: str | None, count: int, prefix: str):
@@ -285,18 +281,20 @@ def verdict(value: float, target: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
+    shared, api_bench, local_bench = parse(
+        (SharedArguments, ApiArguments, LocalArguments), argv, description=__doc__.split("\n\n")[0]
+    )
     figures = {}
-    generation = GenerationConfig(max_tokens=args.max_tokens, stop=("\n",))
-    if not args.skip_api:
-        api = figures["api"] = bench_api(args.dataset_name, generation, args)
+    generation = GenerationConfig(max_tokens=shared.max_tokens, stop=("\n",))
+    if not api_bench.skip_api:
+        api = figures["api"] = bench_api(shared.dataset_name, generation, api_bench)
         print(
             f"API   {api['requests']} requests, {api['latency_s']}s latency: one at a time {api['sequential_s']}s, "
             f"{api['concurrency']} at once {api['concurrent_s']}s (peak {api['peak_in_flight']['concurrent']} in flight) -> "
             f"{api['speedup']}x ({verdict(api['speedup'], api['target'])} {api['target']}x)"
         )
-    if not args.skip_local:
-        local = figures["local"] = bench_local(args.dataset_name, generation, args)
+    if not local_bench.skip_local:
+        local = figures["local"] = bench_local(shared.dataset_name, generation, local_bench)
         alone, batched = local["alone"], local["batched"]
         print(
             f"LOCAL {local['prompts']} prompts (~{local['prompt_tokens_mean']} tokens) on {local['device']} "
@@ -311,10 +309,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"      the backend at batch size 1 (shared prefix, no batching): {one['tokens_per_s']} tok/s "
                 f"({one['seconds']}s) -> {one['speedup_tokens_per_s']}x; same output {one['same_output_as_alone']:.0%}"
             )
-    if args.json:
-        write_json_atomic(args.json, figures)
-        print(f"figures: {args.json}")
-    return 0
+    return finish(figures, shared.json)
 
 
 if __name__ == "__main__":

@@ -27,15 +27,15 @@ data/sample-tailoring. Run from the repository root::
 
 from __future__ import annotations
 
-import json
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from persona_core.arguments import positive
-from persona_core.cli import parse_args
+from persona_core.cli import parse
 from persona_core.data import load_splits
 from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT, resolve_model_name
 from persona_core.errors import UsageError, run_cli
@@ -49,6 +49,11 @@ from persona_tailoring.model.generate import (
 from persona_tailoring.model.run_model import Arguments as RunArguments
 from persona_tailoring.model.templates import InferenceType, PromptStyle, TrainingType, inference_personas
 from persona_tailoring.model.train import build_trainer, model_dirs, pick_split
+
+if not __package__:  # run as a path (python bench/x.py): `bench` imports from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench.common import finish, load_average  # noqa: E402 (after the path above)
 
 PAPER_DATA = paper_data_dir() / "persona-tailoring-BeaverTails"
 SAMPLE_DATA = REPO_ROOT / "data" / "sample-tailoring"
@@ -132,18 +137,9 @@ class TrainingBenchArguments:
             )
 
 
-@dataclass
-class Arguments(TrainingBenchArguments, GenerationBenchArguments, SharedArguments):
-    """Every flag of the benchmark."""
-
-
 def round_orders(variants: tuple, rounds: int) -> list[tuple]:
     """A B, B A, A B, ...: each variant runs first as often as the other (within one)."""
     return [variants if r % 2 == 0 else variants[::-1] for r in range(rounds)]
-
-
-def load_loads() -> tuple[float, float, float]:
-    return tuple(round(x, 2) for x in os.getloadavg())
 
 
 # --- generation ---------------------------------------------------------------------------------------------------
@@ -223,18 +219,18 @@ def step_clock(method: str):
             self.stamps: list[float] = []
             self.bar = None
 
-        def on_train_begin(self, args, state, control, **kwargs):
+        def on_train_begin(self, training_args, state, control, **kwargs):
             self.bar = tqdm(
                 total=state.max_steps,
-                desc=f"{method.upper()} batch {args.per_device_train_batch_size}",
+                desc=f"{method.upper()} batch {training_args.per_device_train_batch_size}",
                 leave=False,
             )
 
-        def on_step_end(self, args, state, control, **kwargs):
+        def on_step_end(self, training_args, state, control, **kwargs):
             self.stamps.append(time.perf_counter())
             self.bar.update(1)
 
-        def on_train_end(self, args, state, control, **kwargs):
+        def on_train_end(self, training_args, state, control, **kwargs):
             self.bar.close()
 
     return StepClock()
@@ -339,6 +335,7 @@ def count_computed_tokens(trainer) -> dict:
 def bench_training(
     shared: SharedArguments, bench: TrainingBenchArguments, path: str, dataset_name: str
 ) -> dict:
+
     import torch
 
     sizes = {
@@ -435,22 +432,26 @@ def print_table(figures: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
-    path, dataset_name = args.data_source()
-    if args.threads:
+    shared, generation_bench, training_bench = parse(
+        (SharedArguments, GenerationBenchArguments, TrainingBenchArguments),
+        argv,
+        description=__doc__.split("\n\n")[0],
+    )
+    path, dataset_name = shared.data_source()
+    if shared.threads:
         import torch
 
-        torch.set_num_threads(args.threads)
-    start, load_start = time.perf_counter(), load_loads()
+        torch.set_num_threads(shared.threads)
+    start, load_start = time.perf_counter(), load_average()
     figures: dict = {}
-    if not args.skip_generation:
-        figures["generation"] = bench_generation(args, args, path, dataset_name)
-    if not args.skip_training:
-        figures["training"] = bench_training(args, args, path, dataset_name)
-    figures["load_average"] = {"start": load_start, "end": load_loads(), "cpus": os.cpu_count()}
+    if not generation_bench.skip_generation:
+        figures["generation"] = bench_generation(shared, generation_bench, path, dataset_name)
+    if not training_bench.skip_training:
+        figures["training"] = bench_training(shared, training_bench, path, dataset_name)
+    figures["load_average"] = {"start": load_start, "end": load_average(), "cpus": os.cpu_count()}
     figures["wall_s"] = round(time.perf_counter() - start, 1)
     print(
-        f"\n{dataset_name} data ({path}), model {args.model_name}, {args.rounds} round(s) per variant, order alternating"
+        f"\n{dataset_name} data ({path}), model {shared.model_name}, {shared.rounds} round(s) per variant, order alternating"
     )
     print_table(figures)
     if "generation" in figures:
@@ -470,15 +471,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{t['larger_batch_size']} steps: {t['larger_padding_share']:.0%} of tokens padded, "
             f"{t['padding_free_padding_share']:.0%} padding-free; tok/s counts real (unpadded) tokens"
         )
-    loads = figures["load_average"]
-    print(
-        f"load average (1, 5, 15 min) on {loads['cpus']} CPUs: start {loads['start']}, end {loads['end']}; "
-        f"wall time {figures['wall_s']}s"
-    )
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2))
-        print(f"figures: {args.json}")
-    return 0
+    return finish(figures, shared.json)
 
 
 if __name__ == "__main__":

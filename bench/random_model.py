@@ -20,31 +20,28 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from persona_core.cli import parse_args
+from persona_core.cli import parse
 from persona_core.embedded import embedded_model_path
 from persona_core.errors import UsageError, run_cli
 
+LLAMA_SHAPE = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+)
 SIZES = {
-    "1b": dict(
-        hidden_size=2048,
-        intermediate_size=8192,
-        num_hidden_layers=16,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-    ),
-    "tiny": dict(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-    ),
+    "1b": dict(zip(LLAMA_SHAPE, (2048, 8192, 16, 32, 8), strict=True)),
+    "tiny": dict(zip(LLAMA_SHAPE, (64, 128, 2, 2, 1), strict=True)),
 }
 DTYPES = ("bfloat16", "float16", "float32")
 
 
 @dataclass
-class Arguments:
+class RandomModelArguments:
+    """The model to build and where it goes."""
+
     output_dir: str | None = field(default=None, metadata={"help": "Folder to write (required)."})
     size: str = field(default="1b", metadata={"help": f"Model size: {', '.join(SIZES)}."})
     tokenizer: str | None = field(
@@ -131,21 +128,21 @@ def weights_digest(model) -> str:
     return digest.hexdigest()[:16]
 
 
-def build(args: Arguments) -> dict:
+def build(model_args: RandomModelArguments) -> dict:
     import torch
     from transformers import LlamaForCausalLM
 
-    if args.device == "cuda" and not torch.cuda.is_available():
+    if model_args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA GPU here; drop the flag (the weights are drawn on the CPU)")
     start = time.perf_counter()
-    tokenizer = load_tokenizer(args.tokenizer)
-    config = model_config(args.size, tokenizer, args.dtype, args.max_position_embeddings)
-    dtype = getattr(torch, args.dtype)
-    torch.manual_seed(args.seed)
+    tokenizer = load_tokenizer(model_args.tokenizer)
+    config = model_config(model_args.size, tokenizer, model_args.dtype, model_args.max_position_embeddings)
+    dtype = getattr(torch, model_args.dtype)
+    torch.manual_seed(model_args.seed)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)  # weights are drawn in the target dtype: no float32 copy of 1B parameters
     try:
-        with torch.device(args.device):
+        with torch.device(model_args.device):
             model = LlamaForCausalLM(config)
     finally:
         torch.set_default_dtype(previous)
@@ -153,17 +150,17 @@ def build(args: Arguments) -> dict:
     built = time.perf_counter() - start
     parameters = sum(p.numel() for p in model.parameters())
     digest = weights_digest(model)
-    output = Path(args.output_dir)
+    output = Path(model_args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output)
     tokenizer.save_pretrained(output)
     return {
         "output_dir": str(output),
-        "size": args.size,
+        "size": model_args.size,
         "parameters": parameters,
         "dtype": str(model.dtype).removeprefix("torch."),
-        "device": args.device,
-        "seed": args.seed,
+        "device": model_args.device,
+        "seed": model_args.seed,
         "weights_digest": digest,
         "build_s": round(built, 1),
         "total_s": round(time.perf_counter() - start, 1),
@@ -171,8 +168,8 @@ def build(args: Arguments) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
-    made = build(args)
+    (model_args,) = parse((RandomModelArguments,), argv, description=__doc__.split("\n\n")[0])
+    made = build(model_args)
     print(
         f"random {made['size']} Llama: {made['parameters']:,} parameters ({made['parameters'] / 1e9:.3f} B), "
         f"{made['dtype']}, drawn on {made['device']} with seed {made['seed']} (weights digest {made['weights_digest']}) "

@@ -15,10 +15,10 @@ from persona_core.errors import UsageError
 from persona_core.llm.base import GenerationConfig
 
 
-def positive(args, *names: str, allow_zero: bool = False) -> None:
+def positive(group, *names: str, allow_zero: bool = False) -> None:
     """A UsageError naming the first of ``names`` that is not positive (or negative, with ``allow_zero``)."""
     for name in names:
-        value = getattr(args, name)
+        value = getattr(group, name)
         if value is not None and (value < 0 or (value == 0 and not allow_zero)):
             bound = "0 or more" if allow_zero else "positive"
             raise UsageError(f"--{name} must be {bound} (got {value})")

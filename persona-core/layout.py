@@ -78,6 +78,17 @@ def model_nickname(model_name: str) -> str:
 # --- the files of one stage --------------------------------------------------------------------------------------
 
 
+class NamedFile:
+    """A read-only attribute of ``StageFiles``: the file ``pattern`` names in the stage's folder, ``{name}`` the
+    stage's name."""
+
+    def __init__(self, pattern: str):
+        self.pattern = pattern
+
+    def __get__(self, files: StageFiles | None, owner: type | None = None):
+        return self if files is None else files.folder / self.pattern.format(name=files.name)
+
+
 @dataclass(frozen=True)
 class StageFiles:
     """The files one stage keeps in its folder, all named after the stage."""
@@ -91,21 +102,10 @@ class StageFiles:
     def results(self) -> Path:
         return self.results_file or self.folder / f"{self.name}.jsonl"
 
-    @property
-    def checkpoint(self) -> Path:
-        return self.folder / f"{self.name}.checkpoint.jsonl"
-
-    @property
-    def run_record(self) -> Path:
-        return self.folder / f"{self.name}.run.json"
-
-    @property
-    def fingerprint(self) -> Path:
-        return self.folder / f"{self.name}.fingerprint.json"
-
-    @property
-    def lock(self) -> Path:
-        return self.folder / f".{self.name}.lock"
+    checkpoint = NamedFile("{name}.checkpoint.jsonl")
+    run_record = NamedFile("{name}.run.json")
+    fingerprint = NamedFile("{name}.fingerprint.json")
+    lock = NamedFile(".{name}.lock")
 
 
 def shard_files(files: StageFiles, index: int, count: int) -> StageFiles:

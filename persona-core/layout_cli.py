@@ -17,6 +17,7 @@ import argparse
 import functools
 from pathlib import Path
 
+from persona_core.cli import OneLineParser
 from persona_core.errors import UsageError, run_cli
 from persona_core.layout import (
     ADAPTER_CONFIG_FILE,
@@ -108,12 +109,12 @@ def dataset_paths(
 
 
 def parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m persona_core.layout_cli",
-        description=__doc__.split("\n\n")[0].replace("``", ""),
-        allow_abbrev=False,
+    """One subcommand per query: each has its own required flags (some of the same name as another's, required
+    there and optional here), and every query but ``pi_results`` takes the names to print."""
+    strict = functools.partial(OneLineParser, allow_abbrev=False)
+    parser = strict(
+        prog="python -m persona_core.layout_cli", description=__doc__.split("\n\n")[0].replace("``", "")
     )
-    strict = functools.partial(argparse.ArgumentParser, allow_abbrev=False)
     sub = parser.add_subparsers(dest="query", required=True, parser_class=strict)
     pipeline = sub.add_parser("pipeline", help="the paths of scripts/pipeline.sh below one results root")
     for flag in ("--root", "--dataset", "--pi_nickname", "--pt_nickname"):
