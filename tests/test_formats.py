@@ -519,8 +519,8 @@ def test_persona_tailoring_trains_and_generates_on_trl_conversational_data(tiny_
     adapter = train.fit_and_save(train.trainer_for(plan, args.generator), plan, {})
     assert json.loads((adapter / "training_summary.json").read_text())["train_examples"] == 4
     args.generation.max_tokens = 4
-    shards = ShardArguments()
-    assert generate.infer(args.tailoring, args.inference, args.generator, args.generation, shards, "sft") == 0
+    inference = generate.plan_infer(args.tailoring, args.inference, args.generator, args.generation, "sft")
+    assert generate.infer(inference, args.generator, ShardArguments()) == 0
     output = pt_output_path(
         args.tailoring.results_save_dir, "Handmade", "tiny", "sft", "chosen", "gold-chosen"
     )

@@ -107,9 +107,8 @@ def test_infer_writes_one_documented_record_per_test_row(tmp_path, tiny_model_di
 
 
 def infer(args) -> int:
-    return generate.infer(
-        args.tailoring, args.inference, args.generator, args.generation, ShardArguments(), "sft"
-    )
+    plan = generate.plan_infer(args.tailoring, args.inference, args.generator, args.generation, "sft")
+    return generate.infer(plan, args.generator, ShardArguments())
 
 
 def plain_name() -> str:

@@ -99,15 +99,8 @@ class TailoredGenerationArguments(GenerationArguments):
     )
 
     def generation(self, **changes) -> GenerationConfig:
-        """Temperature, lengths, stops and seed (top-p and repetition penalty stay the backend's defaults)."""
-        settings = dict(
-            temperature=self.temperature,
-            max_tokens=self.max_tokens,
-            min_tokens=self.min_tokens,
-            stop=self.stop_token,
-            seed=self.seed,
-        )
-        return tailored_generation(**(settings | changes))
+        """The shared settings, every one of them honoured, with the tailored stops."""
+        return tailored_generation(**asdict(super().generation(**changes)))
 
 
 @dataclass
@@ -293,6 +286,10 @@ class InferPlan:
     model: str
     adapter: Path | None
     stages: list[RequestStage]
+    name: str
+    """Method and training type, as the summary lines name the run."""
+    dry_run: dict
+    """What ``--dry_run`` lists besides each stage's requests: what it reads and its settings."""
 
 
 def plan_infer(
@@ -316,7 +313,7 @@ def plan_infer(
     model = inference_model(tailoring, inference, generator, method, dry_run)
     adapter = inference_adapter(tailoring, inference, generator, method)
     served = model if generator.backend != Backend.open_ai else (inference.server_model_name or model)
-    settings = generation.generation()
+    generation_config = generation.generation()
     run = (
         tailoring.results_save_dir,
         dataset_name,
@@ -331,7 +328,7 @@ def plan_infer(
             test, inference_type, dataset_name, "test", inference.system_persona
         )
         requests, meta = build_requests(test, personas, style, demonstrations)
-        fingerprint = generation_fingerprint(served, generator, requests, settings, adapter)
+        fingerprint = generation_fingerprint(served, generator, requests, generation_config, adapter)
         stages.append(
             RequestStage(
                 label=inference_type.value,
@@ -339,7 +336,7 @@ def plan_infer(
                 requests=requests,
                 meta=meta,
                 fingerprint=fingerprint,
-                generation=settings,
+                generation=generation_config,
                 finish=output_record,
                 final_record=final_fields,
                 model=served,
@@ -349,33 +346,25 @@ def plan_infer(
                 reuse_finished=True,
             )
         )
-    return InferPlan(served, adapter, stages)
+    reads = [where, served]
+    settings = {"model": served, "backend": generator.backend.value, "generation": asdict(generation_config)}
+    name = f"{method} {tailoring.training_type.value}"
+    return InferPlan(served, adapter, stages, name, {"reads": reads, "settings": settings})
 
 
 def infer(
-    tailoring: TailoringArguments,
-    inference: InferenceArguments,
+    plan: InferPlan,
     generator: GeneratorArguments,
-    generation: TailoredGenerationArguments,
     shards: ShardArguments,
-    method: str,
-    *,
-    limit: int | None = None,
     overwrite: bool = False,
     dry_run: bool = False,
     arguments: dict | None = None,
 ) -> int:
-    """Generate for every requested inference type through the stage driver; one backend for all of them.
+    """Generate every planned inference type (``plan_infer``) through the stage driver, one backend for all.
     ``arguments`` (the command line's groups, ``public_args``) go into the run records."""
-    plan = plan_infer(tailoring, inference, generator, generation, method, limit, dry_run)
     if dry_run:
-        settings = {
-            "model": plan.model,
-            "backend": generator.backend.value,
-            "generation": asdict(generation.generation()),
-        }
         for stage in plan.stages:
-            print(describe(stage, [tailoring.hf_dataset_name, plan.model], settings))
+            print(describe(stage, **plan.dry_run))
         return 0
     pending = [stage for stage in plan.stages if check_stage(stage, overwrite, shards)]
     adapter = None if plan.adapter is None else str(plan.adapter)
@@ -389,8 +378,7 @@ def infer(
             if shards.merge_shards:
                 done = f"assembled from {shards.num_shards} shards"
             print(
-                f"{method} {tailoring.training_type.value}/{stage.label}: {len(outcome.records)} responses "
-                f"({done}) -> {stage.files.results}"
+                f"{plan.name}/{stage.label}: {len(outcome.records)} responses ({done}) -> {stage.files.results}"
             )
         status = status if outcome.ok else 1
     return status

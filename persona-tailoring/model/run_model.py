@@ -54,6 +54,7 @@ from persona_tailoring.model.generate import (
     InferenceArguments,
     TailoredGenerationArguments,
     infer,
+    plan_infer,
 )
 from persona_tailoring.model.merge import merge
 from persona_tailoring.model.templates import Method
@@ -211,22 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     if Stage.merge in script.stages:
         status = run_merge(script, tailoring, generator) or status
     if Stage.infer in script.stages and is_main_process():  # generation runs once (or through a server)
-        method = script.method.value
-        status = (
-            infer(
-                tailoring,
-                inference,
-                generator,
-                generation,
-                shards,
-                method,
-                limit=script.limit,
-                overwrite=script.overwrite,
-                dry_run=script.dry_run,
-                arguments=arguments,
-            )
-            or status
-        )
+        method, limit, dry_run = script.method.value, script.limit, script.dry_run
+        plan = plan_infer(tailoring, inference, generator, generation, method, limit, dry_run)
+        status = infer(plan, generator, shards, script.overwrite, dry_run, arguments) or status
     return status
 
 
