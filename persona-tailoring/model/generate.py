@@ -55,7 +55,7 @@ class Backend(str, Enum):
 
 @dataclass
 class GeneratorArguments(BackendArguments):
-    """Where tailored responses are generated: shared by ``run_model --stage infer``, ``chat`` and the benchmark."""
+    """Where tailored responses are generated (in process or on a server), for generation, chat and benchmarks."""
 
     backend: Backend = field(
         default=Backend.hf,
