@@ -166,7 +166,7 @@ def test_training_config_is_trls_own_with_the_papers_defaults(tmp_path, tiny_mod
     assert sft.load_best_model_at_end and sft.metric_for_best_model == "eval_loss"
     assert sft.output_dir == str(train.model_dirs(args.tailoring, "sft").checkpoints)
     dpo = train.parse_training_config(
-        args, "dpo", ["--beta", "0.3", "--lr_scheduler_type", "cosine"], has_eval=False
+        args.tailoring, "dpo", ["--beta", "0.3", "--lr_scheduler_type", "cosine"], has_eval=False
     )
     assert type(dpo) is DPOConfig and (dpo.learning_rate, dpo.beta) == (5e-6, 0.3)
     assert dpo.lr_scheduler_type.value == "cosine" and dpo.eval_strategy.value == "no"
