@@ -148,26 +148,26 @@ def measure(method: str, bench_fields: dict) -> dict:
     from transformers import PrinterCallback, ProgressCallback
 
     from bench.pt_throughput import step_clock
-    from persona_tailoring.model.run_model import Arguments as RunArguments
-    from persona_tailoring.model.train import build_trainer, model_dirs
+    from persona_tailoring.model.generate import GeneratorArguments
+    from persona_tailoring.model.train import LoraArguments, TailoringArguments, build_trainer, model_dirs
 
     bench = MethodsThroughputArguments(**bench_fields)
     if bench.threads:
         torch.set_num_threads(bench.threads)
     with tempfile.TemporaryDirectory(prefix="methods-bench-") as folder:
         data = same_rows_folder(bench.hf_dataset_name, bench.rows, Path(folder) / "data", method)
-        run_args = RunArguments(
+        tailoring = TailoringArguments(
             base_model_name=bench.model_name,
             model_nickname="bench",
             dataset_name=bench.dataset_name,
             hf_dataset_name=str(data),
             model_save_dir=folder,
             results_save_dir=folder,
-            device_map=bench.device_map,
             max_train_samples=bench.rows,
             max_eval_samples=0,
         )
-        merged = model_dirs(run_args, "sft").merged  # the base model stands in for the merged SFT model
+        generator = GeneratorArguments(device_map=bench.device_map)
+        merged = model_dirs(tailoring, "sft").merged  # the base model stands in for the merged SFT model
         merged.parent.mkdir(parents=True)
         merged.symlink_to(Path(resolve_model_name(bench.model_name)).resolve(), target_is_directory=True)
         flags = ["--num_train_epochs", "1", "--per_device_train_batch_size", str(bench.batch_size)]
@@ -179,7 +179,7 @@ def measure(method: str, bench_fields: dict) -> dict:
             "--save_strategy",
             "no",
         ]
-        trainer = build_trainer(run_args, method, flags)
+        trainer = build_trainer(tailoring, LoraArguments(), generator, method, flags)
         for callback in (ProgressCallback, PrinterCallback):
             trainer.remove_callback(callback)
         clock = step_clock(method)

@@ -46,9 +46,14 @@ from persona_tailoring.model.generate import (
     load_generator,
     tailored_generation,
 )
-from persona_tailoring.model.run_model import Arguments as RunArguments
 from persona_tailoring.model.templates import InferenceType, PromptStyle, TrainingType, inference_personas
-from persona_tailoring.model.train import build_trainer, model_dirs, pick_split
+from persona_tailoring.model.train import (
+    LoraArguments,
+    TailoringArguments,
+    build_trainer,
+    model_dirs,
+    pick_split,
+)
 
 if not __package__:  # run as a path (python bench/x.py): `bench` imports from the repository root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
@@ -251,14 +256,13 @@ def time_training(
     from transformers import PrinterCallback, ProgressCallback
 
     with tempfile.TemporaryDirectory(prefix="pt-bench-") as folder:
-        run_args = RunArguments(
+        tailoring = TailoringArguments(
             base_model_name=shared.model_name,
             model_nickname="bench",
             dataset_name=dataset_name,
             hf_dataset_name=path,
             model_save_dir=folder,
             results_save_dir=folder,
-            device_map=shared.device_map,
             max_train_samples=bench.train_examples,
             max_eval_samples=0,
         )
@@ -275,10 +279,11 @@ def time_training(
         ]
         method = bench.training_method
         if method == "dpo":  # the base model stands in for the merged SFT model DPO starts from
-            merged = model_dirs(run_args, "sft").merged
+            merged = model_dirs(tailoring, "sft").merged
             merged.parent.mkdir(parents=True)
             merged.symlink_to(Path(resolve_model_name(shared.model_name)).resolve(), target_is_directory=True)
-        trainer = build_trainer(run_args, method, flags)
+        generator = GeneratorArguments(device_map=shared.device_map)
+        trainer = build_trainer(tailoring, LoraArguments(), generator, method, flags)
         kept = len(
             trainer.train_dataset
         )  # SFT rows whose completion max_length cuts off entirely are dropped

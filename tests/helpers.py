@@ -3,14 +3,22 @@ and a deterministic fake LLM answer, a hand-made persona-tailoring dataset, run 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 from persona_core.layout import paper_data_dir
+from persona_tailoring.model.generate import (
+    GeneratorArguments,
+    InferenceArguments,
+    TailoredGenerationArguments,
+)
+from persona_tailoring.model.train import LoraArguments, TailoringArguments
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -240,9 +248,8 @@ def write_tailoring_dataset(
 
 
 def make_args(tmp_path: Path, model_dir: Path, data_dir: Path, **overrides):
-    """run_model Arguments for a fast run on the tiny model: outputs under ``tmp_path``."""
-    from persona_tailoring.model.run_model import Arguments
-
+    """run_model's argument groups for a fast run on the tiny model (outputs under ``tmp_path``): each override goes
+    to the group with that field."""
     values = dict(
         base_model_name=str(model_dir),
         model_nickname="tiny",
@@ -254,7 +261,30 @@ def make_args(tmp_path: Path, model_dir: Path, data_dir: Path, **overrides):
         batch_size=2,
     )
     values.update(overrides)
-    return Arguments(**values)
+    groups = {
+        "tailoring": TailoringArguments,
+        "lora": LoraArguments,
+        "inference": InferenceArguments,
+        "generator": GeneratorArguments,
+        "generation": TailoredGenerationArguments,
+    }
+    built = {}
+    for name, group in groups.items():
+        names = {f.name for f in dataclasses.fields(group)}
+        built[name] = group(**{k: v for k, v in values.items() if k in names})
+    unknown = set(values) - {f.name for group in groups.values() for f in dataclasses.fields(group)}
+    assert not unknown, f"no run_model group has {unknown}"
+    return TinyRun(**built)
+
+
+class TinyRun(typing.NamedTuple):
+    """The groups ``make_args`` builds, each handed to the functions that read it."""
+
+    tailoring: typing.Any
+    lora: typing.Any
+    inference: typing.Any
+    generator: typing.Any
+    generation: typing.Any
 
 
 TINY_TRAINING = {

@@ -69,16 +69,8 @@ def make_llm(
             model_name, chat=chat, engine_options=engine_options, adapter=adapter, cache_dir=cache_dir
         )
     if model_type == ModelType.hf_chat:
-        return HFBackend(
-            model_name,
-            batch_size=batch_size,
-            chat=chat,
-            device_map=device_map,
-            load_in_4bit=load_in_4bit,
-            load_in_8bit=load_in_8bit,
-            cache_dir=cache_dir,
-            dtype=dtype,
-        )
+        weights = dict(load_in_4bit=load_in_4bit, load_in_8bit=load_in_8bit, dtype=dtype)
+        return HFBackend(model_name, batch_size, chat, device_map=device_map, cache_dir=cache_dir, **weights)
     backends = {
         ModelType.open_ai: OpenAIBackend,
         ModelType.anthropic: AnthropicBackend,

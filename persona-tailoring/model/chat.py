@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from persona_core import layout
-from persona_core.cli import parse_args
+from persona_core.cli import parse
 from persona_core.errors import UsageError, run_cli
 from persona_tailoring.model import config
-from persona_tailoring.model.generate import Backend, GeneratorArguments
-from persona_tailoring.model.templates import THIRD_PERSON_START, PromptStyle, TrainingType
+from persona_tailoring.model.generate import Backend, GeneratorArguments, TailoredGenerationArguments
+from persona_tailoring.model.templates import THIRD_PERSON_START, PromptArguments, PromptStyle
 
 SAMPLE_MODEL = str(
     layout.PTModelDirs.of(
@@ -41,7 +41,9 @@ _FIRST_PERSON = re.compile(r"^(?:I am|I'm|Im)\s+", re.IGNORECASE)
 
 
 @dataclass
-class Arguments(GeneratorArguments):
+class ChatArguments:
+    """Who asks what, of which model."""
+
     persona: str = field(
         default="", metadata={"help": "Who is asking, e.g. 'I am a busy nurse who wants short answers'."}
     )
@@ -49,16 +51,22 @@ class Arguments(GeneratorArguments):
         default=None, metadata={"help": "The question; omit it to chat interactively."}
     )
     model: str = field(default=SAMPLE_MODEL, metadata={"help": "A merged model folder (or the served name)."})
-    training_type: TrainingType = field(
-        default=TrainingType.chosen,
-        metadata={
-            "help": "How the model was trained: 'none' puts the persona inline, the others on a Persona: line."
-        },
-    )
-    dataset_name: str = field(
-        default=config.dataset_name, metadata={"help": "Picks the response primer (Mnemonic)."}
-    )
-    response_prefix: str | None = field(default=None, metadata={"help": "Override the primer ('' for none)."})
+
+    def check(self) -> None:
+        if not self.persona.strip():
+            raise UsageError('pass --persona, e.g. --persona "I am a busy nurse who wants short answers"')
+        if self.prompt is not None and not self.prompt.strip():
+            raise UsageError("--prompt is empty: pass a question, or omit --prompt to chat interactively")
+
+
+def check_together(chat: ChatArguments, generator: GeneratorArguments) -> None:
+    """A local model must exist before anything loads; a server's is its own."""
+    looks_local = chat.model.startswith((".", "/", "~")) or chat.model.count("/") > 1
+    if generator.backend != Backend.open_ai and looks_local and not Path(chat.model).expanduser().exists():
+        raise UsageError(
+            f"no model in '{chat.model}': train and merge one (python -m persona_tailoring.model.run_model "
+            "--method sft --training_type chosen --stage all) or pass --model"
+        )
 
 
 def third_person(persona: str) -> str:
@@ -81,27 +89,19 @@ def answer(llm, generation, style: PromptStyle, prompt: str, persona: str) -> st
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(Arguments, argv, description=__doc__.split("\n\n")[0])
-    if not args.persona.strip():
-        raise UsageError('pass --persona, e.g. --persona "I am a busy nurse who wants short answers"')
-    if args.prompt is not None and not args.prompt.strip():
-        raise UsageError("--prompt is empty: pass a question, or omit --prompt to chat interactively")
-    looks_local = args.model.startswith((".", "/", "~")) or args.model.count("/") > 1
-    if args.backend != Backend.open_ai and looks_local and not Path(args.model).expanduser().exists():
-        raise UsageError(
-            f"no model in '{args.model}': train and merge one (python -m persona_tailoring.model.run_model "
-            "--method sft --training_type chosen --stage all) or pass --model"
-        )
+    groups = (ChatArguments, PromptArguments, GeneratorArguments, TailoredGenerationArguments)
+    chat, prompt_format, generator, generation = parse(groups, argv, description=__doc__.split("\n\n")[0])
+    check_together(chat, generator)
     from persona_core.secrets import load_env
     from persona_tailoring.model.generate import load_generator
 
     load_env()
-    style = PromptStyle.for_run(args.training_type, args.dataset_name, args.response_prefix)
-    llm = load_generator(args.model, args)
-    if args.prompt is not None:
-        print(answer(llm, args.generation(), style, args.prompt, args.persona))
+    style = prompt_format.style()
+    llm = load_generator(chat.model, generator)
+    if chat.prompt is not None:
+        print(answer(llm, generation.generation(), style, chat.prompt, chat.persona))
         return 0
-    print(f"persona: {third_person(args.persona)}\n(one prompt per line; an empty line or Ctrl-D ends)")
+    print(f"persona: {third_person(chat.persona)}\n(one prompt per line; an empty line or Ctrl-D ends)")
     turns = 0
     while True:
         try:
@@ -110,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             break
         if not prompt:
             break
-        print(answer(llm, args.generation(), style, prompt, args.persona))
+        print(answer(llm, generation.generation(), style, prompt, chat.persona))
         turns += 1
-    print(f"{turns} answer(s) from {args.model}")
+    print(f"{turns} answer(s) from {chat.model}")
     return 0
 
 

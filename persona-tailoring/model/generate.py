@@ -32,15 +32,15 @@ from pathlib import Path
 
 from persona_core import layout
 from persona_core.arguments import BackendArguments, GenerationArguments
-from persona_core.cli import public_args
 from persona_core.errors import UsageError
 from persona_core.llm import make_llm
 from persona_core.llm.base import LLM, Completion, GenerationConfig, Request
 from persona_core.runs import digest, model_identity
 from persona_core.secrets import base_url_from_env
+from persona_core.shards import ShardArguments
 from persona_core.stage import RequestStage, check_stage, describe, run_stage
 from persona_tailoring.model import templates
-from persona_tailoring.model.train import load_tailoring_splits, model_dirs, pick_split
+from persona_tailoring.model.train import TailoringArguments, load_tailoring_splits, model_dirs, pick_split
 
 KEEP_BOTH = "--results_save_dir (or --model_nickname)"
 
@@ -54,8 +54,8 @@ class Backend(str, Enum):
 
 
 @dataclass
-class GeneratorArguments(BackendArguments, GenerationArguments):
-    """How tailored responses are generated: shared by ``run_model --stage infer``, ``chat`` and the benchmark."""
+class GeneratorArguments(BackendArguments):
+    """Where tailored responses are generated (in process or on a server), for generation, chat and benchmarks."""
 
     backend: Backend = field(
         default=Backend.hf,
@@ -68,18 +68,9 @@ class GeneratorArguments(BackendArguments, GenerationArguments):
             "instead of the merged model, so no merge is needed."
         },
     )
-    min_tokens: int = field(
-        default=0, metadata={"help": "Minimum new tokens per response (local models). paper: 10."}
-    )
-    max_tokens: int = field(
-        default=256,
-        metadata={"help": "Maximum new tokens per response. paper: 512.", "aliases": ["--max_new_tokens"]},
-    )
-    stop_token: list[str] = field(
-        default_factory=list, metadata={"help": "Stop strings besides the next '\\nPrompt:' (always a stop)."}
-    )
 
     def check(self) -> None:
+        super().check()
         if self.no_merge and self.backend != Backend.vllm:
             raise UsageError(
                 "--no_merge needs --backend vllm (which serves the LoRA adapter on its base model); "
@@ -91,19 +82,47 @@ class GeneratorArguments(BackendArguments, GenerationArguments):
                     "--backend open_ai needs --base_url (e.g. http://localhost:8000/v1 for `vllm serve`)"
                 )
 
+
+@dataclass
+class TailoredGenerationArguments(GenerationArguments):
+    """Sampling settings of a tailored model (a response always ends where the next prompt would start)."""
+
+    min_tokens: int = field(
+        default=0, metadata={"help": "Minimum new tokens per response (local models). paper: 10."}
+    )
+    max_tokens: int = field(
+        default=256,
+        metadata={"help": "Maximum new tokens per response. paper: 512.", "aliases": ["--max_new_tokens"]},
+    )
+    stop_token: list[str] = field(
+        default_factory=list, metadata={"help": "Stop strings besides the next '\\nPrompt:' (always a stop)."}
+    )
+
     def generation(self, **changes) -> GenerationConfig:
-        return tailored_generation(
-            **(
-                dict(
-                    temperature=self.temperature,
-                    max_tokens=self.max_tokens,
-                    min_tokens=self.min_tokens,
-                    stop=self.stop_token,
-                    seed=self.seed,
-                )
-                | changes
-            )
-        )
+        """The shared settings, every one of them honoured, with the tailored stops."""
+        return tailored_generation(**asdict(super().generation(**changes)))
+
+
+@dataclass
+class InferenceArguments:
+    """What the infer stage generates: which personas, from which model."""
+
+    inference_type: list[templates.InferenceType] = field(
+        default_factory=lambda: [templates.InferenceType.gold_chosen],
+        metadata={"help": "Personas to infer with (several allowed, one output file each)."},
+    )
+    system_persona: str | None = field(
+        default=None,
+        metadata={
+            "help": "Persona for --inference_type system (default: one per dataset, the authors' in meaning)."
+        },
+    )
+    model_path: str | None = field(
+        default=None, metadata={"help": "Generate from this model instead of the method's own."}
+    )
+    server_model_name: str | None = field(
+        default=None, metadata={"help": "Model name the server serves (default: the merged folder's path)."}
+    )
 
 
 def tailored_generation(stop=(), **settings) -> GenerationConfig:
@@ -191,34 +210,42 @@ def output_record(record: dict) -> dict:
     }
 
 
-def inference_adapter(args, method: str) -> Path | None:
+def inference_adapter(
+    tailoring: TailoringArguments, inference: InferenceArguments, generator: GeneratorArguments, method: str
+) -> Path | None:
     """With ``--no_merge``, the method's trained LoRA adapter (served on its base model); else None."""
-    if not args.no_merge or args.model_path or method == "fewshot":
+    if not generator.no_merge or inference.model_path or method == "fewshot":
         return None
-    adapter = model_dirs(args, method).adapter
+    adapter = model_dirs(tailoring, method).adapter
     if not (adapter / layout.ADAPTER_CONFIG_FILE).exists():
         raise UsageError(f"no trained {method} adapter in {adapter}: run --stage train first (same flags)")
     return adapter
 
 
-def inference_model(args, method: str) -> str:
+def inference_model(
+    tailoring: TailoringArguments,
+    inference: InferenceArguments,
+    generator: GeneratorArguments,
+    method: str,
+    dry_run: bool = False,
+) -> str:
     """What to generate from: --model_path, else the base model (few-shot), the merged model of the method, or with
     --no_merge the base its adapter was trained on."""
-    if args.model_path:
-        return args.model_path
+    if inference.model_path:
+        return inference.model_path
     if method == "fewshot":
-        return args.base_model_name
-    adapter = inference_adapter(args, method)
+        return tailoring.base_model_name
+    adapter = inference_adapter(tailoring, inference, generator, method)
     if adapter is not None:
         import json
 
         return json.loads((adapter / layout.ADAPTER_CONFIG_FILE).read_text(encoding="utf-8"))[
             "base_model_name_or_path"
         ]
-    merged = model_dirs(args, method).merged
+    merged = model_dirs(tailoring, method).merged
     if (
-        args.backend != Backend.open_ai
-        and not args.dry_run
+        generator.backend != Backend.open_ai
+        and not dry_run
         and not (merged / layout.MODEL_CONFIG_FILE).exists()
     ):
         raise UsageError(
@@ -259,35 +286,49 @@ class InferPlan:
     model: str
     adapter: Path | None
     stages: list[RequestStage]
+    name: str
+    """Method and training type, as the summary lines name the run."""
+    dry_run: dict
+    """What ``--dry_run`` lists besides each stage's requests: what it reads and its settings."""
 
 
-def plan_infer(args, method: str) -> InferPlan:
+def plan_infer(
+    tailoring: TailoringArguments,
+    inference: InferenceArguments,
+    generator: GeneratorArguments,
+    generation: TailoredGenerationArguments,
+    method: str,
+    limit: int | None = None,
+    dry_run: bool = False,
+) -> InferPlan:
     """Test rows, prompts, the model's identity and one ``RequestStage`` per inference type; loads no model."""
-    splits = load_tailoring_splits(args.hf_dataset_name, args.dataset_name, args.cache_dir)
-    test = pick_split(splits, "test", args.hf_dataset_name, args.limit)
-    style = templates.PromptStyle.for_run(args.training_type, args.dataset_name, args.response_prefix)
+    where, dataset_name = tailoring.hf_dataset_name, tailoring.dataset_name
+    splits = load_tailoring_splits(where, dataset_name, generator.cache_dir)
+    test = pick_split(splits, "test", where, limit)
+    style = tailoring.style()
     demonstrations = ""
     if method == "fewshot":
-        fewshot = pick_split(splits, "fewshot", args.hf_dataset_name)
-        demonstrations = templates.fewshot_demonstrations(fewshot, args.training_type, style)
-    model, adapter = inference_model(args, method), inference_adapter(args, method)
-    served = model if args.backend != Backend.open_ai else (args.server_model_name or model)
-    generation = args.generation()
+        fewshot = pick_split(splits, "fewshot", where)
+        demonstrations = templates.fewshot_demonstrations(fewshot, tailoring.training_type, style)
+    model = inference_model(tailoring, inference, generator, method, dry_run)
+    adapter = inference_adapter(tailoring, inference, generator, method)
+    served = model if generator.backend != Backend.open_ai else (inference.server_model_name or model)
+    generation_config = generation.generation()
+    run = (
+        tailoring.results_save_dir,
+        dataset_name,
+        tailoring.model_nickname,
+        method,
+        tailoring.training_type.value,
+    )
     stages = []
-    for inference_type in args.inference_type:
-        final = layout.pt_output_path(
-            args.results_save_dir,
-            args.dataset_name,
-            args.model_nickname,
-            method,
-            args.training_type.value,
-            inference_type.value,
-        )
+    for inference_type in inference.inference_type:
+        final = layout.pt_output_path(*run, inference_type.value)
         personas = templates.inference_personas(
-            test, inference_type, args.dataset_name, "test", args.system_persona
+            test, inference_type, dataset_name, "test", inference.system_persona
         )
         requests, meta = build_requests(test, personas, style, demonstrations)
-        fingerprint = generation_fingerprint(served, args, requests, generation, adapter)
+        fingerprint = generation_fingerprint(served, generator, requests, generation_config, adapter)
         stages.append(
             RequestStage(
                 label=inference_type.value,
@@ -295,7 +336,7 @@ def plan_infer(args, method: str) -> InferPlan:
                 requests=requests,
                 meta=meta,
                 fingerprint=fingerprint,
-                generation=generation,
+                generation=generation_config,
                 finish=output_record,
                 final_record=final_fields,
                 model=served,
@@ -305,35 +346,39 @@ def plan_infer(args, method: str) -> InferPlan:
                 reuse_finished=True,
             )
         )
-    return InferPlan(served, adapter, stages)
+    reads = [where, served]
+    settings = {"model": served, "backend": generator.backend.value, "generation": asdict(generation_config)}
+    name = f"{method} {tailoring.training_type.value}"
+    return InferPlan(served, adapter, stages, name, {"reads": reads, "settings": settings})
 
 
-def infer(args, method: str) -> int:
-    """Generate for every requested inference type through the stage driver; one backend for all of them."""
-    plan = plan_infer(args, method)
-    if args.dry_run:
-        settings = {
-            "model": plan.model,
-            "backend": args.backend.value,
-            "generation": asdict(args.generation()),
-        }
+def infer(
+    plan: InferPlan,
+    generator: GeneratorArguments,
+    shards: ShardArguments,
+    overwrite: bool = False,
+    dry_run: bool = False,
+    arguments: dict | None = None,
+) -> int:
+    """Generate every planned inference type (``plan_infer``) through the stage driver, one backend for all.
+    ``arguments`` (the command line's groups, ``public_args``) go into the run records."""
+    if dry_run:
         for stage in plan.stages:
-            print(describe(stage, [args.hf_dataset_name, plan.model], settings))
+            print(describe(stage, **plan.dry_run))
         return 0
-    pending = [stage for stage in plan.stages if check_stage(stage, args.overwrite, args)]
+    pending = [stage for stage in plan.stages if check_stage(stage, overwrite, shards)]
     adapter = None if plan.adapter is None else str(plan.adapter)
-    backend = functools.cache(lambda: load_generator(plan.model, args, adapter=adapter))
+    backend = functools.cache(lambda: load_generator(plan.model, generator, adapter=adapter))
     status = 0
     for stage in pending:
-        outcome = run_stage(stage, backend, args.overwrite, args, public_args(args))
+        outcome = run_stage(stage, backend, overwrite, shards, arguments or {})
         if outcome.status == "done":
             stats = outcome.stats
             done = f"{stats.reused} resumed, {stats.ok} new, in {stats.seconds:.1f}s"
-            if args.merge_shards:
-                done = f"assembled from {args.num_shards} shards"
+            if shards.merge_shards:
+                done = f"assembled from {shards.num_shards} shards"
             print(
-                f"{method} {args.training_type.value}/{stage.label}: {len(outcome.records)} responses "
-                f"({done}) -> {stage.files.results}"
+                f"{plan.name}/{stage.label}: {len(outcome.records)} responses ({done}) -> {stage.files.results}"
             )
         status = status if outcome.ok else 1
     return status

@@ -29,22 +29,28 @@ the ΔPQ table compares objectives rather than learning rates (TRL's default, 1e
 
 @dataclass(frozen=True)
 class TrainingMethod:
+    """One method's row; the defaults are those of a preference method trained after SFT on the DPO splits."""
+
     name: str
     title: str
-    module: str
     config_name: str
-    trainer_name: str
-    examples: Callable
-    """``templates`` builder: (split, training type, prompt style, split name) -> the trainer's rows."""
-    starts_from: str
-    train_splits: tuple[str, ...]
-    eval_splits: tuple[str, ...]
+    """The TRL config class; its trainer is the class of the same stem (``DPOConfig`` -> ``DPOTrainer``)."""
     defaults: dict
     sources: str
     reference_free: bool
     """True when the loss needs no reference log-probabilities (no forward pass with the adapter switched off)."""
+    module: str = "trl"
+    examples: Callable = templates.dpo_examples
+    """``templates`` builder: (split, training type, prompt style, split name) -> the trainer's rows."""
+    starts_from: str = SFT_MODEL
+    train_splits: tuple[str, ...] = ("dpo_train",)
+    eval_splits: tuple[str, ...] = ("dpo_val",)
     prepends_bos: bool = False
     """TRL's experimental ORPO/CPO put the tokenizer's BOS before every prompt even when the tokenizer adds none."""
+
+    @property
+    def trainer_name(self) -> str:
+        return self.config_name.removesuffix("Config") + "Trainer"
 
     def config_class(self):
         return getattr(trl_module(self.module), self.config_name)
@@ -79,13 +85,15 @@ def trl_module(name: str):
     return import_module(name)
 
 
-METHODS = {
-    "sft": TrainingMethod(
+def by_name(*methods: TrainingMethod) -> dict[str, TrainingMethod]:
+    return {m.name: m for m in methods}
+
+
+METHODS = by_name(
+    TrainingMethod(
         name="sft",
         title="SFT",
-        module="trl",
         config_name="SFTConfig",
-        trainer_name="SFTTrainer",
         examples=templates.sft_examples,
         starts_from=BASE_MODEL,
         train_splits=("sft_train",),
@@ -94,27 +102,19 @@ METHODS = {
         sources="the paper's (lr 2e-5, loss on the response only)",
         reference_free=True,
     ),
-    "dpo": TrainingMethod(
+    TrainingMethod(
         name="dpo",
         title="DPO",
-        module="trl",
         config_name="DPOConfig",
-        trainer_name="DPOTrainer",
-        examples=templates.dpo_examples,
-        starts_from=SFT_MODEL,
-        train_splits=("dpo_train",),
-        eval_splits=("dpo_val",),
         defaults={"learning_rate": PREFERENCE_LEARNING_RATE, "beta": 0.1},
         sources="the paper's (lr 5e-6, beta 0.1)",
         reference_free=False,
     ),
-    "orpo": TrainingMethod(
+    TrainingMethod(
         name="orpo",
         title="ORPO",
         module="trl.experimental.orpo",
         config_name="ORPOConfig",
-        trainer_name="ORPOTrainer",
-        examples=templates.dpo_examples,
         starts_from=BASE_MODEL,
         train_splits=("sft_train", "dpo_train"),
         eval_splits=("sft_val", "dpo_val"),
@@ -125,16 +125,11 @@ METHODS = {
         reference_free=True,
         prepends_bos=True,
     ),
-    "simpo": TrainingMethod(
+    TrainingMethod(
         name="simpo",
         title="SimPO",
         module="trl.experimental.cpo",
         config_name="CPOConfig",
-        trainer_name="CPOTrainer",
-        examples=templates.dpo_examples,
-        starts_from=SFT_MODEL,
-        train_splits=("dpo_train",),
-        eval_splits=("dpo_val",),
         defaults={
             "learning_rate": PREFERENCE_LEARNING_RATE,
             "loss_type": "simpo",
@@ -148,16 +143,11 @@ METHODS = {
         reference_free=True,
         prepends_bos=True,
     ),
-    "kto": TrainingMethod(
+    TrainingMethod(
         name="kto",
         title="KTO",
-        module="trl",
         config_name="KTOConfig",
-        trainer_name="KTOTrainer",
         examples=templates.kto_examples,
-        starts_from=SFT_MODEL,
-        train_splits=("dpo_train",),
-        eval_splits=("dpo_val",),
         defaults={
             "learning_rate": PREFERENCE_LEARNING_RATE,
             "beta": 0.1,
@@ -168,7 +158,7 @@ METHODS = {
         "balanced, one desirable per undesirable). From the merged SFT model, its reference, as DPO",
         reference_free=False,
     ),
-}
+)
 """Every trained method by ``--method`` value (``fewshot`` trains nothing)."""
 
 

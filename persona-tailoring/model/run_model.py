@@ -42,18 +42,25 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from persona_core.arguments import DryRunArguments, LimitArguments, OverwriteArguments
-from persona_core.cli import parse_known_args
+from persona_core.cli import parse, public_args
 from persona_core.errors import UsageError, run_cli
-from persona_core.layout import model_nickname
 from persona_core.protocol import ProtocolArguments
 from persona_core.protocol import apply as apply_protocol
 from persona_core.secrets import load_env
 from persona_core.shards import ShardArguments
 from persona_tailoring.model import config
-from persona_tailoring.model.generate import GeneratorArguments, infer
+from persona_tailoring.model.generate import (
+    GeneratorArguments,
+    InferenceArguments,
+    TailoredGenerationArguments,
+    infer,
+    plan_infer,
+)
 from persona_tailoring.model.merge import merge
-from persona_tailoring.model.templates import InferenceType, Method, TrainingType
+from persona_tailoring.model.templates import Method
 from persona_tailoring.model.train import (
+    LoraArguments,
+    TailoringArguments,
     describe_training,
     is_main_process,
     model_dirs,
@@ -85,9 +92,9 @@ class Stage(str, Enum):
 
 
 @dataclass
-class Arguments(
-    ProtocolArguments, OverwriteArguments, DryRunArguments, LimitArguments, ShardArguments, GeneratorArguments
-):
+class RunModelArguments(OverwriteArguments, DryRunArguments, LimitArguments):
+    """What to run: the method, the stage, and what happens to earlier results."""
+
     method: Method = field(
         default=Method.sft,
         metadata={
@@ -97,163 +104,117 @@ class Arguments(
         },
     )
     stage: Stage = field(default=Stage.all, metadata={"help": "Stage to run (all = train, merge, infer)."})
-    training_type: TrainingType = field(
-        default=TrainingType.chosen,
-        metadata={"help": "Personas to train on: chosen, rejected, all (both), none (no persona)."},
-    )
-    inference_type: list[InferenceType] = field(
-        default_factory=lambda: [InferenceType.gold_chosen],
-        metadata={"help": "Personas to infer with (several allowed, one output file each)."},
-    )
-    # shared defaults (persona_tailoring/model/config.py)
-    model_nickname: str | None = field(
-        default=config.model_nickname,
-        metadata={"help": "Folder name for this model (default: from --base_model_name, file-safe)."},
-    )
-    base_model_name: str = field(
-        default=config.base_model_name, metadata={"help": "Base model: Hub id or local folder."}
-    )
-    use_wandb: bool = field(
-        default=config.use_wandb, metadata={"help": "Log training to Weights & Biases (needs a key)."}
-    )
-    dataset_name: str = field(
-        default=config.dataset_name,
-        metadata={"help": "Dataset name (Hub config; results folder; system persona; primer)."},
-    )
-    hf_dataset_name: str = field(
-        default=config.hf_dataset_name,
-        metadata={
-            "help": "Hub id, save_to_disk folder, or folder of <split>.jsonl files with the tailoring splits."
-        },
-    )
-    model_save_dir: str = field(
-        default=config.model_save_dir, metadata={"help": "Root for adapters and merged models."}
-    )
-    results_save_dir: str = field(default=config.results_save_dir, metadata={"help": "Root for generations."})
-    # data
-    max_train_samples: int | None = field(
-        default=None, metadata={"help": "Use only the first N rows of each training split (ORPO reads two)."}
-    )
-    max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Use only the first N validation rows (0: no eval)."}
-    )
-    response_prefix: str | None = field(
-        default=None,
-        metadata={
-            "help": "Response primer ({term}/{Term}: the prompt / title-cased); default per dataset, '' for none."
-        },
-    )
-    system_persona: str | None = field(
-        default=None,
-        metadata={
-            "help": "Persona for --inference_type system (default: one per dataset, the authors' in meaning)."
-        },
-    )
-    # LoRA (the paper's); the trainer's own settings are its TRL config's flags (see below)
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
-    lora_target_modules: list[str] = field(
-        default_factory=lambda: ["all-linear"],
-        metadata={
-            "help": "Modules LoRA adapts: names, all-linear, or peft_default (PEFT's choice for the architecture, "
-            "q_proj v_proj on Llama). paper: peft_default."
-        },
-    )
     help_training: bool = field(
         default=False, metadata={"help": "List every flag of --method's TRL config and exit."}
     )
-    # inference
-    model_path: str | None = field(
-        default=None, metadata={"help": "Generate from this model instead of the method's own."}
+
+    @property
+    def trains(self) -> bool:
+        return self.method != Method.fewshot and self.stage in (Stage.train, Stage.all)
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        return (Stage.train, Stage.merge, Stage.infer) if self.stage == Stage.all else (self.stage,)
+
+
+GROUPS = (
+    RunModelArguments,
+    TailoringArguments,
+    LoraArguments,
+    InferenceArguments,
+    GeneratorArguments,
+    TailoredGenerationArguments,
+    ShardArguments,
+    ProtocolArguments,
+)
+"""run_model's argument groups, in the order ``parse`` returns them (the TRL config's flags come back last)."""
+
+
+def parse_run_model(argv: list[str] | None = None) -> tuple:
+    """The groups of ``GROUPS`` and the flags left to the method's TRL config, the protocol's values applied first."""
+    argv = apply_protocol("persona_tailoring.model.run_model", argv)
+    return parse(
+        GROUPS, argv, description=__doc__.split("\n\n")[0], epilog=TRAINING_HELP, return_remaining=True
     )
-    server_model_name: str | None = field(
-        default=None, metadata={"help": "Model name the server serves (default: the merged folder's path)."}
-    )
-
-    def __post_init__(self):
-        if not self.model_nickname:
-            self.model_nickname = model_nickname(self.base_model_name)
-
-    def check(self) -> None:
-        if self.max_train_samples is not None and self.max_train_samples <= 0:
-            raise UsageError(f"--max_train_samples must be positive (got {self.max_train_samples})")
-        if not 0 <= self.lora_dropout < 1 or self.lora_r <= 0 or self.lora_alpha <= 0:
-            raise UsageError("--lora_r and --lora_alpha must be positive and --lora_dropout in [0, 1)")
 
 
-def trains(args: Arguments) -> bool:
-    return args.method != Method.fewshot and args.stage in (Stage.train, Stage.all)
-
-
-def run_train(args: Arguments, training_flags: list[str]) -> int:
-    if args.method == Method.fewshot:
+def run_train(
+    script: RunModelArguments,
+    tailoring: TailoringArguments,
+    lora: LoraArguments,
+    generator: GeneratorArguments,
+    training_flags: list[str],
+    protocol: ProtocolArguments,
+    seed: int,
+    arguments: dict,
+) -> int:
+    method = script.method.value
+    if script.method == Method.fewshot:
         print("few-shot uses the base model with demonstrations: nothing to train")
         return 0
-
-    if args.dry_run:
-        print(describe_training(plan_training(args, args.method.value, training_flags)))
+    plan = plan_training(tailoring, lora, generator, method, training_flags, protocol.protocol, seed)
+    if script.dry_run:
+        print(describe_training(plan))
         return 0
-    train(args, args.method.value, training_flags)
+    train(plan, generator, script.overwrite, arguments)
     return 0
 
 
-def run_merge(args: Arguments, training_flags: list[str]) -> int:
-    if args.method == Method.fewshot:
+def run_merge(script: RunModelArguments, tailoring: TailoringArguments, generator: GeneratorArguments) -> int:
+    if script.method == Method.fewshot:
         print("few-shot uses the base model: nothing to merge")
         return 0
-    if args.no_merge:
+    if generator.no_merge:
         print("--no_merge: generation serves the LoRA adapter on its base model, nothing to merge")
         return 0
-
-    if args.dry_run:
-        dirs = model_dirs(args, args.method.value)
+    dirs = model_dirs(tailoring, script.method.value)
+    if script.dry_run:
         print(f"[dry run] merge: reads {dirs.adapter} and its base model; writes {dirs.merged}")
         return 0
     if not is_main_process():  # under accelerate every process trains; merging runs once
         return 0
-    merge(model_dirs(args, args.method.value), args.overwrite, args.cache_dir)
+    merge(dirs, script.overwrite, generator.cache_dir)
     return 0
 
 
-def run_infer(args: Arguments, training_flags: list[str]) -> int:
-
-    if not is_main_process():  # generation runs once (or through a server: --backend open_ai)
-        return 0
-
-    return infer(args, args.method.value)
-
-
-STAGES = {Stage.train: [run_train], Stage.merge: [run_merge], Stage.infer: [run_infer]}
-STAGES[Stage.all] = [run_train, run_merge, run_infer]
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = apply_protocol("persona_tailoring.model.run_model", argv)
-    args, training_flags = parse_known_args(
-        Arguments, argv, description=__doc__.split("\n\n")[0], epilog=TRAINING_HELP
-    )
-    if args.help_training:
-        if args.method == Method.fewshot:
-            raise UsageError(
-                "few-shot trains nothing: pass a trained --method (sft, dpo, orpo, simpo, kto) with --help_training"
-            )
-
-        print_training_help(args, args.method.value)
-        return 0
-    if training_flags and not trains(args):
+def check_together(script: RunModelArguments, training_flags: list[str]) -> None:
+    """Training flags only where something trains."""
+    if training_flags and not script.trains:
         raise UsageError(
             f"unrecognized arguments: {' '.join(training_flags)} (training flags apply only to --stage train/all "
             "of a trained method; see --help)"
         )
 
+
+def main(argv: list[str] | None = None) -> int:
+    groups = parse_run_model(argv)
+    script, tailoring, lora, inference, generator, generation, shards, protocol, training_flags = groups
+    if script.help_training:
+        if script.method == Method.fewshot:
+            raise UsageError(
+                "few-shot trains nothing: pass a trained --method (sft, dpo, orpo, simpo, kto) with --help_training"
+            )
+        print_training_help(tailoring, script.method.value, protocol.protocol, generation.seed)
+        return 0
+    check_together(script, training_flags)
+
     load_env()
     config.export_hub_token()
-    if trains(args):
-        config.wandb_enabled(args.use_wandb)  # a missing key fails here, before any model loads
+    if script.trains:
+        config.wandb_enabled(tailoring.use_wandb)  # a missing key fails here, before any model loads
+    arguments = public_args(*groups[:-1])
     status = 0
-    for stage in STAGES[args.stage]:
-        status = stage(args, training_flags) or status
+    if Stage.train in script.stages:
+        seed = generation.seed
+        status = (
+            run_train(script, tailoring, lora, generator, training_flags, protocol, seed, arguments) or status
+        )
+    if Stage.merge in script.stages:
+        status = run_merge(script, tailoring, generator) or status
+    if Stage.infer in script.stages and is_main_process():  # generation runs once (or through a server)
+        method, limit, dry_run = script.method.value, script.limit, script.dry_run
+        plan = plan_infer(tailoring, inference, generator, generation, method, limit, dry_run)
+        status = infer(plan, generator, shards, script.overwrite, dry_run, arguments) or status
     return status
 
 

@@ -14,12 +14,13 @@ is the start of the response, so only the rest of it carries the loss.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from persona_core.errors import UsageError
 from persona_core.layout import GOLD_PERSONA_COLUMNS, RETRIEVED_PERSONA_COLUMNS
 from persona_core.prompts import dataset_slug, fill
+from persona_tailoring.model import config
 
 STOP_STRINGS = ["\nPrompt:"]
 EXAMPLE_SEPARATOR = "\n\n"
@@ -131,6 +132,31 @@ class PromptStyle:
         if prefix and all(r.lower().startswith(prefix.lower()) for r in responses):
             return " " + responses[0][: len(prefix)], [r[len(prefix) :] for r in responses]
         return "", [" " + r for r in responses]
+
+
+@dataclass
+class PromptArguments:
+    """The prompt format a model was trained on: shared by ``run_model`` and ``chat``."""
+
+    training_type: TrainingType = field(
+        default=TrainingType.chosen,
+        metadata={
+            "help": "Personas to train on: chosen, rejected, all (both), none (no persona, inline in chat)."
+        },
+    )
+    dataset_name: str = field(
+        default=config.dataset_name,
+        metadata={"help": "Dataset name (Hub config; results folder; system persona; primer)."},
+    )
+    response_prefix: str | None = field(
+        default=None,
+        metadata={
+            "help": "Response primer ({term}/{Term}: the prompt / title-cased); default per dataset, '' for none."
+        },
+    )
+
+    def style(self) -> PromptStyle:
+        return PromptStyle.for_run(self.training_type, self.dataset_name, self.response_prefix)
 
 
 def first_person(persona: str) -> str:

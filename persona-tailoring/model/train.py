@@ -19,28 +19,103 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from persona_core import layout
 from persona_core.arguments import BackendArguments
-from persona_core.cli import public_args
 from persona_core.data import load_splits
 from persona_core.embedded import resolve_model_name
 from persona_core.errors import UsageError
 from persona_core.io import atomic_output
 from persona_core.preferences import read_tailoring_split
-from persona_core.protocol import training_defaults
+from persona_core.protocol import Protocol, training_defaults
 from persona_core.runs import digest, model_identity, write_run_record
 from persona_core.stage import WorkStage, run_work_stage
-from persona_tailoring.model import templates
+from persona_tailoring.model import config as defaults
 from persona_tailoring.model.config import wandb_enabled
 from persona_tailoring.model.methods import SFT_MODEL, other_owners
 from persona_tailoring.model.methods import method as training_method
 from persona_tailoring.model.packing import pack_dpo_forward
+from persona_tailoring.model.templates import PromptArguments
 
 KEEP_BOTH = "--model_nickname (or --model_save_dir)"
+
+
+@dataclass
+class TailoringArguments(PromptArguments):
+    """Which model and data: the base model, the dataset, where models and generations go, how much data trains."""
+
+    model_nickname: str | None = field(
+        default=defaults.model_nickname,
+        metadata={"help": "Folder name for this model (default: from --base_model_name, file-safe)."},
+    )
+    base_model_name: str = field(
+        default=defaults.base_model_name, metadata={"help": "Base model: Hub id or local folder."}
+    )
+    use_wandb: bool = field(
+        default=defaults.use_wandb, metadata={"help": "Log training to Weights & Biases (needs a key)."}
+    )
+    hf_dataset_name: str = field(
+        default=defaults.hf_dataset_name,
+        metadata={
+            "help": "Hub id, save_to_disk folder, or folder of <split>.jsonl files with the tailoring splits."
+        },
+    )
+    model_save_dir: str = field(
+        default=defaults.model_save_dir, metadata={"help": "Root for adapters and merged models."}
+    )
+    results_save_dir: str = field(
+        default=defaults.results_save_dir, metadata={"help": "Root for generations."}
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N rows of each training split (ORPO reads two)."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N validation rows (0: no eval)."}
+    )
+
+    def __post_init__(self):
+        if not self.model_nickname:
+            self.model_nickname = layout.model_nickname(self.base_model_name)
+
+    def check(self) -> None:
+        if self.max_train_samples is not None and self.max_train_samples <= 0:
+            raise UsageError(f"--max_train_samples must be positive (got {self.max_train_samples})")
+
+
+@dataclass
+class LoraArguments:
+    """The LoRA adapter (the paper's); the trainer's own settings are its TRL config's flags."""
+
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["all-linear"],
+        metadata={
+            "help": "Modules LoRA adapts: names, all-linear, or peft_default (PEFT's choice for the architecture, "
+            "q_proj v_proj on Llama). paper: peft_default."
+        },
+    )
+
+    def check(self) -> None:
+        if not 0 <= self.lora_dropout < 1 or self.lora_r <= 0 or self.lora_alpha <= 0:
+            raise UsageError("--lora_r and --lora_alpha must be positive and --lora_dropout in [0, 1)")
+
+    def peft_config(self):
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            target_modules=lora_targets(self.lora_target_modules),
+            task_type="CAUSAL_LM",
+        )
+
+
 TRAINING_DEFAULTS = {
     "num_train_epochs": 10,
     "per_device_train_batch_size": 4,
@@ -142,9 +217,13 @@ class TrainingPlan:
         ]
 
 
-def model_dirs(args, method: str) -> layout.PTModelDirs:
+def model_dirs(tailoring: TailoringArguments, method: str) -> layout.PTModelDirs:
     return layout.PTModelDirs.of(
-        args.model_save_dir, args.dataset_name, args.model_nickname, method, args.training_type.value
+        tailoring.model_save_dir,
+        tailoring.dataset_name,
+        tailoring.model_nickname,
+        method,
+        tailoring.training_type.value,
     )
 
 
@@ -152,8 +231,16 @@ def config_class(method: str):
     return training_method(method).config_class()
 
 
-def training_parser(args, method: str, has_eval: bool = True):
-    """``HfArgumentParser`` of the method's TRL config, its defaults set to the paper's and to this run's folders."""
+def training_parser(
+    tailoring: TailoringArguments,
+    method: str,
+    protocol: Protocol = Protocol.toolkit,
+    seed: int = 0,
+    has_eval: bool = True,
+):
+    """The one parser of the TRL config: ``HfArgumentParser``, TRL's own parser for TRL's own classes (as TRL's
+    scripts parse them); every other flag goes through ``persona_core.cli.parse``. Its defaults are the paper's and
+    this run's folders."""
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser(
@@ -171,22 +258,31 @@ def training_parser(args, method: str, has_eval: bool = True):
             TRAINING_DEFAULTS
             | training_method(method).defaults
             | (EVALUATED if has_eval else {"eval_strategy": "no"})
-            | training_defaults(args.protocol, method)
+            | training_defaults(protocol, method)
         ),
-        output_dir=str(model_dirs(args, method).checkpoints),
-        run_name=f"{args.dataset_name}-{args.model_nickname}-{method}-{args.training_type.value}",
-        seed=args.seed,
+        output_dir=str(model_dirs(tailoring, method).checkpoints),
+        run_name=f"{tailoring.dataset_name}-{tailoring.model_nickname}-{method}-{tailoring.training_type.value}",
+        seed=seed,
         bf16=use_bf16(),
-        report_to="wandb" if wandb_enabled(args.use_wandb) else "none",
+        report_to="wandb" if wandb_enabled(tailoring.use_wandb) else "none",
     )
     return parser
 
 
-def parse_training_config(args, method: str, flags: list[str], has_eval: bool = True):
+def parse_training_config(
+    tailoring: TailoringArguments,
+    method: str,
+    flags: list[str],
+    protocol: Protocol = Protocol.toolkit,
+    seed: int = 0,
+    has_eval: bool = True,
+):
     """The method's TRL config (``SFTConfig``, ``DPOConfig``, ...) from the training flags; a bad flag or value is
     one line (naming the method whose flag it is, for another method's)."""
     try:
-        (config,) = training_parser(args, method, has_eval).parse_args_into_dataclasses(flags)
+        (config,) = training_parser(tailoring, method, protocol, seed, has_eval).parse_args_into_dataclasses(
+            flags
+        )
     except ValueError as err:
         owner = other_owners(method, flags)
         if owner:
@@ -198,10 +294,10 @@ def parse_training_config(args, method: str, flags: list[str], has_eval: bool = 
     return config
 
 
-def print_training_help(args, method: str) -> None:
+def print_training_help(tailoring: TailoringArguments, method: str, protocol: Protocol, seed: int) -> None:
     spec = training_method(method)
     print(f"{spec.title} defaults besides the paper's shared ones: {spec.defaults}; from {spec.sources}.\n")
-    training_parser(args, method).print_help(sys.stdout)
+    training_parser(tailoring, method, protocol, seed).print_help(sys.stdout)
 
 
 def load_tailoring_splits(hf_dataset_name: str, dataset_name: str, cache_dir: str | None = None):
@@ -230,37 +326,39 @@ def pick_split(splits, name: str, where: str, limit: int | None = None):
     return split
 
 
-def training_datasets(args, method: str):
+def training_datasets(tailoring: TailoringArguments, method: str, cache_dir: str | None = None):
     """(train, eval or None) as the method's TRL dataset (prompt-completion for SFT, preference pairs for DPO, ORPO,
     SimPO, unpaired for KTO); several splits (ORPO's) are concatenated; checked before any model loads."""
     import datasets
 
-    splits = load_tailoring_splits(args.hf_dataset_name, args.dataset_name, args.cache_dir)
-    style = templates.PromptStyle.for_run(args.training_type, args.dataset_name, args.response_prefix)
+    where = tailoring.hf_dataset_name
+    splits = load_tailoring_splits(where, tailoring.dataset_name, cache_dir)
+    style, training_type = tailoring.style(), tailoring.training_type
     spec = training_method(method)
     train_rows, eval_rows = [], []
     for train_name in spec.train_splits:
-        train = pick_split(splits, train_name, args.hf_dataset_name, args.max_train_samples)
-        train_rows += spec.examples(train, args.training_type, style, train_name)
+        train = pick_split(splits, train_name, where, tailoring.max_train_samples)
+        train_rows += spec.examples(train, training_type, style, train_name)
     for eval_name in spec.eval_splits:
-        if eval_name in splits and args.max_eval_samples != 0:
-            evaluation = pick_split(splits, eval_name, args.hf_dataset_name, args.max_eval_samples)
-            eval_rows += spec.examples(evaluation, args.training_type, style, eval_name)
+        if eval_name in splits and tailoring.max_eval_samples != 0:
+            evaluation = pick_split(splits, eval_name, where, tailoring.max_eval_samples)
+            eval_rows += spec.examples(evaluation, training_type, style, eval_name)
     as_dataset = datasets.Dataset.from_list
     return as_dataset(train_rows), (as_dataset(eval_rows) if eval_rows else None)
 
 
-def base_model_for(args, method: str) -> str:
+def base_model_for(tailoring: TailoringArguments, method: str) -> str:
     """SFT and ORPO start from the base model; DPO, SimPO and KTO from the merged SFT model of the same training
     type (``methods.py``)."""
     if training_method(method).starts_from != SFT_MODEL:
-        return absolute_if_local(resolve_model_name(args.base_model_name))
-    sft_merged = model_dirs(args, "sft").merged
+        return absolute_if_local(resolve_model_name(tailoring.base_model_name))
+    sft_merged = model_dirs(tailoring, "sft").merged
     if not (sft_merged / layout.MODEL_CONFIG_FILE).exists():
         flags = (
-            f"--method sft --training_type {args.training_type.value} --dataset_name '{args.dataset_name}' "
-            f"--hf_dataset_name '{args.hf_dataset_name}' --model_nickname '{args.model_nickname}' "
-            f"--base_model_name '{args.base_model_name}' --model_save_dir '{args.model_save_dir}'"
+            f"--method sft --training_type {tailoring.training_type.value} "
+            f"--dataset_name '{tailoring.dataset_name}' --hf_dataset_name '{tailoring.hf_dataset_name}' "
+            f"--model_nickname '{tailoring.model_nickname}' --base_model_name '{tailoring.base_model_name}' "
+            f"--model_save_dir '{tailoring.model_save_dir}'"
         )
         raise UsageError(
             f"{training_method(method).title} starts from the merged SFT model, but {sft_merged} does not exist: first run "
@@ -325,18 +423,6 @@ def lora_targets(names: list[str]):
     return names
 
 
-def lora_config(r: int, alpha: int, dropout: float, target_modules: list[str]):
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=r,
-        lora_alpha=alpha,
-        lora_dropout=dropout,
-        target_modules=lora_targets(target_modules),
-        task_type="CAUSAL_LM",
-    )
-
-
 def is_main_process() -> bool:
     """Rank 0 (or no distributed launch); read from the environment so no process group is created early."""
     return int(os.environ.get("RANK", "0")) == 0
@@ -382,17 +468,25 @@ def training_fingerprint(
     }
 
 
-def plan_training(args, method: str, flags: list[str]) -> TrainingPlan:
+def plan_training(
+    tailoring: TailoringArguments,
+    lora_arguments: LoraArguments,
+    backend: BackendArguments,
+    method: str,
+    flags: list[str],
+    protocol: Protocol = Protocol.toolkit,
+    seed: int = 0,
+) -> TrainingPlan:
     """Data, TRL config (a bad flag is one line here, adapter or not) and fingerprint; loads no model."""
-    train_dataset, eval_dataset = training_datasets(args, method)
-    config = parse_training_config(args, method, list(flags), eval_dataset is not None)
-    base = base_model_for(args, method)
-    lora = lora_config(args.lora_r, args.lora_alpha, args.lora_dropout, args.lora_target_modules)
-    quantization = {"load_in_4bit": args.load_in_4bit, "load_in_8bit": args.load_in_8bit}
+    train_dataset, eval_dataset = training_datasets(tailoring, method, backend.cache_dir)
+    config = parse_training_config(tailoring, method, list(flags), protocol, seed, eval_dataset is not None)
+    base = base_model_for(tailoring, method)
+    lora = lora_arguments.peft_config()
+    quantization = {"load_in_4bit": backend.load_in_4bit, "load_in_8bit": backend.load_in_8bit}
     fingerprint = training_fingerprint(
-        method, args.training_type.value, base, config, lora, quantization, train_dataset, eval_dataset
+        method, tailoring.training_type.value, base, config, lora, quantization, train_dataset, eval_dataset
     )
-    dirs = model_dirs(args, method)
+    dirs = model_dirs(tailoring, method)
     return TrainingPlan(method, dirs, config, train_dataset, eval_dataset, base, fingerprint, lora)
 
 
@@ -412,24 +506,29 @@ def describe_training(plan: TrainingPlan) -> str:
     return "\n".join(lines)
 
 
-def train(args, method: str, flags: list[str]) -> Path:
-    """Train the LoRA adapter of ``method`` (a ``methods.METHODS`` name) for ``args.training_type`` unless the same
-    one exists; return its folder. ``flags`` are the method's TRL config flags of the command line.
-    """
-    plan = plan_training(args, method, flags)
+def train(plan: TrainingPlan, backend: BackendArguments, overwrite: bool, arguments: dict) -> Path:
+    """Train the planned LoRA adapter (``plan_training``) unless the same one exists; return its folder.
+    ``arguments`` (the command line's groups, ``public_args``) go into the run record."""
 
     def fit():
-        trainer = trainer_for(plan, args)
+        trainer = trainer_for(plan, backend)
         trainer.accelerator.wait_for_everyone()  # the others start once the main process holds the folder
-        fit_and_save(trainer, plan, public_args(args))
+        fit_and_save(trainer, plan, arguments)
 
-    run_work_stage(plan.stage, fit, args.overwrite, main=is_main_process())
+    run_work_stage(plan.stage, fit, overwrite, main=is_main_process())
     return plan.dirs.adapter
 
 
-def build_trainer(args, method: str, flags: list[str] = ()):
+def build_trainer(
+    tailoring: TailoringArguments,
+    lora: LoraArguments,
+    backend: BackendArguments,
+    method: str,
+    flags: list[str] = (),
+    protocol: Protocol = Protocol.toolkit,
+):
     """The trainer ``run_model --stage train`` would build (for benchmarks and tests)."""
-    return trainer_for(plan_training(args, method, flags), args)
+    return trainer_for(plan_training(tailoring, lora, backend, method, flags, protocol), backend)
 
 
 def trainer_for(plan: TrainingPlan, options: BackendArguments):

@@ -476,7 +476,7 @@ def test_tailoring_splits_keep_the_format_and_train_like_the_standard_form(name,
             tailoring.main([*argv, "--output", str(output), "--retriever", "bm25", "--fewshot_rows", "2"])
             == 0
         )
-        built[form] = make_args(tmp_path, Path("unused-model"), output)
+        built[form] = make_args(tmp_path, Path("unused-model"), output).tailoring
     source = datasets.load_from_disk(str(tmp_path / f"augmented-{name}"))["train"].features
     for split in datasets.load_from_disk(str(tmp_path / f"tailoring-{name}")).values():
         own = [c for c in ("prompt", "chosen", "rejected") if c in source]
@@ -519,20 +519,26 @@ def trl_conversational(folder: Path) -> Path:
 def test_persona_tailoring_trains_and_generates_on_trl_conversational_data(tiny_model_dir, tmp_path):
     from persona_core.io import read_records
     from persona_core.layout import pt_output_path
+    from persona_core.shards import ShardArguments
     from persona_tailoring.model import generate, train
 
     standard = make_args(tmp_path / "standard", tiny_model_dir, write_tailoring_dataset(tmp_path / "plain"))
-    args = make_args(tmp_path, tiny_model_dir, trl_conversational(tmp_path / "trl"))
+    args = make_args(
+        tmp_path, tiny_model_dir, trl_conversational(tmp_path / "trl"), model_path=str(tiny_model_dir)
+    )
     for method in ("sft", "dpo"):
-        theirs, ours = train.training_datasets(standard, method), train.training_datasets(args, method)
+        theirs = train.training_datasets(standard.tailoring, method)
+        ours = train.training_datasets(args.tailoring, method)
         assert ours[0].to_list() == theirs[0].to_list()
-    plan = train.plan_training(args, "sft", training_flags())
-    adapter = train.fit_and_save(train.trainer_for(plan, args), plan, {})
+    plan = train.plan_training(args.tailoring, args.lora, args.generator, "sft", training_flags())
+    adapter = train.fit_and_save(train.trainer_for(plan, args.generator), plan, {})
     assert json.loads((adapter / "training_summary.json").read_text())["train_examples"] == 4
-    args.model_path = str(tiny_model_dir)
-    args.max_tokens = 4
-    assert generate.infer(args, "sft") == 0
-    output = pt_output_path(args.results_save_dir, "Handmade", "tiny", "sft", "chosen", "gold-chosen")
+    args.generation.max_tokens = 4
+    inference = generate.plan_infer(args.tailoring, args.inference, args.generator, args.generation, "sft")
+    assert generate.infer(inference, args.generator, ShardArguments()) == 0
+    output = pt_output_path(
+        args.tailoring.results_save_dir, "Handmade", "tiny", "sft", "chosen", "gold-chosen"
+    )
     records = read_records(output)
     assert [r["prompt"] for r in records] == [f"question test{i}?" for i in range(3)]
     assert records[0]["model_input"].startswith("Prompt: question test0?\nPersona: The user is CG-test0")

@@ -5,33 +5,50 @@ import json
 import pytest
 
 from persona_core import protocol
-from persona_core.cli import parse, parse_args
+from persona_core.cli import parse
 from persona_core.layout import TRAINING_SUMMARY_FILE
 from persona_inference.model import run_model as pi_run_model
 from persona_tailoring.evaluation import run_judge
 from persona_tailoring.model import train
-from persona_tailoring.model.run_model import Arguments as TailoringArguments
 from persona_tailoring.model.run_model import main as tailoring_main
+from persona_tailoring.model.run_model import parse_run_model
 from tests.helpers import flag, run_script, toolkit_outputs, write_tailoring_dataset
 
 
-def tailoring_args(argv: list[str]) -> TailoringArguments:
-    return parse_args(TailoringArguments, protocol.apply("persona_tailoring.model.run_model", argv))
+def tailoring_args(argv: list[str]) -> dict:
+    """run_model's groups by name, parsed as its ``main`` parses them (the protocol's values first)."""
+    script, tailoring, lora, inference, generator, generation, shards, chosen, flags = parse_run_model(argv)
+    return {
+        "tailoring": tailoring,
+        "lora": lora,
+        "generator": generator,
+        "generation": generation,
+        "protocol": chosen,
+    }
+
+
+def training_config(argv: list[str], method: str, flags: list[str]):
+    groups = tailoring_args(argv)
+    return train.parse_training_config(groups["tailoring"], method, flags, groups["protocol"].protocol)
 
 
 def test_protocol_values_come_first_so_explicit_flags_win():
-    argv = protocol.apply("persona_tailoring.model.run_model", ["--protocol", "paper", "--max_tokens", "20"])
-    args = parse_args(TailoringArguments, argv)
-    assert (args.min_tokens, args.max_tokens, args.lora_target_modules) == (10, 20, ["peft_default"])
+    groups = tailoring_args(["--protocol", "paper", "--max_tokens", "20"])
+    generation, lora = groups["generation"], groups["lora"]
+    assert (generation.min_tokens, generation.max_tokens, lora.lora_target_modules) == (
+        10,
+        20,
+        ["peft_default"],
+    )
     untouched = ["--max_tokens", "20"]
     assert protocol.apply("persona_tailoring.model.run_model", untouched) == untouched
-    assert tailoring_args(["--protocol", "toolkit"]).max_tokens == 256
+    assert tailoring_args(["--protocol", "toolkit"])["generation"].max_tokens == 256
 
 
 def test_paper_training_config_and_its_overrides(tmp_path):
     data = write_tailoring_dataset(tmp_path / "data")
-    args = tailoring_args(["--protocol", "paper", "--hf_dataset_name", str(data)])
-    sft = train.parse_training_config(args, "sft", [])
+    paper = ["--protocol", "paper", "--hf_dataset_name", str(data)]
+    sft = training_config(paper, "sft", [])
     assert (sft.per_device_train_batch_size, sft.gradient_accumulation_steps) == (1, 1)
     assert (sft.completion_only_loss, sft.learning_rate, sft.num_train_epochs, sft.max_length) == (
         False,
@@ -40,10 +57,10 @@ def test_paper_training_config_and_its_overrides(tmp_path):
         512,
     )
     assert sft.load_best_model_at_end and sft.metric_for_best_model == "eval_loss"
-    dpo = train.parse_training_config(args, "dpo", ["--per_device_train_batch_size", "2"])
+    dpo = training_config(paper, "dpo", ["--per_device_train_batch_size", "2"])
     assert (dpo.per_device_train_batch_size, dpo.gradient_accumulation_steps) == (2, 1)
     assert (dpo.learning_rate, dpo.beta, dpo.max_length) == (5e-6, 0.1, 512)
-    toolkit = train.parse_training_config(tailoring_args(["--hf_dataset_name", str(data)]), "sft", [])
+    toolkit = training_config(["--hf_dataset_name", str(data)], "sft", [])
     assert (toolkit.per_device_train_batch_size, toolkit.gradient_accumulation_steps) == (4, 2)
     assert toolkit.completion_only_loss is True
 
@@ -72,8 +89,15 @@ def test_a_paper_sft_run_trains_the_papers_adapter_on_whole_sequences_and_genera
         str(tmp_path / "results"),
     ]
     # the loss covers every real token, the prompt's too (TRL's labels: -100 only on padding)
-    args = tailoring_args([*common, "--max_train_samples", "2"])
-    trainer = train.build_trainer(args, "sft", ["--num_train_epochs", "1"])
+    groups = tailoring_args([*common, "--max_train_samples", "2"])
+    trainer = train.build_trainer(
+        groups["tailoring"],
+        groups["lora"],
+        groups["generator"],
+        "sft",
+        ["--num_train_epochs", "1"],
+        groups["protocol"].protocol,
+    )
     batch = next(iter(trainer.get_train_dataloader()))
     real = batch["attention_mask"].bool() if "attention_mask" in batch else batch["labels"] != -100
     assert batch["input_ids"].shape[0] == 1
@@ -84,7 +108,7 @@ def test_a_paper_sft_run_trains_the_papers_adapter_on_whole_sequences_and_genera
         [*common, "--stage", "all", "--num_train_epochs", "1", "--limit", "1", "--batch_size", "1"]
     )
     assert status == 0
-    adapter = train.model_dirs(args, "sft").adapter
+    adapter = train.model_dirs(groups["tailoring"], "sft").adapter
     config = json.loads((adapter / "adapter_config.json").read_text())
     assert set(config["target_modules"]) == {"q_proj", "v_proj"}
     assert (config["r"], config["lora_alpha"], config["lora_dropout"]) == (16, 32, 0.05)

@@ -11,6 +11,7 @@ from bench.loopback import LoopbackLLMServer
 from persona_core.errors import UsageError
 from persona_core.io import read_records
 from persona_core.layout import PT_OUTPUT_FIELDS, pt_files, pt_output_name
+from persona_core.shards import ShardArguments
 from persona_tailoring.model import generate
 from persona_tailoring.model.run_model import main
 from tests.helpers import (
@@ -79,11 +80,11 @@ def test_generation_stops_at_the_next_prompt_and_at_end_of_sequence(parrot_model
 def test_infer_writes_one_documented_record_per_test_row(tmp_path, tiny_model_dir, monkeypatch):
     data = write_tailoring_dataset(tmp_path / "data")
     args = make_args(tmp_path, tiny_model_dir, data, model_path=str(tiny_model_dir), max_tokens=4)
-    args.inference_type = [
+    args.inference.inference_type = [
         generate.templates.InferenceType.gold_chosen,
         generate.templates.InferenceType.none,
     ]
-    assert generate.infer(args, "sft") == 0
+    assert infer(args) == 0
     folder = tmp_path / "results" / "Handmade" / "tiny"
     records = read_records(folder / OUTPUT_NAME)
     assert [list(r) for r in records] == [list(PT_OUTPUT_FIELDS)] * 3
@@ -103,11 +104,16 @@ def test_infer_writes_one_documented_record_per_test_row(tmp_path, tiny_model_di
     monkeypatch.setattr(
         generate, "load_generator", lambda *a: pytest.fail("loaded a model for finished outputs")
     )
-    assert generate.infer(args, "sft") == 0
+    assert infer(args) == 0
     # ... and another model's outputs never replace it silently
-    args.model_path = str(tmp_path / "another-model")
+    args.inference.model_path = str(tmp_path / "another-model")
     with pytest.raises(UsageError, match=r"model\.name.*--overwrite"):
-        generate.infer(args, "sft")
+        infer(args)
+
+
+def infer(args) -> int:
+    plan = generate.plan_infer(args.tailoring, args.inference, args.generator, args.generation, "sft")
+    return generate.infer(plan, args.generator, ShardArguments())
 
 
 def plain_name() -> str:

@@ -47,23 +47,23 @@ def data_dir(tmp_path_factory):
 def run_flags(args) -> list[str]:
     return [
         "--base_model_name",
-        args.base_model_name,
+        args.tailoring.base_model_name,
         "--model_nickname",
-        args.model_nickname,
+        args.tailoring.model_nickname,
         "--dataset_name",
-        args.dataset_name,
+        args.tailoring.dataset_name,
         "--hf_dataset_name",
-        args.hf_dataset_name,
+        args.tailoring.hf_dataset_name,
         "--model_save_dir",
-        args.model_save_dir,
+        args.tailoring.model_save_dir,
         "--results_save_dir",
-        args.results_save_dir,
+        args.tailoring.results_save_dir,
     ]
 
 
 def stand_in_sft_model(args, tiny_model_dir) -> None:
     """The tiny model copied where SimPO and KTO look for the merged SFT model of the training type."""
-    shutil.copytree(tiny_model_dir, train.model_dirs(args, "sft").merged)
+    shutil.copytree(tiny_model_dir, train.model_dirs(args.tailoring, "sft").merged)
 
 
 @pytest.mark.parametrize("method", NEW_METHODS)
@@ -77,10 +77,10 @@ def test_method_trains_merges_and_generates_with_the_papers_file_names(
     argv = ["--method", method, "--stage", "all", "--training_type", "all", *run_flags(args)]
     argv += ["--inference_type", "gold-chosen", "none", "--max_new_tokens", "6", *training_flags()]
     assert main(argv) == 0
-    dirs = train.model_dirs(args, method)
+    dirs = train.model_dirs(args.tailoring, method)
     summary = json.loads(dirs.training_summary.read_text())
     expected_base = (
-        train.model_dirs(args, "sft").merged.resolve()
+        train.model_dirs(args.tailoring, "sft").merged.resolve()
         if spec.starts_from == SFT_MODEL
         else tiny_model_dir.resolve()
     )
@@ -94,7 +94,7 @@ def test_method_trains_merges_and_generates_with_the_papers_file_names(
     style = PromptStyle.for_run(TrainingType.all, "Handmade")
     for inference_type, persona_column in (("gold-chosen", "chosen_persona_gold"), ("none", None)):
         output = layout.pt_output_path(
-            args.results_save_dir, "Handmade", "tiny", method, "all", inference_type
+            args.tailoring.results_save_dir, "Handmade", "tiny", method, "all", inference_type
         )
         assert output.name == f"{method}_Persona(training_type=all, inference_type={inference_type}).jsonl"
         config = parse_file_name(output)
@@ -105,8 +105,8 @@ def test_method_trains_merges_and_generates_with_the_papers_file_names(
             row = tailoring_row("test", index)
             persona = row[persona_column] if persona_column else ""
             assert record["model_input"] == style.model_input(row["prompt"], persona)
-    assert sorted(layout.find_pt_outputs(args.results_save_dir)) == sorted(
-        layout.pt_output_path(args.results_save_dir, "Handmade", "tiny", method, "all", i)
+    assert sorted(layout.find_pt_outputs(args.tailoring.results_save_dir)) == sorted(
+        layout.pt_output_path(args.tailoring.results_save_dir, "Handmade", "tiny", method, "all", i)
         for i in ("gold-chosen", "none")
     )
 
@@ -117,7 +117,7 @@ def test_training_sees_exactly_the_tokens_generation_sees(tmp_path, tiny_model_d
     args = make_args(tmp_path, tiny_model_dir, data_dir)
     if METHODS[method].starts_from == SFT_MODEL:
         stand_in_sft_model(args, tiny_model_dir)
-    trainer = train.build_trainer(args, method, training_flags())
+    trainer = train.build_trainer(args.tailoring, args.lora, args.generator, method, training_flags())
     tokenizer = trainer.processing_class
     first = trainer.train_dataset[0]
     split = METHODS[method].train_splits[0]
@@ -240,7 +240,7 @@ def test_training_resumes_after_a_kill(tmp_path, tiny_model_dir, data_dir, metho
         stand_in_sft_model(args, tiny_model_dir)
     flags = training_flags(num_train_epochs=6, per_device_train_batch_size=4)
     argv = ["--method", method, "--stage", "train", *run_flags(args), "--max_eval_samples", "0", *flags]
-    dirs = train.model_dirs(args, method)
+    dirs = train.model_dirs(args.tailoring, method)
     steps_per_epoch = {"orpo": 2, "simpo": 1, "kto": 2}[method]  # examples / batch 4
     first = dirs.checkpoints / f"checkpoint-{steps_per_epoch}" / "trainer_state.json"
     command = [sys.executable, "-m", "persona_tailoring.model.run_model", *argv]

@@ -43,8 +43,8 @@ def first_batch_loss(trainer, examples: int = 2, **changes) -> float:
 
 def test_padding_free_batches_give_the_padded_loss(tiny_model_dir, data, tmp_path):
     args = make_args(tmp_path, tiny_model_dir, data)
-    padded = build_trainer(args, "sft", training_flags())
-    flat = build_trainer(args, "sft", training_flags(padding_free=True))
+    padded = build_trainer(args.tailoring, args.lora, args.generator, "sft", training_flags())
+    flat = build_trainer(args.tailoring, args.lora, args.generator, "sft", training_flags(padding_free=True))
     first = [padded.train_dataset[i]["input_ids"] for i in range(2)]
     assert first == [flat.train_dataset[i]["input_ids"] for i in range(2)] and len(set(map(len, first))) == 2
 
@@ -89,7 +89,9 @@ def test_untruncated_padding_free_sft_is_refused(tiny_model_dir, data, tmp_path)
     with pytest.raises(
         UsageError, match="more than --max_length 8, and padding-free batches are not truncated"
     ):
-        build_trainer(args, "sft", training_flags(padding_free=True, max_length=8))
+        build_trainer(
+            args.tailoring, args.lora, args.generator, "sft", training_flags(padding_free=True, max_length=8)
+        )
 
 
 def dpo_plan(tmp_path, tiny_model_dir, data, **flags):
@@ -99,10 +101,12 @@ def dpo_plan(tmp_path, tiny_model_dir, data, **flags):
     from persona_tailoring.model import train
 
     args = make_args(tmp_path, tiny_model_dir, data)
-    sft_merged = train.model_dirs(args, "sft").merged
+    sft_merged = train.model_dirs(args.tailoring, "sft").merged
     if not sft_merged.exists():
         shutil.copytree(tiny_model_dir, sft_merged)
-    return args, train.plan_training(args, "dpo", training_flags(**flags))
+    return args, train.plan_training(
+        args.tailoring, args.lora, args.generator, "dpo", training_flags(**flags)
+    )
 
 
 def dpo_trainer(tmp_path, tiny_model_dir, data, plan=None, **flags):
@@ -115,7 +119,7 @@ def dpo_trainer(tmp_path, tiny_model_dir, data, plan=None, **flags):
         args, plan = dpo_plan(tmp_path, tiny_model_dir, data, **flags)
     else:
         args = make_args(tmp_path, tiny_model_dir, data)
-    trainer = train.trainer_for(plan, args)
+    trainer = train.trainer_for(plan, args.generator)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():  # LoRA B starts at zero, which would make the policy the reference (loss log 2)
         for name, param in sorted(trainer.model.named_parameters()):

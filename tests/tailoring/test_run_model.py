@@ -118,9 +118,9 @@ def test_default_nickname_comes_from_the_base_model_so_two_models_keep_both(
         assert main(argv(tmp_path, model, data_dir, "sft", "train", None) + training_flags()) == 0
     assert adapter_weights(tmp_path, nickname=tiny_model_dir.name).exists()
     assert adapter_weights(tmp_path, nickname="another-model").exists()
-    assert make_args(tmp_path, "meta-llama/Llama-3.2-1B", data_dir, model_nickname=None).model_nickname == (
-        "meta-llama--Llama-3.2-1B"
-    )
+    assert make_args(
+        tmp_path, "meta-llama/Llama-3.2-1B", data_dir, model_nickname=None
+    ).tailoring.model_nickname == ("meta-llama--Llama-3.2-1B")
 
 
 def test_a_typoed_training_flag_errors_even_when_the_adapter_exists(tmp_path, tiny_model_dir, data_dir):
@@ -184,7 +184,7 @@ def test_downstream_merge_dpo_and_generation_follow_a_retrained_sft_model(
 
 def test_a_merged_model_of_another_adapter_is_refused_or_remerged(tmp_path, tiny_model_dir, data_dir):
     args = make_args(tmp_path, tiny_model_dir, data_dir)
-    dirs = train.model_dirs(args, "sft")
+    dirs = train.model_dirs(args.tailoring, "sft")
     assert main(argv(tmp_path, tiny_model_dir, data_dir, "sft", "train") + training_flags()) == 0
     merge.merge(dirs)
     # the adapter replaced behind the merge stage's back (e.g. copied in from elsewhere)
@@ -204,7 +204,7 @@ def test_a_killed_training_resumes_from_its_checkpoint_under_the_same_fingerprin
 ):
     flags = training_flags(num_train_epochs=12)
     command = argv(tmp_path, tiny_model_dir, data_dir, "sft", "train", "tiny", "--max_eval_samples", "0")
-    dirs = train.model_dirs(make_args(tmp_path, tiny_model_dir, data_dir), "sft")
+    dirs = train.model_dirs(make_args(tmp_path, tiny_model_dir, data_dir).tailoring, "sft")
     process = subprocess.Popen(
         [sys.executable, "-m", "persona_tailoring.model.run_model", *command, *flags],
         stdout=subprocess.DEVNULL,

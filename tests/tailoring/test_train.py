@@ -32,8 +32,8 @@ def snapshot(model):
 
 
 def train_check_and_merge(args, method):
-    plan = train.plan_training(args, method, training_flags())
-    trainer = train.trainer_for(plan, args)
+    plan = train.plan_training(args.tailoring, args.lora, args.generator, method, training_flags())
+    trainer = train.trainer_for(plan, args.generator)
     model = trainer.model
     base_before, lora_before = snapshot(model)
     assert lora_before and all(p.requires_grad == ("lora_" in n) for n, p in model.named_parameters())
@@ -42,7 +42,7 @@ def train_check_and_merge(args, method):
     assert all(torch.equal(base_before[n], base_after[n]) for n in base_before), "a base weight changed"
     changed = [n for n in lora_before if not torch.equal(lora_before[n], lora_after[n])]
     assert any("lora_B" in n for n in changed), "no LoRA weight moved"
-    merged_dir = merge.merge_adapter(adapter_dir, train.model_dirs(args, method).merged)
+    merged_dir = merge.merge_adapter(adapter_dir, train.model_dirs(args.tailoring, method).merged)
     adapted, merged = adapter_and_merged_logits(adapter_dir, merged_dir)
     torch.testing.assert_close(merged, adapted, atol=1e-5, rtol=1e-4)
     return trainer, adapter_dir, merged_dir
@@ -76,7 +76,7 @@ def test_dpo_trains_lora_from_the_sft_model_and_merges_exactly(
     tmp_path, tiny_model_dir, data_dir, training_type
 ):
     args = make_args(tmp_path, tiny_model_dir, data_dir, training_type=training_type)
-    sft_merged = train.model_dirs(args, "sft").merged
+    sft_merged = train.model_dirs(args.tailoring, "sft").merged
     shutil.copytree(tiny_model_dir, sft_merged)  # stands in for the merged SFT model
     trainer, adapter_dir, _ = train_check_and_merge(args, "dpo")
     assert json.loads((adapter_dir / "adapter_config.json").read_text())["base_model_name_or_path"] == str(
@@ -113,22 +113,27 @@ def test_dpo_refuses_without_the_merged_sft_model(tmp_path, tiny_model_dir, data
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").rglob("adapter_config.json"))
 
 
+def train_sft(args, flags):
+    plan = train.plan_training(args.tailoring, args.lora, args.generator, "sft", flags)
+    return train.train(plan, args.generator, overwrite=False, arguments={})
+
+
 def test_training_resumes_from_the_last_checkpoint(tmp_path, tiny_model_dir, data_dir):
     args = make_args(tmp_path, tiny_model_dir, data_dir, max_eval_samples=0)
     flags = training_flags(num_train_epochs=2)
-    adapter_dir = train.train(args, "sft", flags)
-    checkpoint_dir = train.model_dirs(args, "sft").checkpoints
+    adapter_dir = train_sft(args, flags)
+    checkpoint_dir = train.model_dirs(args.tailoring, "sft").checkpoints
     checkpoints = sorted(checkpoint_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     assert [c.name for c in checkpoints] == ["checkpoint-2", "checkpoint-4"]
     # as if killed after the first epoch: the last checkpoint and the adapter are gone
     shutil.rmtree(checkpoints[-1])
     shutil.rmtree(adapter_dir)
-    train.train(args, "sft", flags)
+    train_sft(args, flags)
     summary = json.loads((adapter_dir / TRAINING_SUMMARY_FILE).read_text())
     assert summary["resumed_from"].endswith("checkpoint-2") and summary["global_step"] == 4
     # a finished adapter is reused, not retrained
     before = (adapter_dir / "adapter_model.safetensors").stat().st_mtime_ns
-    train.train(args, "sft", flags)
+    train_sft(args, flags)
     assert (adapter_dir / "adapter_model.safetensors").stat().st_mtime_ns == before
 
 
@@ -136,14 +141,14 @@ def test_training_config_is_trls_own_with_the_papers_defaults(tmp_path, tiny_mod
     from trl import DPOConfig, SFTConfig
 
     args = make_args(tmp_path, tiny_model_dir, data_dir)
-    sft = train.parse_training_config(args, "sft", [])
+    sft = train.parse_training_config(args.tailoring, "sft", [])
     assert type(sft) is SFTConfig
     assert (sft.num_train_epochs, sft.learning_rate, sft.per_device_train_batch_size) == (10, 2e-5, 4)
     assert (sft.gradient_accumulation_steps, sft.max_length, sft.completion_only_loss) == (2, 512, True)
     assert sft.load_best_model_at_end and sft.metric_for_best_model == "eval_loss"
-    assert sft.output_dir == str(train.model_dirs(args, "sft").checkpoints)
+    assert sft.output_dir == str(train.model_dirs(args.tailoring, "sft").checkpoints)
     dpo = train.parse_training_config(
-        args, "dpo", ["--beta", "0.3", "--lr_scheduler_type", "cosine"], has_eval=False
+        args.tailoring, "dpo", ["--beta", "0.3", "--lr_scheduler_type", "cosine"], has_eval=False
     )
     assert type(dpo) is DPOConfig and (dpo.learning_rate, dpo.beta) == (5e-6, 0.3)
     assert dpo.lr_scheduler_type.value == "cosine" and dpo.eval_strategy.value == "no"

@@ -182,7 +182,8 @@ def test_lora_sft_trains_on_the_gpu_in_bfloat16_and_writes_the_adapter(sharp_mod
     from persona_tailoring.model import run_model
     from persona_tailoring.model.train import build_trainer
 
-    trainer = build_trainer(make_args(tmp_path, sharp_model_dir, data), "sft", training_flags())
+    args = make_args(tmp_path, sharp_model_dir, data)
+    trainer = build_trainer(args.tailoring, args.lora, args.generator, "sft", training_flags())
     assert trainer.args.bf16 and on_cuda(trainer.model)
     base = {n: p.dtype for n, p in trainer.model.named_parameters() if "lora_" not in n}
     assert set(base.values()) == {torch.bfloat16}
@@ -226,8 +227,8 @@ def test_padding_free_batches_give_the_padded_loss_on_the_gpu(sharp_model_dir, d
     from persona_tailoring.model.train import build_trainer
 
     args = make_args(tmp_path, sharp_model_dir, data)
-    padded = build_trainer(args, "sft", training_flags())
-    flat = build_trainer(args, "sft", training_flags(padding_free=True))
+    padded = build_trainer(args.tailoring, args.lora, args.generator, "sft", training_flags())
+    flat = build_trainer(args.tailoring, args.lora, args.generator, "sft", training_flags(padding_free=True))
     assert on_cuda(padded.model) and on_cuda(flat.model)
     flat_batch = flat.data_collator([flat.train_dataset[i] for i in range(2)])
     assert flat_batch["input_ids"].shape[0] == 1 and "attention_mask" not in flat_batch  # one row, no padding
