@@ -8,12 +8,9 @@ import difflib
 import enum
 import sys
 import typing
-from typing import TypeVar
 
 from persona_core.errors import UsageError
 from persona_core.secrets import refuse_key_flags
-
-T = TypeVar("T")
 
 
 class DefaultsHelpFormatter(argparse.HelpFormatter):
@@ -140,7 +137,7 @@ def _add_group(parser: argparse.ArgumentParser, group: type) -> None:
         section.add_argument(*flags, **kwargs)
 
 
-def _build(group: type[T], namespace: argparse.Namespace) -> T:
+def _build(group: type, namespace: argparse.Namespace):
     hints = typing.get_type_hints(group)
     values = {}
     for field in dataclasses.fields(group):
@@ -166,42 +163,3 @@ def public_args(*groups) -> dict:
                 value = [v.value if isinstance(v, enum.Enum) else v for v in value]
             out[key] = value
     return out
-
-
-def parse_args(
-    cls: type[T], argv: list[str] | None = None, description: str | None = None, epilog: str | None = None
-) -> T:
-    """Transitional: one composed dataclass, checked along its bases. Use ``parse``."""
-    args, _ = parse_known_args(cls, argv, description, epilog, strict=True)
-    return args
-
-
-def parse_known_args(
-    cls: type[T],
-    argv: list[str] | None = None,
-    description: str | None = None,
-    epilog: str | None = None,
-    strict: bool = False,
-) -> tuple[T, list[str]]:
-    """Transitional: ``parse_args`` returning the flags it does not know. Use ``parse``."""
-    refuse_key_flags(sys.argv[1:] if argv is None else argv)
-    parser = OneLineParser(
-        description=description and description.replace("``", ""),
-        epilog=epilog,
-        formatter_class=DefaultsHelpFormatter,
-        allow_abbrev=False,
-    )
-    _add_group(parser, cls)
-    namespace, rest = parser.parse_known_args(argv)
-    if strict and rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    args = _build(cls, namespace)
-    check(args)
-    return args, rest
-
-
-def check(args) -> None:
-    """Transitional: run every ``check`` along ``args``'s dataclass bases."""
-    for klass in reversed(type(args).__mro__):
-        if "check" in vars(klass):
-            vars(klass)["check"](args)

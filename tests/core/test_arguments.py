@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 from persona_core.arguments import BackendArguments, GenerationArguments, RunArguments
-from persona_core.cli import parse_args
+from persona_core.cli import parse
 from persona_core.errors import UsageError
 from persona_core.llm.base import GenerationConfig
 
-
-@dataclass
-class Composed(RunArguments, BackendArguments, GenerationArguments):
-    pass
+GROUPS = (RunArguments, BackendArguments, GenerationArguments)
 
 
 @pytest.mark.parametrize(
@@ -32,15 +27,17 @@ class Composed(RunArguments, BackendArguments, GenerationArguments):
 )
 def test_argument_groups_check_values_when_parsed(argv, message):
     with pytest.raises(UsageError) as err:
-        parse_args(Composed, argv)
+        parse(GROUPS, argv)
     assert message in str(err.value)
 
 
-def test_composed_arguments_give_generation_settings_and_backend_options():
-    args = parse_args(Composed, ["--temperature", "0.5", "--stop_token", "x", "y", "--concurrency", "3"])
+def test_groups_give_generation_settings_and_backend_options():
+    run, backend, generation = parse(
+        GROUPS, ["--temperature", "0.5", "--stop_token", "x", "y", "--concurrency", "3", "--limit", "2"]
+    )
     expected = GenerationConfig(temperature=0.5, max_tokens=4, min_tokens=0, stop=("x", "y"), seed=0)
-    assert args.generation(max_tokens=4) == expected
-    assert args.backend_options()["concurrency"] == 3
+    assert generation.generation(max_tokens=4) == expected
+    assert backend.backend_options()["concurrency"] == 3 and run.limit == 2
 
 
 def test_dtype_loads_the_local_model_in_it_and_enters_the_fingerprint(tiny_model_dir):
@@ -48,11 +45,10 @@ def test_dtype_loads_the_local_model_in_it_and_enters_the_fingerprint(tiny_model
 
     from persona_core.llm import make_llm
 
-    args = parse_args(Composed, ["--dtype", "bfloat16"])
+    (backend,) = parse((BackendArguments,), ["--dtype", "bfloat16"])
     assert (
-        args.weight_options()["dtype"] == "bfloat16"
-        and "dtype" not in parse_args(Composed, []).weight_options()
+        backend.weight_options()["dtype"] == "bfloat16" and "dtype" not in BackendArguments().weight_options()
     )
-    llm = make_llm("hf_chat", str(tiny_model_dir), **args.backend_options())
+    llm = make_llm("hf_chat", str(tiny_model_dir), **backend.backend_options())
     assert llm.model.dtype == torch.bfloat16
     assert make_llm("hf_chat", str(tiny_model_dir)).model.dtype == torch.float32  # auto: as stored

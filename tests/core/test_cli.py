@@ -1,12 +1,14 @@
 """Every script's command line: no flag abbreviations, clean --help texts, and bad input caught at once with one
 ``error:`` line (keys as flags, a missing dataset path, a split a file cannot have, a dry run without its key)."""
 
+import dataclasses
 import importlib
 import re
 
 import pytest
 
-from persona_core.errors import run_cli
+from persona_core.cli import parse, public_args
+from persona_core.errors import UsageError, run_cli
 from tests.helpers import write_preferences
 
 SCRIPTS = [
@@ -177,3 +179,43 @@ def test_the_suggested_command_names_the_api_backend(tmp_path, capsys, isolated)
 
     line = fails_with_one_line(build_augmented_dataset.main, ["--model", "gpt-4o-mini"], capsys)
     assert "--model_name gpt-4o-mini --model_type open_ai" in line
+
+
+@dataclasses.dataclass
+class Alpha:
+    """Alpha flags."""
+
+    size: int = 1
+
+    def check(self) -> None:
+        if self.size < 0:
+            raise UsageError(f"--size must be 0 or more (got {self.size})")
+
+
+@dataclasses.dataclass
+class Beta:
+    """Beta flags."""
+
+    name: str = "b"
+    tags: list[str] = dataclasses.field(default_factory=list)
+
+
+def test_groups_parse_into_one_instance_each_in_order_and_check_themselves(capsys):
+    alpha, beta = parse((Alpha, Beta), ["--name", "x", "--size", "3", "--tags", "p", "q"])
+    assert (alpha, beta) == (Alpha(size=3), Beta(name="x", tags=["p", "q"]))
+    with pytest.raises(UsageError, match="--size must be 0 or more"):
+        parse((Alpha, Beta), ["--size", "-1"])
+    with pytest.raises(SystemExit):
+        parse((Alpha, Beta), ["--sizes", "3"])
+    assert "unrecognized arguments: --sizes 3" in capsys.readouterr().err
+    *groups, rest = parse((Alpha,), ["--size", "2", "--learning_rate", "1e-3"], return_remaining=True)
+    assert groups == [Alpha(size=2)] and rest == ["--learning_rate", "1e-3"]
+    assert public_args(alpha, beta) == {"size": 3, "name": "x", "tags": ["p", "q"]}
+
+
+def test_help_lists_each_group_under_its_title(capsys):
+    with pytest.raises(SystemExit):
+        parse((Alpha, Beta), ["--help"])
+    sections = capsys.readouterr().out.split("\n\n")
+    assert "Alpha flags:\n  --size SIZE" in sections
+    assert "Beta flags:\n  --name NAME\n  --tags TAGS [TAGS ...]\n" in sections
