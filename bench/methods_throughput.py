@@ -34,13 +34,24 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from persona_core.cli import parse
+from persona_core.data import load_splits
 from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT, resolve_model_name
 from persona_core.errors import UsageError
+from persona_tailoring.model.generate import GeneratorArguments
+from persona_tailoring.model.methods import METHODS
+from persona_tailoring.model.train import (
+    LoraArguments,
+    TailoringArguments,
+    build_trainer,
+    model_dirs,
+    pick_split,
+)
 
 if not __package__:  # run as a path (python bench/x.py): `bench` imports from the repository root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bench.common import finish, load_average  # noqa: E402 (after the path above)
+from bench.pt_throughput import step_clock  # noqa: E402
 
 SAMPLE_DATA = REPO_ROOT / "data" / "sample-tailoring"
 ALL_METHODS = ("sft", "dpo", "orpo", "simpo", "kto")
@@ -93,9 +104,6 @@ class MethodsThroughputArguments:
 def same_rows_folder(source: str, rows: int, folder: Path, method: str) -> Path:
     """A splits folder holding the first ``rows`` rows of ``source``'s dpo_train as sft_train and as dpo_train; for
     ORPO, which reads both, the first half as sft_train and the second as dpo_train."""
-    from persona_core.data import load_splits
-    from persona_tailoring.model.train import pick_split
-
     splits = load_splits(source)
     chosen = pick_split(splits, "dpo_train", source, rows)
     if len(chosen) < rows:
@@ -146,10 +154,6 @@ def measure(method: str, bench_fields: dict) -> dict:
     """One epoch of ``method`` in this (fresh) process: timing, forward counts, peak memory."""
     import torch
     from transformers import PrinterCallback, ProgressCallback
-
-    from bench.pt_throughput import step_clock
-    from persona_tailoring.model.generate import GeneratorArguments
-    from persona_tailoring.model.train import LoraArguments, TailoringArguments, build_trainer, model_dirs
 
     bench = MethodsThroughputArguments(**bench_fields)
     if bench.threads:
@@ -242,8 +246,6 @@ def run_all(bench: MethodsThroughputArguments) -> dict[str, dict]:
 
 
 def summarize(totals: dict[str, dict]) -> dict[str, dict]:
-    from persona_tailoring.model.methods import METHODS
-
     table = {}
     sft_rate = totals["sft"]["timed_rows"] / totals["sft"]["seconds"] if "sft" in totals else None
     for method, t in totals.items():

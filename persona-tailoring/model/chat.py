@@ -24,8 +24,15 @@ from pathlib import Path
 from persona_core import layout
 from persona_core.cli import parse
 from persona_core.errors import UsageError, run_cli
+from persona_core.secrets import load_env
 from persona_tailoring.model import config
-from persona_tailoring.model.generate import Backend, GeneratorArguments, TailoredGenerationArguments
+from persona_tailoring.model.generate import (
+    Backend,
+    GeneratorArguments,
+    TailoredGenerationArguments,
+    generate_texts,
+    load_generator,
+)
 from persona_tailoring.model.templates import THIRD_PERSON_START, PromptArguments, PromptStyle
 
 SAMPLE_MODEL = str(
@@ -82,8 +89,6 @@ def model_input(style: PromptStyle, prompt: str, persona: str) -> tuple[str, str
 
 
 def answer(llm, generation, style: PromptStyle, prompt: str, persona: str) -> str:
-    from persona_tailoring.model.generate import generate_texts
-
     text, prefill = model_input(style, prompt.strip(), persona)
     return generate_texts(llm, [text], generation, [prefill])[0]
 
@@ -92,9 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     groups = (ChatArguments, PromptArguments, GeneratorArguments, TailoredGenerationArguments)
     chat, prompt_format, generator, generation = parse(groups, argv, description=__doc__.split("\n\n")[0])
     check_together(chat, generator)
-    from persona_core.secrets import load_env
-    from persona_tailoring.model.generate import load_generator
-
     load_env()
     style = prompt_format.style()
     llm = load_generator(chat.model, generator)

@@ -10,6 +10,7 @@ import os
 
 from persona_core.embedded import EMBEDDED_MODEL_NAME
 from persona_core.layout import SAMPLE_TAILORING
+from persona_core.secrets import get_key
 
 model_nickname = None  # folder name for this model's checkpoints and results (None: from base_model_name)
 base_model_name = EMBEDDED_MODEL_NAME  # Hub id or local folder (e.g. meta-llama/Llama-3.1-8B)
@@ -28,8 +29,6 @@ def wandb_enabled(requested: bool) -> bool:
     """True when tracking is requested and a key exists; requested without a key is a clear error."""
     if not requested:
         return False
-    from persona_core.secrets import get_key
-
     key = get_key("wandb")  # raises a UsageError naming WANDB_API_KEY when missing
     os.environ.setdefault("WANDB_API_KEY", key)  # the seed's WANDB_KEY name works too
     return True
@@ -37,8 +36,6 @@ def wandb_enabled(requested: bool) -> bool:
 
 def export_hub_token() -> None:
     """Let huggingface_hub see a read token stored under the seed's HF_READ_TOKEN name (gated models)."""
-    from persona_core.secrets import get_key
-
     token = get_key("hf_read", required=False)
     if token:
         os.environ.setdefault("HF_TOKEN", token)

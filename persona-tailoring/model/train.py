@@ -29,6 +29,7 @@ from persona_core.data import load_splits
 from persona_core.embedded import resolve_model_name
 from persona_core.errors import UsageError
 from persona_core.io import atomic_output
+from persona_core.llm.hf import load_model_and_tokenizer
 from persona_core.preferences import read_tailoring_split
 from persona_core.protocol import Protocol, training_defaults
 from persona_core.runs import digest, model_identity, write_run_record
@@ -391,8 +392,6 @@ def training_device_map(options: BackendArguments):
 
 def load_for_training(model_name: str, options: BackendArguments, config):
     """Model and tokenizer with a pad token and an end-of-sequence token, quantized only where supported."""
-    from persona_core.llm.hf import load_model_and_tokenizer  # imports torch
-
     model, tokenizer = load_model_and_tokenizer(
         model_name,
         device_map=training_device_map(options),
