@@ -37,15 +37,9 @@ from persona_core.cli import parse
 from persona_core.data import load_splits
 from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT, resolve_model_name
 from persona_core.errors import UsageError
+from persona_tailoring.model import train
 from persona_tailoring.model.generate import GeneratorArguments
 from persona_tailoring.model.methods import METHODS
-from persona_tailoring.model.train import (
-    LoraArguments,
-    TailoringArguments,
-    build_trainer,
-    model_dirs,
-    pick_split,
-)
 
 if not __package__:  # run as a path (python bench/x.py): `bench` imports from the repository root
     sys.path[0] = str(Path(__file__).resolve().parents[1])
@@ -105,7 +99,7 @@ def same_rows_folder(source: str, rows: int, folder: Path, method: str) -> Path:
     """A splits folder holding the first ``rows`` rows of ``source``'s dpo_train as sft_train and as dpo_train; for
     ORPO, which reads both, the first half as sft_train and the second as dpo_train."""
     splits = load_splits(source)
-    chosen = pick_split(splits, "dpo_train", source, rows)
+    chosen = train.pick_split(splits, "dpo_train", source, rows)
     if len(chosen) < rows:
         raise UsageError(f"dpo_train of {source} has {len(chosen)} rows, fewer than --rows {rows}")
     folder.mkdir(parents=True, exist_ok=True)
@@ -160,7 +154,7 @@ def measure(method: str, bench_fields: dict) -> dict:
         torch.set_num_threads(bench.threads)
     with tempfile.TemporaryDirectory(prefix="methods-bench-") as folder:
         data = same_rows_folder(bench.hf_dataset_name, bench.rows, Path(folder) / "data", method)
-        tailoring = TailoringArguments(
+        tailoring = train.TailoringArguments(
             base_model_name=bench.model_name,
             model_nickname="bench",
             dataset_name=bench.dataset_name,
@@ -171,7 +165,9 @@ def measure(method: str, bench_fields: dict) -> dict:
             max_eval_samples=0,
         )
         generator = GeneratorArguments(device_map=bench.device_map)
-        merged = model_dirs(tailoring, "sft").merged  # the base model stands in for the merged SFT model
+        merged = train.model_dirs(
+            tailoring, "sft"
+        ).merged  # the base model stands in for the merged SFT model
         merged.parent.mkdir(parents=True)
         merged.symlink_to(Path(resolve_model_name(bench.model_name)).resolve(), target_is_directory=True)
         flags = ["--num_train_epochs", "1", "--per_device_train_batch_size", str(bench.batch_size)]
@@ -183,7 +179,7 @@ def measure(method: str, bench_fields: dict) -> dict:
             "--save_strategy",
             "no",
         ]
-        trainer = build_trainer(tailoring, LoraArguments(), generator, method, flags)
+        trainer = train.build_trainer(tailoring, train.LoraArguments(), generator, method, flags)
         for callback in (ProgressCallback, PrinterCallback):
             trainer.remove_callback(callback)
         clock = step_clock(method)

@@ -5,15 +5,8 @@ from __future__ import annotations
 
 from persona_core.embedded import resolve_model_name
 from persona_core.errors import UsageError
-from persona_core.llm.base import (
-    LLM,
-    TOKENS_READ,
-    Completion,
-    GenerationConfig,
-    Request,
-    ResultCallback,
-    messages_for,
-)
+from persona_core.llm import base
+from persona_core.llm.base import LLM, Completion, GenerationConfig, Request, ResultCallback
 from persona_core.llm.batching import ROUND_TOKENS, ContinuousBatcher
 
 
@@ -100,7 +93,7 @@ class HFBackend(LLM):
         """The exact text the model continues."""
         if not self.chat:
             return request.prompt + request.prefill
-        messages = messages_for(request, with_prefill=False)
+        messages = base.messages_for(request, with_prefill=False)
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return text + request.prefill
 
@@ -148,7 +141,7 @@ class HFBackend(LLM):
                 batch = queue[start : start + self.batch_size]
                 logits = engine.next_token_logits([tokens[r.id][len(prefix) :] for r in batch], prefix_states)
                 probs = logits.float().softmax(dim=-1)
-                top = probs.topk(TOKENS_READ, dim=-1)
+                top = probs.topk(base.TOKENS_READ, dim=-1)
                 for request, row, values, indices in zip(
                     batch, probs, top.values.tolist(), top.indices.tolist(), strict=True
                 ):

@@ -158,8 +158,16 @@ def load_personas(path: Path, dataset, dataset_name: str, rows: range) -> list[d
 class JudgeExperiment(Experiment):
     """A judge experiment: the run's model judges the personas of persona-inference runs, each pair in both orders.
 
-    Subclasses say which persona models to judge by default, build the requests, and summarize the judgments.
+    Subclasses say which persona models to judge by default, and name in their class statement the functions that
+    build the requests, finish each record and summarize the judgments:
+    ``class PersonaAccuracy(JudgeExperiment, build_requests=..., finish=..., table=...)``.
     """
+
+    def __init_subclass__(cls, build_requests=None, finish=None, table=None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name, function in (("build_requests", build_requests), ("finish", finish), ("table", table)):
+            if function is not None:
+                setattr(cls, name, staticmethod(function))
 
     unit: str
     """What two requests judge, for the dry run: 'personas', 'persona pairs'."""

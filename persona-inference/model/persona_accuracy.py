@@ -117,15 +117,11 @@ def summarize(records: list[dict]) -> list[dict]:
     return rows
 
 
-class PersonaAccuracy(JudgeExperiment):
+class PersonaAccuracy(JudgeExperiment, build_requests=build_requests, finish=finish_record, table=summarize):
     """By default every persona model found for the split and run is judged."""
 
     name, label, unit = "persona_accuracy", "persona accuracy", "personas"
     nothing_to_judge = "cover none of the rows"
-
-    build_requests = staticmethod(build_requests)
-    finish = staticmethod(finish_record)
-    table = staticmethod(summarize)
 
     def table_line(self, line: dict) -> str:
         return (

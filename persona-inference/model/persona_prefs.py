@@ -120,7 +120,7 @@ def summarize(records: list[dict]) -> list[dict]:
     return table
 
 
-class PersonaPrefs(JudgeExperiment):
+class PersonaPrefs(JudgeExperiment, build_requests=build_requests, finish=finish_record, table=summarize):
     """By default the judge compares its own personas."""
 
     name, label, unit = "persona_prefs", "persona preferences", "persona pairs"
@@ -134,10 +134,6 @@ class PersonaPrefs(JudgeExperiment):
             f"persona_prefs judges the judge's own personas ({own}) unless --persona_model names others; "
             "pass it, or run persona_inference with this model first"
         )
-
-    build_requests = staticmethod(build_requests)
-    finish = staticmethod(finish_record)
-    table = staticmethod(summarize)
 
     def table_line(self, line: dict) -> str:
         return (
