@@ -38,7 +38,7 @@ from persona_core.data import load_splits
 from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT, resolve_model_name
 from persona_core.errors import UsageError
 from persona_tailoring.model import train
-from persona_tailoring.model.generate import GeneratorArguments
+from persona_tailoring.model.arguments import GeneratorArguments, LoraArguments, TailoringArguments
 from persona_tailoring.model.methods import METHODS
 
 if not __package__:  # run as a path (python bench/x.py): `bench` imports from the repository root
@@ -154,7 +154,7 @@ def measure(method: str, bench_fields: dict) -> dict:
         torch.set_num_threads(bench.threads)
     with tempfile.TemporaryDirectory(prefix="methods-bench-") as folder:
         data = same_rows_folder(bench.hf_dataset_name, bench.rows, Path(folder) / "data", method)
-        tailoring = train.TailoringArguments(
+        tailoring = TailoringArguments(
             base_model_name=bench.model_name,
             model_nickname="bench",
             dataset_name=bench.dataset_name,
@@ -179,7 +179,7 @@ def measure(method: str, bench_fields: dict) -> dict:
             "--save_strategy",
             "no",
         ]
-        trainer = train.build_trainer(tailoring, train.LoraArguments(), generator, method, flags)
+        trainer = train.build_trainer(tailoring, LoraArguments(), generator, method, flags)
         for callback in (ProgressCallback, PrinterCallback):
             trainer.remove_callback(callback)
         clock = step_clock(method)

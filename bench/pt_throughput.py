@@ -40,20 +40,15 @@ from persona_core.data import load_splits
 from persona_core.embedded import EMBEDDED_MODEL_NAME, REPO_ROOT, resolve_model_name
 from persona_core.errors import UsageError, run_cli
 from persona_core.layout import paper_data_dir
-from persona_tailoring.model.generate import (
+from persona_tailoring.model.arguments import (
     GeneratorArguments,
-    generate_completions,
-    load_generator,
-    tailored_generation,
-)
-from persona_tailoring.model.templates import InferenceType, PromptStyle, TrainingType, inference_personas
-from persona_tailoring.model.train import (
     LoraArguments,
     TailoringArguments,
-    build_trainer,
-    model_dirs,
-    pick_split,
+    tailored_generation,
 )
+from persona_tailoring.model.generate import generate_completions, load_generator
+from persona_tailoring.model.templates import InferenceType, PromptStyle, TrainingType, inference_personas
+from persona_tailoring.model.train import build_trainer, model_dirs, pick_split
 
 if not __package__:  # run as a path (python bench/x.py): `bench` imports from the repository root
     sys.path[0] = str(Path(__file__).resolve().parents[1])

@@ -13,12 +13,13 @@ import typing
 from pathlib import Path
 
 from persona_core.layout import paper_data_dir
-from persona_tailoring.model.generate import (
+from persona_tailoring.model.arguments import (
     GeneratorArguments,
     InferenceArguments,
+    LoraArguments,
     TailoredGenerationArguments,
+    TailoringArguments,
 )
-from persona_tailoring.model.train import LoraArguments, TailoringArguments
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,13 +26,8 @@ from persona_core.cli import parse
 from persona_core.errors import UsageError, run_cli
 from persona_core.secrets import load_env
 from persona_tailoring.model import config
-from persona_tailoring.model.generate import (
-    Backend,
-    GeneratorArguments,
-    TailoredGenerationArguments,
-    generate_texts,
-    load_generator,
-)
+from persona_tailoring.model.arguments import Backend, GeneratorArguments, TailoredGenerationArguments
+from persona_tailoring.model.generate import generate_texts, load_generator
 from persona_tailoring.model.templates import THIRD_PERSON_START, PromptArguments, PromptStyle
 
 SAMPLE_MODEL = str(

@@ -26,109 +26,27 @@ records and fingerprints sit in the hidden ``.runs/`` folder beside the outputs 
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass, field
-from enum import Enum
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from persona_core import layout
-from persona_core.arguments import BackendArguments, GenerationArguments
 from persona_core.errors import UsageError
 from persona_core.llm import make_llm
 from persona_core.llm.base import LLM, Completion, GenerationConfig, Request
 from persona_core.runs import digest, model_identity
-from persona_core.secrets import base_url_from_env
 from persona_core.shards import ShardArguments
 from persona_core.stage import RequestStage, check_stage, describe, run_stage
 from persona_tailoring.model import templates
-from persona_tailoring.model.train import TailoringArguments, load_tailoring_splits, model_dirs, pick_split
+from persona_tailoring.model.arguments import (
+    Backend,
+    GeneratorArguments,
+    InferenceArguments,
+    TailoredGenerationArguments,
+    TailoringArguments,
+)
+from persona_tailoring.model.train import load_tailoring_splits, model_dirs, pick_split
 
 KEEP_BOTH = "--results_save_dir (or --model_nickname)"
-
-
-class Backend(str, Enum):
-    """Where tailored models run: in process (transformers or vLLM), or behind an OpenAI-compatible server."""
-
-    hf = "hf"
-    vllm = "vllm"
-    open_ai = "open_ai"
-
-
-@dataclass
-class GeneratorArguments(BackendArguments):
-    """Where tailored responses are generated (in process or on a server), for generation, chat and benchmarks."""
-
-    backend: Backend = field(
-        default=Backend.hf,
-        metadata={"help": "hf (in process), vllm (vLLM in process) or open_ai (a completions server)."},
-    )
-    no_merge: bool = field(
-        default=False,
-        metadata={
-            "help": "Generate from the trained LoRA adapter on its base model (vLLM serves it: --backend vllm) "
-            "instead of the merged model, so no merge is needed."
-        },
-    )
-
-    def check(self) -> None:
-        super().check()
-        if self.no_merge and self.backend != Backend.vllm:
-            raise UsageError(
-                "--no_merge needs --backend vllm (which serves the LoRA adapter on its base model); "
-                "drop --no_merge to generate from the merged model"
-            )
-        if self.backend == Backend.open_ai and not self.base_url:
-            if not base_url_from_env("open_ai"):
-                raise UsageError(
-                    "--backend open_ai needs --base_url (e.g. http://localhost:8000/v1 for `vllm serve`)"
-                )
-
-
-@dataclass
-class TailoredGenerationArguments(GenerationArguments):
-    """Sampling settings of a tailored model (a response always ends where the next prompt would start)."""
-
-    min_tokens: int = field(
-        default=0, metadata={"help": "Minimum new tokens per response (local models). paper: 10."}
-    )
-    max_tokens: int = field(
-        default=256,
-        metadata={"help": "Maximum new tokens per response. paper: 512.", "aliases": ["--max_new_tokens"]},
-    )
-    stop_token: list[str] = field(
-        default_factory=list, metadata={"help": "Stop strings besides the next '\\nPrompt:' (always a stop)."}
-    )
-
-    def generation(self, **changes) -> GenerationConfig:
-        """The shared settings, every one of them honoured, with the tailored stops."""
-        return tailored_generation(**asdict(super().generation(**changes)))
-
-
-@dataclass
-class InferenceArguments:
-    """What the infer stage generates: which personas, from which model."""
-
-    inference_type: list[templates.InferenceType] = field(
-        default_factory=lambda: [templates.InferenceType.gold_chosen],
-        metadata={"help": "Personas to infer with (several allowed, one output file each)."},
-    )
-    system_persona: str | None = field(
-        default=None,
-        metadata={
-            "help": "Persona for --inference_type system (default: one per dataset, the authors' in meaning)."
-        },
-    )
-    model_path: str | None = field(
-        default=None, metadata={"help": "Generate from this model instead of the method's own."}
-    )
-    server_model_name: str | None = field(
-        default=None, metadata={"help": "Model name the server serves (default: the merged folder's path)."}
-    )
-
-
-def tailored_generation(stop=(), **settings) -> GenerationConfig:
-    """Generation settings of a tailored model: the next ``\\nPrompt:`` always ends a response."""
-    stops = templates.STOP_STRINGS + [s for s in stop if s not in templates.STOP_STRINGS]
-    return GenerationConfig(stop=stops, **settings)
 
 
 BACKEND_MODEL_TYPES = {Backend.hf: "hf_chat", Backend.vllm: "vllm", Backend.open_ai: "open_ai"}

@@ -49,18 +49,17 @@ from persona_core.protocol import apply as apply_protocol
 from persona_core.secrets import load_env
 from persona_core.shards import ShardArguments
 from persona_tailoring.model import config
-from persona_tailoring.model.generate import (
+from persona_tailoring.model.arguments import (
     GeneratorArguments,
     InferenceArguments,
+    LoraArguments,
     TailoredGenerationArguments,
-    infer,
-    plan_infer,
+    TailoringArguments,
 )
+from persona_tailoring.model.generate import infer, plan_infer
 from persona_tailoring.model.merge import merge
 from persona_tailoring.model.templates import Method
 from persona_tailoring.model.train import (
-    LoraArguments,
-    TailoringArguments,
     describe_training,
     is_main_process,
     model_dirs,

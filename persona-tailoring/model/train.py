@@ -19,7 +19,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,87 +34,13 @@ from persona_core.preferences import read_tailoring_split
 from persona_core.protocol import Protocol, training_defaults
 from persona_core.runs import digest, model_identity, write_run_record
 from persona_core.stage import WorkStage, run_work_stage
-from persona_tailoring.model import config as defaults
+from persona_tailoring.model.arguments import LoraArguments, TailoringArguments
 from persona_tailoring.model.config import wandb_enabled
 from persona_tailoring.model.methods import SFT_MODEL, other_owners
 from persona_tailoring.model.methods import method as training_method
 from persona_tailoring.model.packing import pack_dpo_forward
-from persona_tailoring.model.templates import PromptArguments
 
 KEEP_BOTH = "--model_nickname (or --model_save_dir)"
-
-
-@dataclass
-class TailoringArguments(PromptArguments):
-    """Which model and data: the base model, the dataset, where models and generations go, how much data trains."""
-
-    model_nickname: str | None = field(
-        default=defaults.model_nickname,
-        metadata={"help": "Folder name for this model (default: from --base_model_name, file-safe)."},
-    )
-    base_model_name: str = field(
-        default=defaults.base_model_name, metadata={"help": "Base model: Hub id or local folder."}
-    )
-    use_wandb: bool = field(
-        default=defaults.use_wandb, metadata={"help": "Log training to Weights & Biases (needs a key)."}
-    )
-    hf_dataset_name: str = field(
-        default=defaults.hf_dataset_name,
-        metadata={
-            "help": "Hub id, save_to_disk folder, or folder of <split>.jsonl files with the tailoring splits."
-        },
-    )
-    model_save_dir: str = field(
-        default=defaults.model_save_dir, metadata={"help": "Root for adapters and merged models."}
-    )
-    results_save_dir: str = field(
-        default=defaults.results_save_dir, metadata={"help": "Root for generations."}
-    )
-    max_train_samples: int | None = field(
-        default=None, metadata={"help": "Use only the first N rows of each training split (ORPO reads two)."}
-    )
-    max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Use only the first N validation rows (0: no eval)."}
-    )
-
-    def __post_init__(self):
-        if not self.model_nickname:
-            self.model_nickname = layout.model_nickname(self.base_model_name)
-
-    def check(self) -> None:
-        if self.max_train_samples is not None and self.max_train_samples <= 0:
-            raise UsageError(f"--max_train_samples must be positive (got {self.max_train_samples})")
-
-
-@dataclass
-class LoraArguments:
-    """The LoRA adapter (the paper's); the trainer's own settings are its TRL config's flags."""
-
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
-    lora_target_modules: list[str] = field(
-        default_factory=lambda: ["all-linear"],
-        metadata={
-            "help": "Modules LoRA adapts: names, all-linear, or peft_default (PEFT's choice for the architecture, "
-            "q_proj v_proj on Llama). paper: peft_default."
-        },
-    )
-
-    def check(self) -> None:
-        if not 0 <= self.lora_dropout < 1 or self.lora_r <= 0 or self.lora_alpha <= 0:
-            raise UsageError("--lora_r and --lora_alpha must be positive and --lora_dropout in [0, 1)")
-
-    def peft_config(self):
-        from peft import LoraConfig
-
-        return LoraConfig(
-            r=self.lora_r,
-            lora_alpha=self.lora_alpha,
-            lora_dropout=self.lora_dropout,
-            target_modules=lora_targets(self.lora_target_modules),
-            task_type="CAUSAL_LM",
-        )
 
 
 TRAINING_DEFAULTS = {
@@ -410,16 +336,6 @@ def load_for_training(model_name: str, options: BackendArguments, config):
         checkpointing = bool(config.gradient_checkpointing or config.activation_checkpointing)
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
     return model, tokenizer
-
-
-def lora_targets(names: list[str]):
-    """PEFT's ``target_modules``: None (its default for the architecture) for ``peft_default``, the string
-    ``all-linear`` as PEFT spells it, else the module names."""
-    if names == ["peft_default"]:
-        return None
-    if names == ["all-linear"]:
-        return "all-linear"
-    return names
 
 
 def is_main_process() -> bool:

@@ -5,7 +5,7 @@ import io
 import pytest
 
 from persona_core.errors import run_cli
-from persona_tailoring.model import chat, generate
+from persona_tailoring.model import arguments, chat, generate
 from persona_tailoring.model.templates import PromptStyle, TrainingType
 
 
@@ -31,7 +31,7 @@ def expected_answer(model_dir, prompt: str) -> str:
     style = PromptStyle.for_run(TrainingType.chosen, "Sample")
     text = style.model_input(prompt, "The user is a beginner cook")
     llm = generate.load_generator(str(model_dir))
-    return generate.generate_texts(llm, [text], generate.tailored_generation(max_tokens=5))[0]
+    return generate.generate_texts(llm, [text], arguments.tailored_generation(max_tokens=5))[0]
 
 
 def test_one_answer_and_an_interactive_session(tiny_model_dir, capsys, monkeypatch):

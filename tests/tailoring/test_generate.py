@@ -12,7 +12,7 @@ from persona_core.errors import UsageError
 from persona_core.io import read_records
 from persona_core.layout import PT_OUTPUT_FIELDS, pt_files, pt_output_name
 from persona_core.shards import ShardArguments
-from persona_tailoring.model import generate
+from persona_tailoring.model import arguments, generate
 from persona_tailoring.model.run_model import main
 from tests.helpers import (
     OUTPUT_NAME,
@@ -67,13 +67,13 @@ def test_generation_stops_at_the_next_prompt_and_at_end_of_sequence(parrot_model
     assert unconstrained.startswith(" Put it in boiling water.\nPrompt:")  # the model itself runs on
 
     llm = generate.load_generator(str(parrot_model_dir), generate.GeneratorArguments(batch_size=2))
-    generation = generate.tailored_generation(max_tokens=30)
+    generation = arguments.tailored_generation(max_tokens=30)
     completions = generate.generate_completions(llm, [EGG, ABC], generation)
     assert [c.text.strip() for c in completions] == ["Put it in boiling water.", "Done"]
     assert all(c.usage["completion_tokens"] < 30 for c in completions)
     assert generate.generate_texts(llm, [ABC, EGG], generation) == ["Done", "Put it in boiling water."]
     # the same backend serves calls with other settings: a 3-token budget cuts the answer short
-    short = generate.generate_completions(llm, [EGG], generate.tailored_generation(max_tokens=3))[0]
+    short = generate.generate_completions(llm, [EGG], arguments.tailored_generation(max_tokens=3))[0]
     assert short.usage["completion_tokens"] == 3 and "Put it in boiling water." not in short.text
 
 
