@@ -158,9 +158,8 @@ def run_stage(
             for request in own_requests:
                 stage.meta[request.id]["prompt"] = llm.render(request)
         with open_run(own_files, stage.fingerprint, overwrite, stage.keep_both):
-            checkpoint = JsonlCheckpoint(
-                own_files.checkpoint
-            )  # opened once: every round of the stage appends here
+            # opened once: every round of the stage appends to it
+            checkpoint = JsonlCheckpoint(own_files.checkpoint)
             try:
                 execute = stage.execute or functools.partial(answer, stage)
                 execution = execute(llm, own_requests, checkpoint)
@@ -183,35 +182,29 @@ def run_stage(
                     f"checkpoint kept in {own_files.folder}; rerun the same command to retry the failed requests"
                 )
                 return StageOutcome("failed", failed, stats, {}, run_record)
-            if shards.sharded:
-                extra = [r for i, r in records.items() if i not in {q.id for q in own_requests}]
-                write_jsonl_atomic(own_files.results, ordered + extra)
-            else:
-                rows = final_rows(stage, records)
-                summary = stage.summarize(rows, records)
-                run_record = write_run_record(
-                    files, arguments, execution.stats, **headline(stage), **stage.record, **summary
-                )
-                write_jsonl_atomic(files.results, [stage.final_record(r) for r in rows])
-                return StageOutcome("done", rows, stats, summary, run_record)
+            if not shards.sharded:
+                return finish_stage(stage, records, arguments, execution.stats, stats)
+            extra = [r for i, r in records.items() if i not in {q.id for q in own_requests}]
+            write_jsonl_atomic(own_files.results, ordered + extra)
     records = assemble(files, stage.requests, stage.fingerprint, shards)
     if records is None:
         print(
             f"{stage.label}: shard {shards.shard_index} done ({len(own_requests)} requests); {unfinished(files, shards)}"
         )
         return StageOutcome("waiting", stats=stats)
+    return finish_stage(stage, records, arguments, stats.as_dict(), stats, shards=shards.num_shards)
+
+
+def finish_stage(
+    stage: RequestStage, records: dict[str, dict], arguments: dict, run_stats: dict, stats: RunStats, **extra
+) -> StageOutcome:
+    """The final rows, their summary and run record, and the final file written atomically."""
     rows = final_rows(stage, records)
     summary = stage.summarize(rows, records)
     run_record = write_run_record(
-        files,
-        arguments,
-        stats.as_dict(),
-        shards=shards.num_shards,
-        **headline(stage),
-        **stage.record,
-        **summary,
+        stage.files, arguments, run_stats, **extra, **headline(stage), **stage.record, **summary
     )
-    write_jsonl_atomic(files.results, [stage.final_record(r) for r in rows])
+    write_jsonl_atomic(stage.files.results, [stage.final_record(r) for r in rows])
     return StageOutcome("done", rows, stats, summary, run_record)
 
 

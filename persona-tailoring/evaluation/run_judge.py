@@ -325,17 +325,6 @@ def plan_comparison(
         rows = judge.judgments(pairs, judging.metrics, requests, records, task)
         return [row | {"comparison": comparison} for row in rows]
 
-    def summarize(rows: list[dict], records: dict) -> dict:
-        attempts = [r for r in records.values() if r.get("attempt", 1) > 1]
-        verdicts = {
-            "total": len(requests),
-            "invalid_first_attempt": sum(records[r.id]["verdict"] is None for r in requests),
-            "invalid_after_retry": sum(row[o.value]["verdict"] is None for row in rows for o in judge.Order),
-            "retried": len(attempts),
-            "cached": sum(bool(records[r.id].get("cached")) for r in requests),
-        }
-        return {"verdicts": verdicts}
-
     stage = RequestStage(
         label=f"judge {test.label}",
         files=layout.judge_files(comparison_folder(where, base, test)),
@@ -344,7 +333,7 @@ def plan_comparison(
         fingerprint=settings,
         generation=judging.first_attempt(generation),
         finish=judge.finish_record,
-        summarize=summarize,
+        summarize=functools.partial(verdict_counts, requests),
         options=options,
         model=f"{judging.judge_model_name} ({judging.judge_model_type.value})",
         prompts=settings["prompts"],
@@ -363,6 +352,18 @@ def plan_comparison(
         assemble=assemble,
     )
     return Comparison(test, pairs, dropped, stage)
+
+
+def verdict_counts(requests: list, rows: list[dict], records: dict) -> dict:
+    """The run record's verdict counts of a comparison: invalid before and after retries, retried, cached."""
+    verdicts = {
+        "total": len(requests),
+        "invalid_first_attempt": sum(records[r.id]["verdict"] is None for r in requests),
+        "invalid_after_retry": sum(row[o.value]["verdict"] is None for row in rows for o in judge.Order),
+        "retried": sum(r.get("attempt", 1) > 1 for r in records.values()),
+        "cached": sum(bool(records[r.id].get("cached")) for r in requests),
+    }
+    return {"verdicts": verdicts}
 
 
 def comparison_settings(where: ComparisonArguments, base: Side, test: Side) -> dict:

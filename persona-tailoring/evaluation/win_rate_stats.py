@@ -184,51 +184,14 @@ def summarize(
         out["responses"] = {"note": NO_RESPONSES}
         length_diff = None
     for metric, codes in codes_by_metric.items():
-        codes = np.asarray(codes)
-        counts = {name: int((codes == k).sum()) for name, k in zip(SHARE_NAMES, range(4), strict=True)}
-        decisive = counts["test_wins"] + counts["base_wins"]
-        samples = codes[index]
-        boot_wins[metric] = _win_rates(samples)
-        out[metric] = {
-            "n": n,
-            "counts": counts,
-            **{name: round(count / n, 4) for name, count in counts.items()},
-            "share_ci95": {
-                name: _interval((samples == k).mean(axis=1))
-                for name, k in zip(SHARE_NAMES, range(4), strict=True)
-            },
-            "win_rate": round(counts["test_wins"] / decisive, 4) if decisive else None,
-            "ci95": _interval(boot_wins[metric]),
-            "undefined_resamples": count_undefined(boot_wins[metric]),
-            **(
-                length_controlled_win_rate(codes, length_diff)
-                if length_diff is not None
-                else {"lc_win_rate": None, "lc_length_coef": None, "lc_note": NO_RESPONSES}
-            ),
-        }
-        if not decisive:
-            out[metric]["note"] = "no decisive verdicts (all ties or invalid): win rate undefined"
+        out[metric], boot_wins[metric] = metric_summary(np.asarray(codes), index, length_diff)
         if p_tests is not None:
             shares = np.asarray(p_tests[metric])
             boot_soft[metric] = shares[index].mean(axis=1)
             out[metric]["probability_win_rate"] = round(float(shares.mean()), 4)
             out[metric]["probability_ci95"] = _interval(boot_soft[metric])
     if all(m in codes_by_metric for m in METRICS):
-        value = delta_pq(out["personalization"]["win_rate"], out["response_quality"]["win_rate"])
-        boot = delta_pq(boot_wins["personalization"], boot_wins["response_quality"])
-        out["delta_pq"] = {
-            "value": None if value is None else round(value, 4),
-            "ci95": _interval(boot),
-            "undefined_resamples": count_undefined(boot),
-        }
-        if p_tests is not None:
-            soft = delta_pq(
-                out["personalization"]["probability_win_rate"],
-                out["response_quality"]["probability_win_rate"],
-            )
-            boot = delta_pq(boot_soft["personalization"], boot_soft["response_quality"])
-            out["delta_pq"]["probability_value"] = round(soft, 4)
-            out["delta_pq"]["probability_ci95"] = _interval(boot)
+        out["delta_pq"] = delta_pq_summary(out, boot_wins, boot_soft if p_tests is not None else None)
     else:
         out["delta_pq"] = {
             "value": None,
@@ -237,3 +200,52 @@ def summarize(
             "note": "needs both personalization and response_quality",
         }
     return out
+
+
+def metric_summary(codes, index, length_diff) -> tuple[dict, object]:
+    """One metric's counts, shares, win rate and length-controlled win rate, with bootstrap intervals over the
+    resampled prompts ``index``; and the bootstrap win rates (for ΔPQ's interval)."""
+    n = len(codes)
+    counts = {name: int((codes == k).sum()) for name, k in zip(SHARE_NAMES, range(4), strict=True)}
+    decisive = counts["test_wins"] + counts["base_wins"]
+    samples = codes[index]
+    boot_wins = _win_rates(samples)
+    summary = {
+        "n": n,
+        "counts": counts,
+        **{name: round(count / n, 4) for name, count in counts.items()},
+        "share_ci95": {
+            name: _interval((samples == k).mean(axis=1))
+            for name, k in zip(SHARE_NAMES, range(4), strict=True)
+        },
+        "win_rate": round(counts["test_wins"] / decisive, 4) if decisive else None,
+        "ci95": _interval(boot_wins),
+        "undefined_resamples": count_undefined(boot_wins),
+        **(
+            length_controlled_win_rate(codes, length_diff)
+            if length_diff is not None
+            else {"lc_win_rate": None, "lc_length_coef": None, "lc_note": NO_RESPONSES}
+        ),
+    }
+    if not decisive:
+        summary["note"] = "no decisive verdicts (all ties or invalid): win rate undefined"
+    return summary, boot_wins
+
+
+def delta_pq_summary(out: dict, boot_wins: dict, boot_soft: dict | None) -> dict:
+    """ΔPQ from the two metrics' win rates with its bootstrap interval; from probability win rates too."""
+    value = delta_pq(out["personalization"]["win_rate"], out["response_quality"]["win_rate"])
+    boot = delta_pq(boot_wins["personalization"], boot_wins["response_quality"])
+    summary = {
+        "value": None if value is None else round(value, 4),
+        "ci95": _interval(boot),
+        "undefined_resamples": count_undefined(boot),
+    }
+    if boot_soft is not None:
+        soft = delta_pq(
+            out["personalization"]["probability_win_rate"], out["response_quality"]["probability_win_rate"]
+        )
+        boot = delta_pq(boot_soft["personalization"], boot_soft["response_quality"])
+        summary["probability_value"] = round(soft, 4)
+        summary["probability_ci95"] = _interval(boot)
+    return summary
